@@ -1,0 +1,1 @@
+"""Residual-student distillation in torch (teacher flow maps, students, validation)."""

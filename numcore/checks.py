@@ -1,0 +1,107 @@
+"""The one place where user input is checked and converted.
+
+Every function here either returns a clean value (a float, an int, a float64
+array of the expected shape) or raises :class:`InputError` with a one-line
+message that names the parameter, the offending value and what was expected.
+The command line turns an :class:`InputError` into that line on standard error
+and exit status 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad user input: the message is one line naming field, value and expectation."""
+
+
+def _show(value, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, np.ndarray) else np.array2string(
+        value, threshold=6, precision=4
+    )
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """A finite real number, optionally inside [low, high] (open ends on request)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} = {_show(value)}: expected a real number") from None
+    if not math.isfinite(out):
+        raise InputError(f"{name} = {_show(value)}: expected a finite real number")
+    if low is not None and (out < low or (low_open and out == low)):
+        op = ">" if low_open else ">="
+        raise InputError(f"{name} = {out:g}: expected a number {op} {low:g}")
+    if high is not None and (out > high or (high_open and out == high)):
+        op = "<" if high_open else "<="
+        raise InputError(f"{name} = {out:g}: expected a number {op} {high:g}")
+    return out
+
+
+def integer(name: str, value, *, low=None, high=None) -> int:
+    """An integer (floats like 8.0 are accepted), optionally inside [low, high]."""
+    if isinstance(value, bool):
+        raise InputError(f"{name} = {_show(value)}: expected an integer")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} = {_show(value)}: expected an integer") from None
+    if not math.isfinite(f) or f != int(f):
+        raise InputError(f"{name} = {_show(value)}: expected an integer")
+    out = int(f)
+    if low is not None and out < low:
+        raise InputError(f"{name} = {out}: expected an integer >= {low}")
+    if high is not None and out > high:
+        raise InputError(f"{name} = {out}: expected an integer <= {high}")
+    return out
+
+
+def array(name: str, value, *, ndim: int | tuple[int, ...], shape=None, what: str = "") -> np.ndarray:
+    """A finite float64 array with ndim (or one of several) and, optionally, a shape.
+
+    ``shape`` entries that are None are free.  ``what`` describes the expected
+    layout in the message (for example "K x d").
+    """
+    if isinstance(value, (str, bytes, dict)) or value is None:
+        raise InputError(f"{name} = {_show(value)}: expected {what or 'a numeric array'}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{name} = {_show(value)}: expected {what or 'a numeric array'} "
+            "(ragged or non-numeric entries)"
+        ) from None
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if arr.ndim not in ndims:
+        raise InputError(
+            f"{name} has shape {arr.shape}: expected {what or f'{ndims[0]} dimension(s)'}"
+        )
+    if shape is not None and arr.ndim == len(shape):
+        for got, want in zip(arr.shape, shape):
+            if want is not None and got != want:
+                raise InputError(f"{name} has shape {arr.shape}: expected {what}")
+    if not np.all(np.isfinite(arr)):
+        bad = arr[~np.isfinite(arr)].ravel()[0]
+        raise InputError(f"{name} contains {bad}: expected finite numbers only")
+    return arr
+
+
+def choice(name: str, value: str, options) -> str:
+    """One of a fixed set of strings."""
+    if value not in options:
+        raise InputError(f"{name} = {_show(value)}: expected one of {', '.join(options)}")
+    return value
+
+
+def time_window(delta, T) -> tuple[float, float]:
+    """The OU time window 0 < delta < T <= 50 used by bounds, integrals and grids."""
+    d = real("--delta", delta, low=0.0, low_open=True)
+    T_ = real("--T", T, low=0.0, low_open=True, high=50.0)
+    if d >= T_:
+        raise InputError(f"--delta = {d:g}: expected a value below --T = {T_:g}")
+    return d, T_

@@ -1,0 +1,283 @@
+"""Compiled batched kernels for the OU marginal p_t of a Gaussian mixture.
+
+All kernels take the time-t marginal in the spectral form built by
+:func:`numcore.marginal.at_time`:
+
+    inv_s[k, i] = 1 / s_{k,i}(t),   s_{k,i}(t) = alpha^2 lam_{k,i} + 1 - alpha^2
+    mrot[k]     = alpha U_g^T mu_k          (mean in the component's basis)
+    logc[k]     = log pi_k - 1/2 sum_i log s_{k,i} - d/2 log(2 pi)
+
+and, for a point x with z = U_g^T x, evaluate
+
+    l_k = logc_k - 1/2 sum_i inv_s[k,i] (z_i - mrot[k,i])^2,   w = softmax(l)   (log-sum-exp)
+    g_k = -U_g diag(inv_s_k) (z - mrot_k)                       (component score)
+    s   = sum_k w_k g_k                                          (score of p_t)
+    H   = -sum_k w_k P_k + sum_k w_k (g_k - s)(g_k - s)^T       (Hessian of log p_t, centred)
+    J   = -I - H                                                 (Jacobian of v = -x - s)
+
+``basis`` has shape (G, d, d): G = 0 is the identity basis, G = 1 a shared
+basis, G = K one basis per component (``group[k]`` picks it).  Loops run over
+chunks of points in parallel; every chunk owns its workspace.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_JIT = dict(cache=True, fastmath=False, nogil=True)
+
+
+@nb.njit(**_JIT)
+def _component_terms(x, inv_s, mrot, logc, basis, group, zg, lk, gk):
+    """Fill zg (rotated point per basis), lk (logits) and gk (rotated component scores);
+    turn lk into normalised weights in place and return log p_t(x)."""
+    K, d = mrot.shape
+    G = basis.shape[0]
+    if G == 0:
+        for i in range(d):
+            zg[0, i] = x[i]
+    else:
+        for g in range(G):
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += basis[g, j, i] * x[j]
+                zg[g, i] = acc
+    lmax = -np.inf
+    for k in range(K):
+        g = group[k] if G > 0 else 0
+        q = 0.0
+        for i in range(d):
+            r = zg[g, i] - mrot[k, i]
+            gk[k, i] = -inv_s[k, i] * r
+            q += inv_s[k, i] * r * r
+        lk[k] = logc[k] - 0.5 * q
+        if lk[k] > lmax:
+            lmax = lk[k]
+    tot = 0.0
+    for k in range(K):
+        lk[k] = math.exp(lk[k] - lmax)
+        tot += lk[k]
+    for k in range(K):
+        lk[k] /= tot
+    return lmax + math.log(tot)
+
+
+@nb.njit(**_JIT)
+def _rotated_score(gk, w, basis, group, out):
+    """out = sum_k w_k U_g(k) gk_k  (the score in the original coordinates)."""
+    K, d = gk.shape
+    G = basis.shape[0]
+    for i in range(d):
+        out[i] = 0.0
+    if G <= 1:
+        if G == 0:
+            for k in range(K):
+                for i in range(d):
+                    out[i] += w[k] * gk[k, i]
+        else:
+            tmp = np.zeros(d)
+            for k in range(K):
+                for i in range(d):
+                    tmp[i] += w[k] * gk[k, i]
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += basis[0, i, j] * tmp[j]
+                out[i] = acc
+    else:
+        for k in range(K):
+            U = basis[group[k]]
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += U[i, j] * gk[k, j]
+                out[i] += w[k] * acc
+
+
+def _chunks(n):
+    threads = nb.get_num_threads()
+    size = max(1, -(-n // (4 * threads)))
+    return size, -(-n // size)
+
+
+@nb.njit(parallel=True, **_JIT)
+def _score_logp(x, inv_s, mrot, logc, basis, group, size, nchunks, score, logp, want_score):
+    n, d = x.shape
+    K = mrot.shape[0]
+    G = max(basis.shape[0], 1)
+    for c in nb.prange(nchunks):
+        zg = np.empty((G, d))
+        lk = np.empty(K)
+        gk = np.empty((K, d))
+        out = np.empty(d)
+        for p in range(c * size, min(n, (c + 1) * size)):
+            logp[p] = _component_terms(x[p], inv_s, mrot, logc, basis, group, zg, lk, gk)
+            if want_score:
+                _rotated_score(gk, lk, basis, group, out)
+                for i in range(d):
+                    score[p, i] = out[i]
+
+
+@nb.njit(**_JIT)
+def _hessian_point(x, inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H):
+    """Hessian of log p_t at x, written into H (d x d, original coordinates)."""
+    K, d = mrot.shape
+    G = basis.shape[0]
+    _component_terms(x, inv_s, mrot, logc, basis, group, zg, lk, gk)
+    if G <= 1:
+        # rotated coordinates: -sum w diag(inv_s) + centred covariance of gk
+        s = np.zeros(d)
+        for k in range(K):
+            for i in range(d):
+                s[i] += lk[k] * gk[k, i]
+        Hr = np.zeros((d, d))
+        for k in range(K):
+            for i in range(d):
+                Hr[i, i] -= lk[k] * inv_s[k, i]
+            for i in range(d):
+                ci = lk[k] * (gk[k, i] - s[i])
+                for j in range(d):
+                    Hr[i, j] += ci * (gk[k, j] - s[j])
+        if G == 0:
+            for i in range(d):
+                for j in range(d):
+                    H[i, j] = Hr[i, j]
+        else:
+            U = basis[0]
+            T = U @ Hr
+            R = T @ U.T
+            for i in range(d):
+                for j in range(d):
+                    H[i, j] = R[i, j]
+    else:
+        gfull = np.zeros((K, d))
+        s = np.zeros(d)
+        for k in range(K):
+            U = basis[group[k]]
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += U[i, j] * gk[k, j]
+                gfull[k, i] = acc
+                s[i] += lk[k] * acc
+        for i in range(d):
+            for j in range(d):
+                H[i, j] = 0.0
+        for k in range(K):
+            for i in range(d):
+                ci = lk[k] * (gfull[k, i] - s[i])
+                for j in range(d):
+                    H[i, j] += ci * (gfull[k, j] - s[j]) - lk[k] * Pfull[k, i, j]
+
+
+@nb.njit(parallel=True, **_JIT)
+def _hessian(x, inv_s, mrot, logc, basis, group, Pfull, size, nchunks, H):
+    n, d = x.shape
+    K = mrot.shape[0]
+    G = max(basis.shape[0], 1)
+    for c in nb.prange(nchunks):
+        zg = np.empty((G, d))
+        lk = np.empty(K)
+        gk = np.empty((K, d))
+        for p in range(c * size, min(n, (c + 1) * size)):
+            _hessian_point(x[p], inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H[p])
+
+
+@nb.njit(parallel=True, **_JIT)
+def _jacobian_spectrum(x, inv_s, mrot, logc, basis, group, Pfull, iso, size, nchunks, out):
+    """out[p] = (lambda_min(J), lambda_max(J)) for J = -I - H at each point.
+
+    ``iso``: every inv_s row is constant and the basis is the identity or shared,
+    so -sum w_k P_k = -c I and J's spectrum is c - 1 minus that of the rank-K
+    centred covariance, taken from its K x K Gram matrix."""
+    n, d = x.shape
+    K = mrot.shape[0]
+    G = max(basis.shape[0], 1)
+    for c in nb.prange(nchunks):
+        zg = np.empty((G, d))
+        lk = np.empty(K)
+        gk = np.empty((K, d))
+        H = np.empty((d, d))
+        s = np.empty(d)
+        Gm = np.empty((K, K))
+        for p in range(c * size, min(n, (c + 1) * size)):
+            if iso and d > K:
+                _component_terms(x[p], inv_s, mrot, logc, basis, group, zg, lk, gk)
+                cbar = 0.0
+                for i in range(d):
+                    s[i] = 0.0
+                for k in range(K):
+                    cbar += lk[k] * inv_s[k, 0]
+                    for i in range(d):
+                        s[i] += lk[k] * gk[k, i]
+                for k in range(K):
+                    for j in range(k + 1):
+                        acc = 0.0
+                        for i in range(d):
+                            acc += (gk[k, i] - s[i]) * (gk[j, i] - s[i])
+                        acc *= math.sqrt(lk[k] * lk[j])
+                        Gm[k, j] = acc
+                        Gm[j, k] = acc
+                ev = np.linalg.eigvalsh(Gm)
+                top = max(ev[-1], 0.0)
+                out[p, 0] = cbar - 1.0 - top
+                out[p, 1] = cbar - 1.0  # C has d - K >= 1 zero eigenvalues
+            else:
+                _hessian_point(x[p], inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H)
+                for i in range(d):
+                    for j in range(d):
+                        H[i, j] = -H[i, j]
+                    H[i, i] -= 1.0
+                ev = np.linalg.eigvalsh(H)
+                out[p, 0] = ev[0]
+                out[p, 1] = ev[-1]
+
+
+@nb.njit(parallel=True, **_JIT)
+def _lp_sums(diff_a, diff_b, p, size, nchunks, part):
+    """Per-chunk sums of e and e^2 with e = ||a - b||^p (rows)."""
+    n, d = diff_a.shape
+    for c in nb.prange(nchunks):
+        s1 = 0.0
+        s2 = 0.0
+        for r in range(c * size, min(n, (c + 1) * size)):
+            acc = 0.0
+            for i in range(d):
+                v = diff_a[r, i] - diff_b[r, i]
+                acc += v * v
+            e = acc ** (0.5 * p)
+            s1 += e
+            s2 += e * e
+        part[c, 0] = s1
+        part[c, 1] = s2
+
+
+@nb.njit(parallel=True, **_JIT)
+def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, basis, group, size, nchunks, part):
+    """Fused: exact score at x, then per-chunk sums of ||s_hat - s||^p and its square."""
+    n, d = x.shape
+    K = mrot.shape[0]
+    G = max(basis.shape[0], 1)
+    for c in nb.prange(nchunks):
+        zg = np.empty((G, d))
+        lk = np.empty(K)
+        gk = np.empty((K, d))
+        out = np.empty(d)
+        s1 = 0.0
+        s2 = 0.0
+        for r in range(c * size, min(n, (c + 1) * size)):
+            _component_terms(x[r], inv_s, mrot, logc, basis, group, zg, lk, gk)
+            _rotated_score(gk, lk, basis, group, out)
+            acc = 0.0
+            for i in range(d):
+                v = s_hat[r, i] - out[i]
+                acc += v * v
+            e = acc ** (0.5 * p)
+            s1 += e
+            s2 += e * e
+        part[c, 0] = s1
+        part[c, 1] = s2
