@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, asdict
 
 import numpy as np
-from scipy.stats import norm
+from statistics import NormalDist
 
 from .mixture import GaussianMixture
 
@@ -38,7 +38,7 @@ def _estimate(part: np.ndarray, n: int, p: float, level: float) -> LpEstimate:
     m = s1 / n
     var = max(s2 / n - m * m, 0.0) * n / max(n - 1, 1)
     se = np.sqrt(var / n)
-    z = norm.ppf(0.5 + level / 2)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     lo, hi = max(m - z * se, 0.0), m + z * se
     return LpEstimate(float(m ** (1 / p)), float(lo ** (1 / p)), float(hi ** (1 / p)), level, n, p)
 
