@@ -132,9 +132,9 @@ class BlockStack:
 
     # ---------------------------------------------------------------- (de)serialisation
     def state(self) -> dict:
-        return {"weights": [w.detach().cpu() for w in self.weights],
-                "biases": [b.detach().cpu() for b in self.biases],
-                "stats": [a.detach().cpu() for a in (self.m_in, self.s_in, self.m_out, self.s_out)]}
+        return {"weights": [w.detach().cpu().clone() for w in self.weights],
+                "biases": [b.detach().cpu().clone() for b in self.biases],
+                "stats": [a.detach().cpu().clone() for a in (self.m_in, self.s_in, self.m_out, self.s_out)]}
 
     @classmethod
     def from_state(cls, state: dict, dtype=torch.float32, device="cpu") -> "BlockStack":
