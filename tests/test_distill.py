@@ -242,3 +242,22 @@ def test_interval_estimators_cover():
         hits_ratio += r["ci_low"] <= 0.5 <= r["ci_high"]
     for hits in (hits_mean, hits_q, hits_ratio):
         assert 0.88 * 200 <= hits <= 200
+
+
+def test_end_to_end_finetuning_lowers_the_chained_error():
+    from distill.students import finetune_chain
+
+    mix = builtin("ring8")
+    nodes = [T, 0.5, DELTA]
+    traj = Teacher(mix).trajectory(marginal.sample(mix, T, 1024, 11), nodes).float()
+    X = traj.transpose(0, 1)
+    stack = BlockStack.init(2, 2, 16, 2, torch.Generator().manual_seed(0))
+    train_segments(stack, X[:-1], X[1:], iters=60, batch=256, lr=3e-3, generator=torch.Generator().manual_seed(1))
+
+    def chained():
+        with torch.no_grad():
+            return float(((stack.chain(X[0]) - X[-1]) ** 2).sum(1).mean() / (X[-1] ** 2).sum(1).mean())
+
+    before = chained()
+    finetune_chain(stack, X[0], X[-1], iters=150, batch=256, lr=1e-3, generator=torch.Generator().manual_seed(2))
+    assert chained() < 0.9 * before

@@ -156,3 +156,20 @@ def test_quick_preset_is_the_ring8_comparison():
     assert cfg.steps == [1, 4, 8] and cfg.grids == ["uniform", "balanced"] and cfg.seeds == 2
     cfg = build_config(["ring8"], [builtin("ring8").to_spec()], preset="quick", steps="2")
     assert cfg.steps == [2]  # explicit options override the preset
+
+
+def test_total_budget_widths_fit_and_per_block_widths_do_not_change():
+    from distill.config import build_config
+    from distill.students import param_count
+    from distill.sweep import block_width
+    from numcore.mixture import builtin
+
+    spec = [builtin("ring8").to_spec()]
+    cfg = build_config(["ring8"], spec, steps="1,2,4,8", budget="total", width=32, depth=2)
+    total = 8 * param_count(2, 32, 2)
+    widths = [block_width(cfg, N, 2) for N in cfg.steps]
+    assert widths[-1] == 32 and widths == sorted(widths, reverse=True) and widths[0] > 64
+    for N, w in zip(cfg.steps, widths):
+        assert N * param_count(2, w, 2) <= total < N * param_count(2, w + 1, 2)
+    cfg = build_config(["ring8"], spec, steps="1,2,4,8", width=32)
+    assert {block_width(cfg, N, 2) for N in cfg.steps} == {32}
