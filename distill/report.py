@@ -110,6 +110,30 @@ def summary_markdown(doc) -> str:
     holds = doc["fan_bound_holds_everywhere"]
     lines += ["", "Fan bound sum_i eps_i exp(Lambda(t_{i-1})) >= measured RMS error in every job: " +
               ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in holds.items())]
+    slack = {r: [j["fan"][r]["slack"] for j in doc["jobs"] if j["fan"][r]["measured_rms"] > 0]
+             for r in ("tri", "sharp", "onesided")}
+    lines.append("Fan bound slack (bound / measured), min .. max over jobs: " +
+                 ", ".join(f"{r} {min(v):.2g} .. {max(v):.2g}" for r, v in slack.items() if v))
+
+    lines += ["", "Amplification ||D Phi_{t->delta}(x)||_op over x ~ p_t (measured) against exp(Lambda(t)):", "",
+              "| mixture | t | mean [95% CI] | p99 [95% CI] | max | exp(Lambda) tri | sharp | onesided |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for mk, rows in doc["amplification"].items():
+        name = doc["mixtures"][mk]["describe"]["name"]
+        for r in rows:
+            m, q = r["mean"], r["p99"]
+            lines.append(f"| {name} | {r['t']:.3g} | {m['value']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}] | "
+                         f"{q['value']:.3g} [{q['ci_low']:.3g}, {q['ci_high']:.3g}] | {r['max']:.3g} | "
+                         f"{r['predicted']['tri']:.3g} | {r['predicted']['sharp']:.3g} | {r['predicted']['onesided']:.3g} |")
+
+    lines += ["", "Lipschitz constants at the largest N (first seed): max over segments of max_x ||D psi_i||_op "
+              "(trained block) and of max_x ||D Phi_{t_{i-1}->t_i}||_op (teacher), same points:", "",
+              "| mixture | grid | N | block | teacher |", "| --- | --- | --- | --- | --- |"]
+    Nmax, s0 = max(cfg["steps"]), doc["seeds"][0]
+    for j in doc["jobs"]:
+        if j["N"] == Nmax and j["seed"] == s0:
+            lines.append(f"| {j['mixture']} | {j['grid']} | {Nmax} | {max(x['block_max'] for x in j['lipschitz']):.3g} | "
+                         f"{max(x['teacher_max'] for x in j['lipschitz']):.3g} |")
     return "\n".join(lines) + "\n"
 
 
