@@ -3,7 +3,7 @@
 Summary statistics over seeds s = 1..S for each (mixture, grid, N):
 
 * relative MSE: mean over seeds with a Student-t 95% interval (seed-to-seed spread; with one seed
-  the Monte-Carlo interval of that seed is reported instead);
+  the Monte-Carlo interval of that seed is reported instead), cut at 0 from below;
 * change against the uniform grid at the same N, paired by seed (same teacher data):
   r_s = relMSE_s(grid) / relMSE_s(uniform), change = exp(mean_s log r_s) - 1 with the t-interval
   of mean_s log r_s mapped through exp(.) - 1 (negative = lower error than uniform).
@@ -51,6 +51,7 @@ def summarise(results) -> list[dict]:
         if lo is None:
             only = seeds[sorted(seeds)[0]]["rel_mse"]
             lo, hi = only["ci_low"], only["ci_high"]
+        lo = max(lo, 0.0)  # a relative MSE is >= 0: the interval is intersected with its support
         row = {"mixture": seeds[sorted(seeds)[0]]["mixture"], "mkey": mk, "grid": grid, "N": N,
                "seeds": sorted(seeds), "rel_mse": m, "rel_mse_ci": [lo, hi], "rel_mse_per_seed": vals,
                "params_total": seeds[sorted(seeds)[0]]["params_total"]}
