@@ -61,8 +61,13 @@ class Stability:
 
     @property
     def amplification(self) -> float:
-        """exp(Lambda(T)): the factor by which Phi_{T->delta} can stretch distances."""
-        return float(np.exp(self.integral.total))
+        """exp(Lambda(T)): the factor by which Phi_{T->delta} can stretch distances (inf past 1e308)."""
+        total = self.integral.total
+        return float(np.exp(total)) if total < 709.0 else float("inf")
+
+    @property
+    def log10_amplification(self) -> float:
+        return self.integral.total / float(np.log(10.0))
 
 
 def stability(mix: GaussianMixture, name: str, delta: float, T: float, *, samples: int = 4096,

@@ -1,0 +1,501 @@
+"""flowcert: certified sizes, stability bounds and balanced grids for flow distillation.
+
+The command line only parses options and prints; the work happens in numcore/,
+bounds/ and distill/.  Heavy libraries are imported inside the commands so that
+``flowcert --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+DEFAULT_DELTA = 1e-3
+DEFAULT_T = 5.0
+WINDOW_HELP = (
+    "OU time window. --T 5 puts p_T within KL e^{-10} KL(p_0||N(0,I)) of the Gaussian prior "
+    "(alpha_T = 0.0067); --delta 1e-3 stops at VE sigma = 0.045, below the built-ins' mode widths."
+)
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+
+class FlowcertGroup(click.Group):
+    """Turns bad input (numcore.checks.InputError) into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        from numcore.checks import InputError
+
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def window_options(f):
+    """--delta and --T, shared by every command that works on [delta, T]."""
+    f = click.option("--T", "T", type=float, default=DEFAULT_T, show_default=True,
+                     help="Largest OU time (sampling starts at x_T ~ p_T). " + WINDOW_HELP)(f)
+    f = click.option("--delta", type=float, default=DEFAULT_DELTA, show_default=True,
+                     help="Smallest OU time (sampling stops there); must be > 0 and < --T.")(f)
+    return f
+
+
+def load_mixture(spec: str):
+    from numcore.mixture import load
+
+    return load(spec)
+
+
+def write_atomic(path: str, data: bytes | str) -> None:
+    """Write data to path through a temporary file in the same folder, then rename."""
+    from numcore.checks import InputError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"output {path!r}: folder {folder!r} does not exist")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(tmp, mode) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise InputError(f"output {path!r} cannot be written: {exc.strerror}") from None
+
+
+def emit(text: str, out: str | None) -> None:
+    """Text to standard output, or atomically to a file."""
+    if out is None:
+        click.echo(text.rstrip("\n"))
+    else:
+        write_atomic(out, text if text.endswith("\n") else text + "\n")
+
+
+def to_json(obj) -> str:
+    import numpy as np
+
+    def clean(o):
+        """Plain JSON: arrays to lists, non-finite floats to null."""
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, np.ndarray):
+            return clean(o.tolist())
+        if isinstance(o, np.bool_):
+            return bool(o)
+        if isinstance(o, (np.floating, np.integer)):
+            o = o.item()
+        if isinstance(o, float) and not np.isfinite(o):
+            return None
+        return o
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
+def table(columns: dict, fmt: str = "{:.6g}") -> str:
+    """Aligned text columns from a mapping name -> sequence."""
+    names = list(columns)
+    rows = [[c if isinstance(c, str) else fmt.format(c) for c in col] for col in columns.values()]
+    widths = [max(len(n), *(len(c) for c in col)) if len(col) else len(n) for n, col in zip(names, rows)]
+    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths))]
+    for i in range(len(rows[0]) if rows else 0):
+        lines.append("  ".join(col[i].rjust(w) for col, w in zip(rows, widths)))
+    return "\n".join(lines)
+
+
+def csv_text(columns: dict) -> str:
+    import numpy as np
+
+    names = list(columns)
+    cols = [np.asarray(v) for v in columns.values()]
+    lines = [",".join(names)]
+    for i in range(len(cols[0])):
+        lines.append(",".join(repr(float(c[i])) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+def split_list(name: str, value: str | tuple, options) -> list[str]:
+    """Comma-separated (or repeated) choices, checked against options."""
+    from numcore.checks import InputError
+
+    items = []
+    for v in (value if isinstance(value, (tuple, list)) else (value,)):
+        items += [s.strip() for s in str(v).split(",") if s.strip()]
+    for s in items:
+        if s not in options:
+            raise InputError(f"{name} = {s!r}: expected one of {', '.join(options)}")
+    return list(dict.fromkeys(items))
+
+
+def progress(total: int, desc: str, enabled: bool = True):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled or None, leave=False)
+
+
+@click.group(cls=FlowcertGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="flowcert")
+def main():
+    """Turn the theory of flow distillation into numbers.
+
+    A mixture SPEC is a built-in name (ring8, square4, line2, modes8d, aniso3,
+    hetero3) or a .json/.yaml/.toml file with `means` (K x d), optional
+    `weights`, and one of `variance` or `cov` (see README).  Times are OU times
+    t (dX = -X dt + sqrt(2) dW); sampling runs from t = T down to t = delta.
+    """
+
+
+# ----------------------------------------------------------------------------- mixture
+
+
+@main.command("mixture")
+@click.argument("spec")
+@window_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Human-readable summary or machine-readable JSON.")
+def mixture_cmd(spec, delta, T, fmt):
+    """Describe a mixture: sizes, geometry, and where its Lipschitz bound L(t) peaks.
+
+    Reports the triangle and sharp bounds at t = delta, the stability integral
+    Lambda(T) = int_delta^T L and the amplification exp(Lambda(T)), the time
+    where t*L(t) (the stability spent per unit of log t) peaks, and the time
+    below which half of Lambda(T) is spent.
+    """
+    import numpy as np
+
+    from bounds.lipschitz import LipschitzBound
+    from bounds.stability import stability
+    from numcore.checks import time_window
+
+    delta, T = time_window(delta, T)
+    mix = load_mixture(spec)
+    info = mix.describe()
+    lb = LipschitzBound(mix)
+    ts = np.geomspace(delta, T, 400)
+    info["bounds"] = {}
+    for name in ("tri", "sharp"):
+        st = stability(mix, name, delta, T, bound=lb)
+        L = lb(ts, name)
+        half = float(st.integral.invert([0.5 * st.integral.total])[0])
+        info["bounds"][name] = {
+            "L_at_delta": float(L[0]),
+            "lambda_T": st.integral.total,
+            "lambda_T_error": st.integral.error,
+            "amplification": st.amplification,
+            "t_peak_tL": float(ts[np.argmax(ts * L)]),
+            "t_half_lambda": half,
+        }
+    info.update({"delta": delta, "T": T, "scope": lb.scope, "where": lb.where(), "notes": lb.notes})
+    if fmt == "json":
+        info["means"] = mix.means.tolist()
+        info["eigvals"] = mix.eigvals.tolist()
+        click.echo(to_json(info))
+        return
+    w = ", ".join(f"{x:.4g}" for x in mix.weights[:8]) + (" ..." if mix.K > 8 else "")
+    lines = [
+        f"mixture {info['name']}: K = {mix.K} components in d = {mix.d}, covariance {mix.structure}",
+        f"  weights          {w}",
+        f"  mean diameter D  {info['diameter']:.6g}   (min separation {info['min_separation']:.6g}, "
+        f"max |mu| {info['max_mean_norm']:.6g})",
+        f"  variances        {info['min_variance']:.6g} .. {info['max_variance']:.6g}",
+        f"  bounds hold      {lb.where()}",
+        f"  window           delta = {delta:g}, T = {T:g}",
+    ]
+    for name, b in info["bounds"].items():
+        lines.append(
+            f"  L_{name:<5} L(delta) = {b['L_at_delta']:.4g}; Lambda(T) = {b['lambda_T']:.6g} "
+            f"(+-{b['lambda_T_error']:.1g}), exp(Lambda) = {b['amplification']:.4g}; "
+            f"t*L(t) peaks at t = {b['t_peak_tL']:.3g}; half of Lambda below t = {b['t_half_lambda']:.3g}"
+        )
+    for note in lb.notes:
+        lines.append(f"  note: {note}")
+    click.echo("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- lipschitz
+
+
+@main.command("lipschitz")
+@click.argument("spec")
+@click.option("--bound", "bound_", multiple=True, default=("tri", "sharp", "onesided"), show_default=True,
+              help="Bounds to evaluate (repeat or comma-separate): tri = |a| + b (triangle form), "
+                   "sharp = both ends of J's spectrum, onesided = backward growth rate m(t) (may be < 0).")
+@click.option("--points", type=int, default=50, show_default=True,
+              help="Number of log-spaced times in [delta, T].")
+@click.option("--empirical", type=int, default=0, metavar="NSAMPLES",
+              help="Overlay the brute-force sup and the p_t-mean of ||J||_op from NSAMPLES samples of p_t "
+                   "(plus dense points on the segments between means) at each time.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --empirical sampling.")
+@click.option("--ball-mass", type=float, default=1 - 1e-6, show_default=True,
+              help="For per-component covariances: the bound holds on a ball of at least this p_t-mass.")
+@window_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="Output format on standard output (or -o).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to this file.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Plot the bounds (and the empirical sup/mean) against t on log axes.")
+@click.option("--latex", is_flag=True, help="Print the formulas as LaTeX (with this mixture's constants) and exit.")
+def lipschitz_cmd(spec, bound_, points, empirical, seed, ball_mass, delta, T, fmt, output, plot, latex):
+    """Lipschitz bounds L(t) of the probability-flow velocity v = -x - grad log p_t.
+
+    Every bound is an upper bound of sup_x ||J(x,t)||_op, J = dv/dx (onesided:
+    of the top eigenvalue of -J), globally for shared covariances and on a ball
+    of stated p_t-mass for per-component covariances.  JSON holds `t`, one array
+    per bound under its name, Lambda(T) per bound, and with --empirical
+    `empirical_sup`, `empirical_mean` and `empirical_mean_se`.
+    """
+    import numpy as np
+
+    from bounds.lipschitz import BOUNDS, WHAT, LipschitzBound
+    from bounds.stability import stability
+    from numcore.checks import integer, real, time_window
+
+    delta, T = time_window(delta, T)
+    which = split_list("--bound", bound_, BOUNDS)
+    points = integer("--points", points, low=2, high=100000)
+    empirical = integer("--empirical", empirical, low=0, high=10**8)
+    ball_mass = real("--ball-mass", ball_mass, low=0.0, high=1.0, low_open=True, high_open=True)
+    mix = load_mixture(spec)
+    lb = LipschitzBound(mix, ball_mass)
+    if latex:
+        click.echo(lb.latex(which))
+        return
+    ts = np.geomspace(delta, T, points)
+    out = {"mixture": mix.name, "t": ts, "scope": lb.scope, "where": lb.where(), "what": {w: WHAT[w] for w in which}}
+    for w in which:
+        out[w] = lb(ts, w)
+    out["lambda_T"] = {w: stability(mix, w, delta, T, bound=lb).integral.total for w in which}
+    if lb.scope == "ball":
+        out["radius"] = lb.radius(ts)
+        out["ball_mass"] = ball_mass
+    if lb.notes:
+        out["notes"] = lb.notes
+    if empirical:
+        from numcore.empirical import jacobian_stats
+
+        sup, sup_growth, mean, se = [], [], [], []
+        seeds = np.random.SeedSequence(seed).spawn(points)
+        with progress(points, "brute-force ||J||") as bar:
+            for i, tt in enumerate(ts):
+                r = jacobian_stats(mix, tt, empirical, np.random.default_rng(seeds[i]),
+                                   radius=out["radius"][i] if lb.scope == "ball" else None)
+                sup.append(r.sup), sup_growth.append(r.sup_growth), mean.append(r.mean), se.append(r.mean_se)
+                bar.update(1)
+        out.update(empirical_sup=np.array(sup), empirical_growth_sup=np.array(sup_growth),
+                   empirical_mean=np.array(mean), empirical_mean_se=np.array(se),
+                   empirical_samples=empirical, empirical_seed=seed)
+        tight = {}
+        for w in which:
+            ref = out["empirical_growth_sup"] if w == "onesided" else out["empirical_sup"]
+            ok = ref <= out[w] * (1 + 1e-9) + 1e-12
+            tight[w] = {"max_ratio": float(np.max(ref / out[w])) if w != "onesided" else None,
+                        "holds_at_all_points": bool(ok.all())}
+            if not ok.all():
+                click.echo(f"warning: brute force exceeds the {w} bound at {int((~ok).sum())} times", err=True)
+        out["tightness"] = tight
+    if plot:
+        _plot_lipschitz(out, which, plot)
+    if fmt == "json":
+        emit(to_json(out), output)
+        return
+    cols = {"t": ts, **{w: out[w] for w in which}}
+    if empirical:
+        cols.update(empirical_sup=out["empirical_sup"], empirical_mean=out["empirical_mean"])
+    if lb.scope == "ball":
+        cols["radius"] = out["radius"]
+    if fmt == "csv":
+        emit(csv_text(cols), output)
+        return
+    head = [f"# {mix.name}: bounds hold {lb.where()}"]
+    head += [f"# Lambda_{w}(T) = {out['lambda_T'][w]:.6g}" for w in which]
+    if empirical:
+        head.append(f"# empirical: {empirical} samples of p_t per time (seed {seed}) + mean segments")
+    emit("\n".join(head) + "\n" + table(cols), output)
+
+
+def _plot_lipschitz(out, which, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    t = out["t"]
+    for w in which:
+        y = np.asarray(out[w])
+        if w == "onesided":
+            ax.plot(t, np.where(y > 0, y, np.nan), "--", label="onesided m(t) (where > 0)")
+        else:
+            ax.plot(t, y, label=f"L_{w}(t)")
+    if "empirical_sup" in out:
+        ax.plot(t, out["empirical_sup"], "k.", ms=4, label="brute-force sup ||J||")
+        m, se = np.asarray(out["empirical_mean"]), np.asarray(out["empirical_mean_se"])
+        ax.plot(t, m, "k-", lw=1, label="p_t-mean ||J|| (+-2 se)")
+        ax.fill_between(t, np.maximum(m - 2 * se, 1e-300), m + 2 * se, color="k", alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("OU time t")
+    ax.set_ylabel("Lipschitz constant of v(., t)")
+    ax.set_title(f"{out['mixture']}: {out['where']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- grid
+
+
+def build_grid(mix, kind, bound, steps, delta, T, samples=4096, seed=0, bar=None):
+    """(t, Lambda at t, Stability) for a grid kind balanced on/measured with ``bound``."""
+    from bounds.stability import stability
+    from numcore import grids
+
+    st = stability(mix, bound, delta, T, samples=samples, seed=seed, progress=bar)
+    t = grids.build(kind, steps, delta, T, st.integral)
+    return t, st.integral(t), st
+
+
+GRID_FORMATS = ("table", "json", "csv", "npy")
+
+
+@main.command("grid")
+@click.argument("spec")
+@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr"]), default="balanced",
+              show_default=True,
+              help="balanced: equal Lambda per segment; uniform in t; edm: Karras rho=7 in VE sigma; "
+                   "logsnr: uniform in log-SNR.")
+@click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default="tri", show_default=True,
+              help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
+                   "||J||_op (data-aware; uses --samples and --seed).")
+@click.option("--steps", type=int, default=8, show_default=True, help="Number of segments N (N + 1 nodes).")
+@window_options
+@click.option("--units", multiple=True, default=("t",), show_default=True,
+              help="Extra units to output (repeat or comma-separate): t, sigma (VE/EDM), alpha, sigma_vp, logsnr, "
+                   "rf (rectified flow), ddpm (fractional timestep of --beta-schedule, 1000 steps).")
+@click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default="linear",
+              show_default=True, help="DDPM beta schedule for --units ddpm.")
+@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's range (with a warning) "
+                                           "instead of failing.")
+@click.option("--samples", type=int, default=4096, show_default=True,
+              help="Samples of p_t per table time for --bound empirical.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --bound empirical.")
+@click.option("--format", "fmt", type=click.Choice(GRID_FORMATS), default=None,
+              help="Output format; default from the -o extension (.json, .csv, .npy), else table.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the grid to this file (atomically); default standard output.")
+def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, fmt, output):
+    """A time grid for N-step sampling or distillation, exported for other samplers.
+
+    The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
+    so each segment carries the same stability budget.  Nodes are descending,
+    t[0] = T and t[N] = delta.  JSON holds `t`, `lambda` (Lambda at each node
+    under --bound), `kind`, `bound`, `steps` and each requested unit under its name.
+    """
+    import numpy as np
+
+    from numcore import units as un
+    from numcore.checks import InputError, integer, time_window
+
+    delta, T = time_window(delta, T)
+    steps = integer("--steps", steps, low=1, high=100000)
+    names = split_list("--units", units, un.UNITS)
+    if bound == "empirical":
+        samples = integer("--samples", samples, low=16, high=10**7)
+    if fmt is None:
+        ext = os.path.splitext(output or "")[1].lower()
+        fmt = {".json": "json", ".csv": "csv", ".npy": "npy"}.get(ext, "table")
+    if fmt == "npy" and output is None:
+        raise InputError("--format npy: expected -o FILE.npy (binary output is not written to a terminal)")
+    mix = load_mixture(spec)
+    with progress(40, "empirical rate", enabled=bound == "empirical") as bar:
+        t, lam, st = build_grid(mix, kind, bound, steps, delta, T, samples, seed, bar)
+    cols = {"t": t}
+    for u in names:
+        if u == "t":
+            continue
+        if u == "ddpm" and clip:
+            lo, hi = un.ddpm_range(beta_schedule)
+            if np.any((t < lo) | (t > hi)):
+                click.echo(f"warning: times outside the {beta_schedule} DDPM range [{lo:.4g}, {hi:.4g}] "
+                           "clipped to timesteps 0 / 999", err=True)
+        cols[u] = un.convert(t, u, beta_schedule=beta_schedule, clip=clip)
+    out = {"mixture": mix.name, "kind": kind, "bound": bound, "steps": steps, "delta": delta, "T": T,
+           "t": t, "lambda": lam, "lambda_T": st.integral.total, "lambda_error": st.integral.error,
+           "amplification": st.amplification, "log10_amplification": st.log10_amplification,
+           "bound_info": st.meta}
+    if "ddpm" in cols:
+        out["beta_schedule"] = beta_schedule
+    for u, v in cols.items():
+        out[u] = v
+    if fmt == "json":
+        emit(to_json(out), output)
+    elif fmt == "csv":
+        emit(csv_text({"t": t, "lambda": lam, **{u: v for u, v in cols.items() if u != "t"}}), output)
+    elif fmt == "npy":
+        fields = {"t": t, "lambda": lam, **{u: v for u, v in cols.items() if u != "t"}}
+        rec = np.zeros(t.size, dtype=[(k, "f8") for k in fields])
+        for k, v in fields.items():
+            rec[k] = v
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, rec)
+        write_atomic(output, buf.getvalue())
+    else:
+        head = f"# {kind} grid, {steps} steps on [{delta:g}, {T:g}], Lambda from {bound}: " \
+               f"Lambda(T) = {st.integral.total:.6g}, exp(Lambda(T)) = {st.amplification:.4g}"
+        if bound == "empirical":
+            head += f"\n# empirical rate: {samples} samples per time, seed {seed}, " \
+                    f"Lambda(T) MC interval {st.meta['lambda_T_mc_interval'][0]:.4g}..{st.meta['lambda_T_mc_interval'][1]:.4g}"
+        emit(head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": lam, **cols}), output)
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@main.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="flowcert-demo", show_default=True,
+              help="Folder for the demo's files.")
+def demo_cmd(out_dir):
+    """Run the main job on the built-in ring8 mixture and write its results.
+
+    Prints the mixture summary, writes the Lipschitz bounds with a brute-force
+    overlay (lipschitz.json, lipschitz.png) and the balanced and baseline grids
+    (grid_*.json) into --out.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    ctx = click.get_current_context()
+    click.echo("== flowcert mixture ring8")
+    ctx.invoke(mixture_cmd, spec="ring8", delta=DEFAULT_DELTA, T=DEFAULT_T, fmt="table")
+    click.echo("\n== flowcert lipschitz ring8 --empirical 20000 --plot lipschitz.png")
+    ctx.invoke(lipschitz_cmd, spec="ring8", bound_=("tri", "sharp", "onesided"), points=24, empirical=20000,
+               seed=0, ball_mass=1 - 1e-6, delta=DEFAULT_DELTA, T=DEFAULT_T, fmt="json",
+               output=os.path.join(out_dir, "lipschitz.json"), plot=os.path.join(out_dir, "lipschitz.png"),
+               latex=False)
+    click.echo(f"wrote {out_dir}/lipschitz.json and {out_dir}/lipschitz.png")
+    for kind in ("balanced", "uniform", "edm", "logsnr"):
+        click.echo(f"\n== flowcert grid ring8 --kind {kind} --steps 8 --units sigma")
+        ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
+                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="table",
+                   output=None)
+        ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
+                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="json",
+                   output=os.path.join(out_dir, f"grid_{kind}.json"))
+    click.echo(f"\nwrote {out_dir}/grid_*.json")
+
+
+if __name__ == "__main__":
+    main()
