@@ -463,6 +463,186 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
         emit(head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": lam, **cols}), output)
 
 
+# ----------------------------------------------------------------------------- certify
+
+
+def _certify_one(mix, t, delta, T, eps, p, kind):
+    """A fixed-t certificate (t given) or a time-input certificate on [delta, T]."""
+    if t is not None:
+        from bounds.certificate import certify
+
+        return certify(mix, t, eps, p, kind)
+    from bounds.certificate_time import certify_window
+
+    return certify_window(mix, delta, T, eps, p, kind)
+
+
+def _certify_text(cert, res, tight_vs_closed) -> str:
+    d = cert.as_dict()
+    ch, bu = d["choices"], d["budget"]
+    where = f"t = {cert.t:g}" if d.get("part") != "B" else f"t in [{d['delta']:g}, {d['T']:g}] (t is an input)"
+    lines = [
+        f"certified ReLU-ReQU score network for {d['mixture']} (K = {d['K']}, d = {d['d']}), {where}",
+        f"  guarantee   ||N - s||_(L^{d['p']:g}(p_t)) <= eps = {d['eps']:g}"
+        + ("" if d.get("part") != "B" else " at every t in the window (see notes)"),
+        f"  sizes       depth {d['depth']}, width {d['width']}, params {d['params']}   ({d['certificate']} certificate)",
+    ]
+    if tight_vs_closed is not None:
+        o = tight_vs_closed
+        lines.append(f"  closed form depth {o.depth}, width {o.width}, params {o.params}   "
+                     f"(tight is {o.params / d['params']:.2f}x fewer params, {o.width / d['width']:.2f}x narrower)")
+    keys = [k for k in ("R", "G", "C_s", "B", "m", "n", "L", "J", "D", "theta", "N_ch", "slices") if k in ch]
+    lines.append("  choices     " + ", ".join(f"{k} = {ch[k]:.6g}" if isinstance(ch[k], float) else f"{k} = {ch[k]}"
+                                         for k in keys))
+    terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
+    lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
+    for note in d.get("notes", []):
+        lines.append(f"  note: {note}")
+    if res is not None:
+        rows = res if isinstance(res, list) else [res]
+        for r in rows:
+            at = f" t = {r['t']:.4g}:" if "t" in r else ""
+            lines.append(f"  verify {at} {r['verdict']}; mc_error {r['mc_error']:.4g} "
+                         f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] ({r['level']:.0%}, n = {r['n_samples']}), "
+                         f"slack eps/ci_high = {r['slack']:.3g}")
+        lines.append(f"  checked: {rows[0]['checked']}")
+        lines.append(f"  {rows[0]['not_checked']}")
+    return "\n".join(lines)
+
+
+@main.command("certify")
+@click.argument("spec")
+@click.option("--eps", type=float, required=True, help="Target accuracy in L^p(p_t); 0 < eps < the score's scale.")
+@click.option("--p", "p", type=float, default=2.0, show_default=True, help="Exponent p >= 1 of the L^p(p_t) norm.")
+@click.option("--t", "t", type=float, default=None,
+              help="Fixed OU time t > 0 (Part A). Without --t, t is a network input on [--delta, --T] (Part B).")
+@window_options
+@click.option("--certificate", "kind", type=click.Choice(["tight", "closed"]), default="tight", show_default=True,
+              help="tight: smallest R, m, n, J satisfying the exact budget inequalities; closed: closed-form choices.")
+@click.option("--latex", is_flag=True, help="Print the size formulas and parameter choices as LaTeX first.")
+@click.option("--verify", "n_verify", type=int, default=0, metavar="N",
+              help="Monte-Carlo check of the materialized network on N samples of p_t (95% CI).")
+@click.option("--times", type=int, default=6, show_default=True,
+              help="Without --t: number of verification times across [delta, T] (geometric, both ends included).")
+@click.option("--export", "export", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
+              help="Write the materialized network (W{l}, b{l}, act{l}, W_out, b_out).")
+@click.option("--sweep", "sweep", multiple=True, metavar="VAR=START:STOP[:COUNT]",
+              help="Size table over eps (eps=1e-1:1e-8) or over the low-noise time (delta=1e-1:1e-4).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="PNG of depth, width, params against log(1/eps) and against delta.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --verify samples.")
+def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export, sweep, plot, fmt, seed):
+    """Certified sizes of a ReLU-ReQU network approximating the mixture score to eps in L^p(p_t).
+
+    With --t the network approximates s(., t) at that time (the construction of
+    THEORY section 6, Part A); without it, t is an input and the guarantee is
+    over t in [--delta, --T] (Part B).  Prints depth, width, nonzero parameters,
+    every parameter choice and the error budget; --verify builds the network
+    and measures its error against the exact score; --export writes it.
+    """
+    from numcore.checks import InputError, integer, real, time_window
+
+    mix = load_mixture(spec)
+    delta, T = time_window(delta, T)
+    if t is None and not (0 < delta < T):
+        raise InputError(f"--delta = {delta:g}: expected a value below --T = {T:g}")
+    if t is not None:
+        real("--t", t, low=0.0, low_open=True, high=50.0)
+    real("--p", p, low=1.0)
+    real("--eps", eps, low=0.0, low_open=True)
+    n_verify = integer("--verify", n_verify, low=0, high=10**8)
+    times = integer("--times", times, low=2, high=100)
+    if export is not None and not os.path.isdir(os.path.dirname(os.path.abspath(export))):
+        raise InputError(f"--export {export!r}: folder does not exist")
+    if plot is not None and not sweep:
+        sweep = ("eps=1e-1:1e-8",)
+
+    if latex:
+        from bounds import sizes
+
+        click.echo(sizes.render("latex"))
+        if t is None:
+            from bounds import sizes_time
+
+            click.echo(sizes_time.render("latex"))
+    cert = _certify_one(mix, t, delta, T, eps, p, kind)
+    other = _certify_one(mix, t, delta, T, eps, p, "closed") if kind == "tight" else None
+    out = cert.as_dict()
+    if other is not None:
+        out["closed_form"] = {"depth": other.depth, "width": other.width, "params": other.params,
+                              "choices": other.choices}
+        out["shrink_params"] = other.params / cert.params
+    res = None
+    if n_verify or export:
+        net = cert.build()
+        out["materialized"] = {"depth": net.depth, "width": net.width, "params": net.params,
+                               "matches_formulas": [net.depth, net.width, net.params] == [cert.depth, cert.width,
+                                                                                           cert.params]}
+        if export:
+            net.save(export)
+            out["export"] = export
+        if n_verify:
+            if t is not None:
+                from bounds.verification import verify
+
+                with progress(n_verify, "verify", fmt != "json") as bar:
+                    res = verify(cert, net, n_verify, seed, bar=bar)
+                out.update({k: res[k] for k in ("mc_error", "ci_low", "ci_high", "n_samples")})
+                out["verification"] = res
+            else:
+                from bounds.certificate_time import verify_window
+
+                with progress(n_verify * times, "verify", fmt != "json") as bar:
+                    res = verify_window(cert, net, n_verify, times, seed, bar=bar)
+                worst = max(res, key=lambda r: r["ci_high"])
+                out.update({k: worst[k] for k in ("mc_error", "ci_low", "ci_high", "n_samples")})
+                out["verification"] = res
+    sweeps = {}
+    if sweep:
+        from bounds import sweep as sw
+
+        for text in sweep:
+            var, values = sw.parse(text)
+
+            def one(v, val, k):
+                if v == "eps":
+                    return _certify_one(mix, t, delta, T, val, p, k)
+                if t is not None:
+                    return _certify_one(mix, val, delta, T, eps, p, k)
+                return _certify_one(mix, None, val, T, eps, p, k)
+
+            with progress(len(values), f"sweep {var}", fmt != "json") as bar:
+                sweeps[var] = sw.run(one, var, values, bar)
+        if plot:
+            if "delta" not in sweeps:
+                import numpy as np
+
+                start = 1e-1 if t is None else max(t, 1e-1)
+                vals = np.geomspace(start, start * 1e-3, 7)
+                vals = vals[vals < T] if t is None else vals
+                with progress(len(vals), "sweep delta", fmt != "json") as bar:
+                    sweeps["delta"] = sw.run(lambda v, val, k: one("delta", val, k), "delta", vals, bar)
+            sw.plot(sweeps, plot, f"{mix.name}: certified sizes (p = {p:g}, "
+                    + (f"t = {t:g}" if t is not None else f"T = {T:g}") + f", eps = {eps:g} in the delta panel)")
+            out["plot"] = plot
+        out["sweep"] = sweeps
+    if fmt == "json":
+        click.echo(to_json(out))
+        return
+    text = _certify_text(cert, res, other)
+    if export:
+        text += f"\n  wrote {export} (.npz: W{{l}}, b{{l}}, act{{l}} for l = 0..{cert.depth - 1}, W_out, b_out)"
+    for var, rows in sweeps.items():
+        cols = {var: [f"{r[var]:.3g}" for r in rows], "log(1/eps)": [f"{r['log_1_over_eps']:.2f}" for r in rows]}
+        for key in ("depth", "width", "params", "depth_closed", "width_closed", "params_closed", "n", "m", "J"):
+            cols[key] = [str(r[key]) for r in rows]
+        text += f"\n\n# sweep over {var} (tight certificate; *_closed: closed-form choices)\n" + table(cols)
+    if plot:
+        text += f"\nwrote {plot}"
+    click.echo(text)
+
+
 # ----------------------------------------------------------------------------- demo
 
 

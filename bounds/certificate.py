@@ -145,7 +145,7 @@ class Certificate:
     def as_dict(self) -> dict:
         g = self.geometry
         return {
-            "mixture": self.mixture.name, "d": g.d, "K": g.K, "t": self.t, "eps": self.eps, "p": self.p,
+            "part": "A", "mixture": self.mixture.name, "d": g.d, "K": g.K, "t": self.t, "eps": self.eps, "p": self.p,
             "certificate": self.kind, "depth": self.depth, "width": self.width, "params": self.params,
             "choices": dict(self.choices), "budget": dict(self.budget),
             "geometry": {"alpha": g.alpha, "lambda_min": g.lam_min, "sigma_max": g.sig_max, "M_2": g.M2,
