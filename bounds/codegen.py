@@ -15,7 +15,7 @@ import importlib
 import os
 import sys
 
-SOURCES = ["bounds.formulas", "bounds.sizes"]
+SOURCES = ["bounds.formulas", "bounds.sizes", "bounds.sizes_time"]
 TARGET = os.path.join(os.path.dirname(__file__), "_generated.py")
 
 HEADER = '''"""Numeric twins of the sympy expressions in {sources}.

@@ -87,10 +87,7 @@ def build_fixed_t(mix: GaussianMixture, t: float, *, R: float, B: float, m: int,
     A, P, logc = component_matrices(mix, t)
     C = logit_shift(mix, t, R)
     layers = []
-
-    def close(builder):
-        layers.append(builder.close())
-        return len(builder.rows)
+    close = _closer(layers)
 
     # clip: xi = ReLU(x + R) - ReLU(x - R) in [0, 2R]
     x = inputs(d)
@@ -110,57 +107,7 @@ def build_fixed_t(mix: GaussianMixture, t: float, *, R: float, B: float, m: int,
     xi = [lb.relu(f) for f in xi]
     width = close(lb)
 
-    # tournament max M = max_k l_k;  max(a, b) = a + ReLU(b - a), all values >= 0
-    vals = logits
-    D = math.ceil(math.log2(K))
-    for level in range(D):
-        lb = LayerBuilder(width, f"tournament{level + 1}")
-        passed = [lb.relu(f) for f in logits]
-        nxt = []
-        for i in range(0, len(vals) - 1, 2):
-            a, b = vals[i], vals[i + 1]
-            base = passed[i] if level == 0 else lb.relu(a)
-            nxt.append(base + lb.relu(b - a))
-        if len(vals) % 2:
-            nxt.append(passed[-1] if level == 0 else lb.relu(vals[-1]))
-        logits, vals = passed, nxt
-        xi = [lb.relu(f) for f in xi]
-        width = close(lb)
-    M = vals[0]
-
-    # y_k = min(M - l_k, B) / 2^m
-    lb = LayerBuilder(width, "min")
-    y = [(B - lb.relu(B - M + logits[k])) / 2.0**m for k in range(K)]
-    xi = [lb.relu(f) for f in xi]
-    width = close(lb)
-
-    # powers y^1..y^n, L = ceil(log2 n) layers
-    L = math.ceil(math.log2(n))
-    pw = [{1: y[k]} for k in range(K)]
-    for l in range(1, L + 1):
-        lb = LayerBuilder(width, f"powers{l}")
-        h = 2 ** (l - 1)
-        for k in range(K):
-            old, new = pw[k], {}
-            for j in range(1, h + 1):
-                new[j] = lb.relu(old[j])
-            for j in range(1, min(n - h, h - 1) + 1):
-                new[h + j] = lb.mul_pos(old[h], old[j])
-            if n - h >= h:
-                new[2 * h] = lb.square_pos(old[h])
-            pw[k] = new
-        xi = [lb.relu(f) for f in xi]
-        width = close(lb)
-
-    # e_k = T_n(-y_k)^(2^m): m exact squarings of a positive number
-    e = [Aff(const=1.0) + combine([pw[k][i] for i in range(1, n + 1)],
-                                  [(-1.0) ** i / math.factorial(i) for i in range(1, n + 1)])
-         for k in range(K)]
-    for r in range(m):
-        lb = LayerBuilder(width, f"squaring{r + 1}")
-        e = [lb.square_pos(f) for f in e]
-        xi = [lb.relu(f) for f in xi]
-        width = close(lb)
+    width, e, (xi,) = softmax_stages(layers, width, logits, [xi], K=K, B=B, m=m, n=n)
 
     # products e_k xi_j; h = sum_k e_k g_k = sum_k e_k c_k - sum_k P_k (e_k xi), c_k = P_k (R + alpha mu_k)
     lb = LayerBuilder(width, "products")
@@ -178,7 +125,89 @@ def build_fixed_t(mix: GaussianMixture, t: float, *, R: float, B: float, m: int,
         hs.append(f * (c / scale))
     eps0 = 1.0 - c * combine(ep, np.ones(K))
 
-    # Newton in product form: h c prod_{i<J} (1 + eps0^(2^i))
+    width, hs = newton_stages(layers, width, hs, eps0, J)
+
+    W_out, b_out = output_map([f * scale for f in hs], width)
+    meta = {"t": t, "R": R, "B": B, "m": m, "n": n, "J": J, "L": math.ceil(math.log2(n)),
+            "D": math.ceil(math.log2(K)), "G": G,
+            "logit_shift": C, "h_scale": scale}
+    return Network(layers, W_out, b_out, meta)
+
+
+def _closer(layers):
+    def close(builder):
+        layers.append(builder.close())
+        return len(builder.rows)
+
+    return close
+
+
+def softmax_stages(layers, width, logits, carry, *, K, B, m, n):
+    """Tournament max, min(M - l_k, B)/2^m, powers and squarings: e_k = T_n(-y_k)^(2^m).
+
+    logits: K forms >= 0; carry: groups (lists) of forms >= 0 passed through every
+    layer with one ReLU each.  Returns (width, e, carry)."""
+    close = _closer(layers)
+
+    def pass_all(lb):
+        return [[lb.relu(f) for f in group] for group in carry]
+
+    vals = logits
+    D = math.ceil(math.log2(K))
+    for level in range(D):
+        lb = LayerBuilder(width, f"tournament{level + 1}")
+        passed = [lb.relu(f) for f in logits]
+        nxt = []
+        for i in range(0, len(vals) - 1, 2):
+            a, b = vals[i], vals[i + 1]
+            base = passed[i] if level == 0 else lb.relu(a)
+            nxt.append(base + lb.relu(b - a))
+        if len(vals) % 2:
+            nxt.append(passed[-1] if level == 0 else lb.relu(vals[-1]))
+        logits, vals = passed, nxt
+        carry = pass_all(lb)
+        width = close(lb)
+    M = vals[0]
+
+    # y_k = min(M - l_k, B) / 2^m
+    lb = LayerBuilder(width, "min")
+    y = [(B - lb.relu(B - M + logits[k])) / 2.0**m for k in range(K)]
+    carry = pass_all(lb)
+    width = close(lb)
+
+    # powers y^1..y^n, L = ceil(log2 n) layers
+    L = math.ceil(math.log2(n))
+    pw = [{1: y[k]} for k in range(K)]
+    for l in range(1, L + 1):
+        lb = LayerBuilder(width, f"powers{l}")
+        h = 2 ** (l - 1)
+        for k in range(K):
+            old, new = pw[k], {}
+            for j in range(1, h + 1):
+                new[j] = lb.relu(old[j])
+            for j in range(1, min(n - h, h - 1) + 1):
+                new[h + j] = lb.mul_pos(old[h], old[j])
+            if n - h >= h:
+                new[2 * h] = lb.square_pos(old[h])
+            pw[k] = new
+        carry = pass_all(lb)
+        width = close(lb)
+
+    # e_k = T_n(-y_k)^(2^m): m exact squarings of a positive number
+    e = [Aff(const=1.0) + combine([pw[k][i] for i in range(1, n + 1)],
+                                  [(-1.0) ** i / math.factorial(i) for i in range(1, n + 1)])
+         for k in range(K)]
+    for r in range(m):
+        lb = LayerBuilder(width, f"squaring{r + 1}")
+        e = [lb.square_pos(f) for f in e]
+        carry = pass_all(lb)
+        width = close(lb)
+    return width, e, carry
+
+
+def newton_stages(layers, width, hs, eps0, J):
+    """hs c prod_{i<J} (1 + eps0^(2^i)) in J layers (hs already holds the factor c)."""
+    close = _closer(layers)
     E = eps0
     for i in range(1, J + 1):
         lb = LayerBuilder(width, f"newton{i}")
@@ -186,8 +215,4 @@ def build_fixed_t(mix: GaussianMixture, t: float, *, R: float, B: float, m: int,
         if i < J:
             E = lb.square(E) if i == 1 else lb.square_pos(E)
         width = close(lb)
-
-    W_out, b_out = output_map([f * scale for f in hs], width)
-    meta = {"t": t, "R": R, "B": B, "m": m, "n": n, "J": J, "L": L, "D": D, "G": G,
-            "logit_shift": C, "h_scale": scale}
-    return Network(layers, W_out, b_out, meta)
+    return width, hs

@@ -1,0 +1,140 @@
+"""The scalar time coefficients of the OU mixture score and their sliced Chebyshev interpolants.
+
+With Sigma_k = U_k diag(sigma_{k,i}^2) U_k^T all t-dependence of s(x, t) sits in
+
+    alpha(t) = e^{-t},   f_sigma(t) = 1 / s_sigma(t),   ell_sigma(t) = -1/2 log s_sigma(t),
+    s_sigma(t) = e^{-2t} sigma^2 + 1 - e^{-2t},
+
+one f and one ell per distinct eigenvalue sigma^2.  On [delta, T] they are
+interpolated on geometric slices: nodes tau_0 = delta, tau_j = delta 2^j
+(j < S), tau_S = T, S = ceil(log2(T / delta)); hat functions hat_j (piecewise
+linear, hat_j(tau_i) = [i = j], summing to one) blend per-slice Chebyshev
+interpolants p_j of degree N on I_j = [tau_{j-1}, tau_{j+1}] (clamped):
+
+    phi(t) ~ sum_j hat_j(t) p_j(zeta_j(t)),   zeta_j = affine map of I_j onto [-1, 1].
+
+Because the hats are a partition of unity with hat_j = 0 off I_j, the error is at
+most max_j sup_{I_j} |phi - p_j|.  That sup is *measured* on a dense grid
+(``GRID`` points per slice, Chebyshev-clustered plus uniform), not proven.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.polynomial import chebyshev as C
+
+GRID = 4001
+
+
+def nodes(delta: float, T: float) -> np.ndarray:
+    """tau_0 = delta < tau_1 = 2 delta < ... < tau_S = T."""
+    S = max(1, math.ceil(math.log2(T / delta) - 1e-12))
+    tau = delta * 2.0 ** np.arange(S + 1)
+    tau[-1] = T
+    return tau
+
+
+def slices(tau: np.ndarray) -> np.ndarray:
+    """(S+1, 2) intervals I_j = [tau_{j-1}, tau_{j+1}] clamped to [tau_0, tau_S]."""
+    S = tau.size - 1
+    lo = tau[np.maximum(np.arange(S + 1) - 1, 0)]
+    hi = tau[np.minimum(np.arange(S + 1) + 1, S)]
+    return np.stack([lo, hi], 1)
+
+
+def alpha(t):
+    return np.exp(-t)
+
+
+def f_sigma(t, s2):
+    return 1.0 / (np.exp(-2 * t) * s2 - np.expm1(-2 * t))
+
+
+def ell_sigma(t, s2):
+    return -0.5 * np.log(np.exp(-2 * t) * s2 - np.expm1(-2 * t))
+
+
+@dataclass
+class Coefficients:
+    """Chebyshev coefficients (n_fun, S+1, N+1) of alpha, f_sigma, ell_sigma on every slice."""
+
+    tau: np.ndarray
+    intervals: np.ndarray
+    sigma2: np.ndarray        # distinct eigenvalues
+    N: int
+    coef: np.ndarray          # rows: alpha, f_1..f_F, ell_1..ell_F
+    error: np.ndarray         # measured sup error per function (over all slices)
+
+    @property
+    def F(self) -> int:
+        return self.sigma2.size
+
+    @property
+    def eta_alpha(self) -> float:
+        return float(self.error[0])
+
+    @property
+    def eta_f(self) -> float:
+        return float(self.error[1:1 + self.F].max())
+
+    @property
+    def eta_ell(self) -> float:
+        return float(self.error[1 + self.F:].max())
+
+    def evaluate(self, t) -> np.ndarray:
+        """(n_fun, len(t)) values of the blended interpolants (reference, numpy)."""
+        t = np.clip(np.atleast_1d(np.asarray(t, float)), self.tau[0], self.tau[-1])
+        out = np.zeros((self.coef.shape[0], t.size))
+        hats = hat_values(self.tau, t)
+        for j, (lo, hi) in enumerate(self.intervals):
+            z = np.clip((2 * t - lo - hi) / (hi - lo), -1, 1)
+            out += hats[j] * C.chebval(z, self.coef[:, j, :].T)
+        return out
+
+
+def hat_values(tau, t) -> np.ndarray:
+    """(S+1, len(t)) hat functions on the nodes tau."""
+    eye = np.eye(tau.size)
+    return np.stack([np.interp(t, tau, eye[j]) for j in range(tau.size)])
+
+
+def functions(sigma2):
+    fs = [alpha] + [lambda t, s=s: f_sigma(t, s) for s in sigma2] + [lambda t, s=s: ell_sigma(t, s) for s in sigma2]
+    return fs
+
+
+def _interpolant(fn, N):
+    """Chebyshev coefficients of the degree-N interpolant at the first-kind points.
+
+    numpy's fast transform can round a negligible coefficient to exactly 0.0;
+    those are recomputed by the direct orthogonality sum (2/(N+1)) sum_k f(x_k) T_i(x_k),
+    so the network's sparsity pattern does not depend on round-off."""
+    c = C.chebinterpolate(fn, N)
+    zero = np.flatnonzero(c == 0.0)
+    if zero.size:
+        x = np.cos(np.pi * (np.arange(N + 1) + 0.5) / (N + 1))
+        fx = fn(x)
+        for i in zero:
+            c[i] = (2.0 - (i == 0)) / (N + 1) * float(np.dot(fx, np.cos(i * np.arccos(x))))
+    return c
+
+
+def interpolate(delta: float, T: float, sigma2, N: int) -> Coefficients:
+    """Interpolants of degree N on every slice, with their measured sup errors."""
+    tau = nodes(delta, T)
+    iv = slices(tau)
+    sigma2 = np.unique(np.asarray(sigma2, float))
+    fs = functions(sigma2)
+    coef = np.zeros((len(fs), iv.shape[0], N + 1))
+    err = np.zeros(len(fs))
+    g = np.concatenate([np.cos(np.linspace(0, np.pi, GRID)), np.linspace(-1, 1, GRID)])
+    for j, (lo, hi) in enumerate(iv):
+        tt = 0.5 * (lo + hi) + 0.5 * (hi - lo) * g
+        for r, fn in enumerate(fs):
+            c = _interpolant(lambda z: fn(0.5 * (lo + hi) + 0.5 * (hi - lo) * z), N)
+            coef[r, j] = c
+            err[r] = max(err[r], float(np.abs(C.chebval(g, c) - fn(tt)).max()))
+    return Coefficients(tau, iv, sigma2, N, coef, err)
