@@ -70,6 +70,7 @@ class Geometry:
     sd: np.ndarray = field(repr=False)        # (K, d) marginal standard deviations per coordinate
     means: np.ndarray = field(repr=False)
     weights: np.ndarray = field(repr=False)
+    uniform: bool = False  # constants valid for every t in a window [delta, T] (alpha = alpha_delta)
 
     @classmethod
     def of(cls, mix: GaussianMixture, t: float) -> "Geometry":
@@ -79,6 +80,18 @@ class Geometry:
         return cls(t, a, mix.d, mix.K, float(s.min()), float(np.sqrt(s.max())),
                    float(np.sqrt((mix.means**2).sum(1)).max()), float(np.abs(mix.means).max()),
                    s.min(1), np.sqrt(var), mix.means, mix.weights)
+
+    @classmethod
+    def window(cls, mix: GaussianMixture, delta: float, T: float) -> "Geometry":
+        """Worst-case constants over t in [delta, T]: every eigenvalue of S_k(t) lies
+        between its values at delta and T, alpha(t) <= alpha(delta), and each
+        marginal variance lies between Sigma_ii and 1."""
+        s = np.minimum(mix.marginal_eigvals(delta), mix.marginal_eigvals(T))
+        s_hi = np.maximum(mix.marginal_eigvals(delta), mix.marginal_eigvals(T))
+        sd = np.sqrt(np.maximum(np.diagonal(mix.covs, axis1=1, axis2=2), 1.0))
+        return cls(delta, math.exp(-delta), mix.d, mix.K, float(s.min()), float(np.sqrt(s_hi.max())),
+                   float(np.sqrt((mix.means**2).sum(1)).max()), float(np.abs(mix.means).max()),
+                   s.min(1), sd, mix.means, mix.weights, uniform=True)
 
     def g_box(self, R: float, kind: str) -> float:
         """G(R) >= sup_{[-R,R]^d} max_k |g_k|."""
@@ -102,7 +115,10 @@ class Geometry:
         from scipy.special import ndtr
 
         m = self.alpha * self.means
-        tail = ndtr(-(R - m) / self.sd) + ndtr(-(R + m) / self.sd)
+        if self.uniform:  # 2 Phi^c((R - alpha|mu|)/sd) bounds both sides for every alpha <= alpha_delta
+            tail = 2.0 * ndtr(-(R - np.abs(m)) / self.sd)
+        else:
+            tail = ndtr(-(R - m) / self.sd) + ndtr(-(R + m) / self.sd)
         return min(1.0, float((self.weights[:, None] * tail).sum()))
 
     def tail(self, R: float, p: float, eps: float, kind: str) -> float:
@@ -224,6 +240,40 @@ def _budget(K, G, B, m, n, J, p_out, tail) -> dict:
     return terms
 
 
+def choose_inbox(K: int, G: float, share: float, kind: str, size_of) -> tuple[float, int, int, int]:
+    """(B, m, n, J) with trunc, exp and recip each <= share.
+
+    closed: the closed-form choices of bounds.sizes (written for shares eps/6, so
+    they are evaluated at eps = 6 share).  tight: B with trunc = share exactly;
+    for m from its minimum ceil(log2 B) to EXTRA_M more, the smallest n >= 3 and
+    J >= 3 meeting their exact inequalities; the (m, n, J) with the fewest
+    parameters (then the smallest depth) per size_of(n, m, J) wins."""
+    if kind == "closed":
+        e6 = 6 * share
+        B = float(gen.cert_b_closed(K, G, e6))
+        m = int(gen.cert_m_closed(B))
+        n = 2 ** int(gen.cert_l_closed(K, G, e6, float(m)))
+        J = int(gen.cert_j_closed(K, G, e6))
+        return B, m, n, J
+    B = math.log(2 * (K - 1) * G / share)  # trunc = share exactly
+    m0 = max(1, math.ceil(math.log2(B)))
+    best = None
+    for m in range(m0, m0 + EXTRA_M + 1):
+        n = 3
+        while float(gen.cert_exp(K, G, float(gen.cert_delta(B, float(m), float(n))))) > share:
+            n += 1
+        theta = float(gen.cert_theta(K, float(gen.cert_delta(B, float(m), float(n)))))
+        J = 3
+        while float(gen.cert_recip(G, theta, float(J))) > share:
+            J += 1
+        sz = size_of(n, m, J)
+        key = (sz["params"], sz["depth"])
+        if best is None or key < best[0]:
+            best = (key, m, n, J)
+    _, m, n, J = best
+    return B, m, n, J
+
+
 def certify(mix: GaussianMixture, t: float, eps: float, p: float = 2.0, kind: str = "tight") -> Certificate:
     """Parameter choices, budget and sizes (see module docstring)."""
     t, eps, p = check_request(mix, t, eps, p)
@@ -235,30 +285,7 @@ def certify(mix: GaussianMixture, t: float, eps: float, p: float = 2.0, kind: st
     G = geo.g_box(R, kind)
     counts = structural_counts(mix, t, R)
     share = eps / 6
-    if kind == "closed":
-        B = float(gen.cert_b_closed(K, G, eps))
-        m = int(gen.cert_m_closed(B))
-        L = int(gen.cert_l_closed(K, G, eps, float(m)))
-        n = 2**L
-        J = int(gen.cert_j_closed(K, G, eps))
-    else:
-        B = math.log(12 * (K - 1) * G / eps)  # trunc = eps/6 exactly
-        m0 = max(1, math.ceil(math.log2(B)))
-        best = None
-        for m in range(m0, m0 + EXTRA_M + 1):
-            n = 3
-            while float(gen.cert_exp(K, G, float(gen.cert_delta(B, float(m), float(n))))) > share:
-                n += 1
-            delta = float(gen.cert_delta(B, float(m), float(n)))
-            theta = float(gen.cert_theta(K, delta))
-            J = 3
-            while float(gen.cert_recip(G, theta, float(J))) > share:
-                J += 1
-            sz = sizes(counts, d, K, n, m, J)
-            key = (sz["params"], sz["depth"])
-            if best is None or key < best[0]:
-                best = (key, m, n, J)
-        _, m, n, J = best
+    B, m, n, J = choose_inbox(K, G, share, kind, lambda n_, m_, J_: sizes(counts, d, K, n_, m_, J_))
     budget = _budget(K, G, B, m, n, J, geo.p_out(R, kind), geo.tail(R, p, eps, kind))
     for name, cap in (("tail", eps / 2), ("trunc", share), ("exp", share), ("recip", share)):
         if not budget[name] <= cap * (1 + 1e-9):

@@ -6,7 +6,9 @@ fixed-t machinery of :mod:`bounds.sizes` (same D, nu, n, L, m, J).
 Extra structural counts: F = distinct covariance eigenvalues, P = sum_k (distinct
 eigenvalues of component k), P_pair = the same sum over the components paired in
 the first tournament level (k < 2 floor(K/2)), Z_U = nonzeros of the K bases U_k,
-Z_m = rotated mean coordinates (U_k^T mu_k)_i that are exactly 0 (their alpha weight vanishes).
+Z_m = rotated mean coordinates (U_k^T mu_k)_i that are exactly 0 (their alpha weight vanishes),
+Z_c = weights of the coefficient neurons lost to Chebyshev coefficients that are exactly 0
+(round-off-level high-degree coefficients; 1 per hat term, 4 per hat x T_i product).
 
 Coefficient error (coefficients alpha, f_sigma, ell_sigma with sup errors
 eta_alpha, eta_f, eta_ell; r = max_k |R + alpha_delta |mu_k||, f_max = 1/lambda_min):
@@ -27,7 +29,7 @@ import sympy as sp
 from . import sizes as A
 
 S1, Nc, Lc, F, P, Ppair, Z_U = sp.symbols("S_1 N_ch L_c F P P_pair Z_U", positive=True, integer=True)
-Z_m = sp.Symbol("Z_m", nonnegative=True, integer=True)
+Z_m, Z_c = sp.symbols("Z_m Z_c", nonnegative=True, integer=True)
 eta_a, eta_f, eta_l, r, fmax = sp.symbols("eta_alpha eta_f eta_ell r f_max", nonnegative=True)
 d, K, D, nu, n, L, m, J, G, M2 = A.d, A.K, A.D, A.nu, A.n, A.L, A.m, A.J, A.G, A.M2
 
@@ -65,7 +67,7 @@ PARAMS_BY_GROUP = {
     "chebyshev": 12 * S1 + 3 * (S1 - 1) + d + (Lc - 1) * (S1 + d)
     + S1 * (36 * (_hc - Lc) + (8 * _hc - 6) + 20 * _rcp + 16 * sp.Max(0, _rcp - _hc / 2) + 6 * (_rc - _rcp)),
     "hatprod": S1 * (1 + 12 * _hc + 28 * _rcp + 16 * (_rc - _rcp)) + d,
-    "coef": (1 + F + K) * S1 * (1 + 4 * Nc) + K + d,
+    "coef": (1 + F + K) * S1 * (1 + 4 * Nc) - Z_c + K + d,
     "quad1": 2 * Z_U + 4 * d * K - 2 * Z_m + 1 + F + K + d,
     "quad2": 3 * (P + 2 * d * K) + K + 1 + F + d,
     "tournament": 2 * K + 3 * P + 2 * sp.floor(K / 2) + 3 * Ppair + D * _E + (D - 1) * K
@@ -80,7 +82,7 @@ PARAMS_BY_GROUP = {
     "output": 4 * d,
 }
 PARAMS = sp.Add(*PARAMS_BY_GROUP.values())
-SIZE_ARGS = (d, K, D, nu, n, L, m, J, S1, Nc, Lc, F, P, Ppair, Z_U, Z_m)
+SIZE_ARGS = (d, K, D, nu, n, L, m, J, S1, Nc, Lc, F, P, Ppair, Z_U, Z_m, Z_c)
 
 
 def generated():

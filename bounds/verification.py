@@ -60,7 +60,7 @@ def verdict(est, eps, budget, outside, sup_in, n_samples, t) -> dict:
     checked = (
         f"sampled: the whole network on {n_samples} samples of p_t at t = {t:g} "
         f"({outside} of them outside the box); the largest pointwise error inside the box was "
-        f"{sup_in:.3g}, against the proven in-box bound {box:.3g}"
+        f"{sup_in:.3g}, against the in-box bound {box:.3g}"
     )
     not_checked = (
         f"not sampled: the tail outside [-R, R]^d (P_out <= {p_out:.2g}, about {n_samples * p_out:.2g} expected "

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
-GRID = 4001
+GRID = 2001
 
 
 def nodes(delta: float, T: float) -> np.ndarray:
