@@ -169,37 +169,53 @@ class Network:
         return _torch_module(self, dtype)
 
 
+BLOCK = 64  # points evaluated together: the inner loop runs over them (contiguous, vectorised)
+
+
 @nb.njit(parallel=True, **_JIT)
 def _forward(x, row_off, indptr, indices, data, b, act, wmax, size, nchunks, out):
     n, n_in = x.shape
     nlayers = row_off.shape[0] - 1
     for c in nb.prange(nchunks):
-        z = np.empty(wmax)
-        u = np.empty(wmax)
-        for p in range(c * size, min(n, (c + 1) * size)):
-            width = n_in
+        z = np.empty((wmax, BLOCK))
+        u = np.empty((wmax, BLOCK))
+        lo = c * size
+        hi = min(n, (c + 1) * size)
+        for p0 in range(lo, hi, BLOCK):
+            nb_ = min(BLOCK, hi - p0)
             for i in range(n_in):
-                z[i] = x[p, i]
+                for p in range(nb_):
+                    z[i, p] = x[p0 + p, i]
             for l in range(nlayers):
                 r0 = row_off[l]
                 r1 = row_off[l + 1]
                 for r in range(r0, r1):
-                    acc = b[r]
+                    acc = u[r - r0]
+                    bias = b[r]
+                    for p in range(nb_):
+                        acc[p] = bias
                     for q in range(indptr[r], indptr[r + 1]):
-                        acc += data[q] * z[indices[q]]
+                        w = data[q]
+                        src = z[indices[q]]
+                        for p in range(nb_):
+                            acc[p] += w * src[p]
                     a = act[r]
                     if a == 0:
-                        acc = acc if acc > 0.0 else 0.0
+                        for p in range(nb_):
+                            acc[p] = acc[p] if acc[p] > 0.0 else 0.0
                     elif a == 1:
-                        acc = acc * acc if acc > 0.0 else 0.0
-                    u[r - r0] = acc
+                        for p in range(nb_):
+                            v = acc[p] if acc[p] > 0.0 else 0.0
+                            acc[p] = v * v
                 width = r1 - r0
                 if l == nlayers - 1:
                     for i in range(width):
-                        out[p, i] = u[i]
+                        for p in range(nb_):
+                            out[p0 + p, i] = u[i, p]
                 else:
                     for i in range(width):
-                        z[i] = u[i]
+                        for p in range(nb_):
+                            z[i, p] = u[i, p]
 
 
 def _torch_module(net: Network, dtype=None):
