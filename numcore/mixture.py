@@ -86,7 +86,7 @@ class GaussianMixture:
                 out[:, idx, idx] = self.eigvals
             else:
                 U = self.basis[self.group]
-                out = np.einsum("kij,kj,klj->kil", U, self.eigvals, U)
+                out = (U * self.eigvals[:, None, :]) @ np.swapaxes(U, 1, 2)
             self._cache["covs"] = out
         return self._cache["covs"]
 
