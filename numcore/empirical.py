@@ -18,6 +18,7 @@ from .marginal import jacobian_spectrum, sample
 from .mixture import GaussianMixture
 
 MAX_SEGMENT_PAIRS = 2000
+MAX_LINE_FLOATS = 2**24  # memory cap for the points on mean lines
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,11 @@ def _line_params(per_segment: int) -> np.ndarray:
 
 
 def _pairs(mix: GaussianMixture, rng):
+    """Pairs of components whose mean lines are probed (a random subset when there are many)."""
     k, j = np.triu_indices(mix.K, 1)
-    if k.size > MAX_SEGMENT_PAIRS:
-        pick = np.random.default_rng(rng).choice(k.size, MAX_SEGMENT_PAIRS, replace=False)
+    cap = int(min(MAX_SEGMENT_PAIRS, max(1, MAX_LINE_FLOATS // (400 * mix.d))))
+    if k.size > cap:
+        pick = np.random.default_rng(rng).choice(k.size, cap, replace=False)
         k, j = k[pick], j[pick]
     return k, j
 

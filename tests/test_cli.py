@@ -160,3 +160,13 @@ def test_clip_warns(runner):
                              "--format", "json"])
     assert r.exit_code == 0
     assert "clipped" in r.output  # CliRunner mixes stderr into output
+
+
+def test_demo_writes_its_files(runner, tmp_path):
+    r = runner.invoke(main, ["demo", "--out", str(tmp_path / "demo")])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert names == ["grid_balanced.json", "grid_edm.json", "grid_logsnr.json", "grid_uniform.json",
+                     "lipschitz.json", "lipschitz.png"]
+    lip = json.loads((tmp_path / "demo" / "lipschitz.json").read_text())
+    assert all(v["holds_at_all_points"] for v in lip["tightness"].values())
