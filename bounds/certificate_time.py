@@ -168,10 +168,11 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
 
     lo, hi = 2, 3  # smallest N >= 3 that fits: doubling, then bisection (errors fall like 3^-N)
     while not fits(hi)[0]:
-        lo, hi = hi, 2 * hi
-        if hi > N_MAX:
-            raise InputError(f"--eps = {eps:g}: the time coefficients need Chebyshev degree > {N_MAX}; "
-                             "expected a larger eps")
+        if hi == N_MAX:
+            raise InputError(f"--eps = {eps:g}: the time coefficients would need Chebyshev degree > {N_MAX} "
+                             "(their measured error reaches float64 round-off first); expected a larger eps "
+                             "or a larger --delta")
+        lo, hi = hi, min(2 * hi, N_MAX)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(mid)[0] else (mid, hi)

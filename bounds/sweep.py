@@ -4,7 +4,8 @@
 third field gives the count: ``eps=1e-1:1e-8:15``); the variable is ``eps`` or
 ``delta`` (for a fixed-t certificate, ``delta`` is the time t itself: the
 low-noise end).  :func:`run` evaluates the tight and the closed-form
-certificates at every value; sizes are exact integers from the formulas.
+certificates at every value; sizes are exact integers from the formulas.  A value
+whose certificate cannot be given (an InputError) keeps its row with an "error".
 """
 
 from __future__ import annotations
@@ -48,8 +49,14 @@ def run(certify_one, var: str, values, bar=None) -> list[dict]:
     """Rows of sizes for every value; certify_one(var, value, kind) -> certificate."""
     rows = []
     for v in values:
-        tight = certify_one(var, float(v), "tight")
-        closed = certify_one(var, float(v), "closed")
+        try:
+            tight = certify_one(var, float(v), "tight")
+            closed = certify_one(var, float(v), "closed")
+        except InputError as exc:  # this value is out of reach; keep the others
+            rows.append({var: float(v), "error": str(exc)})
+            if bar is not None:
+                bar.update(1)
+            continue
         rows.append({
             var: float(v), "log_1_over_eps": math.log(1.0 / tight.eps),
             "depth": tight.depth, "width": tight.width, "params": tight.params,
@@ -71,7 +78,7 @@ def plot(sweeps: dict, path: str, title: str) -> None:
     panels = [v for v in ("eps", "delta") if v in sweeps]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.3), squeeze=False)
     for ax, var in zip(axes[0], panels):
-        rows = sweeps[var]
+        rows = [r for r in sweeps[var] if "error" not in r]
         x = [r["log_1_over_eps"] for r in rows] if var == "eps" else [r["delta"] for r in rows]
         for key, style in (("depth", "o-"), ("width", "s-"), ("params", "^-")):
             line, = ax.plot(x, [r[key] for r in rows], style, ms=4, label=f"{key} (tight)")
