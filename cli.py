@@ -568,17 +568,18 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
     if plot is not None and not sweep:
         sweep = ("eps=1e-1:1e-8",)
 
-    if latex:
-        from bounds import sizes
-
-        click.echo(sizes.render("latex"))
-        if t is None:
-            from bounds import sizes_time
-
-            click.echo(sizes_time.render("latex"))
     cert = _certify_one(mix, t, delta, T, eps, p, kind)
     other = _certify_one(mix, t, delta, T, eps, p, "closed") if kind == "tight" else None
     out = cert.as_dict()
+    if latex:  # formulas, then this certificate's values; inside the JSON with --format json
+        from bounds import sizes, sizes_time
+
+        tex = sizes.render("latex") + ("\n" + sizes_time.render("latex") if t is None else "")
+        tex += "\n" + sizes.latex_values(out)
+        if fmt == "json":
+            out["latex"] = tex
+        else:
+            click.echo(tex)
     if other is not None:
         out["closed_form"] = {"depth": other.depth, "width": other.width, "params": other.params,
                               "choices": other.choices}

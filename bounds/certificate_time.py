@@ -205,8 +205,6 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
 def verify_window(cert: TimeCertificate, net, n_samples: int, times: int = 6, seed: int = 0,
                   level: float = 0.95, bar=None) -> list[dict]:
     """MC check at `times` geometric times across [delta, T] (both ends included)."""
-    from numcore import lp
-
     from .verification import sample_errors, verdict
 
     rng = np.random.default_rng(seed)
@@ -214,8 +212,8 @@ def verify_window(cert: TimeCertificate, net, n_samples: int, times: int = 6, se
     R = cert.choices["R"]
     for t in np.geomspace(cert.delta, cert.T, times):
         feats = lambda x, t=t: np.concatenate([x, np.full((x.shape[0], 1), t)], 1)  # noqa: E731
-        x, y, outside, sup_in = sample_errors(cert.mixture, net, float(t), n_samples, rng, R, bar, feats)
-        est = lp.score_lp_error(cert.mixture, x, float(t), y, cert.p, level)
+        est, outside, sup_in = sample_errors(cert.mixture, net, float(t), n_samples, rng, R, bar, feats,
+                                             p=cert.p, level=level)
         b = dict(cert.budget)
         b["recip"] += b["coef"]  # the in-box bound includes the coefficient term
         res = verdict(est, cert.eps, b, outside, sup_in, n_samples, float(t))

@@ -20,7 +20,7 @@ from numcore.network import Network
 import oracles
 from conftest import random_spec
 
-STRUCT = {"isotropic": "iso", "diagonal": "diag_k", "full": "full_k"}
+STRUCT = {"isotropic": "iso", "diagonal": "diag_k", "full": "full_k", "shared": "shared"}
 
 
 def random_mixture(seed, d, K, kind):
@@ -145,3 +145,17 @@ def test_bad_requests():
 def test_generated_code_up_to_date():
     with open(codegen.TARGET) as fh:
         assert fh.read() == codegen.render()
+
+
+def test_verify_estimate_matches_brute_force():
+    mix = builtin("aniso3")
+    t, p = 0.02, 1.0
+    cert = certify(mix, t, 1e-3, p, "tight")
+    net = cert.build()
+    res = verify(cert, net, 3000, seed=7)
+    x = marginal.sample(mix, t, 3000, np.random.default_rng(7))
+    e = np.array([np.linalg.norm(yi - oracles.score(xi, mix.weights, mix.means, mix.covs, t)) ** p
+                  for xi, yi in zip(x, net.forward_numpy(x))])
+    assert res["mc_error"] == pytest.approx(e.mean() ** (1 / p), rel=1e-6)
+    half = 1.959963984540054 * e.std(ddof=1) / np.sqrt(e.size)
+    assert res["ci_high"] == pytest.approx((e.mean() + half) ** (1 / p), rel=1e-6)

@@ -57,3 +57,10 @@ def test_bad_input_one_line_exit_2(runner, args, word):
     assert r.exit_code == 2, r.output
     lines = [l for l in r.output.strip().splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:") and word in lines[0], r.output
+
+
+def test_latex_inside_json(runner):
+    r = run(runner, "certify", "hetero3", "--eps", "1e-2", "--latex", "--format", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert "params_{B}" in out["latex"] and "\\mathrm{depth} = " + str(out["depth"]) in out["latex"]
