@@ -546,8 +546,7 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
 
     With --t the network approximates s(., t) at that one time (fixed-t
     construction); without it, t is a second input and the guarantee covers
-    every t in [--delta, --T] (time-input construction; its coefficient term
-    is measured, not proven: see README).  Prints depth, width, nonzero parameters,
+    every t in [--delta, --T] (time-input construction).  Prints depth, width, nonzero parameters,
     every parameter choice and the error budget; --verify builds the network
     and measures its error against the exact score; --export writes it.
     """

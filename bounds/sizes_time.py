@@ -18,8 +18,8 @@ eta_alpha, eta_f, eta_ell; r = max_k |R + alpha_delta |mu_k||, f_max = 1/lambda_
     Delta_g   = eta_f (r + eta_alpha M_2) + f_max eta_alpha M_2   (component-score error)
     coef      = 2 (G + Delta_g) Lambda + Delta_g              (softmax is 2-Lipschitz from l_inf to l_1)
 
-The eta are measured on dense grids (numcore.timecoef), so this term holds
-numerically, not as a proof.
+The eta are proven Bernstein-ellipse bounds of the Chebyshev interpolants
+(numcore.timecoef.ellipse_bound) plus a float64 margin for the rounded coefficients.
 """
 
 from __future__ import annotations

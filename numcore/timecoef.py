@@ -14,8 +14,10 @@ interpolants p_j of degree N on I_j = [tau_{j-1}, tau_{j+1}] (clamped):
     phi(t) ~ sum_j hat_j(t) p_j(zeta_j(t)),   zeta_j = affine map of I_j onto [-1, 1].
 
 Because the hats are a partition of unity with hat_j = 0 off I_j, the error is at
-most max_j sup_{I_j} |phi - p_j|.  That sup is *measured* on a dense grid
-(``GRID`` points per slice, Chebyshev-clustered plus uniform), not proven.
+most max_j sup_{I_j} |phi - p_j|, which :func:`ellipse_bound` bounds (proven: the
+functions are analytic in Bernstein ellipses around each slice, away from the
+singularities of 1/s and log s); the sup is also measured on a dense grid
+(``GRID`` points per slice, Chebyshev-clustered plus uniform) as a check.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Coefficients:
     N: int
     coef: np.ndarray          # rows: alpha, f_1..f_F, ell_1..ell_F
     error: np.ndarray         # measured sup error per function (over all slices)
+    bound: np.ndarray         # proven sup-error bound per function (Bernstein ellipse + rounding margin)
 
     @property
     def F(self) -> int:
@@ -74,15 +77,15 @@ class Coefficients:
 
     @property
     def eta_alpha(self) -> float:
-        return float(self.error[0])
+        return float(self.bound[0])
 
     @property
     def eta_f(self) -> float:
-        return float(self.error[1:1 + self.F].max())
+        return float(self.bound[1:1 + self.F].max())
 
     @property
     def eta_ell(self) -> float:
-        return float(self.error[1 + self.F:].max())
+        return float(self.bound[1 + self.F:].max())
 
     def evaluate(self, t) -> np.ndarray:
         """(n_fun, len(t)) values of the blended interpolants (reference, numpy)."""
@@ -107,29 +110,71 @@ def functions(sigma2):
 
 
 def _interpolant(fn, N):
-    """Chebyshev coefficients of the degree-N interpolant at the first-kind points.
+    """Coefficients of the degree-N Chebyshev interpolant at the second-kind points x_j = cos(j pi / N).
 
-    numpy's fast transform can round a negligible coefficient to exactly 0.0;
-    those are recomputed by the direct orthogonality sum (2/(N+1)) sum_k f(x_k) T_i(x_k),
-    so the network's sparsity pattern does not depend on round-off."""
-    c = C.chebinterpolate(fn, N)
-    zero = np.flatnonzero(c == 0.0)
-    if zero.size:
-        x = np.cos(np.pi * (np.arange(N + 1) + 0.5) / (N + 1))
-        fx = fn(x)
-        for i in zero:
-            c[i] = (2.0 - (i == 0)) / (N + 1) * float(np.dot(fx, np.cos(i * np.arccos(x))))
+    c_i = (2/N) sum''_j f(x_j) T_i(x_j) (end terms halved; c_0 and c_N halved too), evaluated as a
+    direct sum.  (An exactly-zero coefficient drops its weights from the network; the size
+    formulas count those as Z_c.)"""
+    j = np.arange(N + 1)
+    x = np.cos(np.pi * j / N)
+    fx = fn(x) * np.where((j == 0) | (j == N), 0.5, 1.0)
+    c = (2.0 / N) * (np.cos(np.pi * np.outer(j, j) / N) @ fx)
+    c[0] *= 0.5
+    c[N] *= 0.5
     return c
 
 
+RHOS = np.geomspace(1.02, 200.0, 400)
+
+
+def ellipse_bound(kind: str, s2: float, lo: float, hi: float, N: int) -> float:
+    """Proven sup-error bound of the degree-N interpolant of alpha / f_sigma / ell_sigma on [lo, hi].
+
+    Chebyshev interpolation of f analytic in the Bernstein ellipse E_rho (mapped onto [lo, hi]) with
+    |f| <= M there errs by at most 4 M rho^{-N} / (rho - 1) (Trefethen, ATAP Thm 8.2); minimised
+    over rho.  On E_rho, Re z >= x_min = mid - half (rho + 1/rho)/2 and |Im z| <= b = half (rho - 1/rho)/2.
+    With s(z) = 1 - c e^{-2z}, c = 1 - sigma^2, a = |c| e^{-2 x_min}:
+      alpha:  |e^{-z}| <= e^{-x_min};
+      f:      |s| >= 1 - a (a < 1), or |s| >= 1 when c < 0 and b < pi/4 (Re(-c e^{-2z}) > 0);
+      ell:    |log s| <= max(-log inf|s|, log(1 + a)) + pi/2 (Re s > 0 in both cases)."""
+    mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    best = math.inf
+    for rho in RHOS:
+        xmin = mid - half * 0.5 * (rho + 1 / rho)
+        b = half * 0.5 * (rho - 1 / rho)
+        if kind == "alpha":
+            M = math.exp(-xmin)
+        else:
+            c = 1.0 - s2
+            a = abs(c) * math.exp(-2 * xmin)
+            if c == 0.0:
+                low = 1.0
+            elif c < 0 and b < math.pi / 4:
+                low = 1.0
+            elif a < 1.0:
+                low = 1.0 - a
+            else:
+                continue
+            M = 1.0 / low if kind == "f" else 0.5 * (max(-math.log(low), math.log1p(a)) + math.pi / 2)
+        best = min(best, 4 * M * rho ** (-N) / (rho - 1))
+    return best
+
+
 def interpolate(delta: float, T: float, sigma2, N: int) -> Coefficients:
-    """Interpolants of degree N on every slice, with their measured sup errors."""
+    """Interpolants of degree N on every slice, their proven error bounds and measured sup errors.
+
+    ``bound`` (used by certificates) is the Bernstein-ellipse bound plus a float64 margin
+    (N + 1) 1e-15 sum |c_i| for the rounded coefficients; ``error`` is the sup measured on a
+    dense grid (a check that the bound holds)."""
     tau = nodes(delta, T)
     iv = slices(tau)
     sigma2 = np.unique(np.asarray(sigma2, float))
     fs = functions(sigma2)
+    kinds = ["alpha"] + ["f"] * sigma2.size + ["ell"] * sigma2.size
+    s2s = [0.0] + list(sigma2) + list(sigma2)
     coef = np.zeros((len(fs), iv.shape[0], N + 1))
     err = np.zeros(len(fs))
+    bound = np.zeros(len(fs))
     g = np.concatenate([np.cos(np.linspace(0, np.pi, GRID)), np.linspace(-1, 1, GRID)])
     for j, (lo, hi) in enumerate(iv):
         tt = 0.5 * (lo + hi) + 0.5 * (hi - lo) * g
@@ -137,4 +182,6 @@ def interpolate(delta: float, T: float, sigma2, N: int) -> Coefficients:
             c = _interpolant(lambda z: fn(0.5 * (lo + hi) + 0.5 * (hi - lo) * z), N)
             coef[r, j] = c
             err[r] = max(err[r], float(np.abs(C.chebval(g, c) - fn(tt)).max()))
-    return Coefficients(tau, iv, sigma2, N, coef, err)
+            proven = ellipse_bound(kinds[r], s2s[r], lo, hi, N) + (N + 1) * 1e-15 * float(np.abs(c).sum())
+            bound[r] = max(bound[r], proven)
+    return Coefficients(tau, iv, sigma2, N, coef, err, bound)

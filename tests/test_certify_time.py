@@ -66,6 +66,7 @@ def test_interpolants_against_functions_and_decay():
         true = np.stack([f(t) for f in timecoef.functions(co.sigma2)])
         err = np.abs(vals - true).max(1)
         assert np.all(err <= co.error * (1 + 1e-6) + 1e-15)  # the dense grid saw the sup
+        assert np.all(co.error <= co.bound)                    # the proven bound holds
         errs.append(co.eta_f)
     assert errs[1] < errs[0] / 20 and errs[2] < errs[1] / 20  # geometric decay (about 3^-N)
     hats = timecoef.hat_values(co.tau, t)
@@ -84,3 +85,18 @@ def test_cli_window_json(runner):
     for key in ("mc_error", "ci_low", "ci_high", "n_samples", "choices", "budget"):
         assert key in out
     assert "coef" in out["budget"] and "N_ch" in out["choices"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(s2=st.floats(1e-3, 20.0), lo=st.floats(1e-4, 3.0), ratio=st.floats(1.1, 4.0), N=st.integers(3, 30))
+def test_ellipse_bound_is_a_bound(s2, lo, ratio, N):
+    hi = lo * ratio
+    x = np.cos(np.linspace(0, np.pi, 3001))
+    tt = 0.5 * (lo + hi) + 0.5 * (hi - lo) * x
+    for kind, fn in (("alpha", timecoef.alpha), ("f", lambda t: timecoef.f_sigma(t, s2)),
+                     ("ell", lambda t: timecoef.ell_sigma(t, s2))):
+        c = timecoef._interpolant(lambda z: fn(0.5 * (lo + hi) + 0.5 * (hi - lo) * z), N)
+        from numpy.polynomial import chebyshev as C
+
+        err = np.abs(C.chebval(x, c) - fn(tt)).max()
+        assert err <= timecoef.ellipse_bound(kind, s2, lo, hi, N) + 1e-13 * np.abs(c).sum()
