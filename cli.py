@@ -494,7 +494,8 @@ def _certify_text(cert, res, tight_vs_closed) -> str:
         f"certified ReLU-ReQU score network for {d['mixture']} (K = {d['K']}, d = {d['d']}), {where}",
         f"  guarantee   ||N - s||_(L^{d['p']:g}(p_t)) <= eps = {d['eps']:g}"
         + ("" if d.get("part") != "B" else " at every t in the window (see notes)"),
-        f"  sizes       depth {d['depth']}, width {d['width']}, params {d['params']}   ({d['certificate']} certificate)",
+        f"  sizes       depth {d['depth']}, width {d['width']}, params {d['params']}   "
+        f"({d['certificate']} certificate)",
     ]
     if tight_vs_closed is not None:
         o = tight_vs_closed

@@ -167,8 +167,8 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
     G = geo.g_box(R, kind)
     share = eps / 8
     sig = eigen_layout(mix)[3]
-    def fits(N):
-        co = interpolate(delta, T, sig, N)
+    def fits(N, measure=False):
+        co = interpolate(delta, T, sig, N, measure)
         return _coef_term(geo, R, G, co)[0] <= share, co
 
     lo, hi = 2, 3  # smallest N >= 3 that fits: doubling, then bisection (errors fall like 3^-N)
@@ -182,7 +182,7 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(mid)[0] else (mid, hi)
     N = hi
-    co = fits(N)[1]
+    co = fits(N, measure=True)[1]
     coef, dg, lam = _coef_term(geo, R, G, co)
     G1 = G + dg
     counts = structural_counts(mix, co)

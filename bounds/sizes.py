@@ -64,7 +64,9 @@ E = sp.E
 G_CLOSED = (sp.sqrt(d) * R + alpha * M2) / lam_min
 CS_CLOSED = (2 * alpha * M2 + sig_max * sp.sqrt(d + 2 * p)) / lam_min
 # (E|Z|^{2p})^{1/(2p)} for Z ~ N(0, I_d), exact: 2^p Gamma(d/2 + p) / Gamma(d/2)
-MOMENT_2P = sp.exp((p * sp.log(2) + sp.loggamma(d / 2 + p, evaluate=False) - sp.loggamma(d / 2, evaluate=False)) / (2 * p))
+MOMENT_2P = sp.exp(
+    (p * sp.log(2) + sp.loggamma(d / 2 + p, evaluate=False) - sp.loggamma(d / 2, evaluate=False)) / (2 * p)
+)
 CS_EXACT = (2 * alpha * M2 + sig_max * moment) / lam_min
 P_OUT_CLOSED = d * sp.exp(-((R - alpha * Minf) ** 2) / (2 * sig_max**2))
 R_CLOSED = alpha * Minf + sig_max * sp.sqrt(2 * sp.log(d) + 4 * p * sp.log(2 * (Cs + G + eps) / eps))
