@@ -486,10 +486,9 @@ def _certify_one(mix, t, delta, T, eps, p, kind):
     return certify_window(mix, delta, T, eps, p, kind)
 
 
-def _certify_text(cert, res, tight_vs_closed) -> str:
-    d = cert.as_dict()
+def _certify_text(d: dict, res, tight_vs_closed) -> str:
     ch, bu = d["choices"], d["budget"]
-    where = f"t = {cert.t:g}" if d.get("part") != "B" else f"t in [{d['delta']:g}, {d['T']:g}] (t is an input)"
+    where = f"t = {d['t']:g}" if d.get("part") != "B" else f"t in [{d['delta']:g}, {d['T']:g}] (t is an input)"
     lines = [
         f"certified ReLU-ReQU score network for {d['mixture']} (K = {d['K']}, d = {d['d']}), {where}",
         f"  guarantee   ||N - s||_(L^{d['p']:g}(p_t)) <= eps = {d['eps']:g}"
@@ -506,6 +505,7 @@ def _certify_text(cert, res, tight_vs_closed) -> str:
                                          for k in keys))
     terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
     lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
+    lines.append(f"  formulas    depth = {d['formulas']['depth']}   (width, params, choices: --latex or --format json)")
     for note in d.get("notes", []):
         lines.append(f"  note: {note}")
     if res is not None:
@@ -571,6 +571,9 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
     cert = _certify_one(mix, t, delta, T, eps, p, kind)
     other = _certify_one(mix, t, delta, T, eps, p, "closed") if kind == "tight" else None
     out = cert.as_dict()
+    from bounds.sizes import formulas_text
+
+    out["formulas"] = formulas_text(time_input=t is None)
     if latex:  # formulas, then this certificate's values; inside the JSON with --format json
         from bounds import sizes, sizes_time
 
@@ -641,7 +644,7 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
     if fmt == "json":
         click.echo(to_json(out))
         return
-    text = _certify_text(cert, res, other)
+    text = _certify_text(out, res, other)
     if export:
         text += f"\n  wrote {export} (.npz: W{{l}}, b{{l}}, act{{l}} for l = 0..{cert.depth - 1}, W_out, b_out)"
     for var, rows in sweeps.items():

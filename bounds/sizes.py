@@ -189,6 +189,17 @@ def render(kind: str = "text") -> str:
     return "\n".join(lines)
 
 
+def formulas_text(time_input: bool = False) -> dict:
+    """Plain-text formulas (sympy's sstr) of the sizes, the budget terms and the closed-form choices."""
+    items = sizes() + budget() + choices_closed()
+    if time_input:
+        from . import sizes_time
+
+        items = [("depth", sizes_time.DEPTH), ("width", sizes_time.WIDTH), ("params", sizes_time.PARAMS),
+                 ("coef", sizes_time.COEF)] + budget() + choices_closed()
+    return {name: sp.sstr(display(expr)) for name, expr in items}
+
+
 def latex_values(cert: dict) -> str:
     """LaTeX lines with one certificate's evaluated choices, budget and sizes (from Certificate.as_dict)."""
     where = f"t = {cert['t']:g}" if "t" in cert else f"t \\in [{cert['delta']:g}, {cert['T']:g}]"

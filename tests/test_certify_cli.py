@@ -28,6 +28,7 @@ def test_json_fields_verify_export(runner, tmp_path):
     for key in ("tail", "trunc", "exp", "recip", "total"):
         assert key in out["budget"]
     assert out["ci_high"] < out["eps"] and out["n_samples"] == 20000
+    assert out["formulas"]["depth"] == "D + J + L + m + 4" and "Max" in out["formulas"]["width"]
     assert out["materialized"]["matches_formulas"] and out["shrink_params"] > 1
     with np.load(path) as z:
         assert sum(1 for k in z.files if k.startswith("act")) == out["depth"]
