@@ -547,9 +547,10 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
 
     With --t the network approximates s(., t) at that one time (fixed-t
     construction); without it, t is a second input and the guarantee covers
-    every t in [--delta, --T] (time-input construction).  Prints depth, width, nonzero parameters,
-    every parameter choice and the error budget; --verify builds the network
-    and measures its error against the exact score; --export writes it.
+    every t in [--delta, --T] (time-input construction).  Prints depth, width,
+    nonzero parameters, every parameter choice and the error budget; --verify
+    builds the network and measures its error against the exact score;
+    --export writes it.
     """
     from numcore.checks import InputError, integer, real, time_window
 
@@ -563,10 +564,15 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
     real("--eps", eps, low=0.0, low_open=True)
     n_verify = integer("--verify", n_verify, low=0, high=10**8)
     times = integer("--times", times, low=2, high=100)
-    if export is not None and not os.path.isdir(os.path.dirname(os.path.abspath(export))):
-        raise InputError(f"--export {export!r}: folder does not exist")
+    for name, path in (("--export", export), ("--plot", plot)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise InputError(f"{name} {path!r}: folder {os.path.dirname(os.path.abspath(path))!r} does not exist")
     if plot is not None and not sweep:
         sweep = ("eps=1e-1:1e-8",)
+    if sweep:
+        from bounds import sweep as sw
+
+        sweep_values = [sw.parse(text) for text in sweep]  # bad --sweep fails before any work
 
     cert = _certify_one(mix, t, delta, T, eps, p, kind)
     other = _certify_one(mix, t, delta, T, eps, p, "closed") if kind == "tight" else None
@@ -594,7 +600,10 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
                                "matches_formulas": [net.depth, net.width, net.params] == [cert.depth, cert.width,
                                                                                            cert.params]}
         if export:
-            net.save(export)
+            try:
+                net.save(export)
+            except OSError as exc:
+                raise InputError(f"--export {export!r} cannot be written: {exc.strerror}") from None
             out["export"] = export
         if n_verify:
             if t is not None:
@@ -614,10 +623,7 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
                 out["verification"] = res
     sweeps = {}
     if sweep:
-        from bounds import sweep as sw
-
-        for text in sweep:
-            var, values = sw.parse(text)
+        for var, values in sweep_values:
 
             def one(v, val, k):
                 if v == "eps":
