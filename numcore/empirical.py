@@ -34,8 +34,8 @@ class JacobianStats:
 
 def _line_params(per_segment: int) -> np.ndarray:
     """Positions lam on the line mu_k + lam (mu_j - mu_k): dense on [0, 1], then out to
-    1e4 segment lengths on both sides, where the weights become one-hot."""
-    far = np.logspace(-2, 4, 25)
+    1e8 segment lengths on both sides, where the weights become one-hot."""
+    far = np.logspace(-2, 8, 41)
     return np.unique(np.concatenate([np.linspace(0.0, 1.0, per_segment), -far, 1.0 + far]))
 
 
