@@ -65,3 +65,17 @@ def test_latex_inside_json(runner):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert "params_{B}" in out["latex"] and "\\mathrm{depth} = " + str(out["depth"]) in out["latex"]
+
+
+def test_sweep_json_polylog_growth(runner):
+    r = run(runner, "certify", "hetero3", "--eps", "1e-3", "--t", "0.01", "--sweep", "eps=1e-1:1e-8",
+            "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)["sweep"]["eps"]
+    assert [row["eps"] for row in rows] == pytest.approx([10.0**-k for k in range(1, 9)])
+    closed = [row["params_closed"] for row in rows]
+    assert closed == sorted(closed)                      # more accuracy never costs less (closed form)
+    # polylogarithmic: 7 decades of eps cost a few layers and well under 3x the parameters
+    assert rows[-1]["depth"] - rows[0]["depth"] <= 8
+    assert rows[-1]["params"] <= 3 * rows[0]["params"] and rows[-1]["params_closed"] <= 3 * rows[0]["params_closed"]
+    assert all(row["params"] <= row["params_closed"] for row in rows)
