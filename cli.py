@@ -15,10 +15,10 @@ import click
 
 DEFAULT_DELTA = 1e-3
 DEFAULT_T = 5.0
-WINDOW_HELP = (
-    "OU time window. --T 5 puts p_T within KL e^{-10} KL(p_0||N(0,I)) of the Gaussian prior "
-    "(alpha_T = 0.0067); --delta 1e-3 stops at VE sigma = 0.045, below the built-ins' mode widths."
-)
+T_HELP = ("Largest OU time; sampling starts at x_T ~ p_T. The default 5 leaves alpha_T = 0.0067, so p_T is within "
+          "KL <= e^{-10} KL(p_0 || N(0, I)) of the Gaussian prior.")
+DELTA_HELP = ("Smallest OU time, > 0 and < --T; sampling stops there. The default 1e-3 is VE sigma 0.045, below "
+              "the built-in mixtures' mode widths.")
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -48,10 +48,8 @@ class FlowcertGroup(click.Group):
 
 def window_options(f):
     """--delta and --T, shared by every command that works on [delta, T]."""
-    f = click.option("--T", "T", type=float, default=DEFAULT_T, show_default=True,
-                     help="Largest OU time (sampling starts at x_T ~ p_T). " + WINDOW_HELP)(f)
-    f = click.option("--delta", type=float, default=DEFAULT_DELTA, show_default=True,
-                     help="Smallest OU time (sampling stops there); must be > 0 and < --T.")(f)
+    f = click.option("--T", "T", type=float, default=DEFAULT_T, show_default=True, help=T_HELP)(f)
+    f = click.option("--delta", type=float, default=DEFAULT_DELTA, show_default=True, help=DELTA_HELP)(f)
     return f
 
 
@@ -677,28 +675,38 @@ def demo_cmd(out_dir):
     """Run the main job on the built-in ring8 mixture and write its results.
 
     Prints the mixture summary, writes the Lipschitz bounds with a brute-force
-    overlay (lipschitz.json, lipschitz.png) and the balanced and baseline grids
-    (grid_*.json) into --out.
+    overlay (lipschitz.json, lipschitz.png), the balanced and baseline grids
+    (grid_*.json), and a certified score network with its measured error
+    (certify.json, net.npz) into --out.  The distillation study is separate:
+    `flowcert validate ring8 --preset quick` (a few minutes on a CPU).
     """
     os.makedirs(out_dir, exist_ok=True)
-    ctx = click.get_current_context()
-    click.echo("== flowcert mixture ring8")
-    ctx.invoke(mixture_cmd, spec="ring8", delta=DEFAULT_DELTA, T=DEFAULT_T, fmt="table")
-    click.echo("\n== flowcert lipschitz ring8 --empirical 20000 --plot lipschitz.png")
-    ctx.invoke(lipschitz_cmd, spec="ring8", bound_=("tri", "sharp", "onesided"), points=24, empirical=20000,
-               seed=0, ball_mass=1 - 1e-6, delta=DEFAULT_DELTA, T=DEFAULT_T, fmt="json",
-               output=os.path.join(out_dir, "lipschitz.json"), plot=os.path.join(out_dir, "lipschitz.png"),
-               latex=False)
-    click.echo(f"wrote {out_dir}/lipschitz.json and {out_dir}/lipschitz.png")
-    for kind in ("balanced", "uniform", "edm", "logsnr"):
-        click.echo(f"\n== flowcert grid ring8 --kind {kind} --steps 8 --units sigma")
-        ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
-                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="table",
-                   output=None)
-        ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
-                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="json",
-                   output=os.path.join(out_dir, f"grid_{kind}.json"))
-    click.echo(f"\nwrote {out_dir}/grid_*.json")
+    here = lambda name: os.path.join(out_dir, name)  # noqa: E731
+    steps = [
+        ["mixture", "ring8"],
+        ["lipschitz", "ring8", "--points", "24", "--empirical", "20000", "--format", "json",
+         "-o", here("lipschitz.json"), "--plot", here("lipschitz.png")],
+        *[["grid", "ring8", "--kind", kind, "--steps", "8", "--units", "sigma"] for kind in
+          ("balanced", "uniform", "edm", "logsnr")],
+        *[["grid", "ring8", "--kind", kind, "--steps", "8", "--units", "sigma", "-o", here(f"grid_{kind}.json")]
+          for kind in ("balanced", "uniform", "edm", "logsnr")],
+        ["certify", "ring8", "--eps", "1e-3", "--t", "0.05", "--verify", "20000", "--export", here("net.npz")],
+        ["certify", "ring8", "--eps", "1e-3", "--t", "0.05", "--format", "json", "--verify", "20000"],
+    ]
+    for args in steps:
+        if "-o" not in args and "--format" not in args:
+            click.echo(f"\n== flowcert {' '.join(args)}")
+        if args[-2:] == ["--verify", "20000"] and "json" in args:
+            import contextlib
+            import io
+
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                main.main(args=args, standalone_mode=False)
+            write_atomic(here("certify.json"), buf.getvalue())
+            continue
+        main.main(args=args, standalone_mode=False)
+    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out_dir)))} into {out_dir}/")
 
 
 if __name__ == "__main__":
