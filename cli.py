@@ -15,10 +15,10 @@ import click
 
 DEFAULT_DELTA = 1e-3
 DEFAULT_T = 5.0
-WINDOW_HELP = (
-    "OU time window. --T 5 puts p_T within KL e^{-10} KL(p_0||N(0,I)) of the Gaussian prior "
-    "(alpha_T = 0.0067); --delta 1e-3 stops at VE sigma = 0.045, below the built-ins' mode widths."
-)
+T_HELP = ("Largest OU time; sampling starts at x_T ~ p_T. The default 5 leaves alpha_T = 0.0067, so p_T is within "
+          "KL <= e^{-10} KL(p_0 || N(0, I)) of the Gaussian prior.")
+DELTA_HELP = ("Smallest OU time, > 0 and < --T; sampling stops there. The default 1e-3 is VE sigma 0.045, below "
+              "the built-in mixtures' mode widths.")
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -35,14 +35,21 @@ class FlowcertGroup(click.Group):
         except InputError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: one line, traceback on request
+            if os.environ.get("FLOWCERT_DEBUG"):
+                raise
+            first = " ".join(str(exc).split())[:300]
+            click.echo(f"Error: internal error {type(exc).__name__}: {first} "
+                       "(set FLOWCERT_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(1)
 
 
 def window_options(f):
     """--delta and --T, shared by every command that works on [delta, T]."""
-    f = click.option("--T", "T", type=float, default=DEFAULT_T, show_default=True,
-                     help="Largest OU time (sampling starts at x_T ~ p_T). " + WINDOW_HELP)(f)
-    f = click.option("--delta", type=float, default=DEFAULT_DELTA, show_default=True,
-                     help="Smallest OU time (sampling stops there); must be > 0 and < --T.")(f)
+    f = click.option("--T", "T", type=float, default=DEFAULT_T, show_default=True, help=T_HELP)(f)
+    f = click.option("--delta", type=float, default=DEFAULT_DELTA, show_default=True, help=DELTA_HELP)(f)
     return f
 
 
@@ -463,6 +470,201 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
         emit(head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": lam, **cols}), output)
 
 
+# ----------------------------------------------------------------------------- certify
+
+
+def _certify_one(mix, t, delta, T, eps, p, kind):
+    """A fixed-t certificate (t given) or a time-input certificate on [delta, T]."""
+    if t is not None:
+        from bounds.certificate import certify
+
+        return certify(mix, t, eps, p, kind)
+    from bounds.certificate_time import certify_window
+
+    return certify_window(mix, delta, T, eps, p, kind)
+
+
+def _certify_text(d: dict, res, tight_vs_closed) -> str:
+    ch, bu = d["choices"], d["budget"]
+    where = f"t = {d['t']:g}" if d.get("part") != "B" else f"t in [{d['delta']:g}, {d['T']:g}] (t is an input)"
+    lines = [
+        f"certified ReLU-ReQU score network for {d['mixture']} (K = {d['K']}, d = {d['d']}), {where}",
+        f"  guarantee   ||N - s||_(L^{d['p']:g}(p_t)) <= eps = {d['eps']:g}"
+        + ("" if d.get("part") != "B" else " at every t in the window (see notes)"),
+        f"  sizes       depth {d['depth']}, width {d['width']}, params {d['params']}   "
+        f"({d['certificate']} certificate)",
+    ]
+    if tight_vs_closed is not None:
+        o = tight_vs_closed
+        lines.append(f"  closed form depth {o.depth}, width {o.width}, params {o.params}   "
+                     f"(tight is {o.params / d['params']:.2f}x fewer params, {o.width / d['width']:.2f}x narrower)")
+    keys = [k for k in ("R", "G", "C_s", "B", "m", "n", "L", "J", "D", "theta", "N_ch", "slices") if k in ch]
+    lines.append("  choices     " + ", ".join(f"{k} = {ch[k]:.6g}" if isinstance(ch[k], float) else f"{k} = {ch[k]}"
+                                         for k in keys))
+    terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
+    lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
+    lines.append(f"  formulas    depth = {d['formulas']['depth']}   (width, params, choices: --latex or --format json)")
+    for note in d.get("notes", []):
+        lines.append(f"  note: {note}")
+    if res is not None:
+        rows = res if isinstance(res, list) else [res]
+        for r in rows:
+            at = f" t = {r['t']:.4g}:" if "t" in r else ""
+            lines.append(f"  verify {at} {r['verdict']}; mc_error {r['mc_error']:.4g} "
+                         f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] ({r['level']:.0%}, n = {r['n_samples']}), "
+                         f"slack eps/ci_high = {r['slack']:.3g}")
+        lines.append(f"  checked: {rows[0]['checked']}")
+        lines.append(f"  {rows[0]['not_checked']}")
+    return "\n".join(lines)
+
+
+@main.command("certify")
+@click.argument("spec")
+@click.option("--eps", type=float, required=True, help="Target accuracy in L^p(p_t); 0 < eps < the score's scale.")
+@click.option("--p", "p", type=float, default=2.0, show_default=True, help="Exponent p >= 1 of the L^p(p_t) norm.")
+@click.option("--t", "t", type=float, default=None,
+              help="Fixed OU time t > 0 (Part A). Without --t, t is a network input on [--delta, --T] (Part B).")
+@window_options
+@click.option("--certificate", "kind", type=click.Choice(["tight", "closed"]), default="tight", show_default=True,
+              help="tight: smallest R, m, n, J satisfying the exact budget inequalities; closed: closed-form choices.")
+@click.option("--latex", is_flag=True, help="Print the size formulas and parameter choices as LaTeX first.")
+@click.option("--verify", "n_verify", type=int, default=0, metavar="N",
+              help="Monte-Carlo check of the materialized network on N samples of p_t (95% CI).")
+@click.option("--times", type=int, default=6, show_default=True,
+              help="Without --t: number of verification times across [delta, T] (geometric, both ends included).")
+@click.option("--export", "export", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
+              help="Write the materialized network (W{l}, b{l}, act{l}, W_out, b_out).")
+@click.option("--sweep", "sweep", multiple=True, metavar="VAR=START:STOP[:COUNT]",
+              help="Size table over eps (eps=1e-1:1e-8) or over the low-noise time (delta=1e-1:1e-4).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="PNG of depth, width, params against log(1/eps) and against delta.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --verify samples.")
+def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export, sweep, plot, fmt, seed):
+    """Certified sizes of a ReLU-ReQU network approximating the mixture score to eps in L^p(p_t).
+
+    With --t the network approximates s(., t) at that one time (fixed-t
+    construction); without it, t is a second input and the guarantee covers
+    every t in [--delta, --T] (time-input construction).  Prints depth, width,
+    nonzero parameters, every parameter choice and the error budget; --verify
+    builds the network and measures its error against the exact score;
+    --export writes it.
+    """
+    from numcore.checks import InputError, integer, real, time_window
+
+    mix = load_mixture(spec)
+    delta, T = time_window(delta, T)
+    if t is None and not (0 < delta < T):
+        raise InputError(f"--delta = {delta:g}: expected a value below --T = {T:g}")
+    if t is not None:
+        real("--t", t, low=0.0, low_open=True, high=50.0)
+    real("--p", p, low=1.0)
+    real("--eps", eps, low=0.0, low_open=True)
+    n_verify = integer("--verify", n_verify, low=0, high=10**8)
+    times = integer("--times", times, low=2, high=100)
+    for name, path in (("--export", export), ("--plot", plot)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise InputError(f"{name} {path!r}: folder {os.path.dirname(os.path.abspath(path))!r} does not exist")
+    if plot is not None and not sweep:
+        sweep = ("eps=1e-1:1e-8",)
+    if sweep:
+        from bounds import sweep as sw
+
+        sweep_values = [sw.parse(text) for text in sweep]  # bad --sweep fails before any work
+
+    cert = _certify_one(mix, t, delta, T, eps, p, kind)
+    other = _certify_one(mix, t, delta, T, eps, p, "closed") if kind == "tight" else None
+    out = cert.as_dict()
+    from bounds.sizes import formulas_text
+
+    out["formulas"] = formulas_text(time_input=t is None)
+    if latex:  # formulas, then this certificate's values; inside the JSON with --format json
+        from bounds import sizes, sizes_time
+
+        tex = sizes.render("latex") + ("\n" + sizes_time.render("latex") if t is None else "")
+        tex += "\n" + sizes.latex_values(out)
+        if fmt == "json":
+            out["latex"] = tex
+        else:
+            click.echo(tex)
+    if other is not None:
+        out["closed_form"] = {"depth": other.depth, "width": other.width, "params": other.params,
+                              "choices": other.choices}
+        out["shrink_params"] = other.params / cert.params
+    res = None
+    if n_verify or export:
+        net = cert.build()
+        out["materialized"] = {"depth": net.depth, "width": net.width, "params": net.params,
+                               "matches_formulas": [net.depth, net.width, net.params] == [cert.depth, cert.width,
+                                                                                           cert.params]}
+        if export:
+            try:
+                net.save(export)
+            except OSError as exc:
+                raise InputError(f"--export {export!r} cannot be written: {exc.strerror}") from None
+            out["export"] = export
+        if n_verify:
+            if t is not None:
+                from bounds.verification import verify
+
+                with progress(n_verify, "verify", fmt != "json") as bar:
+                    res = verify(cert, net, n_verify, seed, bar=bar)
+                out.update({k: res[k] for k in ("mc_error", "ci_low", "ci_high", "n_samples")})
+                out["verification"] = res
+            else:
+                from bounds.certificate_time import verify_window
+
+                with progress(n_verify * times, "verify", fmt != "json") as bar:
+                    res = verify_window(cert, net, n_verify, times, seed, bar=bar)
+                worst = max(res, key=lambda r: r["ci_high"])
+                out.update({k: worst[k] for k in ("mc_error", "ci_low", "ci_high", "n_samples")})
+                out["verification"] = res
+    sweeps = {}
+    if sweep:
+        for var, values in sweep_values:
+
+            def one(v, val, k):
+                if v == "eps":
+                    return _certify_one(mix, t, delta, T, val, p, k)
+                if t is not None:
+                    return _certify_one(mix, val, delta, T, eps, p, k)
+                return _certify_one(mix, None, val, T, eps, p, k)
+
+            with progress(len(values), f"sweep {var}", fmt != "json") as bar:
+                sweeps[var] = sw.run(one, var, values, bar)
+        if plot:
+            if "delta" not in sweeps:
+                import numpy as np
+
+                start = 1e-1 if t is None else max(t, 1e-1)
+                vals = np.geomspace(start, start * 1e-3, 7)
+                vals = vals[vals < T] if t is None else vals
+                with progress(len(vals), "sweep delta", fmt != "json") as bar:
+                    sweeps["delta"] = sw.run(lambda v, val, k: one("delta", val, k), "delta", vals, bar)
+            sw.plot(sweeps, plot, f"{mix.name}: certified sizes (p = {p:g}, "
+                    + (f"t = {t:g}" if t is not None else f"T = {T:g}") + f", eps = {eps:g} in the delta panel)")
+            out["plot"] = plot
+        out["sweep"] = sweeps
+    if fmt == "json":
+        click.echo(to_json(out))
+        return
+    text = _certify_text(out, res, other)
+    if export:
+        text += f"\n  wrote {export} (.npz: W{{l}}, b{{l}}, act{{l}} for l = 0..{cert.depth - 1}, W_out, b_out)"
+    for var, rows in sweeps.items():
+        ok = [r for r in rows if "error" not in r]
+        cols = {var: [f"{r[var]:.3g}" for r in ok], "log(1/eps)": [f"{r['log_1_over_eps']:.2f}" for r in ok]}
+        for key in ("depth", "width", "params", "depth_closed", "width_closed", "params_closed", "n", "m", "J"):
+            cols[key] = [str(r[key]) for r in ok]
+        text += f"\n\n# sweep over {var} (tight certificate; *_closed: closed-form choices)\n" + table(cols)
+        for r in rows:
+            if "error" in r:
+                text += f"\n# {var} = {r[var]:.3g}: no certificate ({r['error']})"
+    if plot:
+        text += f"\nwrote {plot}"
+    click.echo(text)
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -473,28 +675,38 @@ def demo_cmd(out_dir):
     """Run the main job on the built-in ring8 mixture and write its results.
 
     Prints the mixture summary, writes the Lipschitz bounds with a brute-force
-    overlay (lipschitz.json, lipschitz.png) and the balanced and baseline grids
-    (grid_*.json) into --out.
+    overlay (lipschitz.json, lipschitz.png), the balanced and baseline grids
+    (grid_*.json), and a certified score network with its measured error
+    (certify.json, net.npz) into --out.  The distillation study is separate:
+    `flowcert validate ring8 --preset quick` (a few minutes on a CPU).
     """
     os.makedirs(out_dir, exist_ok=True)
-    ctx = click.get_current_context()
-    click.echo("== flowcert mixture ring8")
-    ctx.invoke(mixture_cmd, spec="ring8", delta=DEFAULT_DELTA, T=DEFAULT_T, fmt="table")
-    click.echo("\n== flowcert lipschitz ring8 --empirical 20000 --plot lipschitz.png")
-    ctx.invoke(lipschitz_cmd, spec="ring8", bound_=("tri", "sharp", "onesided"), points=24, empirical=20000,
-               seed=0, ball_mass=1 - 1e-6, delta=DEFAULT_DELTA, T=DEFAULT_T, fmt="json",
-               output=os.path.join(out_dir, "lipschitz.json"), plot=os.path.join(out_dir, "lipschitz.png"),
-               latex=False)
-    click.echo(f"wrote {out_dir}/lipschitz.json and {out_dir}/lipschitz.png")
-    for kind in ("balanced", "uniform", "edm", "logsnr"):
-        click.echo(f"\n== flowcert grid ring8 --kind {kind} --steps 8 --units sigma")
-        ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
-                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="table",
-                   output=None)
-        ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
-                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="json",
-                   output=os.path.join(out_dir, f"grid_{kind}.json"))
-    click.echo(f"\nwrote {out_dir}/grid_*.json")
+    here = lambda name: os.path.join(out_dir, name)  # noqa: E731
+    steps = [
+        ["mixture", "ring8"],
+        ["lipschitz", "ring8", "--points", "24", "--empirical", "20000", "--format", "json",
+         "-o", here("lipschitz.json"), "--plot", here("lipschitz.png")],
+        *[["grid", "ring8", "--kind", kind, "--steps", "8", "--units", "sigma"] for kind in
+          ("balanced", "uniform", "edm", "logsnr")],
+        *[["grid", "ring8", "--kind", kind, "--steps", "8", "--units", "sigma", "-o", here(f"grid_{kind}.json")]
+          for kind in ("balanced", "uniform", "edm", "logsnr")],
+        ["certify", "ring8", "--eps", "1e-3", "--t", "0.05", "--verify", "20000", "--export", here("net.npz")],
+        ["certify", "ring8", "--eps", "1e-3", "--t", "0.05", "--format", "json", "--verify", "20000"],
+    ]
+    for args in steps:
+        if "-o" not in args and "--format" not in args:
+            click.echo(f"\n== flowcert {' '.join(args)}")
+        if args[-2:] == ["--verify", "20000"] and "json" in args:
+            import contextlib
+            import io
+
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                main.main(args=args, standalone_mode=False)
+            write_atomic(here("certify.json"), buf.getvalue())
+            continue
+        main.main(args=args, standalone_mode=False)
+    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out_dir)))} into {out_dir}/")
 
 
 # ----------------------------------------------------------------------------- validate

@@ -18,6 +18,7 @@ from .marginal import jacobian_spectrum, sample
 from .mixture import GaussianMixture
 
 MAX_SEGMENT_PAIRS = 2000
+MAX_LINE_FLOATS = 2**24  # memory cap for the points on mean lines
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,17 @@ class JacobianStats:
 
 def _line_params(per_segment: int) -> np.ndarray:
     """Positions lam on the line mu_k + lam (mu_j - mu_k): dense on [0, 1], then out to
-    1e4 segment lengths on both sides, where the weights become one-hot."""
-    far = np.logspace(-2, 4, 25)
+    1e8 segment lengths on both sides, where the weights become one-hot."""
+    far = np.logspace(-2, 8, 41)
     return np.unique(np.concatenate([np.linspace(0.0, 1.0, per_segment), -far, 1.0 + far]))
 
 
 def _pairs(mix: GaussianMixture, rng):
+    """Pairs of components whose mean lines are probed (a random subset when there are many)."""
     k, j = np.triu_indices(mix.K, 1)
-    if k.size > MAX_SEGMENT_PAIRS:
-        pick = np.random.default_rng(rng).choice(k.size, MAX_SEGMENT_PAIRS, replace=False)
+    cap = int(min(MAX_SEGMENT_PAIRS, max(1, MAX_LINE_FLOATS // (400 * mix.d))))
+    if k.size > cap:
+        pick = np.random.default_rng(rng).choice(k.size, cap, replace=False)
         k, j = k[pick], j[pick]
     return k, j
 

@@ -166,7 +166,9 @@ def test_demo_writes_its_files(runner, tmp_path):
     r = runner.invoke(main, ["demo", "--out", str(tmp_path / "demo")])
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert names == ["grid_balanced.json", "grid_edm.json", "grid_logsnr.json", "grid_uniform.json",
-                     "lipschitz.json", "lipschitz.png"]
+    assert names == ["certify.json", "grid_balanced.json", "grid_edm.json", "grid_logsnr.json",
+                     "grid_uniform.json", "lipschitz.json", "lipschitz.png", "net.npz"]
+    cert = json.loads((tmp_path / "demo" / "certify.json").read_text())
+    assert cert["ci_high"] < cert["eps"]
     lip = json.loads((tmp_path / "demo" / "lipschitz.json").read_text())
     assert all(v["holds_at_all_points"] for v in lip["tightness"].values())

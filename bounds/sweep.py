@@ -1,0 +1,102 @@
+"""How certified sizes scale: sweeps over eps and over the low-noise time, table and plot.
+
+``parse("eps=1e-1:1e-8")`` gives the log-spaced values (one per decade unless a
+third field gives the count: ``eps=1e-1:1e-8:15``); the variable is ``eps`` or
+``delta`` (for a fixed-t certificate, ``delta`` is the time t itself: the
+low-noise end).  :func:`run` evaluates the tight and the closed-form
+certificates at every value; sizes are exact integers from the formulas.  A value
+whose certificate cannot be given (an InputError) keeps its row with an "error".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from numcore.checks import InputError, real
+
+VARIABLES = ("eps", "delta")
+
+
+def parse(text: str) -> tuple[str, np.ndarray]:
+    """'eps=1e-1:1e-8[:count]' -> ('eps', values)."""
+    if "=" not in text:
+        raise InputError(f"--sweep = {text!r}: expected VAR=START:STOP[:COUNT] with VAR in eps, delta")
+    var, rng = text.split("=", 1)
+    var = var.strip()
+    if var not in VARIABLES:
+        raise InputError(f"--sweep variable = {var!r}: expected one of {', '.join(VARIABLES)}")
+    parts = rng.split(":")
+    if len(parts) not in (2, 3):
+        raise InputError(f"--sweep = {text!r}: expected VAR=START:STOP[:COUNT]")
+    a = real(f"--sweep {var} start", parts[0], low=0.0, low_open=True)
+    b = real(f"--sweep {var} stop", parts[1], low=0.0, low_open=True)
+    if len(parts) == 3:
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise InputError(f"--sweep count = {parts[2]!r}: expected an integer") from None
+    else:
+        count = int(round(abs(math.log10(b / a)))) + 1
+    if not 1 <= count <= 200:
+        raise InputError(f"--sweep count = {count}: expected 1..200 values")
+    return var, np.geomspace(a, b, count)
+
+
+def run(certify_one, var: str, values, bar=None) -> list[dict]:
+    """Rows of sizes for every value; certify_one(var, value, kind) -> certificate."""
+    rows = []
+    for v in values:
+        try:
+            tight = certify_one(var, float(v), "tight")
+            closed = certify_one(var, float(v), "closed")
+        except InputError as exc:  # this value is out of reach; keep the others
+            rows.append({var: float(v), "error": str(exc)})
+            if bar is not None:
+                bar.update(1)
+            continue
+        rows.append({
+            var: float(v), "log_1_over_eps": math.log(1.0 / tight.eps),
+            "depth": tight.depth, "width": tight.width, "params": tight.params,
+            "depth_closed": closed.depth, "width_closed": closed.width, "params_closed": closed.params,
+            "n": tight.choices["n"], "m": tight.choices["m"], "J": tight.choices["J"], "R": tight.choices["R"],
+        })
+        if bar is not None:
+            bar.update(1)
+    return rows
+
+
+def plot(sweeps: dict, path: str, title: str) -> None:
+    """PNG with depth, width and params against log(1/eps) and against delta (log axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [v for v in ("eps", "delta") if v in sweeps]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.3), squeeze=False)
+    for ax, var in zip(axes[0], panels):
+        rows = [r for r in sweeps[var] if "error" not in r]
+        x = [r["log_1_over_eps"] for r in rows] if var == "eps" else [r["delta"] for r in rows]
+        for key, style in (("depth", "o-"), ("width", "s-"), ("params", "^-")):
+            line, = ax.plot(x, [r[key] for r in rows], style, ms=4, label=f"{key} (tight)")
+            ax.plot(x, [r[key + "_closed"] for r in rows], "--", color=line.get_color(), lw=1,
+                    label=f"{key} (closed form)")
+        ax.set_yscale("log")
+        if var == "eps":
+            ax.set_xlabel("log(1/eps)")
+        else:
+            ax.set_xscale("log")
+            ax.set_xlabel("delta (low-noise time)")
+        ax.set_ylabel("size")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
