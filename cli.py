@@ -724,8 +724,9 @@ VALIDATE_CONFIG_OPTIONS = ("steps", "grids", "bound", "seeds", "seed", "delta", 
 @click.option("--grids", default=None, metavar="G1,G2,...",
               help="Grids to compare: uniform, balanced (uniform in Lambda of --bound), edm, logsnr, empirical "
                    "(balanced on the data-aware p_t-average rate).  [default: uniform,balanced,edm,logsnr]")
-@click.option("--bound", default=None, type=click.Choice(["tri", "sharp", "onesided"]),
-              help="Rate the balanced grid is uniform in.  [default: tri]")
+@click.option("--bound", default=None, type=click.Choice(["tri", "sharp", "onesided", "empirical"]),
+              help="Rate the balanced grid is uniform in (empirical: the data-aware p_t-average of ||J||_op, "
+                   "the same as the grid named empirical).  [default: tri]")
 @click.option("--seeds", default=None, type=int, help="Number of seeds (teacher data and initial weights).  [default: 3]")
 @click.option("--seed", default=None, type=int, help="First seed.  [default: 0]")
 @click.option("--delta", default=None, type=float, help="Smallest OU time.  [default: 0.001]")
@@ -760,6 +761,8 @@ VALIDATE_CONFIG_OPTIONS = ("steps", "grids", "bound", "seeds", "seed", "delta", 
 @click.option("--finetune", default=None, type=int, help="End-to-end fine-tuning steps of the chained student.  [default: 0]")
 @click.option("--dtype", default=None, type=click.Choice(["float32", "float64"]), help="Student precision.  [default: float32]")
 @click.option("--threads", default=None, type=int, help="Torch threads per job (fixed so results do not depend on the executor).  [default: 1]")
+@click.option("--empirical-samples", default=None, type=int,
+              help="Samples of p_t per table time for the empirical (data-aware) rate.  [default: 2048]")
 @click.option("--amp-times", default=None, type=int, help="Times t (log-spaced) where ||D Phi_{t->delta}||_op is measured.")
 @click.option("--amp-samples", default=None, type=int, help="Samples of p_t per amplification time.")
 @click.option("--lip-samples", default=None, type=int, help="Points per segment for block and teacher Lipschitz constants.")

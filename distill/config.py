@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from numcore.checks import InputError, choice, integer, real, time_window
 
 GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical")
-BALANCE_RATES = ("tri", "sharp", "onesided")
+BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "process", "ray")
 BUDGETS = ("per-block", "total")

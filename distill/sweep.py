@@ -112,7 +112,7 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
     with _bar(len(mixes), "stability", progress) as bar:
         for mkey, mix in mixes.items():
             st = {r: stability(mix, r, cfg.delta, cfg.T) for r in RATES}
-            if "empirical" in cfg.grids:
+            if "empirical" in cfg.grids or cfg.bound == "empirical":
                 st["empirical"] = stability(mix, "empirical", cfg.delta, cfg.T, samples=cfg.empirical_samples,
                                             seed=cfg.seed)
             grids = {}

@@ -173,3 +173,17 @@ def test_total_budget_widths_fit_and_per_block_widths_do_not_change():
         assert N * param_count(2, w, 2) <= total < N * param_count(2, w + 1, 2)
     cfg = build_config(["ring8"], spec, steps="1,2,4,8", width=32)
     assert {block_width(cfg, N, 2) for N in cfg.steps} == {32}
+
+
+def test_bound_empirical_balances_on_the_data_aware_rate(tmp_path):
+    from distill.config import build_config
+    from distill.sweep import load_mixtures, stability_phase
+    from numcore.mixture import builtin
+
+    spec = [builtin("square4").to_spec() | {"name": "square4"}]
+    cfg = build_config(["square4"], spec, steps="4", grids="balanced,empirical,uniform", bound="empirical",
+                       empirical_samples=256)
+    info = stability_phase(cfg, load_mixtures(cfg), tmp_path, progress=False)["0-square4"]
+    assert info["grids"]["balanced/4"]["nodes"] == info["grids"]["empirical/4"]["nodes"]
+    assert info["grids"]["balanced/4"]["nodes"] != info["grids"]["uniform/4"]["nodes"]
+    assert info["Lambda_T"]["empirical"] < info["Lambda_T"]["sharp"] <= info["Lambda_T"]["tri"]
