@@ -1,6 +1,6 @@
 """distill benchmarks: batched block training against a plain per-block torch loop, same process.
 
-    python benchmarks/bench_distill.py [--quick] [--device auto|cpu|cuda] [--sweep]
+    python benchmarks/bench_distill.py [--quick] [--device auto|cpu|cuda] [--threads N] [--sweep]
 
 Training throughput in block-samples per second (blocks x batch x steps / seconds) for B residual
 MLP blocks (width, depth, float32, Adam):
@@ -121,7 +121,10 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--sweep", action="store_true", help="also time the default full sweep on ring8")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default; sweep jobs use 1)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and args.device != "cpu" else [])
     if args.device == "cuda":
         devices = ["cuda"]

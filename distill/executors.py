@@ -64,13 +64,13 @@ def run_ray(fn, jobs, on_done, address: str | None, workers: int | None):
         started = True
     try:
         refs, shared = [], {}
+        remote = ray.remote(fn)
         for ctx, payload in jobs:
             key = id(payload)
             if payload is not None and key not in shared:
                 shared[key] = ray.put(payload)
             opts = {"num_cpus": 1, "num_gpus": 1 if ctx.get("device") == "cuda" else 0}
-            task = ray.remote(fn).options(**opts)
-            refs.append(task.remote(ctx, shared.get(key) if payload is not None else None))
+            refs.append(remote.options(**opts).remote(ctx, shared.get(key) if payload is not None else None))
         index = {r: i for i, r in enumerate(refs)}
         out = [None] * len(refs)
         pending = list(refs)
@@ -91,7 +91,9 @@ def execute(fn, jobs, on_done, executor: str = "local", workers: int | None = No
     if executor == "local":
         return run_local(fn, jobs, on_done)
     if executor == "process":
-        return run_process(fn, jobs, on_done, workers or 2)
+        import os
+
+        return run_process(fn, jobs, on_done, workers or os.cpu_count() or 1)
     if executor == "ray":
         return run_ray(fn, jobs, on_done, address, workers)
     raise InputError(f"--executor = {executor!r}: expected one of local, process, ray")
