@@ -261,3 +261,23 @@ def test_end_to_end_finetuning_lowers_the_chained_error():
     before = chained()
     finetune_chain(stack, X[0], X[-1], iters=150, batch=256, lr=1e-3, generator=torch.Generator().manual_seed(2))
     assert chained() < 0.9 * before
+
+
+from hypothesis import given, settings  # noqa: E402
+
+from conftest import mixtures  # noqa: E402
+
+
+@settings(max_examples=6, deadline=None)
+@given(mixtures(structures=("iso", "iso_k", "shared"), d_max=3, K_max=4, var_lo=0.05, var_hi=1.0))
+def test_measured_flow_jacobian_never_exceeds_exp_lambda(mix):
+    """||D Phi_{t->s}(x)||_op <= exp(Lambda(t) - Lambda(s)) for the one-sided and sharp rates (random mixtures)."""
+    from bounds.stability import stability
+
+    t, s = 0.8, 0.05
+    x = marginal.sample(mix, t, 48, 0)
+    _, J = Teacher(mix, step=0.02).flow_jacobian(x, t, s)
+    measured = M.opnorm(J).max()
+    for rate in ("onesided", "sharp", "tri"):
+        bound = np.exp(stability(mix, rate, s, t).integral.total)
+        assert measured <= bound * (1 + 1e-6), (rate, measured, bound)
