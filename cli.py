@@ -368,7 +368,9 @@ def build_grid(mix, kind, bound, steps, delta, T, samples=4096, seed=0, bar=None
     return t, st.integral(t), st
 
 
-GRID_FORMATS = ("table", "json", "csv", "npy")
+GRID_FORMATS = ("table", "json", "csv", "npy", "txt")
+PRESET_NAMES = ("diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps", "k-diffusion",
+                "comfyui")
 
 
 @main.command("grid")
@@ -392,11 +394,18 @@ GRID_FORMATS = ("table", "json", "csv", "npy")
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --bound empirical.")
+@click.option("--for", "for_", default=None, metavar="PRESET",
+              help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
+                   " (conventions in README: order, trailing 0, final sigma, shift).")
+@click.option("--shift", type=float, default=1.0, show_default=True,
+              help="diffusers-flowmatch: the scheduler's static shift to compensate (1 = neutral).")
 @click.option("--format", "fmt", type=click.Choice(GRID_FORMATS), default=None,
-              help="Output format; default from the -o extension (.json, .csv, .npy), else table.")
+              help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
+                   "txt: the values alone, one per line (comma-separated for comfyui).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the grid to this file (atomically); default standard output.")
-def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, fmt, output):
+def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, for_, shift, fmt,
+             output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
@@ -416,12 +425,19 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
         samples = integer("--samples", samples, low=16, high=10**7)
     if fmt is None:
         ext = os.path.splitext(output or "")[1].lower()
-        fmt = {".json": "json", ".csv": "csv", ".npy": "npy"}.get(ext, "table")
+        fmt = {".json": "json", ".csv": "csv", ".npy": "npy", ".txt": "txt"}.get(ext, "table")
     if fmt == "npy" and output is None:
         raise InputError("--format npy: expected -o FILE.npy (binary output is not written to a terminal)")
+    if for_ is not None:
+        from numcore.presets import check
+
+        check(for_)
     mix = load_mixture(spec)
     with progress(40, "empirical rate", enabled=bound == "empirical") as bar:
         t, lam, st = build_grid(mix, kind, bound, steps, delta, T, samples, seed, bar)
+    if for_ is not None:
+        _emit_preset(mix, for_, t, kind, bound, steps, delta, T, beta_schedule, clip, shift, fmt, output)
+        return
     cols = {"t": t}
     for u in names:
         if u == "t":
@@ -442,6 +458,8 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
         out[u] = v
     if fmt == "json":
         emit(to_json(out), output)
+    elif fmt == "txt":
+        emit("\n".join(repr(float(v)) for v in t) + "\n", output)
     elif fmt == "csv":
         emit(csv_text({"t": t, "lambda": lam, **{u: v for u, v in cols.items() if u != "t"}}), output)
     elif fmt == "npy":
@@ -461,6 +479,44 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
             head += f"\n# empirical rate: {samples} samples per time, seed {seed}, " \
                     f"Lambda(T) MC interval {st.meta['lambda_T_mc_interval'][0]:.4g}..{st.meta['lambda_T_mc_interval'][1]:.4g}"
         emit(head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": lam, **cols}), output)
+
+
+def _emit_preset(mix, name, t, kind, bound, steps, delta, T, beta_schedule, clip, shift, fmt, output):
+    """grid --for PRESET: the values one sampler takes (numcore.presets), in the chosen format."""
+    import numpy as np
+
+    from numcore.presets import export
+
+    ex = export(name, t, beta_schedule=beta_schedule, clip=clip, shift=shift)
+    for w in ex.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if fmt == "txt":
+        emit(ex.text(), output)
+    elif fmt == "npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, ex.values)
+        write_atomic(output, buf.getvalue())
+    elif fmt == "json":
+        emit(to_json({"for": name, "argument": ex.argument, ex.argument: ex.values, "scheduler_config": ex.config,
+                      "schedule": ex.schedule, "t": ex.t, "conventions": ex.conventions,
+                      "warnings": list(ex.warnings), "mixture": mix.name, "kind": kind, "bound": bound,
+                      "steps": steps, "delta": delta, "T": T}), output)
+    else:
+        n = ex.values.size
+        cols = {"i": [str(i) for i in range(n)], ex.argument: [str(v) if ex.values.dtype.kind in "iu"
+                                                              else f"{v:.9g}" for v in ex.values],
+                "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
+        if fmt == "csv":
+            emit(csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]}), output)
+            return
+        head = [f"# {name}: {kind} grid ({bound}), {steps} steps on [{delta:g}, {T:g}] for {mix.name}",
+                f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config)}".replace("\n", ""),
+                f"# {ex.conventions}"]
+        if ex.schedule.size > n:
+            head.append(f"# the scheduler appends {ex.schedule[-1]:g}")
+        emit("\n".join(head) + "\n" + table(cols), output)
 
 
 # ----------------------------------------------------------------------------- demo
@@ -489,10 +545,11 @@ def demo_cmd(out_dir):
     for kind in ("balanced", "uniform", "edm", "logsnr"):
         click.echo(f"\n== flowcert grid ring8 --kind {kind} --steps 8 --units sigma")
         ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
-                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="table",
-                   output=None)
+                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, for_=None,
+                   shift=1.0, fmt="table", output=None)
         ctx.invoke(grid_cmd, spec="ring8", kind=kind, bound="tri", steps=8, delta=DEFAULT_DELTA, T=DEFAULT_T,
-                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, fmt="json",
+                   units=("sigma",), beta_schedule="linear", clip=False, samples=4096, seed=0, for_=None,
+                   shift=1.0, fmt="json",
                    output=os.path.join(out_dir, f"grid_{kind}.json"))
     click.echo(f"\nwrote {out_dir}/grid_*.json")
 
