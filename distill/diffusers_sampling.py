@@ -22,19 +22,28 @@ def _torch():
     return torch
 
 
-def euler_discrete(mix, x_T, t, prediction_type: str = "epsilon", beta_schedule: str = "linear", clip=False):
+def euler_discrete(mix, x_T, t, prediction_type: str = "epsilon", beta_schedule: str = "linear", clip=False,
+                   check_range: bool = True):
     """diffusers.EulerDiscreteScheduler with set_timesteps(sigmas=<flowcert diffusers-euler export of t>).
 
     Returns (x at t[-1] in OU scale, scheduler); the loop is the standard
-    pipeline loop: scale_model_input -> model -> step.
+    pipeline loop: scale_model_input -> model -> step.  The exact model needs
+    no timestep conditioning, so ``check_range=False`` skips the beta
+    schedule's range check (diffusers then clamps only the timesteps it
+    would pass to a trained network, never the sigmas it steps through).
     """
     torch = _torch()
     from diffusers import EulerDiscreteScheduler
 
     from numcore.marginal import denoiser
-    from numcore.presets import diffusers_euler
+    from numcore.presets import Export, diffusers_euler
+    from numcore.units import sigma_from_t
 
-    ex = diffusers_euler(t, beta_schedule, clip)
+    if check_range:
+        ex = diffusers_euler(t, beta_schedule, clip)
+    else:
+        sig = sigma_from_t(t)
+        ex = Export("diffusers-euler", "sigmas", sig, sig, np.asarray(t, float))
     sched = EulerDiscreteScheduler(**ex.config, prediction_type=prediction_type)
     sched.set_timesteps(sigmas=ex.values.tolist())
     y = torch.as_tensor(np.asarray(x_T, float) * np.sqrt(1.0 + ex.values[0] ** 2))  # y = e^T x_T
