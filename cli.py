@@ -35,6 +35,15 @@ class FlowcertGroup(click.Group):
         except InputError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: one line, traceback on request
+            if os.environ.get("FLOWCERT_DEBUG"):
+                raise
+            first = " ".join(str(exc).split())[:300]
+            click.echo(f"Error: internal error {type(exc).__name__}: {first} "
+                       "(set FLOWCERT_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(1)
 
 
 def window_options(f):

@@ -27,7 +27,7 @@ WHAT = {
 }
 MAX_BINS = 16  # eigen-direction groups kept exactly in D_P(t)
 MAX_PRUNE_PAIRS = 512
-FROBENIUS_ABOVE_DIM = 128
+EXACT_NORM_FLOPS = 2e8  # beyond this, ||Sigma_k - Sigma_j||_op <= ||.||_F
 
 
 def _pairs(K):
@@ -59,11 +59,7 @@ class LipschitzBound:
     # --------------------------------------------------------------- geometry
     def _init_shared(self, mix):
         lam = mix.eigvals[0]
-        k, j = _pairs(mix.K)
-        diff = mix.means[k] - mix.means[j]
-        if mix.basis.shape[0] == 1:
-            diff = diff @ mix.basis[0]
-        sq = diff**2
+        m = mix.means @ mix.basis[0] if mix.basis.shape[0] == 1 else mix.means  # means in the eigenbasis
         uniq = np.unique(lam)
         if uniq.size <= MAX_BINS:
             bin_lam = uniq
@@ -76,9 +72,13 @@ class LipschitzBound:
                 f"{uniq.size} distinct covariance eigenvalues grouped into {MAX_BINS} bins "
                 "(each at its smallest eigenvalue: an upper bound)"
             )
-        E = np.zeros((sq.shape[0], bin_lam.size))
-        for b in range(bin_lam.size):
-            E[:, b] = sq[:, idx == b].sum(1)
+        k, j = _pairs(mix.K)
+        E = np.zeros((k.size, bin_lam.size))
+        for b in range(bin_lam.size):  # squared distances within each eigen-group, by Gram matrices
+            mb = m[:, idx == b]
+            sq = (mb**2).sum(1)
+            gram = sq[:, None] + sq[None, :] - 2.0 * mb @ mb.T
+            E[:, b] = np.maximum(gram[k, j], 0.0)
         self.bin_lam, self.E = bin_lam, self._prune(E)
 
     def _prune(self, E):
@@ -104,12 +104,13 @@ class LipschitzBound:
         lmin = mix.eigvals.min(1)
         lmax = mix.eigvals.max(1)
         k, j = _pairs(mix.K)
-        diffs = covs[k] - covs[j]
-        if mix.d > FROBENIUS_ABOVE_DIM:
-            dS = np.sqrt((diffs**2).sum((1, 2)))
-            self.notes.append("||Sigma_k - Sigma_j|| bounded by the Frobenius norm (d > 128)")
+        if k.size * mix.d**3 <= EXACT_NORM_FLOPS:
+            dS = np.array([np.abs(np.linalg.eigvalsh(covs[a] - covs[b])).max() for a, b in zip(k, j)])
         else:
-            dS = np.abs(np.linalg.eigvalsh(diffs)).max(1) if len(k) else np.zeros(0)
+            flat = covs.reshape(mix.K, -1)
+            sq = (flat**2).sum(1)
+            dS = np.sqrt(np.maximum(sq[k] + sq[j] - 2.0 * np.einsum("pi,pi->p", flat[k], flat[j]), 0.0))
+            self.notes.append("||Sigma_k - Sigma_j|| bounded by the Frobenius norm (many large covariances)")
         nmu = np.linalg.norm(mix.means, axis=1)
         self.ball = dict(
             lmin_k=lmin[k], lmin_j=lmin[j], dS=dS,

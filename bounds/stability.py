@@ -72,7 +72,7 @@ class Stability:
 
 def stability(mix: GaussianMixture, name: str, delta: float, T: float, *, samples: int = 4096,
               seed: int = 0, ball_mass: float = 1 - 1e-6, progress=None, bound: LipschitzBound | None = None,
-              panels: int = 512) -> Stability:
+              panels: int = 256) -> Stability:
     """Rate ``name`` (one of :data:`RATES`) and Lambda on [delta, T]."""
     if name == "empirical":
         rate = EmpiricalRate.estimate(mix, delta, T, samples, seed, progress=progress)

@@ -1,8 +1,9 @@
 """Brute-force statistics of ||J(x, t)||_op: what the bounds L(t) must exceed.
 
-Points are i.i.d. samples of p_t plus points on the segments between the
-scaled means alpha mu_k and alpha mu_j (where two modes compete and the
-Jacobian peaks), refined around the best point of each segment.  The sup is
+Points are i.i.d. samples of p_t plus points on the lines through pairs of
+scaled means alpha mu_k and alpha mu_j: dense on the segment between them
+(where two modes compete and the Jacobian peaks) and far out on both sides
+(where one weight dominates), refined around the best point of each line.  The sup is
 taken over all of them; the mean over the p_t samples only (a Monte-Carlo
 average with its standard error).
 """
@@ -17,6 +18,7 @@ from .marginal import jacobian_spectrum, sample
 from .mixture import GaussianMixture
 
 MAX_SEGMENT_PAIRS = 2000
+MAX_LINE_FLOATS = 2**24  # memory cap for the points on mean lines
 
 
 @dataclass(frozen=True)
@@ -30,41 +32,56 @@ class JacobianStats:
     n_segment_points: int
 
 
-def segment_points(mix: GaussianMixture, t: float, per_segment: int = 257, rng=0) -> np.ndarray:
-    """Points alpha (mu_k + lam (mu_j - mu_k)), lam in [0, 1], for pairs k < j."""
+def _line_params(per_segment: int) -> np.ndarray:
+    """Positions lam on the line mu_k + lam (mu_j - mu_k): dense on [0, 1], then out to
+    1e4 segment lengths on both sides, where the weights become one-hot."""
+    far = np.logspace(-2, 4, 25)
+    return np.unique(np.concatenate([np.linspace(0.0, 1.0, per_segment), -far, 1.0 + far]))
+
+
+def _pairs(mix: GaussianMixture, rng):
+    """Pairs of components whose mean lines are probed (a random subset when there are many)."""
     k, j = np.triu_indices(mix.K, 1)
-    if k.size > MAX_SEGMENT_PAIRS:
-        pick = np.random.default_rng(rng).choice(k.size, MAX_SEGMENT_PAIRS, replace=False)
+    cap = int(min(MAX_SEGMENT_PAIRS, max(1, MAX_LINE_FLOATS // (400 * mix.d))))
+    if k.size > cap:
+        pick = np.random.default_rng(rng).choice(k.size, cap, replace=False)
         k, j = k[pick], j[pick]
-    lam = np.linspace(0.0, 1.0, per_segment)
+    return k, j
+
+
+def _on_lines(mix, t, k, j, lam):
+    """alpha (mu_k + lam (mu_j - mu_k)) for each pair (rows of lam belong to pairs)."""
     a = np.exp(-t)
     mk, mj = mix.means[k], mix.means[j]
-    return (a * (mk[:, None, :] + lam[None, :, None] * (mj - mk)[:, None, :])).reshape(-1, mix.d), k.size
+    lam = np.broadcast_to(lam, (k.size, lam.shape[-1]))
+    return (a * (mk[:, None, :] + lam[:, :, None] * (mj - mk)[:, None, :])).reshape(-1, mix.d)
 
 
-def _refined_segment_sup(mix, t, per_segment, rng):
-    pts, npair = segment_points(mix, t, per_segment, rng)
-    if npair == 0:
-        return -np.inf, -np.inf, 0
-    ev = jacobian_spectrum(mix, pts, t).reshape(npair, per_segment, 2)
+def segment_points(mix: GaussianMixture, t: float, per_segment: int = 257, rng=0):
+    """Points on the lines through pairs of scaled means (see :func:`_line_params`), and the pair count."""
+    k, j = _pairs(mix, rng)
+    return _on_lines(mix, t, k, j, _line_params(per_segment)[None, :]), k.size
+
+
+def _line_spectra(mix, t, per_segment, rng):
+    """Points on the mean lines (coarse, then refined) and J's extreme eigenvalues there."""
+    k, j = _pairs(mix, rng)
+    if k.size == 0:
+        return np.zeros((0, mix.d)), np.zeros((0, 2))
+    lam = _line_params(per_segment)
+    pts = _on_lines(mix, t, k, j, lam[None, :])
+    ev = jacobian_spectrum(mix, pts, t).reshape(k.size, lam.size, 2)
     nrm = np.abs(ev).max(2)
     best = nrm.argmax(1)
-    # refine in the two intervals around each segment's best point
-    lam = np.linspace(0.0, 1.0, per_segment)
-    h = 1.0 / (per_segment - 1)
-    fine = np.linspace(-h, h, 129)
-    lam_f = np.clip(lam[best][:, None] + fine[None, :], 0.0, 1.0)
-    k, j = np.triu_indices(mix.K, 1)
-    if k.size > npair:
-        pick = np.random.default_rng(rng).choice(k.size, MAX_SEGMENT_PAIRS, replace=False)
-        k, j = k[pick], j[pick]
-    a = np.exp(-t)
-    mk, mj = mix.means[k], mix.means[j]
-    pf = (a * (mk[:, None, :] + lam_f[:, :, None] * (mj - mk)[:, None, :])).reshape(-1, mix.d)
+    # refine between the neighbours of each line's best point
+    lo = lam[np.maximum(best - 1, 0)]
+    hi = lam[np.minimum(best + 1, lam.size - 1)]
+    lam_f = lo[:, None] + np.linspace(0.0, 1.0, 129)[None, :] * (hi - lo)[:, None]
+    pf = _on_lines(mix, t, k, j, lam_f)
     evf = jacobian_spectrum(mix, pf, t)
-    sup = max(nrm.max(), np.abs(evf).max())
-    growth = max(-ev[..., 0].min(), -evf[:, 0].min())
-    return sup, growth, pts.shape[0] + pf.shape[0]
+    allpts = np.concatenate([pts, pf])
+    allev = np.concatenate([ev.reshape(-1, 2), evf])
+    return allpts, allev
 
 
 def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: int = 257,
@@ -80,11 +97,14 @@ def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: i
     inside = np.ones(n, bool) if radius is None else (np.linalg.norm(x, axis=1) <= radius)
     sup = nrm[inside].max() if inside.any() else -np.inf
     growth = (-ev[inside, 0]).max() if inside.any() else -np.inf
-    seg_sup, seg_growth, nseg = _refined_segment_sup(mix, t, per_segment, 0)
-    if radius is not None and nseg:
-        # segment points lie in the convex hull of alpha mu_k: inside the ball iff all means are
-        if np.exp(-t) * np.linalg.norm(mix.means, axis=1).max() > radius:
-            seg_sup, seg_growth, nseg = -np.inf, -np.inf, 0
+    seg_sup, seg_growth, nseg = -np.inf, -np.inf, 0
+    if mix.K > 1:
+        pts, ev_seg = _line_spectra(mix, t, per_segment, 0)
+        if radius is not None:
+            keep = np.linalg.norm(pts, axis=1) <= radius
+            ev_seg = ev_seg[keep]
+        if ev_seg.shape[0]:
+            seg_sup, seg_growth, nseg = np.abs(ev_seg).max(), (-ev_seg[:, 0]).max(), ev_seg.shape[0]
     return JacobianStats(
         t=float(t),
         sup=float(max(sup, seg_sup)),

@@ -67,8 +67,8 @@ def _component_terms(x, inv_s, mrot, logc, basis, group, zg, lk, gk):
 
 
 @nb.njit(**_JIT)
-def _rotated_score(gk, w, basis, group, out):
-    """out = sum_k w_k U_g(k) gk_k  (the score in the original coordinates)."""
+def _rotated_score(gk, w, basis, group, tmp, out):
+    """out = sum_k w_k U_g(k) gk_k  (the score in the original coordinates); tmp: d workspace."""
     K, d = gk.shape
     G = basis.shape[0]
     for i in range(d):
@@ -79,7 +79,8 @@ def _rotated_score(gk, w, basis, group, out):
                 for i in range(d):
                     out[i] += w[k] * gk[k, i]
         else:
-            tmp = np.zeros(d)
+            for i in range(d):
+                tmp[i] = 0.0
             for k in range(K):
                 for i in range(d):
                     tmp[i] += w[k] * gk[k, i]
@@ -114,10 +115,11 @@ def _score_logp(x, inv_s, mrot, logc, basis, group, size, nchunks, score, logp, 
         lk = np.empty(K)
         gk = np.empty((K, d))
         out = np.empty(d)
+        tmp = np.empty(d)
         for p in range(c * size, min(n, (c + 1) * size)):
             logp[p] = _component_terms(x[p], inv_s, mrot, logc, basis, group, zg, lk, gk)
             if want_score:
-                _rotated_score(gk, lk, basis, group, out)
+                _rotated_score(gk, lk, basis, group, tmp, out)
                 for i in range(d):
                     score[p, i] = out[i]
 
@@ -267,11 +269,12 @@ def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, basis, group, size, nchunks, 
         lk = np.empty(K)
         gk = np.empty((K, d))
         out = np.empty(d)
+        tmp = np.empty(d)
         s1 = 0.0
         s2 = 0.0
         for r in range(c * size, min(n, (c + 1) * size)):
             _component_terms(x[r], inv_s, mrot, logc, basis, group, zg, lk, gk)
-            _rotated_score(gk, lk, basis, group, out)
+            _rotated_score(gk, lk, basis, group, tmp, out)
             acc = 0.0
             for i in range(d):
                 v = s_hat[r, i] - out[i]

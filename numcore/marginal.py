@@ -47,7 +47,7 @@ def at_time(mix: GaussianMixture, t: float) -> Marginal:
         mrot = alpha * mix.means
     else:
         U = mix.basis[mix.group]
-        mrot = alpha * np.einsum("kji,kj->ki", U, mix.means)
+        mrot = alpha * np.matmul(mix.means[:, None, :], U)[:, 0, :]
     logc = np.log(mix.weights) - 0.5 * np.log(s).sum(1) - 0.5 * mix.d * LOG_2PI
     out = Marginal(
         t, alpha, np.ascontiguousarray(1.0 / s), np.ascontiguousarray(mrot), logc,
@@ -72,7 +72,7 @@ def _precisions(mix: GaussianMixture, m: Marginal) -> np.ndarray:
     if m.basis.shape[0] <= 1:
         return np.zeros((0, mix.d, mix.d))
     U = m.basis[m.group]
-    return np.ascontiguousarray(np.einsum("kij,kj,klj->kil", U, m.inv_s, U))
+    return np.ascontiguousarray((U * m.inv_s[:, None, :]) @ np.swapaxes(U, 1, 2))
 
 
 def log_density_and_score(mix: GaussianMixture, x, t: float):

@@ -86,7 +86,7 @@ class GaussianMixture:
                 out[:, idx, idx] = self.eigvals
             else:
                 U = self.basis[self.group]
-                out = np.einsum("kij,kj,klj->kil", U, self.eigvals, U)
+                out = (U * self.eigvals[:, None, :]) @ np.swapaxes(U, 1, 2)
             self._cache["covs"] = out
         return self._cache["covs"]
 
@@ -102,8 +102,8 @@ class GaussianMixture:
 
     def describe(self) -> dict:
         """Plain-data summary: sizes, structure, geometry constants."""
-        diffs = self.means[:, None, :] - self.means[None, :, :]
-        dist = np.sqrt((diffs**2).sum(-1))
+        sq = (self.means**2).sum(1)
+        dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * self.means @ self.means.T, 0.0))
         off = dist[~np.eye(self.K, dtype=bool)]
         return {
             "name": self.name,

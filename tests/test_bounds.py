@@ -1,0 +1,119 @@
+"""Lipschitz bounds are bounds: brute force on random mixtures, tightness, closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bounds import codegen
+from bounds.lipschitz import LipschitzBound
+from bounds.stability import stability
+from conftest import mixtures
+from numcore.empirical import jacobian_stats
+from numcore.mixture import builtin, from_spec
+
+TIMES = st.floats(1e-3, 5.0).map(float)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mix=mixtures(structures=("iso", "shared")), t=TIMES)
+def test_global_bounds_exceed_brute_force(mix, t):
+    lb = LipschitzBound(mix)
+    assert lb.scope == "global"
+    r = jacobian_stats(mix, t, 3000, 0, per_segment=129)
+    tri, sharp, m = lb(t, "tri")[0], lb(t, "sharp")[0], lb(t, "onesided")[0]
+    assert sharp <= tri * (1 + 1e-12)
+    assert r.sup <= sharp * (1 + 1e-9) + 1e-12
+    assert r.sup_growth <= m + 1e-9 * abs(m) + 1e-12
+
+
+@settings(max_examples=30, deadline=None)
+@given(mix=mixtures(structures=("iso_k", "diag_k", "full_k"), K_min=2), t=TIMES)
+def test_ball_bounds_exceed_brute_force_inside_ball(mix, t):
+    lb = LipschitzBound(mix)
+    assert lb.scope == "ball"
+    R = lb.radius(t)[0]
+    r = jacobian_stats(mix, t, 3000, 0, per_segment=129, radius=R)
+    assert r.sup <= lb(t, "sharp")[0] * (1 + 1e-9) + 1e-12
+    assert r.sup <= lb(t, "tri")[0] * (1 + 1e-9) + 1e-12
+    m = lb(t, "onesided")[0]
+    assert r.sup_growth <= m + 1e-9 * abs(m) + 1e-12
+
+
+@settings(max_examples=20, deadline=None)
+@given(mix=mixtures(structures=("iso_k", "full_k"), K_min=2, d_max=3), t=TIMES)
+def test_ball_radius_holds_its_mass(mix, t):
+    """R(t) for mass 0.99 contains at least ~99% of samples (binomial slack)."""
+    from numcore.marginal import sample
+
+    lb = LipschitzBound(mix, ball_mass=0.99)
+    x = sample(mix, t, 20000, 1)
+    inside = (np.linalg.norm(x, axis=1) <= lb.radius(t)[0]).mean()
+    assert inside >= 0.99 - 4 * np.sqrt(0.99 * 0.01 / 20000)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(1, 6), t=TIMES)
+def test_sharp_is_tight_for_two_components(seed, d, t):
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.2, 0.8)
+    spec = {"weights": [w, 1 - w], "means": rng.normal(scale=2.0, size=(2, d)).tolist(),
+            "variance": float(np.exp(rng.uniform(np.log(0.05), np.log(1.5))))}
+    mix = from_spec(spec)
+    r = jacobian_stats(mix, t, 4000, 0)
+    assert r.sup / LipschitzBound(mix)(t, "sharp")[0] >= 0.99
+
+
+def test_two_mode_midpoint_attains_sharp():
+    """At the equal-weight point on the line of the means, ||J|| = b - a exactly (THEORY 2)."""
+    from numcore.marginal import jacobian_opnorm
+
+    mix = from_spec({"weights": [0.3, 0.7], "means": [[-1.0, 0.5], [2.0, -0.5]], "variance": 0.04})
+    for t in (0.002, 0.05, 0.5):
+        a, s = np.exp(-t), mix.marginal_eigvals(t)[0, 0]
+        D2 = np.sum((mix.means[1] - mix.means[0]) ** 2)
+        lam = 0.5 + s * np.log(0.3 / 0.7) / (a * a * D2)
+        x = a * (mix.means[0] + lam * (mix.means[1] - mix.means[0]))
+        got = jacobian_opnorm(mix, x[None], t)[0]
+        b_minus_a = LipschitzBound(mix)(t, "onesided")[0]
+        assert got == pytest.approx(b_minus_a, rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sigma2=st.floats(0.005, 0.95), D=st.floats(0.1, 6.0), delta=st.floats(1e-4, 0.05))
+def test_isotropic_lambda_closed_form(sigma2, D, delta):
+    """int a = 1/2 log s, int b = -D^2/(8 c s) with c = 1 - sigma^2 (THEORY 2)."""
+    mix = from_spec({"means": [[0.0], [D]], "variance": sigma2})
+    T = 5.0
+    c = 1 - sigma2
+    s = lambda t: 1 - c * np.exp(-2 * t)  # noqa: E731
+    F = lambda t: 0.5 * np.log(s(t)) - D**2 / (8 * c * s(t))  # noqa: E731
+    st_ = stability(mix, "tri", delta, T)
+    assert st_.integral.total == pytest.approx(F(T) - F(delta), rel=1e-10)
+    tm = np.sqrt(delta * T)
+    assert st_.integral(tm)[0] == pytest.approx(F(tm) - F(delta), rel=1e-10)
+
+
+def test_generated_code_matches_sympy():
+    with open(codegen.TARGET) as fh:
+        assert fh.read() == codegen.render(), "run python -m bounds.codegen"
+
+
+def test_isotropic_closed_form_expression_equals_generated():
+    import sympy as sp
+
+    from bounds import formulas as f
+
+    mix = builtin("ring8")
+    lb = LipschitzBound(mix)
+    ts = np.geomspace(1e-3, 5, 13)
+    for which in ("tri", "sharp", "onesided"):
+        expr = f.isotropic_closed_form(sp.Rational(1, 100), sp.Integer(4), which)
+        fn = sp.lambdify(f.t, expr, "numpy")
+        np.testing.assert_allclose(fn(ts), lb(ts, which), rtol=1e-12)
+
+
+def test_latex_mentions_each_bound():
+    tex = LipschitzBound(builtin("hetero3")).latex()
+    assert r"L_{\mathrm{tri}}" in tex and r"L_{\mathrm{sharp}}" in tex and "R(t)" in tex

@@ -1,0 +1,138 @@
+"""Compiled p_t kernels against the plain-numpy oracles and finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import oracles as o
+from conftest import mixtures
+from numcore import marginal as mg
+from numcore.lp import lp_error, score_lp_error
+from numcore.mixture import builtin, from_spec
+
+
+@settings(max_examples=25, deadline=None)
+@given(mix=mixtures(), t=st.floats(1e-3, 5.0))
+def test_score_hessian_logdensity_match_oracle(mix, t):
+    x = mg.sample(mix, t, 6, 1)
+    x[-1] = 3.0 * x[-1] + 1.0  # one point far from the data
+    logp, s = mg.log_density_and_score(mix, x, t)
+    H = mg.hessian(mix, x, t)
+    nrm = mg.jacobian_opnorm(mix, x, t)
+    for i in range(len(x)):
+        args = (x[i], mix.weights, mix.means, mix.covs, t)
+        assert logp[i] == pytest.approx(o.log_density(*args), rel=1e-10, abs=1e-10)
+        so = o.score(*args)
+        np.testing.assert_allclose(s[i], so, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(so).max()))
+        Ho = o.hessian(*args)
+        np.testing.assert_allclose(H[i], Ho, rtol=1e-8, atol=1e-8 * max(1.0, np.abs(Ho).max()))
+        assert nrm[i] == pytest.approx(o.jacobian_opnorm(*args), rel=1e-8)
+
+
+@settings(max_examples=15, deadline=None)
+@given(mix=mixtures(var_lo=0.2), t=st.floats(0.05, 3.0))
+def test_score_and_hessian_are_derivatives(mix, t):
+    x = mg.sample(mix, t, 3, 2)
+    s = mg.score(mix, x, t)
+    H = mg.hessian(mix, x, t)
+    for i in range(len(x)):
+        args = (x[i], mix.weights, mix.means, mix.covs, t)
+        np.testing.assert_allclose(s[i], o.score_fd(*args), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(H[i], o.hessian_fd(*args), rtol=1e-4, atol=1e-4)
+
+
+def test_gram_fast_path_matches_dense_spectrum():
+    """Isotropic components with d > K take the K x K Gram route; compare with dense eigvalsh."""
+    rng = np.random.default_rng(3)
+    mix = from_spec({"means": rng.normal(size=(3, 12)).tolist(), "variance": [0.02, 0.05, 0.1]})
+    for t in (0.005, 0.1, 1.0):
+        x = np.concatenate([mg.sample(mix, t, 50, 4), 0.5 * np.exp(-t) * (mix.means[:1] + mix.means[1:2])])
+        ev = mg.jacobian_spectrum(mix, x, t)
+        J = mg.velocity_jacobian(mix, x, t)
+        dense = np.linalg.eigvalsh(J)
+        np.testing.assert_allclose(ev[:, 0], dense[:, 0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(ev[:, 1], dense[:, -1], rtol=1e-9, atol=1e-9)
+
+
+def test_density_integrates_to_one_in_1d():
+    mix = builtin("line2")
+    for t in (0.01, 0.5):
+        x = np.linspace(-6, 6, 200001)[:, None]
+        p = np.exp(mg.log_density(mix, x, t))
+        assert np.trapezoid(p, x[:, 0]) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_sampling_moments_match_mixture():
+    mix = builtin("hetero3")
+    t = 0.3
+    x = mg.sample(mix, t, 400_000, 5)
+    a = np.exp(-t)
+    mean = a * (mix.weights @ mix.means)
+    S = a * a * mix.covs + (1 - a * a) * np.eye(2)
+    second = (mix.weights[:, None, None] * (S + np.einsum("ki,kj->kij", a * mix.means, a * mix.means))).sum(0)
+    cov = second - np.outer(mean, mean)
+    se = np.sqrt(np.diag(cov) / x.shape[0])
+    assert np.all(np.abs(x.mean(0) - mean) < 5 * se)
+    np.testing.assert_allclose(np.cov(x.T), cov, rtol=0.02, atol=0.01)
+
+
+def test_tiny_variance_and_far_points_stay_finite():
+    mix = from_spec({"means": [[0.0, 0.0], [1.0, 0.0]], "variance": 1e-8})
+    t = 1e-6
+    x = np.array([[0.5 * np.exp(-t), 0.0], [1e3, -1e3], [0.3, 0.0]])
+    logp, s = mg.log_density_and_score(mix, x, t)
+    H = mg.hessian(mix, x, t)
+    assert np.all(np.isfinite(logp)) and np.all(np.isfinite(s)) and np.all(np.isfinite(H))
+    for i in range(len(x)):
+        np.testing.assert_allclose(s[i], o.score(x[i], mix.weights, mix.means, mix.covs, t), rtol=1e-7)
+
+
+def test_high_dimension_runs():
+    rng = np.random.default_rng(0)
+    mix = from_spec({"means": rng.normal(size=(4, 1024)).tolist(), "variance": 0.04})
+    x = mg.sample(mix, 0.05, 8, 1)
+    s = mg.score(mix, x, 0.05)
+    np.testing.assert_allclose(s[0], o.score(x[0], mix.weights, mix.means, mix.covs, 0.05), rtol=1e-8, atol=1e-8)
+    assert np.all(np.isfinite(mg.jacobian_opnorm(mix, x, 0.05)))
+
+
+def test_denoiser_is_tweedie():
+    mix = builtin("aniso3")
+    t = 0.2
+    x = mg.sample(mix, t, 5, 0)
+    a = np.exp(-t)
+    expect = (x + (1 - a * a) * mg.score(mix, x, t)) / a
+    np.testing.assert_allclose(mg.denoiser(mix, x, t), expect, rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_lp_error_matches_numpy_and_covers(p):
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(50_000, 3)), rng.normal(size=(50_000, 3))
+    e = np.linalg.norm(a - b, axis=1) ** p
+    est = lp_error(a, b, p)
+    assert est.value == pytest.approx(e.mean() ** (1 / p), rel=1e-12)
+    assert est.ci_low < est.value < est.ci_high
+    # coverage: the exact L^p norm of N(0, 2 I_3) differences lies inside most intervals
+    mix = builtin("modes8d")
+    t = 0.4
+    x = mg.sample(mix, t, 20_000, 9)
+    s = mg.score(mix, x, t)
+    noisy = s + 0.1 * rng.normal(size=s.shape)
+    fused = score_lp_error(mix, x, t, noisy, p)
+    plain = lp_error(noisy, s, p)
+    assert fused.value == pytest.approx(plain.value, rel=1e-12)
+
+
+def test_lp_interval_coverage():
+    """About 95% of intervals from independent samples contain the true L^2 norm."""
+    rng = np.random.default_rng(11)
+    truth = np.sqrt(3.0)  # E||Z||^2 = 3 for Z ~ N(0, I_3)
+    hits = 0
+    for _ in range(200):
+        z = rng.normal(size=(500, 3))
+        est = lp_error(z, np.zeros_like(z), 2.0)
+        hits += est.ci_low <= truth <= est.ci_high
+    assert 180 <= hits <= 199

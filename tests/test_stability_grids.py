@@ -1,0 +1,100 @@
+"""Stability integral, inversion, grids and units against scipy quad/brentq and closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.integrate import quad
+from scipy.optimize import brentq
+
+from bounds.lipschitz import LipschitzBound
+from bounds.stability import stability
+from conftest import mixtures
+from numcore import grids, units
+from numcore.mixture import builtin
+from numcore.stability import StabilityIntegral
+
+
+@settings(max_examples=15, deadline=None)
+@given(mix=mixtures(), which=st.sampled_from(["tri", "sharp"]))
+def test_lambda_matches_quad_and_grid_matches_brentq(mix, which):
+    delta, T = 1e-3, 5.0
+    lb = LipschitzBound(mix)
+    L = lambda u: lb(u, which)[0]  # noqa: E731
+    st_ = stability(mix, which, delta, T, bound=lb)
+    brk = list(np.geomspace(delta, T, 30)[1:-1])
+    ref, _ = quad(L, delta, T, points=brk, limit=2000, epsabs=0, epsrel=1e-12)
+    assert st_.integral.total == pytest.approx(ref, rel=1e-9)
+    assert st_.integral.error < 1e-6 * ref
+    t = grids.balanced(8, st_.integral)
+    for i, ti in enumerate(t[1:-1], start=1):
+        level = ref * (8 - i) / 8
+        f = lambda x: quad(L, delta, x, limit=2000, epsabs=0, epsrel=1e-12)[0] - level  # noqa: E731
+        assert ti == pytest.approx(brentq(f, delta, T, xtol=1e-14, rtol=1e-13), rel=1e-8)
+
+
+def test_balanced_grid_equalises_lambda():
+    st_ = stability(builtin("ring8"), "tri", 1e-3, 5.0)
+    t = grids.balanced(16, st_.integral)
+    lam = st_.integral(t)
+    np.testing.assert_allclose(-np.diff(lam), st_.integral.total / 16, rtol=1e-9)
+    assert t[0] == 5.0 and t[-1] == 1e-3 and np.all(np.diff(t) < 0)
+
+
+def test_stability_integral_of_known_rate():
+    """int_delta^t 1/u du = log(t/delta); its inverse is delta e^level."""
+    si = StabilityIntegral(lambda u: 1.0 / u, 1e-4, 10.0, panels=64)
+    assert si.total == pytest.approx(np.log(1e5), rel=1e-13)
+    np.testing.assert_allclose(si.invert([1.0, 5.0]), 1e-4 * np.exp([1.0, 5.0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("N", [1, 3, 8])
+def test_baseline_grids_follow_their_definitions(N):
+    delta, T = 2e-3, 4.0
+    u = grids.uniform(N, delta, T)
+    np.testing.assert_allclose(np.diff(u), (delta - T) / N)
+    e = grids.edm(N, delta, T)
+    r = units.sigma_from_t(e) ** (1 / 7)
+    np.testing.assert_allclose(np.diff(r), np.diff(r).mean(), rtol=1e-9)
+    ls = units.logsnr_from_t(grids.logsnr(N, delta, T))
+    np.testing.assert_allclose(np.diff(ls), np.diff(ls).mean(), rtol=1e-9)
+    for g in (u, e):
+        assert g[0] == T and g[-1] == delta and g.size == N + 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(t=st.floats(1e-6, 20.0))
+def test_units_round_trip(t):
+    for unit in ("t", "sigma", "alpha", "logsnr"):
+        back = units.to_t(units.convert(t, unit), unit)
+        assert back == pytest.approx(t, rel=1e-9, abs=1e-15)
+    # sigma_vp and rf saturate at 1: t is recoverable only up to float64's e^{-2t} resolution
+    if t < 15:
+        for unit in ("sigma_vp", "rf"):
+            back = units.to_t(units.convert(t, unit), unit)
+            assert back == pytest.approx(t, rel=1e-9 + 1e-15 * np.exp(2 * t) / t, abs=1e-15)
+
+
+def test_unit_values():
+    t = np.array([0.1, 1.0])
+    np.testing.assert_allclose(units.sigma_from_t(t) ** 2, np.exp(2 * t) - 1)
+    np.testing.assert_allclose(units.logsnr_from_t(t), -np.log(np.exp(2 * t) - 1))
+    a, s = np.exp(-t), np.sqrt(1 - np.exp(-2 * t))
+    np.testing.assert_allclose(units.rf_from_t(t), s / (a + s))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_ddpm_timesteps(schedule):
+    b = units.betas(schedule)
+    abar = np.cumprod(1 - b)
+    n = np.array([0, 10, 500, 999])
+    tn = -0.5 * np.log(abar[n])
+    np.testing.assert_allclose(units.ddpm_from_t(tn, schedule), n, atol=1e-9)
+    mid = 0.5 * (tn[1] + tn[2])
+    assert units.t_from_ddpm(units.ddpm_from_t(mid, schedule), schedule) == pytest.approx(mid, rel=1e-12)
+    from numcore.checks import InputError
+
+    with pytest.raises(InputError, match="outside"):
+        units.ddpm_from_t(30.0, schedule)
+    assert units.ddpm_from_t(30.0, schedule, clip=True) == 999
