@@ -650,5 +650,127 @@ def demo_cmd(out_dir):
     click.echo(f"\nwrote {out_dir}/grid_*.json")
 
 
+# ----------------------------------------------------------------------------- validate
+
+VALIDATE_CONFIG_OPTIONS = ("steps", "grids", "bound", "seeds", "seed", "delta", "T", "n_train", "n_test", "iters",
+                           "batch", "lr", "width", "depth", "budget", "total_params", "group", "finetune",
+                           "finetune_lr", "dtype", "teacher_step", "device", "threads", "amp_times",
+                           "amp_samples", "lip_samples", "empirical_samples")
+
+
+@main.command("validate")
+@click.argument("spec", nargs=-1)
+@click.option("--steps", default=None, metavar="N1,N2,...",
+              help="Numbers of segments N to train students for.  [default: 1,2,4,8,16]")
+@click.option("--grids", default=None, metavar="G1,G2,...",
+              help="Grids to compare: uniform, balanced (uniform in Lambda of --bound), edm, logsnr, empirical "
+                   "(balanced on the data-aware p_t-average rate).  [default: uniform,balanced,edm,logsnr]")
+@click.option("--bound", default=None, type=click.Choice(["tri", "sharp", "onesided"]),
+              help="Rate the balanced grid is uniform in.  [default: tri]")
+@click.option("--seeds", default=None, type=int, help="Number of seeds (teacher data and initial weights).  [default: 3]")
+@click.option("--seed", default=None, type=int, help="First seed.  [default: 0]")
+@click.option("--delta", default=None, type=float, help="Smallest OU time.  [default: 0.001]")
+@click.option("--T", "T", default=None, type=float, help="Largest OU time.  [default: 5]")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Run directory (config, checkpoints, results.json, summary.md, plots).  [default: flowcert-validate]")
+@click.option("--preset", default=None, type=click.Choice(["quick", "full"]),
+              help="quick: ring8-sized comparison (uniform vs balanced, N in 1,4,8, 2 seeds, small students), "
+                   "a few minutes on a laptop CPU; full: the default sweep.  Explicit options override it.")
+@click.option("--device", default=None, type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Torch device; auto picks CUDA when a GPU is visible.  [default: auto]")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "process", "ray"]),
+              help="How the (mixture, grid, N, seed) jobs run: in this process, a local process pool, or Ray "
+                   "(optional dependency: pip install 'flowcert[ray]').  Results do not depend on it.")
+@click.option("--workers", default=None, type=int, help="Processes for --executor process, CPUs of a local Ray instance.")
+@click.option("--ray-address", default=None, help="Connect to this Ray cluster instead of starting a local instance.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), default=None,
+              help="Continue the run in this directory (after a crash or a kill) with its saved configuration.")
+@click.option("--budget", default=None, type=click.Choice(["per-block", "total"]),
+              help="per-block: every block has --width for every N; total: N blocks share --total-params "
+                   "(the fair one-step vs multi-step comparison).  [default: per-block]")
+@click.option("--width", default=None, type=int, help="Hidden width of each block (per-block budget).  [default: 64]")
+@click.option("--depth", default=None, type=int, help="Hidden layers per block.  [default: 2]")
+@click.option("--total-params", default=None, type=int,
+              help="Parameter budget of the whole student for --budget total (0: max N x one --width block).")
+@click.option("--iters", default=None, type=int, help="Adam steps per block group.  [default: 3000]")
+@click.option("--batch", default=None, type=int, help="Mini-batch size.  [default: 1024]")
+@click.option("--lr", default=None, type=float, help="Peak Adam learning rate (cosine decay).  [default: 0.003]")
+@click.option("--train-samples", "n_train", default=None, type=int, help="Teacher trajectories per seed for training.")
+@click.option("--test-samples", "n_test", default=None, type=int, help="Fresh teacher trajectories for the measurements.")
+@click.option("--group", default=None, type=int, help="Blocks trained together (and checkpointed together).  [default: 8]")
+@click.option("--finetune", default=None, type=int, help="End-to-end fine-tuning steps of the chained student.  [default: 0]")
+@click.option("--dtype", default=None, type=click.Choice(["float32", "float64"]), help="Student precision.  [default: float32]")
+@click.option("--threads", default=None, type=int, help="Torch threads per job (fixed so results do not depend on the executor).  [default: 1]")
+@click.option("--amp-times", default=None, type=int, help="Times t (log-spaced) where ||D Phi_{t->delta}||_op is measured.")
+@click.option("--amp-samples", default=None, type=int, help="Samples of p_t per amplification time.")
+@click.option("--lip-samples", default=None, type=int, help="Points per segment for block and teacher Lipschitz constants.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="How the summary is printed.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def validate_cmd(spec, resume_dir, out_dir, preset, executor, workers, ray_address, fmt, no_plots, quiet, **options):
+    """Train residual students on exact teacher flows and compare grids, with intervals.
+
+    For each mixture SPEC, grid, number of segments N and seed: exact PF-ODE trajectories
+    (teacher, float64), a residual student of N blocks x <- x + f_i(x) trained segment-wise, and
+    its chained relative MSE E||S(x_T) - Phi(x_T)||^2 / E||Phi(x_T)||^2 on fresh x_T ~ p_T.  Also:
+    local errors per segment, the fan bound sum_i eps_i exp(Lambda(t_{i-1})) against the measured
+    error, measured ||D Phi_{t->delta}||_op against exp(Lambda(t)) (tri, sharp, onesided), and block
+    Lipschitz constants against the teacher's.  Writes results.json, summary.md and plots to --out;
+    every step is checkpointed, so `flowcert validate --resume DIR` continues a killed run with
+    identical results.
+
+    \b
+    flowcert validate ring8 --preset quick --out runs/quick
+    flowcert validate ring8 square4 --grids uniform,balanced,empirical --steps 8 --seeds 3
+    flowcert validate --resume runs/quick
+    """
+    from numcore.checks import InputError
+
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers = {workers}: expected an integer >= 1")
+    if resume_dir is not None:
+        given = [k for k, v in options.items() if v is not None] + (["SPEC"] if spec else [])
+        given += ["--preset"] if preset else []
+        given += ["--out"] if out_dir else []
+        if given:
+            raise InputError(f"--resume = {resume_dir!r}: continues the saved configuration; drop "
+                             f"{given[0].replace('_', '-') if given[0] != 'SPEC' else 'the SPEC argument'}")
+        if not os.path.isdir(resume_dir):
+            raise InputError(f"--resume = {resume_dir!r}: no such directory")
+    elif not spec:
+        raise InputError("SPEC is missing: expected a mixture name or file (or --resume DIR)")
+
+    from distill import config as vcfg
+    from distill import sweep
+
+    cfg = None
+    if resume_dir is None:
+        mixes = [load_mixture(s) for s in spec]
+        specs = [m.to_spec() | {"name": m.name} for m in mixes]
+        cfg = vcfg.build_config(list(spec), specs, preset=preset, **options)
+        vcfg.resolve_device(cfg.device)
+        out = out_dir or "flowcert-validate"
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise InputError(f"--out = {out!r}: exists and is not a directory")
+    else:
+        out = resume_dir
+    if executor == "ray":
+        from distill.executors import ray_available
+
+        if not ray_available():
+            raise InputError("--executor = 'ray': the ray package is not installed; "
+                             "install the optional dependency with pip install 'flowcert[ray]'")
+    doc = sweep.run(cfg, out, resume=resume_dir is not None, executor=executor, workers=workers,
+                    address=ray_address, progress=not quiet, plots=not no_plots)
+    if fmt == "json":
+        click.echo(to_json(doc["summary"]))
+    else:
+        from distill.report import summary_markdown
+
+        click.echo(summary_markdown(doc).rstrip("\n"))
+        click.echo(f"\nwrote {out}/results.json, {out}/summary.md" + ("" if no_plots else " and plots"))
+
+
 if __name__ == "__main__":
     main()
