@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import (
     DPMSolverMultistepScheduler,
+    HeunDiscreteScheduler,
     EDMEulerScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
@@ -70,6 +71,15 @@ def test_dpmsolver_takes_the_integer_timesteps(schedule):
     s.set_timesteps(timesteps=ex.values.tolist())
     np.testing.assert_array_equal(s.timesteps.numpy(), ex.values)
     np.testing.assert_allclose(s.sigmas.numpy(), ex.schedule, rtol=2e-5)
+
+
+def test_heun_discrete_takes_the_integer_timesteps_from_config():
+    ex = presets.diffusers_timesteps(GRIDS["logsnr"])
+    s = HeunDiscreteScheduler.from_config(ex.config)  # from_config ignores the DPM-Solver-only settings
+    s.set_timesteps(timesteps=ex.values.tolist())
+    # Heun evaluates twice per step: every interior node appears twice, then the scheduler's trailing 0
+    np.testing.assert_array_equal(np.unique(s.timesteps.numpy())[::-1], ex.values)
+    np.testing.assert_allclose(np.unique(s.sigmas.numpy())[::-1], ex.schedule, rtol=2e-5)
 
 
 def test_k_diffusion_edm_grid_equals_diffusers_karras_schedule():
