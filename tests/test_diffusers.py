@@ -140,3 +140,30 @@ def test_diffusers_euler_converges_to_the_exact_flow_map(ring8, start):
     assert errs[0] > errs[1] > errs[2]
     assert errs[1] / errs[2] > 6
     assert errs[2] < 2e-3
+
+
+@pytest.mark.parametrize("preset", ["diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps"])
+def test_cli_json_export_builds_the_scheduler(tmp_path, preset):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    out = tmp_path / "g.json"
+    extra = ["--shift", "2.5"] if preset == "diffusers-flowmatch" else []
+    r = CliRunner().invoke(main, ["grid", "square4", "--kind", "logsnr", "--steps", "6", "--T", "4", "--for", preset,
+                                  *extra, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    g = json.loads(out.read_text())
+    cls = {"diffusers-euler": EulerDiscreteScheduler, "diffusers-edm": EDMEulerScheduler,
+           "diffusers-flowmatch": FlowMatchEulerDiscreteScheduler,
+           "diffusers-timesteps": DPMSolverMultistepScheduler}[preset]
+    s = cls(**g["scheduler_config"])
+    arg = g[g["argument"]]
+    s.set_timesteps(**{g["argument"]: torch.tensor(arg) if preset == "diffusers-edm" else arg})
+    np.testing.assert_allclose(s.sigmas.numpy(), g["schedule"], rtol=2e-5)
+    t = grids.logsnr(6, DELTA, 4.0)
+    want = units.rf_from_t(t) if preset == "diffusers-flowmatch" else units.sigma_from_t(t)
+    tol = 0.2 if preset == "diffusers-timesteps" else 2e-6  # integer rounding of the timesteps
+    np.testing.assert_allclose(s.sigmas.numpy()[: t.size], want, rtol=tol)
