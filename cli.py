@@ -576,9 +576,8 @@ def solvers_cmd(spec, steps, samples, seed, delta, T, fmt, output, plot):
     samples = integer("--samples", samples, low=16, high=10**7)
     mix = load_mixture(spec)
     total = len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS)
-    click.echo(f"exact teacher endpoints for {samples} samples ...", err=True)
-    with progress(total, "solvers") as bar:
-        res = solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar,
+    with progress(16, "exact teacher") as tbar, progress(total, "solvers") as bar:
+        res = solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar, teacher_bar=tbar,
                                empirical_samples=min(samples, 4096))
     if plot:
         solver_study.plot(res, plot)

@@ -53,11 +53,19 @@ class Row:
     sw: float
 
 
-def teacher_endpoint(mix, x, T: float, delta: float) -> np.ndarray:
-    """Phi_{T->delta}(x): the exact flow map (distill.teacher, RK4 in log sigma_VE, float64)."""
-    from distill.teacher import Teacher
+def teacher_endpoint(mix, x, T: float, delta: float, bar=None, segments: int = 16) -> np.ndarray:
+    """Phi_{T->delta}(x): the exact flow map (distill.teacher, RK4 in log sigma_VE, float64).
 
-    return Teacher(mix).flow(x, T, delta).cpu().numpy()
+    Integrated through ``segments`` intermediate times equally spaced in log sigma_VE
+    (only to report progress on ``bar``; each segment keeps the teacher's step bound).
+    """
+    from distill.teacher import Teacher
+    from .units import sigma_from_t, t_from_sigma
+
+    rho = np.linspace(np.log(sigma_from_t(T)), np.log(sigma_from_t(delta)), segments + 1)
+    times = t_from_sigma(np.exp(rho))
+    times[0], times[-1] = T, delta
+    return Teacher(mix).trajectory(x, times, progress=bar)[:, -1].cpu().numpy()
 
 
 def have_diffusers() -> bool:
@@ -82,11 +90,15 @@ def build_grids(mix, steps, delta, T, empirical_samples=4096, seed=0):
 
 
 def run(mix, steps, delta: float, T: float, samples: int = 10000, seed: int = 0, empirical_samples: int = 4096,
-        use_diffusers: bool | None = None, bar=None) -> dict:
-    """The whole study; returns a JSON-ready dict (rows, noise floor, summary)."""
+        use_diffusers: bool | None = None, bar=None, teacher_bar=None) -> dict:
+    """The whole study; returns a JSON-ready dict (rows, noise floor, summary).
+
+    ``bar`` advances once per (grid, N, solver) run, ``teacher_bar`` once per
+    teacher segment (16 in all).
+    """
     rng = np.random.default_rng(seed)
     x_T = sample(mix, T, samples, rng)
-    exact = teacher_endpoint(mix, x_T, T, delta)
+    exact = teacher_endpoint(mix, x_T, T, delta, teacher_bar)
     theta = directions(mix.d, SW_DIRECTIONS, rng)
     refs = [sample(mix, delta, samples, rng) for _ in range(FLOOR_REPEATS)]
     floor = np.array([sliced_wasserstein(exact, r, theta) for r in refs])
