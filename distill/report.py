@@ -1,0 +1,219 @@
+"""Reports of a validation sweep: results.json, a summary table and PNG plots.
+
+Summary statistics over seeds s = 1..S for each (mixture, grid, N):
+
+* relative MSE: mean over seeds with a Student-t 95% interval (seed-to-seed spread; with one seed
+  the Monte-Carlo interval of that seed is reported instead);
+* change against the uniform grid at the same N, paired by seed (same teacher data):
+  r_s = relMSE_s(grid) / relMSE_s(uniform), change = exp(mean_s log r_s) - 1 with the t-interval
+  of mean_s log r_s mapped through exp(.) - 1 (negative = lower error than uniform).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+
+
+def t_interval(values, level=0.95):
+    """(mean, low, high) of a Student-t interval; low = high = None with one value."""
+    v = np.asarray(values, float)
+    m = float(v.mean())
+    if v.size < 2:
+        return m, None, None
+    from scipy.stats import t as student_t
+
+    h = float(student_t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return m, m - h, m + h
+
+
+def versions() -> dict:
+    import numba
+    import scipy
+    import torch
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "torch": torch.__version__, "numba": numba.__version__, "flowcert": "0.1.0"}
+
+
+def summarise(results) -> list[dict]:
+    """One row per (mixture, grid, N): mean relative MSE over seeds and the change vs uniform."""
+    by = {}
+    for r in results:
+        by.setdefault((r["mkey"], r["grid"], r["N"]), {})[r["seed"]] = r
+    rows = []
+    for (mk, grid, N), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        vals = [seeds[s]["rel_mse"]["value"] for s in sorted(seeds)]
+        m, lo, hi = t_interval(vals)
+        if lo is None:
+            only = seeds[sorted(seeds)[0]]["rel_mse"]
+            lo, hi = only["ci_low"], only["ci_high"]
+        row = {"mixture": seeds[sorted(seeds)[0]]["mixture"], "mkey": mk, "grid": grid, "N": N,
+               "seeds": sorted(seeds), "rel_mse": m, "rel_mse_ci": [lo, hi], "rel_mse_per_seed": vals,
+               "params_total": seeds[sorted(seeds)[0]]["params_total"]}
+        base = by.get((mk, "uniform", N))
+        if base is not None:
+            common = sorted(set(base) & set(seeds))
+            logs = [math.log(seeds[s]["rel_mse"]["value"] / base[s]["rel_mse"]["value"]) for s in common]
+            lm, llo, lhi = t_interval(logs)
+            row["change_vs_uniform"] = math.expm1(lm)
+            row["change_vs_uniform_ci"] = [math.expm1(llo), math.expm1(lhi)] if llo is not None else None
+            row["change_vs_uniform_per_seed"] = [math.expm1(v) for v in logs]
+        rows.append(row)
+    return rows
+
+
+def assemble(cfg, info, amp, results, *, device, executor, wall_s) -> dict:
+    fan_holds = {r: all(j["fan"][r]["holds"] for j in results) for r in ("tri", "sharp", "onesided")}
+    return {
+        "config": cfg.to_dict(),
+        "seeds": cfg.seed_list,
+        "versions": versions(),
+        "device": device,
+        "mixtures": info,
+        "amplification": amp,
+        "jobs": results,
+        "summary": summarise(results),
+        "fan_bound_holds_everywhere": fan_holds,
+        "timing": {"wall_s": wall_s, "executor": executor},
+    }
+
+
+def _fmt_ci(v, ci, pct=False):
+    if v is None:
+        return "-"
+    f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.3e}")
+    if not ci or ci[0] is None:
+        return f(v)
+    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+
+
+def summary_markdown(doc) -> str:
+    cfg = doc["config"]
+    lines = [
+        f"Relative MSE of the chained student, mean over {cfg['seeds']} seed(s) with 95% t-interval; "
+        "change vs uniform paired by seed (geometric mean ratio - 1, 95% interval).",
+        f"Blocks: depth {cfg['depth']}, budget {cfg['budget']}, {cfg['iters']} Adam steps per block, "
+        f"{cfg['n_train']} train / {cfg['n_test']} test trajectories, delta = {cfg['delta']:g}, T = {cfg['T']:g}; "
+        f"balanced grid on the '{cfg['bound']}' rate, empirical = balanced on the p_t-average rate.",
+        "",
+        "| mixture | N | grid | params | rel. MSE [95% CI] | change vs uniform [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["summary"]:
+        lines.append(f"| {r['mixture']} | {r['N']} | {r['grid']} | {r['params_total']} | "
+                     f"{_fmt_ci(r['rel_mse'], r['rel_mse_ci'])} | "
+                     f"{_fmt_ci(r.get('change_vs_uniform'), r.get('change_vs_uniform_ci'), pct=True) if r['grid'] != 'uniform' else '-'} |")
+    holds = doc["fan_bound_holds_everywhere"]
+    lines += ["", "Fan bound sum_i eps_i exp(Lambda(t_{i-1})) >= measured RMS error in every job: " +
+              ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in holds.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write(out, doc, *, plots=True, progress=True) -> None:
+    from .sweep import write_atomic, write_json
+
+    out = Path(out)
+    write_json(out / "results.json", doc)
+    write_atomic(out / "summary.md", summary_markdown(doc))
+    if plots:
+        plot_all(out, doc)
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_all(out: Path, doc) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .sweep import write_atomic
+
+    def save(fig, name):
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        write_atomic(out / name, buf.getvalue())
+        return out / name
+
+    mkeys = list(doc["mixtures"])
+    rows = doc["summary"]
+    paths = []
+    n = len(mkeys)
+
+    # relative MSE against N per grid
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, mk in zip(axes[0], mkeys):
+        for grid in doc["config"]["grids"]:
+            rr = sorted([r for r in rows if r["mkey"] == mk and r["grid"] == grid], key=lambda r: r["N"])
+            if not rr:
+                continue
+            N = [r["N"] for r in rr]
+            m = np.array([r["rel_mse"] for r in rr])
+            lo = np.array([max(r["rel_mse_ci"][0], 1e-300) for r in rr])
+            hi = np.array([r["rel_mse_ci"][1] for r in rr])
+            ax.errorbar(N, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=grid)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("segments N")
+        ax.set_ylabel("relative MSE")
+        ax.set_title(doc["mixtures"][mk]["describe"]["name"])
+        ax.legend()
+    paths.append(save(fig, "rel_mse_vs_N.png"))
+
+    # measured vs predicted amplification across t
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, mk in zip(axes[0], mkeys):
+        a = doc["amplification"][mk]
+        t = [r["t"] for r in a]
+        ax.plot(t, [r["mean"]["value"] for r in a], "o-", label="measured mean")
+        ax.plot(t, [r["p99"]["value"] for r in a], "s-", label="measured p99")
+        ax.plot(t, [r["max"] for r in a], "^-", label="measured max")
+        for rate in ("tri", "sharp", "onesided"):
+            ax.plot(t, [r["predicted"][rate] for r in a], "--", label=f"exp(Lambda) {rate}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("t")
+        ax.set_ylabel("||D Phi_{t->delta}||_op")
+        ax.set_title(doc["mixtures"][mk]["describe"]["name"])
+        ax.legend(fontsize=7)
+    paths.append(save(fig, "amplification.png"))
+
+    # local error per segment at the largest N (first seed)
+    Nmax = max(doc["config"]["steps"])
+    seed0 = doc["seeds"][0]
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, mk in zip(axes[0], mkeys):
+        for j in doc["jobs"]:
+            if j["mkey"] == mk and j["N"] == Nmax and j["seed"] == seed0:
+                e = [x["value"] for x in j["local_error_chain"]]
+                ax.semilogy(range(1, len(e) + 1), e, "o-", label=j["grid"])
+        ax.set_xlabel(f"segment i (N = {Nmax})")
+        ax.set_ylabel("local RMS error eps_i")
+        ax.set_title(doc["mixtures"][mk]["describe"]["name"])
+        ax.legend()
+    paths.append(save(fig, "local_error.png"))
+
+    # one-step against multi-step at the configured budget
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    budget = doc["config"]["budget"]
+    for ax, mk in zip(axes[0], mkeys):
+        for grid in doc["config"]["grids"]:
+            rr = sorted([r for r in rows if r["mkey"] == mk and r["grid"] == grid], key=lambda r: r["N"])
+            if rr:
+                ax.plot([r["params_total"] for r in rr], [r["rel_mse"] for r in rr], "o-", label=grid)
+                for r in rr:
+                    ax.annotate(f"N={r['N']}", (r["params_total"], r["rel_mse"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("total parameters")
+        ax.set_ylabel("relative MSE")
+        ax.set_title(f"{doc['mixtures'][mk]['describe']['name']}: one vs multi-step ({budget} budget)")
+        ax.legend()
+    paths.append(save(fig, "one_vs_multi_step.png"))
+    return paths

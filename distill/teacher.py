@@ -1,0 +1,200 @@
+"""The exact teacher: the mixture score and the probability-flow maps Phi_{t->s}, in torch.
+
+Score of p_t = sum_k pi_k N(alpha mu_k, S_k(t)), S_k = U diag(s_k) U^T, s_k = alpha^2 lam_k + 1 - alpha^2:
+
+    z_k = U^T (x - alpha mu_k),   l_k = log pi_k - 1/2 sum log s_k - 1/2 |z_k|^2_{1/s_k},
+    g_k = -U (z_k / s_k),          w = softmax(l),   s(x, t) = sum_k w_k g_k.
+
+Hessian-vector products (for Jacobians of the flow):  H V = -sum_k w_k P_k V + sum_k w_k (g_k - s)(g_k - s)^T V,
+in the centred form (no cancellation far from the means).
+
+Flow maps.  The PF-ODE dx/dt = -x - s(x, t) is integrated backwards in time (t from T down to delta)
+in the coordinates
+
+    y = e^t x,   rho = log sigma_VE = 1/2 log(e^{2t} - 1),   dy/drho = -2 sinh(t) s(e^{-t} y, t),
+
+where the field is smooth all the way down to t = delta, by classical RK4 with equal steps in rho of
+size at most ``h`` between consecutive requested times.  Jacobians D Phi are propagated alongside
+(dW/drho = -2 sinh(t) e^{-t} H W, then D_x Phi_{t->s} = e^{t - s} W).
+
+Everything runs on any torch device; float64 by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+DEFAULT_STEP = 0.01  # RK4 step in rho = log sigma_VE (step halving changes ring8 endpoints by ~1e-6)
+
+
+def rho_from_t(t: float) -> float:
+    """rho = log sigma_VE(t) = 1/2 log(e^{2t} - 1)."""
+    return 0.5 * math.log(math.expm1(2.0 * t))
+
+
+def t_from_rho(rho: float) -> float:
+    """t = 1/2 log(1 + e^{2 rho})."""
+    return 0.5 * math.log1p(math.exp(2.0 * rho))
+
+
+class TorchMixture:
+    """The mixture's arrays as tensors, with the score and Hessian-vector products of p_t."""
+
+    def __init__(self, mix, device="cpu", dtype=torch.float64):
+        self.mix, self.device, self.dtype = mix, torch.device(device), dtype
+        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=self.device)  # noqa: E731
+        self.log_w = as_t(np.log(mix.weights))
+        self.means = as_t(mix.means)
+        self.eigvals = as_t(mix.eigvals)
+        self.U = None if mix.identity_basis else as_t(mix.basis[mix.group])  # (K, d, d), columns eigvecs
+        # one shared variance sigma^2 for every component and direction: s(t) is a scalar
+        self.iso_var = float(mix.eigvals[0, 0]) if mix.structure == "isotropic" else None
+        self.half_sq_means = 0.5 * (self.means**2).sum(1)
+
+    @property
+    def d(self) -> int:
+        return self.mix.d
+
+    def _terms(self, x, t: float):
+        """(w (n,K), z/s (n,K,d) in the eigenbasis, 1/s (K,d), score (n,d), g (n,K,d))."""
+        alpha = math.exp(-t)
+        s = alpha * alpha * self.eigvals + (-math.expm1(-2.0 * t))
+        diff = x[:, None, :] - alpha * self.means[None]
+        z = diff if self.U is None else torch.einsum("nkd,kde->nke", diff, self.U)
+        zs = z / s
+        logits = self.log_w - 0.5 * torch.log(s).sum(1) - 0.5 * (z * zs).sum(2)
+        w = torch.softmax(logits, dim=1)
+        g = -zs if self.U is None else -torch.einsum("nke,kde->nkd", zs, self.U)
+        score = (w[:, :, None] * g).sum(1)
+        return w, s, score, g
+
+    def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """s(x, t) = grad log p_t(x) for x of shape (n, d).
+
+        Shared isotropic variance: s(t) is a scalar and the softmax logits reduce to
+        log pi_k + (alpha x.mu_k - alpha^2 |mu_k|^2 / 2) / s (the |x|^2 term cancels), so
+        s(x, t) = -(x - alpha sum_k w_k mu_k) / s.
+        """
+        if self.iso_var is None:
+            return self._terms(x, t)[2]
+        alpha = math.exp(-t)
+        s = alpha * alpha * self.iso_var + (-math.expm1(-2.0 * t))
+        logits = self.log_w + (alpha * (x @ self.means.T) - (alpha * alpha) * self.half_sq_means) / s
+        w = torch.softmax(logits, dim=1)
+        return (alpha * (w @ self.means) - x) / s
+
+    def score_and_hvp(self, x: torch.Tensor, t: float, V: torch.Tensor):
+        """(s(x, t), H(x, t) V) with V of shape (n, d, m)."""
+        w, s, score, g = self._terms(x, t)
+        c = g - score[:, None, :]  # (n,K,d)
+        cov_v = torch.einsum("nk,nkd,nkm->ndm", w, c, torch.einsum("nke,nem->nkm", c, V))
+        if self.U is None:
+            prec_v = (w @ (1.0 / s))[:, :, None] * V
+        else:
+            Vr = torch.einsum("kde,ndm->nkem", self.U, V)  # U^T V per component
+            prec_v = torch.einsum("nk,kde,ke,nkem->ndm", w, self.U, 1.0 / s, Vr)
+        return score, cov_v - prec_v
+
+    def hessian(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """H(x, t) of shape (n, d, d)."""
+        eye = torch.eye(self.d, dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
+        return self.score_and_hvp(x, t, eye)[1]
+
+
+class Teacher:
+    """Exact PF-ODE flow maps of a mixture by RK4 in (rho, y) coordinates.
+
+    Parameters
+    ----------
+    mix : GaussianMixture.
+    device, dtype : where and in what precision to integrate (float64 by default).
+    step : largest RK4 step in rho = log sigma_VE.
+    """
+
+    def __init__(self, mix, device="cpu", dtype=torch.float64, step: float = DEFAULT_STEP):
+        self.mix, self.step = mix, float(step)
+        self.tm = TorchMixture(mix, device, dtype)
+        self.device, self.dtype = self.tm.device, dtype
+
+    def _field(self, y, rho):
+        t = t_from_rho(rho)
+        return -2.0 * math.sinh(t) * self.tm.score(y * math.exp(-t), t)
+
+    def _field_jac(self, y, W, rho):
+        t = t_from_rho(rho)
+        e = math.exp(-t)
+        s, hw = self.tm.score_and_hvp(y * e, t, W)
+        c = -2.0 * math.sinh(t)
+        return c * s, (c * e) * hw
+
+    def _substeps(self, t0: float, t1: float):
+        r0, r1 = rho_from_t(t0), rho_from_t(t1)
+        m = max(1, math.ceil(abs(r1 - r0) / self.step - 1e-9))
+        return r0, (r1 - r0) / m, m
+
+    def _segment(self, y, t0, t1):
+        r, h, m = self._substeps(t0, t1)
+        f = self._field
+        for i in range(m):
+            rho = r + i * h
+            k1 = f(y, rho)
+            k2 = f(y + 0.5 * h * k1, rho + 0.5 * h)
+            k3 = f(y + 0.5 * h * k2, rho + 0.5 * h)
+            k4 = f(y + h * k3, rho + h)
+            y = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        return y
+
+    def _tensor(self, x):
+        return torch.as_tensor(x, dtype=self.dtype, device=self.device)
+
+    def trajectory(self, x, times, progress=None) -> torch.Tensor:
+        """States at each of ``times`` (descending; x is at times[0]): shape (n, len(times), d)."""
+        times = [float(t) for t in times]
+        if any(b >= a for a, b in zip(times, times[1:])):
+            raise ValueError("times must be strictly decreasing")
+        y = self._tensor(x) * math.exp(times[0])
+        out = [y * math.exp(-times[0])]
+        for t0, t1 in zip(times, times[1:]):
+            y = self._segment(y, t0, t1)
+            out.append(y * math.exp(-t1))
+            if progress is not None:
+                progress.update(1)
+        return torch.stack(out, 1)
+
+    def flow(self, x, t: float, s: float) -> torch.Tensor:
+        """Phi_{t->s}(x) for x of shape (n, d), t > s > 0."""
+        return self.trajectory(x, [t, s])[:, -1]
+
+    def flow_jacobian(self, x, t: float, s: float):
+        """(Phi_{t->s}(x), D Phi_{t->s}(x)) with the Jacobian of shape (n, d, d)."""
+        y = self._tensor(x) * math.exp(t)
+        n, d = y.shape
+        W = torch.eye(d, dtype=self.dtype, device=self.device).expand(n, d, d).clone()
+        r, h, m = self._substeps(t, s)
+        f = self._field_jac
+        for i in range(m):
+            rho = r + i * h
+            k1, K1 = f(y, W, rho)
+            k2, K2 = f(y + 0.5 * h * k1, W + 0.5 * h * K1, rho + 0.5 * h)
+            k3, K3 = f(y + 0.5 * h * k2, W + 0.5 * h * K2, rho + 0.5 * h)
+            k4, K4 = f(y + h * k3, W + h * K3, rho + h)
+            y = y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            W = W + (h / 6.0) * (K1 + 2.0 * K2 + 2.0 * K3 + K4)
+        return y * math.exp(-s), W * math.exp(t - s)
+
+
+def gaussian_flow(mean, cov, x, t: float, s: float) -> np.ndarray:
+    """Closed-form flow map of a single Gaussian N(mean, cov) (numpy, for tests).
+
+    With S(t) = alpha_t^2 cov + (1 - alpha_t^2) I, the whitened offset S^{-1/2}(x - alpha mu) is
+    constant along the flow:  Phi_{t->s}(x) = alpha_s mu + S(s)^{1/2} S(t)^{-1/2} (x - alpha_t mu).
+    """
+    lam, U = np.linalg.eigh(np.asarray(cov, float))
+    st = np.exp(-2 * t) * lam - np.expm1(-2 * t)
+    ss = np.exp(-2 * s) * lam - np.expm1(-2 * s)
+    M = U @ np.diag(np.sqrt(ss / st)) @ U.T
+    mean = np.asarray(mean, float)
+    return np.exp(-s) * mean + (np.asarray(x, float) - np.exp(-t) * mean) @ M.T

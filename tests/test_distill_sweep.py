@@ -1,0 +1,158 @@
+"""flowcert validate: resumable sweep, executors, results, bad options (CPU, tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["ring8", "--steps", "1,2", "--grids", "uniform,balanced", "--seeds", "1", "--iters", "120",
+        "--train-samples", "512", "--test-samples", "256", "--width", "16", "--batch", "128", "--group", "1",
+        "--amp-times", "2", "--amp-samples", "32", "--lip-samples", "16", "--device", "cpu", "--quiet", "--no-plots"]
+
+
+def strip_timing(obj):
+    """Everything but wall-clock times (which differ between runs by nature)."""
+    if isinstance(obj, dict):
+        return {k: strip_timing(v) for k, v in obj.items() if k != "timing"}
+    if isinstance(obj, list):
+        return [strip_timing(v) for v in obj]
+    return obj
+
+
+def results(out) -> dict:
+    return strip_timing(json.loads((Path(out) / "results.json").read_text()))
+
+
+def invoke(runner, *args):
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("ref") / "run"
+    r = CliRunner().invoke(main, ["validate", *TINY, "--out", str(out), "--format", "json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_results_fields_and_checks(reference):
+    doc = json.loads((reference / "results.json").read_text())
+    for key in ("config", "seeds", "versions", "device", "mixtures", "amplification", "jobs", "summary",
+                "fan_bound_holds_everywhere", "timing"):
+        assert key in doc
+    assert len(doc["jobs"]) == 4
+    for job in doc["jobs"]:
+        rel = job["rel_mse"]
+        assert 0 < rel["ci_low"] <= rel["value"] <= rel["ci_high"]
+        assert len(job["local_error_chain"]) == job["N"] == len(job["lipschitz"])
+        for r in ("tri", "sharp", "onesided"):
+            fan = job["fan"][r]
+            assert fan["bound_end"] <= fan["bound"]
+            assert fan["holds"] == (fan["bound"] >= fan["measured_rms"])
+        assert job["nodes"][0] == 5.0 and job["nodes"][-1] == 1e-3
+    one = {j["grid"]: j for j in doc["jobs"] if j["N"] == 1}
+    # N = 1: both grids are [T, delta], and paired seeds make the students identical
+    assert one["uniform"]["rel_mse"] == one["balanced"]["rel_mse"]
+    rows = {(r["grid"], r["N"]): r for r in doc["summary"]}
+    assert rows[("balanced", 1)]["change_vs_uniform"] == 0.0
+    for row in doc["amplification"]["0-ring8"]:
+        assert row["holds"]["tri"] and row["holds"]["sharp"]  # exp(Lambda) bounds the measured max
+    assert (reference / "summary.md").exists()
+
+
+def test_resume_after_sigkill_gives_identical_results(reference, tmp_path, runner):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "validate", *TINY, "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and not list(out.glob("jobs/*/group0.pt")):
+            if proc.poll() is not None:
+                pytest.fail("the run ended before it could be killed")
+            time.sleep(0.05)
+        assert list(out.glob("jobs/*/group0.pt")), "no checkpoint appeared"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "results.json").exists()  # killed mid-way
+    r = invoke(runner, "validate", "--resume", str(out), "--quiet")
+    assert r.exit_code == 0, r.output
+    assert results(out) == results(reference)
+
+
+def test_process_pool_gives_identical_results(reference, tmp_path, runner):
+    out = tmp_path / "pool"
+    r = invoke(runner, "validate", *TINY, "--out", str(out), "--executor", "process", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    assert results(out) == results(reference)
+
+
+def test_ray_gives_identical_results(reference, tmp_path, runner):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    r = invoke(runner, "validate", *TINY, "--out", str(out), "--executor", "ray", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    assert results(out) == results(reference)
+
+
+def test_same_out_same_config_is_a_no_op_resume(reference, runner):
+    before = results(reference)
+    r = invoke(runner, "validate", *TINY, "--out", str(reference))
+    assert r.exit_code == 0, r.output
+    assert results(reference) == before
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["ring8", "--steps", "0"], "--steps = 0"),
+    (["ring8", "--steps", "2,x"], "--steps = 'x'"),
+    (["ring8", "--grids", "uniform,karras"], "--grids = 'karras'"),
+    (["ring8", "--seeds", "0"], "--seeds = 0"),
+    (["ring8", "--budget", "total", "--total-params", "10"], "--total-params = 10"),
+    (["ring8", "--delta", "6"], "--delta = 6"),
+    (["nosuchmixture"], "nosuchmixture"),
+    ([], "SPEC is missing"),
+    (["ring8", "--resume", "."], "drop the SPEC"),
+    (["--resume", "/nonexistent/run"], "no such directory"),
+])
+def test_bad_options_one_line_exit_2(runner, tmp_path, args, needle):
+    r = runner.invoke(main, ["validate", *args, "--out", str(tmp_path / "o")] if "--resume" not in args
+                      else ["validate", *args])
+    assert r.exit_code == 2, r.output
+    assert needle in r.output
+    assert "Traceback" not in r.output and r.output.count("\n") == 1
+
+
+def test_cuda_without_gpu_is_an_input_error(runner, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    r = runner.invoke(main, ["validate", "ring8", "--device", "cuda", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--device = 'cuda'" in r.output
+
+
+def test_out_with_other_config_is_refused(reference, runner):
+    r = runner.invoke(main, ["validate", *TINY[:-2], "--seeds", "2", "--out", str(reference)])
+    assert r.exit_code == 2 and "different configuration" in r.output
+
+
+def test_quick_preset_is_the_ring8_comparison():
+    from distill.config import build_config
+    from numcore.mixture import builtin
+
+    cfg = build_config(["ring8"], [builtin("ring8").to_spec()], preset="quick")
+    assert cfg.steps == [1, 4, 8] and cfg.grids == ["uniform", "balanced"] and cfg.seeds == 2
+    cfg = build_config(["ring8"], [builtin("ring8").to_spec()], preset="quick", steps="2")
+    assert cfg.steps == [2]  # explicit options override the preset
