@@ -375,7 +375,9 @@ def build_grid(mix, kind, bound, steps, delta, T, samples=4096, seed=0, bar=None
     return t, st.integral(t), st
 
 
-GRID_FORMATS = ("table", "json", "csv", "npy")
+GRID_FORMATS = ("table", "json", "csv", "npy", "txt")
+PRESET_NAMES = ("diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps", "k-diffusion",
+                "comfyui")
 
 
 @main.command("grid")
@@ -399,11 +401,18 @@ GRID_FORMATS = ("table", "json", "csv", "npy")
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --bound empirical.")
+@click.option("--for", "for_", default=None, metavar="PRESET",
+              help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
+                   " (conventions in README: order, trailing 0, final sigma, shift).")
+@click.option("--shift", type=float, default=1.0, show_default=True,
+              help="diffusers-flowmatch: the scheduler's static shift to compensate (1 = neutral).")
 @click.option("--format", "fmt", type=click.Choice(GRID_FORMATS), default=None,
-              help="Output format; default from the -o extension (.json, .csv, .npy), else table.")
+              help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
+                   "txt: the values alone, one per line (comma-separated for comfyui).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the grid to this file (atomically); default standard output.")
-def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, fmt, output):
+def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, for_, shift, fmt,
+             output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
@@ -423,12 +432,19 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
         samples = integer("--samples", samples, low=16, high=10**7)
     if fmt is None:
         ext = os.path.splitext(output or "")[1].lower()
-        fmt = {".json": "json", ".csv": "csv", ".npy": "npy"}.get(ext, "table")
+        fmt = {".json": "json", ".csv": "csv", ".npy": "npy", ".txt": "txt"}.get(ext, "table")
     if fmt == "npy" and output is None:
         raise InputError("--format npy: expected -o FILE.npy (binary output is not written to a terminal)")
+    if for_ is not None:
+        from numcore.presets import check
+
+        check(for_)
     mix = load_mixture(spec)
     with progress(40, "empirical rate", enabled=bound == "empirical") as bar:
         t, lam, st = build_grid(mix, kind, bound, steps, delta, T, samples, seed, bar)
+    if for_ is not None:
+        _emit_preset(mix, for_, t, kind, bound, steps, delta, T, beta_schedule, clip, shift, fmt, output)
+        return
     cols = {"t": t}
     for u in names:
         if u == "t":
@@ -449,6 +465,8 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
         out[u] = v
     if fmt == "json":
         emit(to_json(out), output)
+    elif fmt == "txt":
+        emit("\n".join(repr(float(v)) for v in t) + "\n", output)
     elif fmt == "csv":
         emit(csv_text({"t": t, "lambda": lam, **{u: v for u, v in cols.items() if u != "t"}}), output)
     elif fmt == "npy":
@@ -468,6 +486,44 @@ def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, sam
             head += f"\n# empirical rate: {samples} samples per time, seed {seed}, " \
                     f"Lambda(T) MC interval {st.meta['lambda_T_mc_interval'][0]:.4g}..{st.meta['lambda_T_mc_interval'][1]:.4g}"
         emit(head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": lam, **cols}), output)
+
+
+def _emit_preset(mix, name, t, kind, bound, steps, delta, T, beta_schedule, clip, shift, fmt, output):
+    """grid --for PRESET: the values one sampler takes (numcore.presets), in the chosen format."""
+    import numpy as np
+
+    from numcore.presets import export
+
+    ex = export(name, t, beta_schedule=beta_schedule, clip=clip, shift=shift)
+    for w in ex.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if fmt == "txt":
+        emit(ex.text(), output)
+    elif fmt == "npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, ex.values)
+        write_atomic(output, buf.getvalue())
+    elif fmt == "json":
+        emit(to_json({"for": name, "argument": ex.argument, ex.argument: ex.values, "scheduler_config": ex.config,
+                      "schedule": ex.schedule, "t": ex.t, "conventions": ex.conventions,
+                      "warnings": list(ex.warnings), "mixture": mix.name, "kind": kind, "bound": bound,
+                      "steps": steps, "delta": delta, "T": T}), output)
+    else:
+        n = ex.values.size
+        cols = {"i": [str(i) for i in range(n)], ex.argument: [str(v) if ex.values.dtype.kind in "iu"
+                                                              else f"{v:.9g}" for v in ex.values],
+                "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
+        if fmt == "csv":
+            emit(csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]}), output)
+            return
+        head = [f"# {name}: {kind} grid ({bound}), {steps} steps on [{delta:g}, {T:g}] for {mix.name}",
+                f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config)}".replace("\n", ""),
+                f"# {ex.conventions}"]
+        if ex.schedule.size > n:
+            head.append(f"# the scheduler appends {ex.schedule[-1]:g}")
+        emit("\n".join(head) + "\n" + table(cols), output)
 
 
 # ----------------------------------------------------------------------------- certify
@@ -663,6 +719,92 @@ def certify_cmd(spec, eps, p, t, delta, T, kind, latex, n_verify, times, export,
     if plot:
         text += f"\nwrote {plot}"
     click.echo(text)
+
+
+# ----------------------------------------------------------------------------- solvers
+
+
+def parse_steps(value: str) -> list[int]:
+    """--steps 4,8,16,32 -> [4, 8, 16, 32] (each an integer >= 1, duplicates dropped, sorted)."""
+    from numcore.checks import InputError, integer
+
+    items = [v.strip() for v in str(value).split(",") if v.strip()]
+    if not items:
+        raise InputError(f"--steps = {value!r}: expected a comma-separated list of integers >= 1")
+    return sorted({integer("--steps", v, low=1, high=4096) for v in items})
+
+
+@main.command("solvers")
+@click.argument("spec")
+@click.option("--steps", default="4,8,16,32", show_default=True,
+              help="Comma-separated numbers of steps N to compare.")
+@click.option("--samples", type=int, default=10000, show_default=True,
+              help="Exact samples x_T ~ p_T (and the size of the p_delta reference for the sliced W2); the "
+                   "empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples and projections.")
+@window_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Human-readable table or machine-readable JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to this file.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Plot relative MSE and sliced W2 against N per grid and solver.")
+def solvers_cmd(spec, steps, samples, seed, delta, T, fmt, output, plot):
+    """Which grid makes which solver most accurate, against the exact flow map.
+
+    For each grid (balanced from the tri, sharp and empirical rates; uniform;
+    EDM rho = 7; log-SNR) and each N, runs Euler (diffusers' EulerDiscreteScheduler
+    when diffusers is installed), Heun and DPM-Solver++(2M) (flowcert's own:
+    diffusers' versions take only integer timesteps) from exact x_T ~ p_T with
+    the exact denoiser, and reports the relative MSE against the exact teacher
+    endpoint Phi_{T->delta}(x_T) with a 95% CI, and the sliced W2 distance to an
+    independent sample of p_delta with its Monte-Carlo noise floor.  JSON holds
+    `rows` (grid, solver, steps, nfe, engine, rel_mse, rel_mse_ci, sw), `sw_floor`
+    and `summary` (winner per solver and N, factor over the runner-up).
+    """
+    from numcore import solver_study
+    from numcore.checks import integer, time_window
+
+    delta, T = time_window(delta, T)
+    ns = parse_steps(steps)
+    samples = integer("--samples", samples, low=16, high=10**7)
+    mix = load_mixture(spec)
+    total = len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS)
+    with progress(16, "exact teacher") as tbar, progress(total, "solvers") as bar:
+        res = solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar, teacher_bar=tbar,
+                               empirical_samples=min(samples, 4096))
+    if plot:
+        solver_study.plot(res, plot)
+    if fmt == "json":
+        emit(to_json(res), output)
+        return
+    emit(solvers_table(res), output)
+
+
+def solvers_table(res) -> str:
+    rows = res["rows"]
+    cols = {
+        "grid": [r["grid"] for r in rows], "solver": [r["solver"] for r in rows],
+        "N": [str(r["steps"]) for r in rows], "NFE": [str(r["nfe"]) for r in rows],
+        "rel_MSE": [f"{r['rel_mse']:.3e}" for r in rows],
+        "95% CI": [f"[{r['rel_mse_ci'][0]:.3e}, {r['rel_mse_ci'][1]:.3e}]" for r in rows],
+        "SW2": [f"{r['sw']:.4f}" for r in rows],
+    }
+    fl = res["sw_floor"]
+    engines = sorted({f"{r['solver']}: {r['engine']}" for r in rows})
+    head = [f"# {res['mixture']}: {res['samples']} exact samples x_T ~ p_T, T = {res['T']:g} -> delta = "
+            f"{res['delta']:g}, seed {res['seed']}; rel_MSE = sum|x - Phi(x_T)|^2 / sum|Phi(x_T)|^2",
+            f"# SW2 to an independent p_delta sample ({res['sw_directions']} directions); noise floor "
+            f"{fl['value']:.4f} (SW2 of the exact endpoints to the same sample; over {fl['repeats']} reference "
+            f"samples {fl['mean']:.4f} +- {fl['sd']:.4f})",
+            "# engines: " + "; ".join(engines)]
+    lines = ["", "winners (smallest relative MSE; factor = runner-up / winner):"]
+    for solver, s in res["summary"].items():
+        per = ", ".join(f"N={n}: {w['winner']} x{w['factor']:.2f}" for n, w in s["per_steps"].items())
+        lines.append(f"  {solver:9s} {per}")
+        lines.append(f"  {'':9s} over all N (geometric mean): {s['overall_winner']} x{s['overall_factor']:.2f} "
+                     f"over the next; edm / winner = {s['vs']['edm']:.3g}, balanced-empirical / winner = "
+                     f"{s['vs']['balanced-empirical']:.3g}, balanced-tri / winner = {s['vs']['balanced-tri']:.3g}")
+    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- demo

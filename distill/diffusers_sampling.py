@@ -1,0 +1,111 @@
+"""Run diffusers' own schedulers on the exact mixture denoiser (CPU, torch).
+
+The exact model answers what each scheduler asks for (THEORY.md §1):
+
+    x0 prediction      D = E[x_0 | x_t] = (x + (1 - alpha^2) s(x, t)) / alpha
+    eps prediction     eps = -sigma_vp s(x, t) = (y - D) / sigma        (y = x / alpha, sigma = VE sigma)
+    flow velocity      v = eps - D                                      (rectified flow x_r = (1 - r) D + r eps)
+
+Each function starts from OU-scale states x_T ~ p_T at the grid's first node
+and returns OU-scale states at its last node (or the scheduler's final x_0
+prediction where the scheduler appends sigma = 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def euler_discrete(mix, x_T, t, prediction_type: str = "epsilon", beta_schedule: str = "linear", clip=False,
+                   check_range: bool = True):
+    """diffusers.EulerDiscreteScheduler with set_timesteps(sigmas=<flowcert diffusers-euler export of t>).
+
+    Returns (x at t[-1] in OU scale, scheduler); the loop is the standard
+    pipeline loop: scale_model_input -> model -> step.  The exact model needs
+    no timestep conditioning, so ``check_range=False`` skips the beta
+    schedule's range check (diffusers then clamps only the timesteps it
+    would pass to a trained network, never the sigmas it steps through).
+    """
+    torch = _torch()
+    from diffusers import EulerDiscreteScheduler
+
+    from numcore.marginal import denoiser
+    from numcore.presets import Export, diffusers_euler
+    from numcore.units import sigma_from_t
+
+    if check_range:
+        ex = diffusers_euler(t, beta_schedule, clip)
+    else:
+        sig = sigma_from_t(t)
+        ex = Export("diffusers-euler", "sigmas", sig, sig, np.asarray(t, float))
+    sched = EulerDiscreteScheduler(**ex.config, prediction_type=prediction_type)
+    sched.set_timesteps(sigmas=ex.values.tolist())
+    y = torch.as_tensor(np.asarray(x_T, float) * np.sqrt(1.0 + ex.values[0] ** 2))  # y = e^T x_T
+    for timestep in sched.timesteps:
+        x_in = sched.scale_model_input(y, timestep)  # y / sqrt(1 + sigma^2) = OU-scale x
+        sigma = float(sched.sigmas[sched.step_index])
+        t_now = 0.5 * np.log1p(sigma * sigma)
+        D = denoiser(mix, x_in.double().numpy(), t_now)
+        out = D if prediction_type == "sample" else (y.double().numpy() - D) / sigma
+        y = sched.step(torch.as_tensor(out), timestep, y).prev_sample
+    sigma_last = float(sched.sigmas[-1])
+    return y.double().numpy() / np.sqrt(1.0 + sigma_last**2), sched
+
+
+def flowmatch_euler(mix, x_T, t, shift: float = 1.0):
+    """diffusers.FlowMatchEulerDiscreteScheduler on the diffusers-flowmatch export of t.
+
+    The scheduler appends r = 0, so the result is its x_0 prediction from the
+    last grid node; returns (that x_0, the state at t[-1] in OU scale, scheduler).
+    """
+    torch = _torch()
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from numcore.marginal import denoiser
+    from numcore.presets import diffusers_flowmatch
+    from numcore.units import t_from_rf
+
+    ex = diffusers_flowmatch(t, shift)
+    sched = FlowMatchEulerDiscreteScheduler(**ex.config)
+    sched.set_timesteps(sigmas=ex.values.tolist())
+    t0 = float(t[0])
+    x = torch.as_tensor(np.asarray(x_T, float) / (np.exp(-t0) + np.sqrt(-np.expm1(-2 * t0))))
+    at_last = None
+    for i, timestep in enumerate(sched.timesteps):
+        r = float(sched.sigmas[i])
+        tt = float(t_from_rf(r))
+        scale = np.exp(-tt) + np.sqrt(-np.expm1(-2 * tt))  # x_OU = (alpha + sigma_vp) x_r
+        if i == len(sched.timesteps) - 1:
+            at_last = x.double().numpy() * scale
+        D = denoiser(mix, x.double().numpy() * scale, tt)
+        eps = (x.double().numpy() - (1 - r) * D) / r
+        x = sched.step(torch.as_tensor(eps - D), timestep, x).prev_sample
+    return x.double().numpy(), at_last, sched
+
+
+def dpmsolver_multistep(mix, x_start, export, **config):
+    """diffusers.DPMSolverMultistepScheduler (DPM-Solver++, order 2) on a diffusers-timesteps export.
+
+    ``x_start`` ~ p_t at the first exported node, t = export.t[0] (OU/VP scale: the
+    scheduler works with x = alpha x_0 + sigma_vp eps and an eps model).  The
+    scheduler appends sigma = 0, so the result is its final x_0 prediction.
+    """
+    torch = _torch()
+    from diffusers import DPMSolverMultistepScheduler
+
+    from numcore.marginal import score
+
+    sched = DPMSolverMultistepScheduler(**{**export.config, **config})
+    sched.set_timesteps(timesteps=export.values.tolist())
+    x = torch.as_tensor(np.asarray(x_start, float))
+    for i, timestep in enumerate(sched.timesteps):
+        tt = float(export.t[i])
+        eps = -np.sqrt(-np.expm1(-2 * tt)) * score(mix, x.double().numpy(), tt)
+        x = sched.step(torch.as_tensor(eps), timestep, x).prev_sample
+    return x.double().numpy(), sched

@@ -1,0 +1,169 @@
+"""The presets run in the real diffusers: each scheduler, built from a flowcert export, steps through
+exactly the exported grid, and diffusers' samplers on the exact mixture denoiser reach the exact flow map."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    DPMSolverMultistepScheduler,
+    HeunDiscreteScheduler,
+    EDMEulerScheduler,
+    EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+)
+
+from distill import diffusers_sampling as ds
+from numcore import grids, marginal, presets, samplers, units
+from numcore.distances import relative_mse
+from numcore.mixture import builtin
+
+DELTA, T = 1e-3, 5.0
+GRIDS = {
+    "edm": grids.edm(7, DELTA, T),
+    "logsnr": grids.logsnr(5, DELTA, T),
+    "uniform": grids.uniform(9, DELTA, T),
+}
+
+
+@pytest.fixture(scope="module")
+def ring8():
+    return builtin("ring8")
+
+
+def f32(x):
+    return np.asarray(x, np.float32).astype(float)
+
+
+@pytest.mark.parametrize("kind", GRIDS)
+def test_euler_discrete_takes_the_sigmas(kind):
+    ex = presets.diffusers_euler(GRIDS[kind])
+    s = EulerDiscreteScheduler(**ex.config)
+    s.set_timesteps(sigmas=ex.values.tolist())
+    np.testing.assert_allclose(s.sigmas.numpy(), f32(ex.schedule), rtol=1e-7)
+    assert len(s.timesteps) == ex.values.size - 1 == GRIDS[kind].size - 1
+
+
+@pytest.mark.parametrize("kind", GRIDS)
+def test_edm_euler_takes_the_ramp(kind):
+    ex = presets.diffusers_edm(GRIDS[kind])
+    s = EDMEulerScheduler(**ex.config)
+    s.set_timesteps(sigmas=torch.tensor(ex.values))
+    np.testing.assert_allclose(s.sigmas.numpy(), ex.schedule, rtol=2e-6)
+    assert s.sigmas[-1] == 0 and len(s.timesteps) == ex.values.size
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+@pytest.mark.parametrize("kind", GRIDS)
+def test_flowmatch_takes_the_rf_times_with_shift_compensated(kind, shift):
+    ex = presets.diffusers_flowmatch(GRIDS[kind], shift)
+    s = FlowMatchEulerDiscreteScheduler(**ex.config)
+    s.set_timesteps(sigmas=ex.values.tolist())
+    np.testing.assert_allclose(s.sigmas.numpy(), ex.schedule, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(s.sigmas.numpy()[:-1], units.rf_from_t(GRIDS[kind]), rtol=2e-6)
+    np.testing.assert_allclose(s.timesteps.numpy(), 1000 * ex.schedule[:-1], rtol=2e-6)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_dpmsolver_takes_the_integer_timesteps(schedule):
+    t = grids.edm(8, 2e-3, units.ddpm_range(schedule)[1])
+    ex = presets.diffusers_timesteps(t, schedule)
+    s = DPMSolverMultistepScheduler(**ex.config)
+    s.set_timesteps(timesteps=ex.values.tolist())
+    np.testing.assert_array_equal(s.timesteps.numpy(), ex.values)
+    np.testing.assert_allclose(s.sigmas.numpy(), ex.schedule, rtol=2e-5)
+
+
+def test_heun_discrete_takes_the_integer_timesteps_from_config():
+    ex = presets.diffusers_timesteps(GRIDS["logsnr"])
+    s = HeunDiscreteScheduler.from_config(ex.config)  # from_config ignores the DPM-Solver-only settings
+    s.set_timesteps(timesteps=ex.values.tolist())
+    # Heun evaluates twice per step: every interior node appears twice, then the scheduler's trailing 0
+    np.testing.assert_array_equal(np.unique(s.timesteps.numpy())[::-1], ex.values)
+    np.testing.assert_allclose(np.unique(s.sigmas.numpy())[::-1], ex.schedule, rtol=2e-5)
+
+
+def test_k_diffusion_edm_grid_equals_diffusers_karras_schedule():
+    # diffusers' EDMEulerScheduler with its default ramp builds Karras sigmas with a trailing 0: the k-diffusion
+    # export of flowcert's EDM grid (rho = 7) must be the same list.
+    N = 10
+    ex = presets.k_diffusion(grids.edm(N, DELTA, T))
+    s = EDMEulerScheduler(sigma_min=units.sigma_from_t(DELTA), sigma_max=units.sigma_from_t(T), rho=7.0)
+    s.set_timesteps(num_inference_steps=N + 1)
+    np.testing.assert_allclose(s.sigmas.numpy(), ex.values, rtol=2e-6)
+    np.testing.assert_array_equal(presets.comfyui(grids.edm(N, DELTA, T)).values, ex.values)
+
+
+# ----------------------------------------------------------------------------- sampling on the exact denoiser
+
+
+@pytest.fixture(scope="module")
+def start(ring8):
+    return marginal.sample(ring8, T, 400, np.random.default_rng(1))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+def test_diffusers_euler_loop_equals_flowcert_euler(ring8, start, prediction_type):
+    t = GRIDS["logsnr"]
+    got, sched = ds.euler_discrete(ring8, start, t, prediction_type)
+    want = samplers.sample_grid(ring8, start, t, "euler")
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
+
+
+def test_flowmatch_loop_is_euler_to_zero(ring8, start):
+    # Euler in rectified-flow time and Euler in VE sigma are the same DDIM update; the appended r = 0 step
+    # returns the x0 prediction.
+    t = GRIDS["edm"]
+    x0, at_last, _ = ds.flowmatch_euler(ring8, start, t, shift=3.0)
+    model = samplers.mixture_denoiser(ring8)
+    want = samplers.sample_euler(model, start * np.exp(T), presets.k_diffusion(t).values)
+    np.testing.assert_allclose(x0, want, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(at_last, samplers.sample_grid(ring8, start, t, "euler"), atol=1e-4 * np.abs(want).max())
+
+
+def test_dpmsolver_loop_equals_flowcert_dpmpp_2m(ring8):
+    ex = presets.diffusers_timesteps(grids.edm(8, 1e-2, T))
+    x = marginal.sample(ring8, ex.t[0], 400, np.random.default_rng(2))
+    got, _ = ds.dpmsolver_multistep(ring8, x, ex)
+    want = samplers.sample_dpmpp_2m(samplers.mixture_denoiser(ring8), x * np.exp(ex.t[0]), ex.schedule)
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
+
+
+def test_diffusers_euler_converges_to_the_exact_flow_map(ring8, start):
+    from distill.teacher import Teacher
+
+    exact = Teacher(ring8, step=0.02).flow(start, T, DELTA).numpy()  # RK4 step 0.02: endpoints within 4e-7 of step 0.005, far below the Euler errors
+    errs = []
+    for N in (8, 32, 128):
+        got, _ = ds.euler_discrete(ring8, start, grids.edm(N, DELTA, T))
+        errs.append(relative_mse(got, exact).value)
+    # first order: error in x ~ 1/N, so the squared error falls ~16x per 4x steps
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[1] / errs[2] > 6
+    assert errs[2] < 2e-3
+
+
+@pytest.mark.parametrize("preset", ["diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps"])
+def test_cli_json_export_builds_the_scheduler(tmp_path, preset):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    out = tmp_path / "g.json"
+    extra = ["--shift", "2.5"] if preset == "diffusers-flowmatch" else []
+    r = CliRunner().invoke(main, ["grid", "square4", "--kind", "logsnr", "--steps", "6", "--T", "4", "--for", preset,
+                                  *extra, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    g = json.loads(out.read_text())
+    cls = {"diffusers-euler": EulerDiscreteScheduler, "diffusers-edm": EDMEulerScheduler,
+           "diffusers-flowmatch": FlowMatchEulerDiscreteScheduler,
+           "diffusers-timesteps": DPMSolverMultistepScheduler}[preset]
+    s = cls(**g["scheduler_config"])
+    arg = g[g["argument"]]
+    s.set_timesteps(**{g["argument"]: torch.tensor(arg) if preset == "diffusers-edm" else arg})
+    np.testing.assert_allclose(s.sigmas.numpy(), g["schedule"], rtol=2e-5)
+    t = grids.logsnr(6, DELTA, 4.0)
+    want = units.rf_from_t(t) if preset == "diffusers-flowmatch" else units.sigma_from_t(t)
+    tol = 0.2 if preset == "diffusers-timesteps" else 2e-6  # integer rounding of the timesteps
+    np.testing.assert_allclose(s.sigmas.numpy()[: t.size], want, rtol=tol)

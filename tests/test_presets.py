@@ -1,0 +1,128 @@
+"""Presets: pure conversions checked against the unit formulas, and the CLI's bad-input paths."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from numcore import grids, presets, units
+from numcore.checks import InputError
+
+T_GRID = grids.logsnr(6, 1e-3, 5.0)
+
+
+def test_every_preset_is_descending_and_starts_at_T():
+    for name in presets.PRESETS:
+        ex = presets.export(name, T_GRID)
+        n = ex.values.size
+        assert np.all(np.diff(ex.schedule) < 0), name
+        assert ex.t.size == T_GRID.size
+        if name in ("k-diffusion", "comfyui"):
+            assert n == T_GRID.size + 1 and ex.values[-1] == 0.0
+        else:
+            assert n == T_GRID.size
+        assert ex.schedule[-1] == 0.0 or name == "diffusers-euler"
+
+
+def test_sigmas_are_ve_sigmas_of_the_grid():
+    sig = np.sqrt(np.exp(2 * T_GRID) - 1)
+    np.testing.assert_allclose(presets.diffusers_euler(T_GRID).values, sig, rtol=1e-14)
+    np.testing.assert_allclose(presets.k_diffusion(T_GRID).values[:-1], sig, rtol=1e-14)
+
+
+def test_edm_ramp_inverts_karras():
+    ex = presets.diffusers_edm(T_GRID)
+    c = ex.config
+    a, b = c["sigma_max"] ** (1 / 7), c["sigma_min"] ** (1 / 7)
+    np.testing.assert_allclose((a + ex.values * (b - a)) ** 7, ex.schedule[:-1], rtol=1e-12)
+    assert ex.values[0] == 0 and ex.values[-1] == 1
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0, 0.4])
+def test_flowmatch_values_map_back_under_the_shift(shift):
+    ex = presets.diffusers_flowmatch(T_GRID, shift)
+    back = shift * ex.values / (1 + (shift - 1) * ex.values)
+    r = units.rf_from_t(T_GRID)
+    np.testing.assert_allclose(back, r, rtol=1e-13)
+    # rectified-flow time: x_r = (1 - r) x0 + r eps  <=>  r / (1 - r) = VE sigma
+    np.testing.assert_allclose(r / (1 - r), np.sqrt(np.expm1(2 * T_GRID)), rtol=1e-12)
+
+
+def test_timesteps_are_the_nearest_integer_steps():
+    ex = presets.diffusers_timesteps(T_GRID)
+    assert ex.values.dtype.kind == "i" and np.all(np.diff(ex.values) < 0)
+    tn = units.ddpm_times("linear")
+    # brute force: nearest integer by the fractional step
+    frac = np.interp(T_GRID, tn, np.arange(1000))
+    np.testing.assert_array_equal(ex.values, np.rint(frac).astype(int))
+    np.testing.assert_allclose(ex.t, tn[ex.values])
+
+
+def test_timesteps_out_of_range_fails_or_clips_with_warning():
+    with pytest.raises(InputError, match=r"scaled_linear DDPM schedule's range \[0.000425"):
+        presets.diffusers_timesteps(T_GRID, "scaled_linear")
+    ex = presets.diffusers_timesteps(T_GRID, "scaled_linear", clip=True)
+    assert ex.values[0] == 999 and any("clipped" in w for w in ex.warnings)
+    lo, hi = units.ddpm_range("scaled_linear")
+    inside = T_GRID[T_GRID < hi]
+    # the nodes above the range merge into one node at timestep 999, with a warning saying so
+    assert ex.values.size == inside.size + 1 and any("merged" in w for w in ex.warnings)
+    with pytest.raises(InputError, match="every grid node lies outside"):
+        presets.diffusers_euler(grids.uniform(3, 3.0, 5.0), "scaled_linear", clip=True)
+
+
+def test_rounding_collisions_are_reported():
+    t = grids.uniform(400, 1e-3, 0.05)
+    with pytest.raises(InputError, match="round to the same linear timestep"):
+        presets.diffusers_timesteps(t)
+
+
+def test_comfyui_text_is_comma_separated_and_round_trips():
+    ex = presets.comfyui(T_GRID)
+    vals = [float(s) for s in ex.text().split(",")]
+    np.testing.assert_array_equal(vals, ex.values)
+    assert vals[-1] == 0.0
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_grid_for_json_and_txt(tmp_path):
+    out = tmp_path / "sigmas.json"
+    r = run("grid", "ring8", "--steps", "5", "--kind", "edm", "--for", "diffusers-euler", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["for"] == "diffusers-euler" and len(data["sigmas"]) == 6
+    np.testing.assert_allclose(data["sigmas"], units.sigma_from_t(grids.edm(5, 1e-3, 5.0)), rtol=1e-14)
+    r = run("grid", "ring8", "--steps", "5", "--kind", "edm", "--for", "k-diffusion", "--format", "txt")
+    assert r.exit_code == 0
+    vals = [float(v) for v in r.output.split()]
+    assert len(vals) == 7 and vals[-1] == 0.0 and vals == sorted(vals, reverse=True)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--for", "diffusers-dpm"), "--for = 'diffusers-dpm': expected one of diffusers-euler"),
+    (("--for", "diffusers-timesteps", "--beta-schedule", "scaled_linear"), "outside the scaled_linear DDPM"),
+    (("--for", "diffusers-euler", "--beta-schedule", "scaled_linear"), "outside the scaled_linear DDPM"),
+    (("--for", "k-diffusion", "--steps", "0"), "--steps = 0: expected an integer >= 1"),
+    (("--for", "diffusers-flowmatch", "--shift", "0"), "--shift = 0: expected a number > 0"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, needle):
+    r = run("grid", "ring8", "--kind", "uniform", *args)
+    assert r.exit_code == 2, r.output
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    assert needle in err and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_cli_clip_warns_and_exports():
+    r = run("grid", "ring8", "--kind", "edm", "--steps", "4", "--for", "diffusers-timesteps",
+            "--beta-schedule", "scaled_linear", "--clip", "--format", "txt")
+    assert r.exit_code == 0
+    assert "warning:" in r.stderr and "clipped" in r.stderr
+    assert [int(v) for v in r.stdout.split()][0] == 999
