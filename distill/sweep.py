@@ -315,6 +315,9 @@ def run_job(ctx: dict, payload=None) -> dict:
             Lam = ctx["Lambda"][r]
             start, end = M.fan_bound(eps, Lam, "start"), M.fan_bound(eps, Lam, "end")
             fan[r] = {"bound": start, "bound_end": end, "measured_rms": measured,
+                      "bound_ci": [M.fan_bound([e["ci_low"] for e in local_chain], Lam, "start"),
+                                   M.fan_bound([e["ci_high"] for e in local_chain], Lam, "start")],
+                      "measured_rms_ci": [rel["rms_error"]["ci_low"], rel["rms_error"]["ci_high"]],
                       "holds": bool(start >= measured), "holds_end": bool(end >= measured),
                       "slack": start / measured if measured > 0 else float("inf"),
                       "slack_end": end / measured if measured > 0 else float("inf")}

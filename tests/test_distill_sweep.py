@@ -61,6 +61,8 @@ def test_results_fields_and_checks(reference):
             fan = job["fan"][r]
             assert fan["bound_end"] <= fan["bound"]
             assert fan["holds"] == (fan["bound"] >= fan["measured_rms"])
+            assert fan["bound_ci"][0] <= fan["bound"] <= fan["bound_ci"][1]
+            assert fan["measured_rms_ci"][0] <= fan["measured_rms"] <= fan["measured_rms_ci"][1]
         assert job["nodes"][0] == 5.0 and job["nodes"][-1] == 1e-3
     one = {j["grid"]: j for j in doc["jobs"] if j["N"] == 1}
     # N = 1: both grids are [T, delta], and paired seeds make the students identical
