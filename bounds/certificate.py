@@ -125,18 +125,9 @@ class Geometry:
         return float(gen.cert_tail(p, eps, self.c_s(p, kind), self.g_box(R, kind), self.p_out(R, kind)))
 
 
-@dataclass
-class Certificate:
-    """Parameter choices, error budget and sizes for one (mixture, t, eps, p, kind)."""
+class Sized:
+    """depth, width and params read from a certificate's ``structure`` mapping."""
 
-    mixture: GaussianMixture = field(repr=False)
-    t: float
-    eps: float
-    p: float
-    kind: str
-    geometry: Geometry = field(repr=False)
-    choices: dict
-    budget: dict
     structure: dict
 
     @property
@@ -150,6 +141,21 @@ class Certificate:
     @property
     def params(self) -> int:
         return self.structure["params"]
+
+
+@dataclass
+class Certificate(Sized):
+    """Parameter choices, error budget and sizes for one (mixture, t, eps, p, kind)."""
+
+    mixture: GaussianMixture = field(repr=False)
+    t: float
+    eps: float
+    p: float
+    kind: str
+    geometry: Geometry = field(repr=False)
+    choices: dict
+    budget: dict
+    structure: dict
 
     def build(self):
         """The network itself (numcore.scorenet.build_fixed_t) for these choices."""

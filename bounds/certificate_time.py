@@ -26,7 +26,7 @@ from numcore.checks import InputError, real, time_window
 from numcore.mixture import GaussianMixture
 
 from . import _generated as gen
-from .certificate import KINDS, Geometry, _budget, _radius, choose_inbox, score_scale
+from .certificate import KINDS, Geometry, Sized, _budget, _radius, choose_inbox, score_scale
 
 SAFETY = 1.0  # the eta are proven bounds, no safety factor needed
 N_MAX = 80
@@ -36,7 +36,7 @@ NOTE = ("the time-coefficient term uses proven Bernstein-ellipse bounds for the 
 
 
 @dataclass
-class TimeCertificate:
+class TimeCertificate(Sized):
     mixture: GaussianMixture = field(repr=False)
     delta: float
     T: float
@@ -48,18 +48,6 @@ class TimeCertificate:
     choices: dict
     budget: dict
     structure: dict
-
-    @property
-    def depth(self) -> int:
-        return self.structure["depth"]
-
-    @property
-    def width(self) -> int:
-        return self.structure["width"]
-
-    @property
-    def params(self) -> int:
-        return self.structure["params"]
 
     def build(self):
         from numcore.scorenet_time import build_time_input
