@@ -26,10 +26,6 @@ def sample_errors(mix, net, t, n_samples, rng, R, bar=None, features=None, p=2.0
     Per-chunk sums of e = ||N - s||^p and e^2 (fused exact-score kernel) are added up,
     so memory stays O(CHUNK) for any N.  ``features(x)`` maps samples to the
     network input (default: x itself)."""
-    from numcore import kernels as kn
-    from numcore.marginal import at_time
-
-    mt = at_time(mix, t)
     total = np.zeros(2)
     outside, sup_in = 0, 0.0
     left = n_samples
@@ -42,15 +38,11 @@ def sample_errors(mix, net, t, n_samples, rng, R, bar=None, features=None, p=2.0
         if inside.any():
             err = np.sqrt(((y[inside] - marginal.score(mix, x[inside], t)) ** 2).sum(1))
             sup_in = max(sup_in, float(err.max()))
-        size, nch = kn._chunks(k)
-        part = np.zeros((nch, 2))
-        kn._score_lp_sums(np.ascontiguousarray(x), y, float(p), mt.inv_s, mt.mrot, mt.logc, mt.basis,
-                          mt.group, size, nch, part)
-        total += part.sum(0)
+        total += lp.score_lp_sums(mix, x, t, y, p)
         left -= k
         if bar is not None:
             bar.update(k)
-    return lp._estimate(total[None, :], n_samples, p, level), outside, sup_in
+    return lp.estimate_from_sums(total, n_samples, p, level), outside, sup_in
 
 
 def verify(cert, net, n_samples: int, seed: int = 0, level: float = 0.95, bar=None) -> dict:

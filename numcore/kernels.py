@@ -4,20 +4,26 @@ All kernels take the time-t marginal in the spectral form built by
 :func:`numcore.marginal.at_time`:
 
     inv_s[k, i] = 1 / s_{k,i}(t),   s_{k,i}(t) = alpha^2 lam_{k,i} + 1 - alpha^2
-    mrot[k]     = alpha U_g^T mu_k          (mean in the component's basis)
     logc[k]     = log pi_k - 1/2 sum_i log s_{k,i} - d/2 log(2 pi)
 
-and, for a point x with z = U_g^T x, evaluate
+and ``mats`` of shape (G, d, d) with ``mrot`` of shape (K, d) in one of three modes:
 
-    l_k = logc_k - 1/2 sum_i inv_s[k,i] (z_i - mrot[k,i])^2,   w = softmax(l)   (log-sum-exp)
-    g_k = -U_g diag(inv_s_k) (z - mrot_k)                       (component score)
-    s   = sum_k w_k g_k                                          (score of p_t)
-    H   = -sum_k w_k P_k + sum_k w_k (g_k - s)(g_k - s)^T       (Hessian of log p_t, centred)
-    J   = -I - H                                                 (Jacobian of v = -x - s)
+* G = 0 (identity basis) or G = 1 (one shared eigenbasis U = mats[0]):
+  mrot[k] = alpha U^T mu_k, and with z = U^T x
+      l_k = logc_k - 1/2 sum_i inv_s[k,i] (z_i - mrot[k,i])^2,   g_k = -diag(inv_s_k) (z - mrot_k)
+  in rotated coordinates (rotated back once per point);
+* G = K > 1 (covariances with their own bases): mats[k] = P_k(t) = S_k(t)^{-1},
+  mrot[k] = alpha mu_k, and with r = x - mrot_k
+      g_k = -P_k r,   l_k = logc_k + 1/2 r . g_k
+  (one d x d product per component and point).
 
-``basis`` has shape (G, d, d): G = 0 is the identity basis, G = 1 a shared
-basis, G = K one basis per component (``group[k]`` picks it).  Loops run over
-chunks of points in parallel; every chunk owns its workspace.
+Then
+
+    w = softmax(l)   (log-sum-exp),   s = sum_k w_k g_k               (score of p_t)
+    H = -sum_k w_k P_k + sum_k w_k (g_k - s)(g_k - s)^T             (Hessian of log p_t, centred)
+    J = -I - H                                                       (Jacobian of v = -x - s)
+
+Loops run over chunks of points in parallel; every chunk owns its workspace.
 """
 
 from __future__ import annotations
@@ -31,32 +37,45 @@ _JIT = dict(cache=True, fastmath=False, nogil=True)
 
 
 @nb.njit(**_JIT)
-def _component_terms(x, inv_s, mrot, logc, basis, group, zg, lk, gk):
-    """Fill zg (rotated point per basis), lk (logits) and gk (rotated component scores);
-    turn lk into normalised weights in place and return log p_t(x)."""
+def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
+    """Fill lk (logits) and gk (component scores: rotated for G <= 1, original for G = K);
+    turn lk into normalised weights in place and return log p_t(x).  z: d workspace."""
     K, d = mrot.shape
-    G = basis.shape[0]
-    if G == 0:
-        for i in range(d):
-            zg[0, i] = x[i]
-    else:
-        for g in range(G):
+    G = mats.shape[0]
+    lmax = -np.inf
+    if G > 1:
+        for k in range(K):
+            for i in range(d):
+                z[i] = x[i] - mrot[k, i]
+            q = 0.0
             for i in range(d):
                 acc = 0.0
                 for j in range(d):
-                    acc += basis[g, j, i] * x[j]
-                zg[g, i] = acc
-    lmax = -np.inf
-    for k in range(K):
-        g = group[k] if G > 0 else 0
-        q = 0.0
-        for i in range(d):
-            r = zg[g, i] - mrot[k, i]
-            gk[k, i] = -inv_s[k, i] * r
-            q += inv_s[k, i] * r * r
-        lk[k] = logc[k] - 0.5 * q
-        if lk[k] > lmax:
-            lmax = lk[k]
+                    acc += mats[k, i, j] * z[j]
+                gk[k, i] = -acc
+                q += z[i] * acc
+            lk[k] = logc[k] - 0.5 * q
+            if lk[k] > lmax:
+                lmax = lk[k]
+    else:
+        if G == 0:
+            for i in range(d):
+                z[i] = x[i]
+        else:
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += mats[0, j, i] * x[j]
+                z[i] = acc
+        for k in range(K):
+            q = 0.0
+            for i in range(d):
+                r = z[i] - mrot[k, i]
+                gk[k, i] = -inv_s[k, i] * r
+                q += inv_s[k, i] * r * r
+            lk[k] = logc[k] - 0.5 * q
+            if lk[k] > lmax:
+                lmax = lk[k]
     tot = 0.0
     for k in range(K):
         lk[k] = math.exp(lk[k] - lmax)
@@ -67,36 +86,27 @@ def _component_terms(x, inv_s, mrot, logc, basis, group, zg, lk, gk):
 
 
 @nb.njit(**_JIT)
-def _rotated_score(gk, w, basis, group, tmp, out):
-    """out = sum_k w_k U_g(k) gk_k  (the score in the original coordinates); tmp: d workspace."""
+def _rotated_score(gk, w, mats, tmp, out):
+    """out = sum_k w_k g_k in the original coordinates (rotated back by U when G = 1); tmp: d workspace."""
     K, d = gk.shape
-    G = basis.shape[0]
+    G = mats.shape[0]
     for i in range(d):
         out[i] = 0.0
-    if G <= 1:
-        if G == 0:
-            for k in range(K):
-                for i in range(d):
-                    out[i] += w[k] * gk[k, i]
-        else:
+    if G == 1:
+        for i in range(d):
+            tmp[i] = 0.0
+        for k in range(K):
             for i in range(d):
-                tmp[i] = 0.0
-            for k in range(K):
-                for i in range(d):
-                    tmp[i] += w[k] * gk[k, i]
-            for i in range(d):
-                acc = 0.0
-                for j in range(d):
-                    acc += basis[0, i, j] * tmp[j]
-                out[i] = acc
+                tmp[i] += w[k] * gk[k, i]
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc += mats[0, i, j] * tmp[j]
+            out[i] = acc
     else:
         for k in range(K):
-            U = basis[group[k]]
             for i in range(d):
-                acc = 0.0
-                for j in range(d):
-                    acc += U[i, j] * gk[k, j]
-                out[i] += w[k] * acc
+                out[i] += w[k] * gk[k, i]
 
 
 def _chunks(n):
@@ -106,36 +116,35 @@ def _chunks(n):
 
 
 @nb.njit(parallel=True, **_JIT)
-def _score_logp(x, inv_s, mrot, logc, basis, group, size, nchunks, score, logp, want_score):
+def _score_logp(x, inv_s, mrot, logc, mats, size, nchunks, score, logp, want_score):
     n, d = x.shape
     K = mrot.shape[0]
-    G = max(basis.shape[0], 1)
     for c in nb.prange(nchunks):
-        zg = np.empty((G, d))
+        z = np.empty(d)
         lk = np.empty(K)
         gk = np.empty((K, d))
         out = np.empty(d)
         tmp = np.empty(d)
         for p in range(c * size, min(n, (c + 1) * size)):
-            logp[p] = _component_terms(x[p], inv_s, mrot, logc, basis, group, zg, lk, gk)
+            logp[p] = _component_terms(x[p], inv_s, mrot, logc, mats, z, lk, gk)
             if want_score:
-                _rotated_score(gk, lk, basis, group, tmp, out)
+                _rotated_score(gk, lk, mats, tmp, out)
                 for i in range(d):
                     score[p, i] = out[i]
 
 
 @nb.njit(**_JIT)
-def _hessian_point(x, inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H):
+def _hessian_point(x, inv_s, mrot, logc, mats, z, lk, gk, H):
     """Hessian of log p_t at x, written into H (d x d, original coordinates)."""
     K, d = mrot.shape
-    G = basis.shape[0]
-    _component_terms(x, inv_s, mrot, logc, basis, group, zg, lk, gk)
+    G = mats.shape[0]
+    _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk)
+    s = np.zeros(d)
+    for k in range(K):
+        for i in range(d):
+            s[i] += lk[k] * gk[k, i]
     if G <= 1:
         # rotated coordinates: -sum w diag(inv_s) + centred covariance of gk
-        s = np.zeros(d)
-        for k in range(K):
-            for i in range(d):
-                s[i] += lk[k] * gk[k, i]
         Hr = np.zeros((d, d))
         for k in range(K):
             for i in range(d):
@@ -149,48 +158,36 @@ def _hessian_point(x, inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H):
                 for j in range(d):
                     H[i, j] = Hr[i, j]
         else:
-            U = basis[0]
-            T = U @ Hr
-            R = T @ U.T
+            U = mats[0]
+            R = (U @ Hr) @ U.T
             for i in range(d):
                 for j in range(d):
                     H[i, j] = R[i, j]
     else:
-        gfull = np.zeros((K, d))
-        s = np.zeros(d)
-        for k in range(K):
-            U = basis[group[k]]
-            for i in range(d):
-                acc = 0.0
-                for j in range(d):
-                    acc += U[i, j] * gk[k, j]
-                gfull[k, i] = acc
-                s[i] += lk[k] * acc
         for i in range(d):
             for j in range(d):
                 H[i, j] = 0.0
         for k in range(K):
             for i in range(d):
-                ci = lk[k] * (gfull[k, i] - s[i])
+                ci = lk[k] * (gk[k, i] - s[i])
                 for j in range(d):
-                    H[i, j] += ci * (gfull[k, j] - s[j]) - lk[k] * Pfull[k, i, j]
+                    H[i, j] += ci * (gk[k, j] - s[j]) - lk[k] * mats[k, i, j]
 
 
 @nb.njit(parallel=True, **_JIT)
-def _hessian(x, inv_s, mrot, logc, basis, group, Pfull, size, nchunks, H):
+def _hessian(x, inv_s, mrot, logc, mats, size, nchunks, H):
     n, d = x.shape
     K = mrot.shape[0]
-    G = max(basis.shape[0], 1)
     for c in nb.prange(nchunks):
-        zg = np.empty((G, d))
+        z = np.empty(d)
         lk = np.empty(K)
         gk = np.empty((K, d))
         for p in range(c * size, min(n, (c + 1) * size)):
-            _hessian_point(x[p], inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H[p])
+            _hessian_point(x[p], inv_s, mrot, logc, mats, z, lk, gk, H[p])
 
 
 @nb.njit(parallel=True, **_JIT)
-def _jacobian_spectrum(x, inv_s, mrot, logc, basis, group, Pfull, iso, size, nchunks, out):
+def _jacobian_spectrum(x, inv_s, mrot, logc, mats, iso, size, nchunks, out):
     """out[p] = (lambda_min(J), lambda_max(J)) for J = -I - H at each point.
 
     ``iso``: every inv_s row is constant and the basis is the identity or shared,
@@ -198,9 +195,8 @@ def _jacobian_spectrum(x, inv_s, mrot, logc, basis, group, Pfull, iso, size, nch
     centred covariance, taken from its K x K Gram matrix."""
     n, d = x.shape
     K = mrot.shape[0]
-    G = max(basis.shape[0], 1)
     for c in nb.prange(nchunks):
-        zg = np.empty((G, d))
+        z = np.empty(d)
         lk = np.empty(K)
         gk = np.empty((K, d))
         H = np.empty((d, d))
@@ -208,7 +204,7 @@ def _jacobian_spectrum(x, inv_s, mrot, logc, basis, group, Pfull, iso, size, nch
         Gm = np.empty((K, K))
         for p in range(c * size, min(n, (c + 1) * size)):
             if iso and d > K:
-                _component_terms(x[p], inv_s, mrot, logc, basis, group, zg, lk, gk)
+                _component_terms(x[p], inv_s, mrot, logc, mats, z, lk, gk)
                 cbar = 0.0
                 for i in range(d):
                     s[i] = 0.0
@@ -229,7 +225,7 @@ def _jacobian_spectrum(x, inv_s, mrot, logc, basis, group, Pfull, iso, size, nch
                 out[p, 0] = cbar - 1.0 - top
                 out[p, 1] = cbar - 1.0  # C has d - K >= 1 zero eigenvalues
             else:
-                _hessian_point(x[p], inv_s, mrot, logc, basis, group, Pfull, zg, lk, gk, H)
+                _hessian_point(x[p], inv_s, mrot, logc, mats, z, lk, gk, H)
                 for i in range(d):
                     for j in range(d):
                         H[i, j] = -H[i, j]
@@ -259,13 +255,12 @@ def _lp_sums(diff_a, diff_b, p, size, nchunks, part):
 
 
 @nb.njit(parallel=True, **_JIT)
-def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, basis, group, size, nchunks, part):
+def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, mats, size, nchunks, part):
     """Fused: exact score at x, then per-chunk sums of ||s_hat - s||^p and its square."""
     n, d = x.shape
     K = mrot.shape[0]
-    G = max(basis.shape[0], 1)
     for c in nb.prange(nchunks):
-        zg = np.empty((G, d))
+        z = np.empty(d)
         lk = np.empty(K)
         gk = np.empty((K, d))
         out = np.empty(d)
@@ -273,8 +268,8 @@ def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, basis, group, size, nchunks, 
         s1 = 0.0
         s2 = 0.0
         for r in range(c * size, min(n, (c + 1) * size)):
-            _component_terms(x[r], inv_s, mrot, logc, basis, group, zg, lk, gk)
-            _rotated_score(gk, lk, basis, group, tmp, out)
+            _component_terms(x[r], inv_s, mrot, logc, mats, z, lk, gk)
+            _rotated_score(gk, lk, mats, tmp, out)
             acc = 0.0
             for i in range(d):
                 v = s_hat[r, i] - out[i]

@@ -57,8 +57,10 @@ def lp_error(s_hat, s_true, p: float = 2.0, level: float = 0.95) -> LpEstimate:
     return _estimate(part, a.shape[0], p, level)
 
 
-def score_lp_error(mix: GaussianMixture, x, t: float, s_hat, p: float = 2.0, level: float = 0.95) -> LpEstimate:
-    """L^p(p_t) error of s_hat at samples x of p_t against the exact score (fused kernel)."""
+def score_lp_sums(mix: GaussianMixture, x, t: float, s_hat, p: float = 2.0) -> np.ndarray:
+    """(sum of e, sum of e^2) with e = ||s_hat - s(x, t)||^p over the rows (fused exact-score kernel).
+
+    Sums from several batches add up; :func:`estimate_from_sums` turns them into an estimate."""
     from . import kernels as kn
     from .marginal import at_time, _points
 
@@ -69,5 +71,16 @@ def score_lp_error(mix: GaussianMixture, x, t: float, s_hat, p: float = 2.0, lev
         raise ValueError(f"s_hat has shape {s_hat.shape}: expected {x.shape}")
     size, nch = kn._chunks(x.shape[0])
     part = np.zeros((nch, 2))
-    kn._score_lp_sums(x, s_hat, float(p), m.inv_s, m.mrot, m.logc, m.basis, m.group, size, nch, part)
-    return _estimate(part, x.shape[0], p, level)
+    kn._score_lp_sums(x, s_hat, float(p), m.inv_s, m.mrot, m.logc, m.mats, size, nch, part)
+    return part.sum(0)
+
+
+def estimate_from_sums(sums, n: int, p: float = 2.0, level: float = 0.95) -> LpEstimate:
+    """The L^p estimate and interval from (sum e, sum e^2) over n samples."""
+    return _estimate(np.asarray(sums, float).reshape(1, 2), n, p, level)
+
+
+def score_lp_error(mix: GaussianMixture, x, t: float, s_hat, p: float = 2.0, level: float = 0.95) -> LpEstimate:
+    """L^p(p_t) error of s_hat at samples x of p_t against the exact score (fused kernel)."""
+    n = np.shape(x)[0]
+    return estimate_from_sums(score_lp_sums(mix, x, t, s_hat, p), n, p, level)

@@ -25,11 +25,10 @@ class Marginal(NamedTuple):
 
     t: float
     alpha: float
-    inv_s: np.ndarray  # (K, d)
-    mrot: np.ndarray  # (K, d)
+    inv_s: np.ndarray  # (K, d) 1 / s_{k,i}(t)
+    mrot: np.ndarray  # (K, d) alpha U^T mu_k (G <= 1) or alpha mu_k (G = K)
     logc: np.ndarray  # (K,)
-    basis: np.ndarray  # (G, d, d)
-    group: np.ndarray  # (K,)
+    mats: np.ndarray  # (G, d, d): empty (G = 0), the shared basis U (G = 1), or precisions P_k(t) (G = K)
     iso: bool  # isotropic components in an identity/shared basis
 
 
@@ -43,15 +42,18 @@ def at_time(mix: GaussianMixture, t: float) -> Marginal:
         return mix._cache[key]
     alpha = float(np.exp(-t))
     s = mix.marginal_eigvals(t)
-    if mix.identity_basis:
-        mrot = alpha * mix.means
-    else:
-        U = mix.basis[mix.group]
-        mrot = alpha * np.matmul(mix.means[:, None, :], U)[:, 0, :]
+    G = mix.basis.shape[0]
+    if G == 0:
+        mrot, mats = alpha * mix.means, mix.basis
+    elif G == 1:
+        mrot, mats = alpha * mix.means @ mix.basis[0], mix.basis
+    else:  # own bases: P_k(t) = U_k diag(1/s_k) U_k^T, means unrotated
+        U = mix.basis
+        mrot, mats = alpha * mix.means, (U * (1.0 / s)[:, None, :]) @ np.swapaxes(U, 1, 2)
     logc = np.log(mix.weights) - 0.5 * np.log(s).sum(1) - 0.5 * mix.d * LOG_2PI
     out = Marginal(
         t, alpha, np.ascontiguousarray(1.0 / s), np.ascontiguousarray(mrot), logc,
-        mix.basis, mix.group, bool(mix.isotropic_components and mix.basis.shape[0] <= 1),
+        np.ascontiguousarray(mats), bool(mix.isotropic_components and G <= 1),
     )
     if len(mix._cache) < 64:
         mix._cache[key] = out
@@ -67,14 +69,6 @@ def _points(x, d) -> np.ndarray:
     return x
 
 
-def _precisions(mix: GaussianMixture, m: Marginal) -> np.ndarray:
-    """(K, d, d) precisions P_k(t), only needed when every component has its own basis."""
-    if m.basis.shape[0] <= 1:
-        return np.zeros((0, mix.d, mix.d))
-    U = m.basis[m.group]
-    return np.ascontiguousarray((U * m.inv_s[:, None, :]) @ np.swapaxes(U, 1, 2))
-
-
 def log_density_and_score(mix: GaussianMixture, x, t: float):
     """(log p_t(x), s(x, t)) for points x of shape (n, d)."""
     from . import kernels as kn
@@ -85,7 +79,7 @@ def log_density_and_score(mix: GaussianMixture, x, t: float):
     score = np.empty((n, mix.d))
     logp = np.empty(n)
     size, nch = kn._chunks(n)
-    kn._score_logp(x, m.inv_s, m.mrot, m.logc, m.basis, m.group, size, nch, score, logp, True)
+    kn._score_logp(x, m.inv_s, m.mrot, m.logc, m.mats, size, nch, score, logp, True)
     return logp, score
 
 
@@ -102,8 +96,7 @@ def log_density(mix: GaussianMixture, x, t: float) -> np.ndarray:
     x = _points(x, mix.d)
     logp = np.empty(x.shape[0])
     size, nch = kn._chunks(x.shape[0])
-    kn._score_logp(x, m.inv_s, m.mrot, m.logc, m.basis, m.group, size, nch,
-                   np.empty((0, mix.d)), logp, False)
+    kn._score_logp(x, m.inv_s, m.mrot, m.logc, m.mats, size, nch, np.empty((0, mix.d)), logp, False)
     return logp
 
 
@@ -115,7 +108,7 @@ def hessian(mix: GaussianMixture, x, t: float) -> np.ndarray:
     x = _points(x, mix.d)
     H = np.empty((x.shape[0], mix.d, mix.d))
     size, nch = kn._chunks(x.shape[0])
-    kn._hessian(x, m.inv_s, m.mrot, m.logc, m.basis, m.group, _precisions(mix, m), size, nch, H)
+    kn._hessian(x, m.inv_s, m.mrot, m.logc, m.mats, size, nch, H)
     return H
 
 
@@ -137,8 +130,7 @@ def jacobian_spectrum(mix: GaussianMixture, x, t: float) -> np.ndarray:
     x = _points(x, mix.d)
     out = np.empty((x.shape[0], 2))
     size, nch = kn._chunks(x.shape[0])
-    kn._jacobian_spectrum(x, m.inv_s, m.mrot, m.logc, m.basis, m.group, _precisions(mix, m),
-                          m.iso and mix.d > mix.K, size, nch, out)
+    kn._jacobian_spectrum(x, m.inv_s, m.mrot, m.logc, m.mats, m.iso and mix.d > mix.K, size, nch, out)
     return out
 
 
