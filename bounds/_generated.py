@@ -26,7 +26,6 @@ def pair_term(t, lam, E):
 def shared_spread(t, Dp2):
     """V = alpha^2 D_P^2 / 4 for a shared covariance"""
     alpha = numpy.exp(-t)
-    beta2 = -numpy.expm1(-2.0 * t)
     return (1/4)*Dp2*alpha**2
 
 
@@ -62,14 +61,12 @@ def m_onesided(h, l, V):
 def cert_g_closed(t, d, R, M_2, lam_min):
     """G(R) = (sqrt(d) R + alpha M_2) / lambda_min"""
     alpha = numpy.exp(-t)
-    beta2 = -numpy.expm1(-2.0 * t)
     return (M_2*alpha + R*numpy.sqrt(d))/lam_min
 
 
 def cert_cs_closed(t, d, p, M_2, sigma_max, lam_min):
     """C_s = (2 alpha M_2 + sigma_max sqrt(d + 2p)) / lambda_min >= ||s||_{L^{2p}(p_t)}"""
     alpha = numpy.exp(-t)
-    beta2 = -numpy.expm1(-2.0 * t)
     return (2*M_2*alpha + sigma_max*numpy.sqrt(d + 2*p))/lam_min
 
 
@@ -81,21 +78,18 @@ def cert_moment_2p(d, p):
 def cert_cs_exact(t, M_2, sigma_max, lam_min, mu_2p):
     """C_s with the exact Gaussian moment mu_2p"""
     alpha = numpy.exp(-t)
-    beta2 = -numpy.expm1(-2.0 * t)
     return (2*M_2*alpha + mu_2p*sigma_max)/lam_min
 
 
 def cert_p_out_closed(t, d, R, M_inf, sigma_max):
     """P(x outside [-R,R]^d) <= d exp(-(R - alpha M_inf)^2 / (2 sigma_max^2))"""
     alpha = numpy.exp(-t)
-    beta2 = -numpy.expm1(-2.0 * t)
     return d*numpy.exp(-1/2*(-M_inf*alpha + R)**2/sigma_max**2)
 
 
 def cert_r_closed(t, d, p, eps, M_inf, sigma_max, C_s, G):
     """closed-form sufficient box radius for a given G"""
     alpha = numpy.exp(-t)
-    beta2 = -numpy.expm1(-2.0 * t)
     return M_inf*alpha + sigma_max*numpy.sqrt(4*p*numpy.log((2*C_s + 2*G + 2*eps)/eps) + 2*numpy.log(d))
 
 

@@ -31,7 +31,6 @@ import numpy
 
 
 def _printer():
-    import sympy as sp
     from sympy.printing.numpy import NumPyPrinter
 
     class Printer(NumPyPrinter):
@@ -83,9 +82,11 @@ def render() -> str:
             body = expr.xreplace(names)
             extra = []
             if any(_name(a) == "t" for a in args):
-                extra = ["    alpha = numpy.exp(-t)", "    beta2 = -numpy.expm1(-2.0 * t)"]
-                if alpha is not None:
-                    body = body.xreplace({alpha: sp.Symbol("alpha"), beta2: sp.Symbol("beta2")})
+                swap = {k: sp.Symbol(v) for k, v in ((alpha, "alpha"), (beta2, "beta2")) if k is not None}
+                body = body.xreplace(swap)
+                used = {sym.name for sym in body.free_symbols}
+                extra = [line for nm, line in (("alpha", "    alpha = numpy.exp(-t)"),
+                                               ("beta2", "    beta2 = -numpy.expm1(-2.0 * t)")) if nm in used]
             code = printer.doprint(body)
             sig = ", ".join(_name(a) for a in args)
             lines = [f"def {name}({sig}):", f'    """{doc}"""', *extra, f"    return {code}", ""]

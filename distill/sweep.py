@@ -22,7 +22,6 @@ the same results as an uninterrupted run, whatever the executor.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time

@@ -57,12 +57,6 @@ def _on_lines(mix, t, k, j, lam):
     return (a * (mk[:, None, :] + lam[:, :, None] * (mj - mk)[:, None, :])).reshape(-1, mix.d)
 
 
-def segment_points(mix: GaussianMixture, t: float, per_segment: int = 257, rng=0):
-    """Points on the lines through pairs of scaled means (see :func:`_line_params`), and the pair count."""
-    k, j = _pairs(mix, rng)
-    return _on_lines(mix, t, k, j, _line_params(per_segment)[None, :]), k.size
-
-
 def _line_spectra(mix, t, per_segment, rng):
     """Points on the mean lines (coarse, then refined) and J's extreme eigenvalues there."""
     k, j = _pairs(mix, rng)
