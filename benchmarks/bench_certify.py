@@ -21,12 +21,11 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bounds.certificate import certify  # noqa: E402
-from bounds.verification import verify  # noqa: E402
-from numcore import marginal  # noqa: E402
-from numcore.mixture import load  # noqa: E402
+from flowcert.bounds.certificate import certify  # noqa: E402
+from flowcert.bounds.verification import verify  # noqa: E402
+from flowcert.numcore import marginal  # noqa: E402
+from flowcert.numcore.mixture import load  # noqa: E402
 
 
 def numpy_score(mix, x, t):

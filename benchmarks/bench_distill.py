@@ -23,12 +23,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from distill.students import BlockStack, train_segments  # noqa: E402
+from flowcert.distill.students import BlockStack, train_segments  # noqa: E402
 
 
 def sync(device):
@@ -81,10 +79,10 @@ def baseline(B, d, width, depth, n, batch, iters, device):
 
 
 def teacher_rate(device, n, quick):
-    from numcore.marginal import sample
-    from numcore.mixture import builtin
+    from flowcert.numcore.marginal import sample
+    from flowcert.numcore.mixture import builtin
 
-    from distill.teacher import Teacher
+    from flowcert.distill.teacher import Teacher
 
     out = {}
     for name in ("ring8", "modes8d"):
@@ -104,10 +102,10 @@ def teacher_rate(device, n, quick):
 
 
 def full_sweep_wall(device):
-    from numcore.mixture import builtin
+    from flowcert.numcore.mixture import builtin
 
-    from distill.config import build_config
-    from distill.sweep import run
+    from flowcert.distill.config import build_config
+    from flowcert.distill.validation import run
 
     cfg = build_config(["ring8"], [builtin("ring8").to_spec() | {"name": "ring8"}], preset="full", device=device)
     with tempfile.TemporaryDirectory() as tmp:

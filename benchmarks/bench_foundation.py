@@ -18,12 +18,10 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from numcore import marginal as mg  # noqa: E402
-from numcore.lp import score_lp_error  # noqa: E402
-from numcore.mixture import from_spec  # noqa: E402
+from flowcert.numcore import marginal as mg  # noqa: E402
+from flowcert.numcore.lp import score_lp_error  # noqa: E402
+from flowcert.numcore.mixture import from_spec  # noqa: E402
 
 
 def best(fn, reps=3):
@@ -125,10 +123,10 @@ def main():
             best(lambda: mg.jacobian_opnorm(mix, x, t).max()))
 
     # L(t) + Lambda + balanced grid, in process
-    from bounds.lipschitz import LipschitzBound
-    from bounds.stability import stability
-    from numcore import grids
-    from numcore.mixture import builtin
+    from flowcert.bounds.lipschitz import LipschitzBound
+    from flowcert.bounds.stability import stability
+    from flowcert.numcore import grids
+    from flowcert.numcore.mixture import builtin
 
     ring = builtin("ring8")
     tt = best(lambda: grids.build("balanced", 8, 1e-3, 5.0, stability(ring, "tri", 1e-3, 5.0,
@@ -136,7 +134,7 @@ def main():
     print(f"\nL_tri(t) + Lambda + balanced grid (ring8, N=8), in process: {tt * 1e3:.1f} ms")
 
     # whole-process wall times
-    exe = [sys.executable, os.path.join(ROOT, "cli.py")]
+    exe = [sys.executable, "-m", "flowcert.cli"]
     for args in (["grid", "ring8", "--steps", "8"], ["--help"]):
         walls = []
         for _ in range(5):
@@ -146,11 +144,11 @@ def main():
         print(f"flowcert {' '.join(args)}: best {min(walls):.3f} s, median {np.median(walls):.3f} s (whole process)")
 
     # compile vs cached start-up of the kernels
-    code = ("import time; t0=time.perf_counter(); import numpy as np; from numcore import marginal as mg; "
-            "from numcore.mixture import builtin; m=builtin('ring8'); x=mg.sample(m,0.1,10,0); "
+    code = ("import time; t0=time.perf_counter(); import numpy as np; from flowcert.numcore import marginal as mg; "
+            "from flowcert.numcore.mixture import builtin; m=builtin('ring8'); x=mg.sample(m,0.1,10,0); "
             "mg.score(m,x,0.1); mg.jacobian_opnorm(m,x,0.1); print(time.perf_counter()-t0)")
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         first = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                      check=True).stdout)
         warm = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

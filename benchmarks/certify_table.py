@@ -14,12 +14,11 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bounds.certificate import certify  # noqa: E402
-from bounds.certificate_time import certify_window, verify_window  # noqa: E402
-from bounds.verification import verify  # noqa: E402
-from numcore.mixture import builtin  # noqa: E402
+from flowcert.bounds.certificate import certify  # noqa: E402
+from flowcert.bounds.certificate_time import certify_window, verify_window  # noqa: E402
+from flowcert.bounds.verification import verify  # noqa: E402
+from flowcert.numcore.mixture import builtin  # noqa: E402
 
 MIXTURES = ("ring8", "modes8d", "aniso3", "hetero3")
 

@@ -14,12 +14,11 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bounds.lipschitz import LipschitzBound  # noqa: E402
-from numcore.empirical import jacobian_stats  # noqa: E402
-from numcore.mixture import BUILTINS, builtin, from_spec  # noqa: E402
+from flowcert.bounds.lipschitz import LipschitzBound  # noqa: E402
+from flowcert.numcore.empirical import jacobian_stats  # noqa: E402
+from flowcert.numcore.mixture import BUILTINS, builtin, from_spec  # noqa: E402
 
 TIMES = (1e-3, 1e-2, 0.1, 1.0)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numcore.checks import InputError, real
-from numcore.mixture import GaussianMixture
+from ..numcore.checks import InputError, real
+from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
 
@@ -39,18 +39,18 @@ def score_scale(mix: GaussianMixture, t: float) -> float:
 
 def check_request(mix: GaussianMixture, t, eps, p) -> tuple[float, float, float]:
     """Validate (t, eps, p) for this mixture; raise InputError with one line otherwise."""
-    t = real("--t", t, low=0.0, low_open=True, high=50.0)
-    p = real("--p", p, low=1.0, high=64.0)
-    eps = real("--eps", eps, low=0.0, low_open=True)
+    t = real("t", t, low=0.0, low_open=True, high=50.0)
+    p = real("p", p, low=1.0, high=64.0)
+    eps = real("eps", eps, low=0.0, low_open=True)
     if mix.K < 2:
         raise InputError(f"mixture {mix.name!r} has K = 1 component: expected K >= 2 "
                          "(for K = 1 the score -P (x - alpha mu) is affine and needs no certificate)")
     scale = score_scale(mix, t)
     if eps >= scale:
-        raise InputError(f"--eps = {eps:g}: expected a value below the score's own scale "
+        raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
                          f"sqrt(sum_k pi_k tr P_k(t)) = {scale:.4g} at t = {t:g}")
     if eps < 1e-12:
-        raise InputError(f"--eps = {eps:g}: expected eps >= 1e-12 (float64 round-off of the network is ~1e-13)")
+        raise InputError(f"`eps` = {eps:g}: expected eps >= 1e-12 (float64 round-off of the network is ~1e-13)")
     return t, eps, p
 
 
@@ -159,7 +159,7 @@ class Certificate(Sized):
 
     def build(self):
         """The network itself (numcore.scorenet.build_fixed_t) for these choices."""
-        from numcore.scorenet import build_fixed_t
+        from ..numcore.scorenet import build_fixed_t
 
         c = self.choices
         return build_fixed_t(self.mixture, self.t, R=c["R"], B=c["B"], m=c["m"], n=c["n"], J=c["J"], G=c["G"])
@@ -183,7 +183,7 @@ def _bits(K: int) -> tuple[int, int]:
 
 def structural_counts(mix: GaussianMixture, t: float, R: float = 1.0) -> dict:
     """D, nu, Z_A, Z_P of the formulas for this mixture."""
-    from numcore.scorenet import component_matrices, logit_shift
+    from ..numcore.scorenet import component_matrices, logit_shift
 
     A, P, logc = component_matrices(mix, t)
     D, nu = _bits(mix.K)
@@ -204,8 +204,8 @@ def sizes(mix_counts: dict, d: int, K: int, n: int, m: int, J: int) -> dict:
     }
 
 
-def _radius(geo: Geometry, p: float, eps: float, kind: str) -> float:
-    """Box radius: closed-form fixed point, or (tight) the smallest R with tail <= eps/2."""
+def box_radius(geo: Geometry, p: float, eps: float, kind: str) -> float:
+    """Radius R of the box [-R, R]^d where the network approximates the score. Box radius: closed-form fixed point, or (tight) the smallest R with tail <= eps/2."""
     cs = geo.c_s(p, "closed")
     R = geo.alpha * geo.Minf + geo.sig_max
     for _ in range(500):
@@ -232,7 +232,8 @@ def _radius(geo: Geometry, p: float, eps: float, kind: str) -> float:
     return hi
 
 
-def _budget(K, G, B, m, n, J, p_out, tail) -> dict:
+def error_budget(K, G, B, m, n, J, p_out, tail) -> dict:
+    """The error terms tail, trunc, exp, recip and their total for the choices (B, m, n, J)."""
     delta = float(gen.cert_delta(B, float(m), float(n)))
     theta = float(gen.cert_theta(K, delta))
     terms = {
@@ -287,12 +288,12 @@ def certify(mix: GaussianMixture, t: float, eps: float, p: float = 2.0, kind: st
         raise InputError(f"certificate kind = {kind!r}: expected one of {', '.join(KINDS)}")
     geo = Geometry.of(mix, t)
     K, d = mix.K, mix.d
-    R = _radius(geo, p, eps, kind)
+    R = box_radius(geo, p, eps, kind)
     G = geo.g_box(R, kind)
     counts = structural_counts(mix, t, R)
     share = eps / 6
     B, m, n, J = choose_inbox(K, G, share, kind, lambda n_, m_, J_: sizes(counts, d, K, n_, m_, J_))
-    budget = _budget(K, G, B, m, n, J, geo.p_out(R, kind), geo.tail(R, p, eps, kind))
+    budget = error_budget(K, G, B, m, n, J, geo.p_out(R, kind), geo.tail(R, p, eps, kind))
     for name, cap in (("tail", eps / 2), ("trunc", share), ("exp", share), ("recip", share)):
         if not budget[name] <= cap * (1 + 1e-9):
             raise RuntimeError(f"{kind} certificate: {name} = {budget[name]:.3g} exceeds its share {cap:.3g}")

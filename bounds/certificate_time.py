@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numcore.checks import InputError, real, time_window
-from numcore.mixture import GaussianMixture
+from ..numcore.checks import InputError, real, time_window
+from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
-from .certificate import KINDS, Geometry, Sized, _budget, _radius, choose_inbox, score_scale
+from .certificate import KINDS, Geometry, Sized, error_budget, box_radius, choose_inbox, score_scale
 
 SAFETY = 1.0  # the eta are proven bounds, no safety factor needed
 N_MAX = 80
@@ -50,7 +50,7 @@ class TimeCertificate(Sized):
     structure: dict
 
     def build(self):
-        from numcore.scorenet_time import build_time_input
+        from ..numcore.scorenet_time import build_time_input
 
         c = self.choices
         return build_time_input(self.mixture, self.coefs, R=c["R"], B=c["B"], m=c["m"], n=c["n"], J=c["J"],
@@ -78,7 +78,7 @@ class TimeCertificate(Sized):
 def zero_coefficients(mix: GaussianMixture, co) -> int:
     """Z_c: weights of the coefficient layer lost to exactly-zero Chebyshev coefficients
     (rows alpha, f_sigma and c_k = sum_i ell_{sigma(k,i)}; 1 per T_0 term, 4 per T_i, i >= 1)."""
-    from numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_layout
 
     idx = eigen_layout(mix)[2]
     F = co.F
@@ -93,7 +93,7 @@ def zero_coefficients(mix: GaussianMixture, co) -> int:
 
 
 def structural_counts(mix: GaussianMixture, co=None) -> dict:
-    from numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_layout
 
     U, mrot, idx, sig = eigen_layout(mix)
     K = mix.K
@@ -128,30 +128,30 @@ def _coef_term(geo: Geometry, R: float, G: float, co) -> tuple[float, float, flo
 
 def check_window(mix, delta, T, eps, p):
     delta, T = time_window(delta, T)
-    p = real("--p", p, low=1.0, high=64.0)
-    eps = real("--eps", eps, low=0.0, low_open=True)
+    p = real("p", p, low=1.0, high=64.0)
+    eps = real("eps", eps, low=0.0, low_open=True)
     if mix.K < 2:
         raise InputError(f"mixture {mix.name!r} has K = 1 component: expected K >= 2")
     scale = min(score_scale(mix, delta), score_scale(mix, T))
     if eps >= scale:
-        raise InputError(f"--eps = {eps:g}: expected a value below the score's own scale "
+        raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
                          f"min over [delta, T] of sqrt(sum_k pi_k tr P_k(t)) = {scale:.4g}")
     if eps < 1e-10:
-        raise InputError(f"--eps = {eps:g}: expected eps >= 1e-10 for a time-input network")
+        raise InputError(f"`eps` = {eps:g}: expected eps >= 1e-10 for a time-input network")
     return delta, T, eps, p
 
 
 def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: float = 2.0,
                    kind: str = "tight") -> TimeCertificate:
-    from numcore.scorenet_time import eigen_layout
-    from numcore.timecoef import interpolate, nodes
+    from ..numcore.scorenet_time import eigen_layout
+    from ..numcore.timecoef import interpolate, nodes
 
     delta, T, eps, p = check_window(mix, delta, T, eps, p)
     if kind not in KINDS:
         raise InputError(f"certificate kind = {kind!r}: expected one of {', '.join(KINDS)}")
     geo = Geometry.window(mix, delta, T)
     K, d = mix.K, mix.d
-    R = _radius(geo, p, eps, kind)
+    R = box_radius(geo, p, eps, kind)
     G = geo.g_box(R, kind)
     share = eps / 8
     sig = eigen_layout(mix)[3]
@@ -162,9 +162,9 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
     lo, hi = 2, 3  # smallest N >= 3 that fits: doubling, then bisection (errors fall like 3^-N)
     while not fits(hi)[0]:
         if hi == N_MAX:
-            raise InputError(f"--eps = {eps:g}: the time coefficients would need Chebyshev degree > {N_MAX} "
+            raise InputError(f"`eps` = {eps:g}: the time coefficients would need Chebyshev degree > {N_MAX} "
                              "(their proven error bound meets the float64 rounding margin first); expected a "
-                             "larger eps or a larger --delta")
+                             "larger eps or a larger `delta`")
         lo, hi = hi, min(2 * hi, N_MAX)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -176,7 +176,7 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
     counts = structural_counts(mix, co)
     S1 = nodes(delta, T).size
     B, m, n, J = choose_inbox(K, G1, share, kind, lambda n_, m_, J_: sizes(counts, d, K, n_, m_, J_, S1, N))
-    budget = _budget(K, G1, B, m, n, J, geo.p_out(R, kind), geo.tail(R, p, eps, kind))
+    budget = error_budget(K, G1, B, m, n, J, geo.p_out(R, kind), geo.tail(R, p, eps, kind))
     budget["coef"] = coef
     budget["total"] += coef
     for name, cap in (("tail", eps / 2), ("trunc", share), ("exp", share), ("recip", share), ("coef", share)):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from numcore.checks import InputError
-from numcore.mixture import GaussianMixture
+from ..numcore.checks import InputError
+from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
 
@@ -48,7 +48,7 @@ class LipschitzBound:
         self.lam_max = float(mix.eigvals.max())
         self.scope = "ball" if mix.structure == "component" else "global"
         if not 0.0 < ball_mass < 1.0:
-            raise InputError(f"--ball-mass = {ball_mass:g}: expected a probability in (0, 1)")
+            raise InputError(f"`ball_mass` = {ball_mass:g}: expected a probability in (0, 1)")
         self.ball_mass = float(ball_mass)
         self.notes: list[str] = []
         if self.scope == "global":
@@ -162,7 +162,7 @@ class LipschitzBound:
             return gen.l_sharp(h, l, V)
         if which == "onesided":
             return gen.m_onesided(h, l, V)
-        raise InputError(f"--bound = {which!r}: expected one of {', '.join(BOUNDS)}")
+        raise InputError(f"`bound` = {which!r}: expected one of {', '.join(BOUNDS)}")
 
     def where(self) -> str:
         if self.scope == "global":
@@ -201,3 +201,83 @@ class LipschitzBound:
                 lines.append(f"{name}(t) = " + sp.latex(expr))
         lines.append(r"\text{constants: } " + ",\\ ".join(consts))
         return "\n".join(lines)
+
+
+def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: float = 1e-3, T: float = 5.0,
+           empirical: int = 0, seed: int = 0, ball_mass: float = 1 - 1e-6, progress=None) -> dict:
+    """L(t) per bound on ``points`` log-spaced times of [delta, T], Lambda(T) per bound, and with
+    ``empirical`` > 0 the brute-force sup and the p_t-mean of ||J||_op from that many samples per time.
+
+    Fields (the JSON of ``flowcert lipschitz``): ``t`` (points,), one array per bound, ``lambda_T``,
+    ``scope``, ``where``, ``what``; ``radius`` and ``ball_mass`` for ball-local bounds; with
+    ``empirical``: ``empirical_sup``, ``empirical_growth_sup``, ``empirical_mean``,
+    ``empirical_mean_se``, ``empirical_samples``, ``empirical_seed`` and ``tightness`` (per bound:
+    ``max_ratio`` of sup to bound, ``holds_at_all_points``).
+
+    Raises:
+        InputError: a bound name, ``points``, ``empirical``, ``ball_mass`` or the window out of range.
+    """
+    from ..numcore.checks import integer, real, time_window
+    from ..numcore.io import no_progress
+
+    from .stability import stability
+
+    delta, T = time_window(delta, T)
+    which = list(dict.fromkeys(bounds))
+    for w in which:
+        if w not in BOUNDS:
+            raise InputError(f"`bounds` = {w!r}: expected one of {', '.join(BOUNDS)}")
+    points = integer("points", points, low=2, high=100000)
+    empirical = integer("empirical", empirical, low=0, high=10**8)
+    ball_mass = real("ball_mass", ball_mass, low=0.0, high=1.0, low_open=True, high_open=True)
+    progress = progress or no_progress
+    lb = LipschitzBound(mix, ball_mass)
+    ts = np.geomspace(delta, T, points)
+    out = {"mixture": mix.name, "t": ts, "scope": lb.scope, "where": lb.where(), "what": {w: WHAT[w] for w in which}}
+    for w in which:
+        out[w] = lb(ts, w)
+    out["lambda_T"] = {w: stability(mix, w, delta, T, bound=lb).integral.total for w in which}
+    if lb.scope == "ball":
+        out["radius"] = lb.radius(ts)
+        out["ball_mass"] = ball_mass
+    if lb.notes:
+        out["notes"] = lb.notes
+    if empirical:
+        out.update(_brute_force(mix, lb, ts, empirical, seed, progress))
+        out["tightness"] = {
+            w: {"max_ratio": float(np.max(_reference(out, w) / out[w])) if w != "onesided" else None,
+                "holds_at_all_points": bool(np.all(_holds(out, w)))}
+            for w in which}
+    return out
+
+
+def _reference(out: dict, which: str) -> np.ndarray:
+    """The brute-force quantity a bound is compared with (growth rate for ``onesided``)."""
+    return out["empirical_growth_sup"] if which == "onesided" else out["empirical_sup"]
+
+
+def _holds(out: dict, which: str) -> np.ndarray:
+    """Where the brute force stays below the bound (relative 1e-9 and absolute 1e-12 round-off)."""
+    return _reference(out, which) <= out[which] * (1 + 1e-9) + 1e-12
+
+
+def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
+    from ..numcore.empirical import jacobian_stats
+
+    sup, growth, mean, se = [], [], [], []
+    seeds = np.random.SeedSequence(seed).spawn(ts.size)
+    radius = lb.radius(ts) if lb.scope == "ball" else None
+    with progress(ts.size, "brute-force ||J||") as bar:
+        for i, t in enumerate(ts):
+            r = jacobian_stats(mix, t, samples, np.random.default_rng(seeds[i]),
+                               radius=radius[i] if radius is not None else None)
+            sup.append(r.sup), growth.append(r.sup_growth), mean.append(r.mean), se.append(r.mean_se)
+            bar.update(1)
+    return {"empirical_sup": np.array(sup), "empirical_growth_sup": np.array(growth),
+            "empirical_mean": np.array(mean), "empirical_mean_se": np.array(se),
+            "empirical_samples": samples, "empirical_seed": seed}
+
+
+def violations(out: dict) -> dict:
+    """{bound: number of times where the brute force exceeds it} for a :func:`report` with ``empirical``."""
+    return {w: int((~_holds(out, w)).sum()) for w in out.get("tightness", {})}

@@ -187,33 +187,3 @@ def render(kind: str = "text") -> str:
             lhs = sp.latex(sp.Symbol(name)) if kind == "latex" else name
             lines.append(f"{lhs} = {fmt(display(expr))}")
     return "\n".join(lines)
-
-
-def formulas_text(time_input: bool = False) -> dict:
-    """Plain-text formulas (sympy's sstr) of the sizes, the budget terms and the closed-form choices."""
-    items = sizes() + budget() + choices_closed()
-    if time_input:
-        from . import sizes_time
-
-        items = [("depth", sizes_time.DEPTH), ("width", sizes_time.WIDTH), ("params", sizes_time.PARAMS),
-                 ("coef", sizes_time.COEF)] + budget() + choices_closed()
-    return {name: sp.sstr(display(expr)) for name, expr in items}
-
-
-def latex_values(cert: dict) -> str:
-    """LaTeX lines with one certificate's evaluated choices, budget and sizes (from Certificate.as_dict)."""
-    where = f"t = {cert['t']:g}" if "t" in cert else f"t \\in [{cert['delta']:g}, {cert['T']:g}]"
-    lines = [f"% {cert['mixture']}: K = {cert['K']}, d = {cert['d']}, {where}, "
-             f"\\varepsilon = {cert['eps']:g}, p = {cert['p']:g} ({cert['certificate']} certificate)"]
-    ch = cert["choices"]
-    names = [("R", "R"), ("G", "G"), ("C_s", "C_s"), ("B", "B"), ("m", "m"), ("n", "n"), ("L", "L"),
-             ("J", "J"), ("D", "D"), ("theta", r"\theta"), ("N_ch", r"N_{\mathrm{ch}}"), ("slices", "S+1")]
-    vals = [f"{tex} = {ch[k]:.6g}" if isinstance(ch[k], float) else f"{tex} = {ch[k]}" for k, tex in names if k in ch]
-    lines.append(",\\quad ".join(vals))
-    bu = cert["budget"]
-    terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
-    lines.append(" + ".join(f"\\mathrm{{{k}}} {bu[k]:.3g}" for k in terms)
-                 + f" = {bu['total']:.3g} \\le \\varepsilon")
-    lines.append(f"\\mathrm{{depth}} = {cert['depth']},\\quad \\mathrm{{width}} = {cert['width']},"
-                 f"\\quad \\mathrm{{params}} = {cert['params']}")
-    return "\n".join(lines)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numcore.mixture import GaussianMixture
-from numcore.stability import StabilityIntegral
+from ..numcore.mixture import GaussianMixture
+from ..numcore.integral import StabilityIntegral
 
 from .lipschitz import LipschitzBound
 
@@ -42,7 +42,7 @@ class EmpiricalRate:
     @classmethod
     def estimate(cls, mix: GaussianMixture, delta: float, T: float, samples: int = 4096, seed: int = 0,
                  points: int = 40, progress=None) -> "EmpiricalRate":
-        from numcore.empirical import jacobian_table
+        from ..numcore.empirical import jacobian_table
 
         ts = np.geomspace(delta, T, points)
         table = jacobian_table(mix, ts, samples, seed, per_segment=65, progress=progress)
@@ -90,3 +90,31 @@ def stability(mix: GaussianMixture, name: str, delta: float, T: float, *, sample
     integral = StabilityIntegral(rate, delta, T, panels)
     meta = {"what": lb.where(), "scope": lb.scope}
     return Stability(name, rate, integral, meta)
+
+
+def describe(mix: GaussianMixture, delta: float = 1e-3, T: float = 5.0) -> dict:
+    """Sizes, geometry and, per bound (tri, sharp), L(delta), Lambda(T) with its quadrature error,
+    exp(Lambda(T)), the time where t L(t) peaks and the time below which half of Lambda(T) is spent.
+
+    The JSON of ``flowcert mixture`` (before the mixture's means and eigenvalues are added).
+    """
+    from ..numcore.checks import time_window
+
+    delta, T = time_window(delta, T)
+    info = mix.describe()
+    lb = LipschitzBound(mix)
+    ts = np.geomspace(delta, T, 400)
+    info["bounds"] = {}
+    for name in ("tri", "sharp"):
+        st = stability(mix, name, delta, T, bound=lb)
+        L = lb(ts, name)
+        info["bounds"][name] = {
+            "L_at_delta": float(L[0]),
+            "lambda_T": st.integral.total,
+            "lambda_T_error": st.integral.error,
+            "amplification": st.amplification,
+            "t_peak_tL": float(ts[np.argmax(ts * L)]),
+            "t_half_lambda": float(st.integral.invert([0.5 * st.integral.total])[0]),
+        }
+    info.update({"delta": delta, "T": T, "scope": lb.scope, "where": lb.where(), "notes": lb.notes})
+    return info

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numcore import lp, marginal
+from ..numcore import lp, marginal
 
 CHUNK = 200_000
 

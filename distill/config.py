@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from numcore.checks import InputError, choice, integer, real, time_window
+from ..numcore.checks import InputError, choice, integer, real, split_list, steps_list, time_window
 
 GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical")
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
@@ -23,10 +23,8 @@ PRESETS = {
     # the ring8 comparison a laptop CPU finishes in a few minutes
     "quick": dict(steps=[1, 4, 8], grids=["uniform", "balanced"], seeds=2, n_train=4096, n_test=2048,
                   iters=1200, width=48, depth=2, batch=512, amp_times=6, amp_samples=256, lip_samples=128),
-    # the default sweep
-    "full": dict(steps=[1, 2, 4, 8, 16], grids=["uniform", "balanced", "edm", "logsnr"], seeds=3,
-                 n_train=16384, n_test=8192, iters=3000, width=64, depth=2, batch=1024, amp_times=10,
-                 amp_samples=512, lip_samples=256),
+    # the default sweep: the defaults of ValidateConfig
+    "full": dict(),
 }
 
 
@@ -93,40 +91,15 @@ class ValidateConfig:
         return self.total_params or max(self.steps) * param_count(d, self.width, self.depth)
 
 
-def split_list(name: str, value) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        items = [v.strip() for v in str(value).split(",")]
-    items = [v for v in items if v]
-    if not items:
-        raise InputError(f"{name} = {value!r}: expected a comma-separated list")
-    return items
-
-
-def parse_steps(value) -> list[int]:
-    out = sorted({integer("--steps", v, low=1, high=MAX_STEPS) for v in split_list("--steps", value)})
-    return out
-
-
-def parse_grids(value) -> list[str]:
-    grids = []
-    for g in split_list("--grids", value):
-        choice("--grids", g, GRIDS)
-        if g not in grids:
-            grids.append(g)
-    return grids
-
-
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without a GPU is an input error."""
     import torch
 
-    choice("--device", device, DEVICES)
+    choice("device", device, DEVICES)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device = 'cuda': no CUDA GPU is visible to torch; use --device cpu or auto")
+        raise InputError("`device` = 'cuda': no CUDA GPU is visible to torch; use `device` cpu or auto")
     return device
 
 
@@ -134,7 +107,7 @@ def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
     """Check every option and return the config.  ``options`` left as None take the preset's value
     (``full`` when no preset is named), then the dataclass default."""
     if preset is not None:
-        choice("--preset", preset, tuple(PRESETS))
+        choice("preset", preset, tuple(PRESETS))
     base = dict(PRESETS[preset or "full"])
     given = {k: v for k, v in options.items() if v is not None}
     merged = {**base, **given}
@@ -143,32 +116,32 @@ def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
         if not hasattr(cfg, k):
             raise TypeError(f"unknown option {k}")
         setattr(cfg, k, v)
-    cfg.steps = parse_steps(cfg.steps)
-    cfg.grids = parse_grids(cfg.grids)
-    cfg.bound = choice("--bound", cfg.bound, BALANCE_RATES)
-    cfg.seeds = integer("--seeds", cfg.seeds, low=1, high=1000)
-    cfg.seed = integer("--seed", cfg.seed, low=0, high=2**31 - 1)
+    cfg.steps = steps_list("steps", cfg.steps, MAX_STEPS)
+    cfg.grids = split_list("grids", cfg.grids, GRIDS)
+    cfg.bound = choice("bound", cfg.bound, BALANCE_RATES)
+    cfg.seeds = integer("seeds", cfg.seeds, low=1, high=1000)
+    cfg.seed = integer("seed", cfg.seed, low=0, high=2**31 - 1)
     cfg.delta, cfg.T = time_window(cfg.delta, cfg.T)
-    cfg.n_train = integer("--train-samples", cfg.n_train, low=16, high=10**8)
-    cfg.n_test = integer("--test-samples", cfg.n_test, low=16, high=10**8)
-    cfg.iters = integer("--iters", cfg.iters, low=1, high=10**8)
-    cfg.batch = integer("--batch", cfg.batch, low=1, high=10**8)
-    cfg.lr = real("--lr", cfg.lr, low=0.0, low_open=True, high=10.0)
-    cfg.width = integer("--width", cfg.width, low=1, high=65536)
-    cfg.depth = integer("--depth", cfg.depth, low=1, high=64)
-    cfg.budget = choice("--budget", cfg.budget, BUDGETS)
-    cfg.total_params = integer("--total-params", cfg.total_params, low=0, high=10**12)
-    cfg.group = integer("--group", cfg.group, low=1, high=4096)
-    cfg.finetune = integer("--finetune", cfg.finetune, low=0, high=10**8)
-    cfg.finetune_lr = real("--finetune-lr", cfg.finetune_lr, low=0.0, low_open=True, high=10.0)
-    cfg.dtype = choice("--dtype", cfg.dtype, DTYPES)
-    cfg.teacher_step = real("--teacher-step", cfg.teacher_step, low=1e-5, high=0.5)
-    cfg.device = choice("--device", cfg.device, DEVICES)
-    cfg.threads = integer("--threads", cfg.threads, low=1, high=1024)
-    cfg.amp_times = integer("--amp-times", cfg.amp_times, low=1, high=1000)
-    cfg.amp_samples = integer("--amp-samples", cfg.amp_samples, low=2, high=10**7)
-    cfg.lip_samples = integer("--lip-samples", cfg.lip_samples, low=1, high=10**7)
-    cfg.empirical_samples = integer("--empirical-samples", cfg.empirical_samples, low=16, high=10**7)
+    cfg.n_train = integer("n_train", cfg.n_train, low=16, high=10**8)
+    cfg.n_test = integer("n_test", cfg.n_test, low=16, high=10**8)
+    cfg.iters = integer("iters", cfg.iters, low=1, high=10**8)
+    cfg.batch = integer("batch", cfg.batch, low=1, high=10**8)
+    cfg.lr = real("lr", cfg.lr, low=0.0, low_open=True, high=10.0)
+    cfg.width = integer("width", cfg.width, low=1, high=65536)
+    cfg.depth = integer("depth", cfg.depth, low=1, high=64)
+    cfg.budget = choice("budget", cfg.budget, BUDGETS)
+    cfg.total_params = integer("total_params", cfg.total_params, low=0, high=10**12)
+    cfg.group = integer("group", cfg.group, low=1, high=4096)
+    cfg.finetune = integer("finetune", cfg.finetune, low=0, high=10**8)
+    cfg.finetune_lr = real("finetune_lr", cfg.finetune_lr, low=0.0, low_open=True, high=10.0)
+    cfg.dtype = choice("dtype", cfg.dtype, DTYPES)
+    cfg.teacher_step = real("teacher_step", cfg.teacher_step, low=1e-5, high=0.5)
+    cfg.device = choice("device", cfg.device, DEVICES)
+    cfg.threads = integer("threads", cfg.threads, low=1, high=1024)
+    cfg.amp_times = integer("amp_times", cfg.amp_times, low=1, high=1000)
+    cfg.amp_samples = integer("amp_samples", cfg.amp_samples, low=2, high=10**7)
+    cfg.lip_samples = integer("lip_samples", cfg.lip_samples, low=1, high=10**7)
+    cfg.empirical_samples = integer("empirical_samples", cfg.empirical_samples, low=16, high=10**7)
     if cfg.lip_samples > cfg.n_test:
         cfg.lip_samples = cfg.n_test
     if cfg.budget == "total":
@@ -177,6 +150,6 @@ def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
         d = max(len(s["means"][0]) for s in cfg.specs)
         need = max(cfg.steps) * param_count(d, 1, cfg.depth)
         if cfg.block_total() < need:
-            raise InputError(f"--total-params = {cfg.total_params}: expected at least {need} "
+            raise InputError(f"`total_params` = {cfg.total_params}: expected at least {need} "
                              f"(N = {max(cfg.steps)} blocks of width 1)")
     return cfg

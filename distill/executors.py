@@ -7,7 +7,7 @@ called in the driver as each job finishes (the driver checkpoints results there)
 
 from __future__ import annotations
 
-from numcore.checks import InputError
+from ..numcore.checks import InputError
 
 
 def run_local(fn, jobs, on_done):
@@ -41,6 +41,13 @@ def ray_available() -> bool:
     return True
 
 
+def require_ray() -> None:
+    """InputError unless Ray is installed."""
+    if not ray_available():
+        raise InputError("`executor` = 'ray': the ray package is not installed; "
+                         "install the optional dependency with pip install 'flowcert[ray]'")
+
+
 def run_ray(fn, jobs, on_done, address: str | None, workers: int | None):
     """Jobs as Ray tasks (one CPU each; one GPU each when the job runs on CUDA).
 
@@ -48,9 +55,7 @@ def run_ray(fn, jobs, on_done, address: str | None, workers: int | None):
     A local Ray instance is started when ``address`` is None (``workers`` CPUs); otherwise the
     driver connects to the cluster at ``address``.
     """
-    if not ray_available():
-        raise InputError("--executor = 'ray': the ray package is not installed; "
-                         "install the optional dependency with pip install 'flowcert[ray]'")
+    require_ray()
     import ray
 
     started = False
@@ -96,4 +101,4 @@ def execute(fn, jobs, on_done, executor: str = "local", workers: int | None = No
         return run_process(fn, jobs, on_done, workers or os.cpu_count() or 1)
     if executor == "ray":
         return run_ray(fn, jobs, on_done, address, workers)
-    raise InputError(f"--executor = {executor!r}: expected one of local, process, ray")
+    raise InputError(f"`executor` = {executor!r}: expected one of local, process, ray")

@@ -72,8 +72,8 @@ def spread(values) -> dict:
 
 
 # ----------------------------------------------------------------------------- errors
-def relative_mse(pred: torch.Tensor, ref: torch.Tensor) -> dict:
-    """E||pred - ref||^2 / E||ref||^2 with interval (rows are samples)."""
+def relative_error_stats(pred: torch.Tensor, ref: torch.Tensor) -> dict:
+    """Relative MSE E||pred - ref||^2 / E||ref||^2 and the RMS error, each with its interval (rows are samples)."""
     e = ((pred.double() - ref.double()) ** 2).sum(1).cpu().numpy()
     p = (ref.double() ** 2).sum(1).cpu().numpy()
     out = ratio_ci(e, p)
@@ -118,7 +118,7 @@ def block_jacobian(stack, i: int, x: torch.Tensor) -> torch.Tensor:
 
 def amplification(teacher, mix, times, delta: float, n: int, seed: int, progress=None) -> list[dict]:
     """||D Phi_{t->delta}(x)||_op over x ~ p_t (exact samples) for each t in ``times``."""
-    from numcore.marginal import sample
+    from ..numcore.marginal import sample
 
     out = []
     for j, t in enumerate(times):

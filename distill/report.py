@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runfiles import write_atomic, write_json
+
 
 def t_interval(values, level=0.95):
     """(mean, low, high) of a Student-t interval; low = high = None with one value."""
@@ -139,8 +141,6 @@ def summary_markdown(doc) -> str:
 
 
 def write(out, doc, *, plots=True, progress=True) -> None:
-    from .sweep import write_atomic, write_json
-
     out = Path(out)
     write_json(out / "results.json", doc)
     write_atomic(out / "summary.md", summary_markdown(doc))
@@ -150,20 +150,12 @@ def write(out, doc, *, plots=True, progress=True) -> None:
 
 # ----------------------------------------------------------------------------- plots
 def plot_all(out: Path, doc) -> list[Path]:
-    import matplotlib
+    from ..numcore.io import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .sweep import write_atomic
+    plt = pyplot()
 
     def save(fig, name):
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        write_atomic(out / name, buf.getvalue())
+        save_figure(fig, out / name, "out", dpi=110)
         return out / name
 
     mkeys = list(doc["mixtures"])

@@ -10,15 +10,27 @@ and exit status 2.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
 
 class InputError(ValueError):
-    """Bad user input: the message is one line naming field, value and expectation."""
+    """Bad user input: one line naming the parameter, the value and what was expected.
+
+    Parameter names stand in backquotes, as Python knows them (`delta`, `ball_mass`);
+    :attr:`param` is the first of them.  The command line shows each as its flag
+    (``--delta``, ``--ball-mass``) and exits with status 2.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        found = re.search(r"`([^`]+)`", message)
+        self.param = found.group(1) if found else None
 
 
-def _show(value, limit: int = 60) -> str:
+def show_value(value, limit: int = 60) -> str:
+    """A value as at most ``limit`` characters of one line, for messages."""
     text = repr(value) if not isinstance(value, np.ndarray) else np.array2string(
         value, threshold=6, precision=4
     )
@@ -31,33 +43,33 @@ def real(name: str, value, *, low=None, high=None, low_open=False, high_open=Fal
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} = {_show(value)}: expected a real number") from None
+        raise InputError(f"`{name}` = {show_value(value)}: expected a real number") from None
     if not math.isfinite(out):
-        raise InputError(f"{name} = {_show(value)}: expected a finite real number")
+        raise InputError(f"`{name}` = {show_value(value)}: expected a finite real number")
     if low is not None and (out < low or (low_open and out == low)):
         op = ">" if low_open else ">="
-        raise InputError(f"{name} = {out:g}: expected a number {op} {low:g}")
+        raise InputError(f"`{name}` = {out:g}: expected a number {op} {low:g}")
     if high is not None and (out > high or (high_open and out == high)):
         op = "<" if high_open else "<="
-        raise InputError(f"{name} = {out:g}: expected a number {op} {high:g}")
+        raise InputError(f"`{name}` = {out:g}: expected a number {op} {high:g}")
     return out
 
 
 def integer(name: str, value, *, low=None, high=None) -> int:
     """An integer (floats like 8.0 are accepted), optionally inside [low, high]."""
     if isinstance(value, bool):
-        raise InputError(f"{name} = {_show(value)}: expected an integer")
+        raise InputError(f"`{name}` = {show_value(value)}: expected an integer")
     try:
         f = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} = {_show(value)}: expected an integer") from None
+        raise InputError(f"`{name}` = {show_value(value)}: expected an integer") from None
     if not math.isfinite(f) or f != int(f):
-        raise InputError(f"{name} = {_show(value)}: expected an integer")
+        raise InputError(f"`{name}` = {show_value(value)}: expected an integer")
     out = int(f)
     if low is not None and out < low:
-        raise InputError(f"{name} = {out}: expected an integer >= {low}")
+        raise InputError(f"`{name}` = {out}: expected an integer >= {low}")
     if high is not None and out > high:
-        raise InputError(f"{name} = {out}: expected an integer <= {high}")
+        raise InputError(f"`{name}` = {out}: expected an integer <= {high}")
     return out
 
 
@@ -68,40 +80,71 @@ def array(name: str, value, *, ndim: int | tuple[int, ...], shape=None, what: st
     layout in the message (for example "K x d").
     """
     if isinstance(value, (str, bytes, dict)) or value is None:
-        raise InputError(f"{name} = {_show(value)}: expected {what or 'a numeric array'}")
+        raise InputError(f"`{name}` = {show_value(value)}: expected {what or 'a numeric array'}")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputError(
-            f"{name} = {_show(value)}: expected {what or 'a numeric array'} "
+            f"`{name}` = {show_value(value)}: expected {what or 'a numeric array'} "
             "(ragged or non-numeric entries)"
         ) from None
     ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in ndims:
         raise InputError(
-            f"{name} has shape {arr.shape}: expected {what or f'{ndims[0]} dimension(s)'}"
+            f"`{name}` has shape {arr.shape}: expected {what or f'{ndims[0]} dimension(s)'}"
         )
     if shape is not None and arr.ndim == len(shape):
         for got, want in zip(arr.shape, shape):
             if want is not None and got != want:
-                raise InputError(f"{name} has shape {arr.shape}: expected {what}")
+                raise InputError(f"`{name}` has shape {arr.shape}: expected {what}")
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)].ravel()[0]
-        raise InputError(f"{name} contains {bad}: expected finite numbers only")
+        raise InputError(f"`{name}` contains {bad}: expected finite numbers only")
     return arr
 
 
 def choice(name: str, value: str, options) -> str:
     """One of a fixed set of strings."""
     if value not in options:
-        raise InputError(f"{name} = {_show(value)}: expected one of {', '.join(options)}")
+        raise InputError(f"`{name}` = {show_value(value)}: expected one of {', '.join(options)}")
     return value
 
 
 def time_window(delta, T) -> tuple[float, float]:
     """The OU time window 0 < delta < T <= 50 used by bounds, integrals and grids."""
-    d = real("--delta", delta, low=0.0, low_open=True)
-    T_ = real("--T", T, low=0.0, low_open=True, high=50.0)
+    d = real("delta", delta, low=0.0, low_open=True)
+    T_ = real("T", T, low=0.0, low_open=True, high=50.0)
     if d >= T_:
-        raise InputError(f"--delta = {d:g}: expected a value below --T = {T_:g}")
+        raise InputError(f"`delta` = {d:g}: expected a value below `T` = {T_:g}")
     return d, T_
+
+
+def split_list(name: str, value, options=None) -> list[str]:
+    """Comma-separated (or repeated, or a list of) items, stripped, duplicates dropped in order.
+
+    With ``options``, each item must be one of them.  Raises InputError on an empty list.
+    """
+    raw = value if isinstance(value, (list, tuple)) else (value,)
+    items = [s.strip() for v in raw for s in str(v).split(",") if s.strip()]
+    if not items:
+        raise InputError(f"`{name}` = {show_value(value)}: expected a comma-separated list")
+    for s in items:
+        if options is not None and s not in options:
+            raise InputError(f"`{name}` = {s!r}: expected one of {', '.join(options)}")
+    return list(dict.fromkeys(items))
+
+
+def steps_list(name: str, value, high: int) -> list[int]:
+    """A list of step counts N (comma-separated text or integers), each 1..high, sorted, unique."""
+    return sorted({integer(name, v, low=1, high=high) for v in split_list(name, value)})
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """InputError saying what to install when an optional dependency is missing."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{what} needs the {module} package, which is not installed: "
+                         f"pip install 'flowcert[{extra}]'") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stability import StabilityIntegral
+from .integral import StabilityIntegral
 from .units import logsnr_from_t, sigma_from_t, t_from_logsnr, t_from_sigma
 
 KINDS = ("balanced", "uniform", "edm", "logsnr")

@@ -62,10 +62,10 @@ def score_lp_sums(mix: GaussianMixture, x, t: float, s_hat, p: float = 2.0) -> n
 
     Sums from several batches add up; :func:`estimate_from_sums` turns them into an estimate."""
     from . import kernels as kn
-    from .marginal import at_time, _points
+    from .marginal import at_time, as_points
 
     m = at_time(mix, t)
-    x = _points(x, mix.d)
+    x = as_points(x, mix.d)
     s_hat = np.ascontiguousarray(s_hat, dtype=np.float64)
     if s_hat.shape != x.shape:
         raise ValueError(f"s_hat has shape {s_hat.shape}: expected {x.shape}")

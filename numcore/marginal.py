@@ -60,7 +60,8 @@ def at_time(mix: GaussianMixture, t: float) -> Marginal:
     return out
 
 
-def _points(x, d) -> np.ndarray:
+def as_points(x, d) -> np.ndarray:
+    """x as a C-contiguous float64 array of shape (n, d) (a 1-d x is n points when d = 1)."""
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     if x.ndim == 1 and d == 1:
         x = x[:, None]
@@ -74,7 +75,7 @@ def log_density_and_score(mix: GaussianMixture, x, t: float):
     from . import kernels as kn
 
     m = at_time(mix, t)
-    x = _points(x, mix.d)
+    x = as_points(x, mix.d)
     n = x.shape[0]
     score = np.empty((n, mix.d))
     logp = np.empty(n)
@@ -93,7 +94,7 @@ def log_density(mix: GaussianMixture, x, t: float) -> np.ndarray:
     from . import kernels as kn
 
     m = at_time(mix, t)
-    x = _points(x, mix.d)
+    x = as_points(x, mix.d)
     logp = np.empty(x.shape[0])
     size, nch = kn._chunks(x.shape[0])
     kn._score_logp(x, m.inv_s, m.mrot, m.logc, m.mats, size, nch, np.empty((0, mix.d)), logp, False)
@@ -105,7 +106,7 @@ def hessian(mix: GaussianMixture, x, t: float) -> np.ndarray:
     from . import kernels as kn
 
     m = at_time(mix, t)
-    x = _points(x, mix.d)
+    x = as_points(x, mix.d)
     H = np.empty((x.shape[0], mix.d, mix.d))
     size, nch = kn._chunks(x.shape[0])
     kn._hessian(x, m.inv_s, m.mrot, m.logc, m.mats, size, nch, H)
@@ -127,7 +128,7 @@ def jacobian_spectrum(mix: GaussianMixture, x, t: float) -> np.ndarray:
     from . import kernels as kn
 
     m = at_time(mix, t)
-    x = _points(x, mix.d)
+    x = as_points(x, mix.d)
     out = np.empty((x.shape[0], 2))
     size, nch = kn._chunks(x.shape[0])
     kn._jacobian_spectrum(x, m.inv_s, m.mrot, m.logc, m.mats, m.iso and mix.d > mix.K, size, nch, out)
@@ -161,5 +162,5 @@ def sample(mix: GaussianMixture, t: float, n: int, rng: np.random.Generator | in
 
 def denoiser(mix: GaussianMixture, x, t: float) -> np.ndarray:
     """E[x_0 | x_t = x] = (x + (1 - alpha^2) s(x, t)) / alpha."""
-    x = _points(x, mix.d)
+    x = as_points(x, mix.d)
     return (x - np.expm1(-2.0 * t) * score(mix, x, t)) * np.exp(t)

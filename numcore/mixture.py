@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import InputError, array, _show
+from .checks import InputError, array, show_value
 
 MAX_COMPONENTS = 1024
 MAX_DIM = 1024
@@ -143,7 +143,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
     or K numbers) or ``cov`` (one d x d matrix, or K of them); ``name`` optional.
     """
     if not isinstance(spec, dict):
-        raise InputError(f"mixture spec = {_show(spec)}: expected a mapping with keys means, variance or cov")
+        raise InputError(f"mixture spec = {show_value(spec)}: expected a mapping with keys means, variance or cov")
     unknown = [k for k in spec if k not in SPEC_KEYS]
     if unknown:
         raise InputError(
@@ -168,7 +168,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
     if "weights" in spec and spec["weights"] is not None:
         w = array("weights", spec["weights"], ndim=1, shape=(K,), what=f"{K} weights (one per mean)")
         if np.any(w <= 0):
-            raise InputError(f"weights = {_show(w)}: expected positive numbers")
+            raise InputError(f"weights = {show_value(w)}: expected positive numbers")
         if abs(w.sum() - 1.0) > WEIGHT_TOL:
             raise InputError(f"weights sum to {w.sum():.9g}: expected 1 within {WEIGHT_TOL:g}")
         w = w / w.sum()
@@ -187,7 +187,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         if v.ndim == 1 and v.shape[0] != K:
             raise InputError(f"variance has {v.shape[0]} entries: expected a number or {K} numbers (one per mean)")
         if np.any(v <= 0):
-            raise InputError(f"variance = {_show(v)}: expected positive numbers")
+            raise InputError(f"variance = {show_value(v)}: expected positive numbers")
         eig = np.broadcast_to(np.reshape(v, (-1, 1)), (K, d)).astype(np.float64).copy()
         structure = "isotropic" if (v.ndim == 0 or np.all(v == v[0])) else "component"
         return _build(w, means, eig, np.zeros((0, d, d)), structure, name)

@@ -17,8 +17,7 @@ atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from dataclasses import dataclass, field
 
 import numba as nb
@@ -140,20 +139,13 @@ class Network:
         out["b_out"] = self.b_out
         return out
 
-    def save(self, path: str) -> str:
-        """Write the .npz archive atomically (temporary file in the same folder, then rename)."""
-        folder = os.path.dirname(os.path.abspath(path)) or "."
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **self.arrays())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+    def save(self, path: str, param: str = "export") -> str:
+        """Write the .npz archive atomically (:func:`numcore.io.write_atomic`); InputError names the file."""
+        from .io import write_atomic
+
+        buf = io.BytesIO()
+        np.savez(buf, **self.arrays())
+        return write_atomic(path, buf.getvalue(), param)
 
     @classmethod
     def load(cls, path: str) -> "Network":
@@ -163,10 +155,6 @@ class Network:
                 H += 1
             layers = [Layer(z[f"W{l}"], z[f"b{l}"], z[f"act{l}"].astype(np.uint8)) for l in range(H)]
             return cls(layers, z["W_out"], z["b_out"])
-
-    def to_torch(self, dtype=None):
-        """A torch.nn.Module computing the same map (float64 unless dtype is given)."""
-        return _torch_module(self, dtype)
 
 
 BLOCK = 64  # points evaluated together: the inner loop runs over them (contiguous, vectorised)
@@ -216,38 +204,3 @@ def _forward(x, row_off, indptr, indices, data, b, act, wmax, size, nchunks, out
                     for i in range(width):
                         for p in range(nb_):
                             z[i, p] = u[i, p]
-
-
-def _torch_module(net: Network, dtype=None):
-    import torch
-
-    dtype = dtype or torch.float64
-
-    class ReLUReQU(torch.nn.Module):
-        """Linear map then ReLU or ReQU per neuron (mask: True = ReQU)."""
-
-        def __init__(self, W, b, act):
-            super().__init__()
-            self.linear = torch.nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
-            with torch.no_grad():
-                self.linear.weight.copy_(torch.as_tensor(W, dtype=dtype))
-                self.linear.bias.copy_(torch.as_tensor(b, dtype=dtype))
-            self.register_buffer("requ", torch.as_tensor(act == REQU))
-
-        def forward(self, z):
-            r = torch.relu(self.linear(z))
-            return torch.where(self.requ, r * r, r)
-
-    class ScoreNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.hidden = torch.nn.Sequential(*[ReLUReQU(L.W, L.b, L.act) for L in net.layers])
-            self.out = torch.nn.Linear(net.W_out.shape[1], net.W_out.shape[0], dtype=dtype)
-            with torch.no_grad():
-                self.out.weight.copy_(torch.as_tensor(net.W_out, dtype=dtype))
-                self.out.bias.copy_(torch.as_tensor(net.b_out, dtype=dtype))
-
-        def forward(self, x):
-            return self.out(self.hidden(x))
-
-    return ScoreNet()

@@ -87,7 +87,7 @@ def build_fixed_t(mix: GaussianMixture, t: float, *, R: float, B: float, m: int,
     A, P, logc = component_matrices(mix, t)
     C = logit_shift(mix, t, R)
     layers = []
-    close = _closer(layers)
+    close = layer_closer(layers)
 
     # clip: xi = ReLU(x + R) - ReLU(x - R) in [0, 2R]
     x = inputs(d)
@@ -134,7 +134,8 @@ def build_fixed_t(mix: GaussianMixture, t: float, *, R: float, B: float, m: int,
     return Network(layers, W_out, b_out, meta)
 
 
-def _closer(layers):
+def layer_closer(layers):
+    """A function that closes a LayerBuilder into ``layers`` and returns its width."""
     def close(builder):
         layers.append(builder.close())
         return len(builder.rows)
@@ -147,7 +148,7 @@ def softmax_stages(layers, width, logits, carry, *, K, B, m, n):
 
     logits: K forms >= 0; carry: groups (lists) of forms >= 0 passed through every
     layer with one ReLU each.  Returns (width, e, carry)."""
-    close = _closer(layers)
+    close = layer_closer(layers)
 
     def pass_all(lb):
         return [[lb.relu(f) for f in group] for group in carry]
@@ -207,7 +208,7 @@ def softmax_stages(layers, width, logits, carry, *, K, B, m, n):
 
 def newton_stages(layers, width, hs, eps0, J):
     """hs c prod_{i<J} (1 + eps0^(2^i)) in J layers (hs already holds the factor c)."""
-    close = _closer(layers)
+    close = layer_closer(layers)
     E = eps0
     for i in range(1, J + 1):
         lb = LayerBuilder(width, f"newton{i}")

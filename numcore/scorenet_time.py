@@ -35,7 +35,7 @@ import numpy as np
 from .gadgets import Aff, LayerBuilder, combine, inputs, output_map
 from .mixture import GaussianMixture
 from .network import Network
-from .scorenet import _closer, newton_stages, softmax_stages
+from .scorenet import layer_closer, newton_stages, softmax_stages
 from .timecoef import Coefficients
 
 
@@ -65,7 +65,7 @@ def build_time_input(mix: GaussianMixture, coefs: Coefficients, *, R: float, B: 
     delta, T = float(tau[0]), float(tau[-1])
     S = tau.size - 1
     layers = []
-    close = _closer(layers)
+    close = layer_closer(layers)
 
     # clip x to the box and t to [delta, T]
     z = inputs(d + 1)

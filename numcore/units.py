@@ -73,7 +73,7 @@ def betas(schedule: str) -> np.ndarray:
         return np.linspace(1e-4, 0.02, DDPM_STEPS, dtype=np.float64)
     if schedule == "scaled_linear":
         return np.linspace(0.00085**0.5, 0.012**0.5, DDPM_STEPS, dtype=np.float64) ** 2
-    raise InputError(f"--beta-schedule = {schedule!r}: expected one of {', '.join(BETA_SCHEDULES)}")
+    raise InputError(f"`beta_schedule` = {schedule!r}: expected one of {', '.join(BETA_SCHEDULES)}")
 
 
 def ddpm_times(schedule: str) -> np.ndarray:
@@ -100,7 +100,7 @@ def ddpm_from_t(t, schedule: str = "linear", clip: bool = False):
         bad = t[outside].ravel()[0]
         raise InputError(
             f"t = {bad:.6g} lies outside the {schedule} DDPM schedule's range [{lo:.6g}, {hi:.6g}] "
-            f"(timesteps 0..{DDPM_STEPS - 1}): expected --delta/--T inside it, or pass --clip"
+            f"(timesteps 0..{DDPM_STEPS - 1}): expected `delta`/`T` inside it, or pass `clip`"
         )
     return np.interp(t, tn, np.arange(DDPM_STEPS, dtype=float))
 
@@ -135,7 +135,7 @@ def convert(t, unit: str, *, beta_schedule: str = "linear", clip: bool = False):
     if unit == "ddpm":
         return ddpm_from_t(t, beta_schedule, clip)
     if unit not in TO_UNIT:
-        raise InputError(f"--units = {unit!r}: expected one of {', '.join(UNITS)}")
+        raise InputError(f"`units` = {unit!r}: expected one of {', '.join(UNITS)}")
     return TO_UNIT[unit](t)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from numcore.mixture import from_spec
+from flowcert.numcore.mixture import from_spec
 
 
 def random_spec(rng: np.random.Generator, d: int, K: int, structure: str, var_lo=0.05, var_hi=1.5, spread=2.0):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bounds import codegen
-from bounds.lipschitz import LipschitzBound
-from bounds.stability import stability
+from flowcert.bounds import codegen
+from flowcert.bounds.lipschitz import LipschitzBound
+from flowcert.bounds.stability import stability
 from conftest import mixtures
-from numcore.empirical import jacobian_stats
-from numcore.mixture import builtin, from_spec
+from flowcert.numcore.empirical import jacobian_stats
+from flowcert.numcore.mixture import builtin, from_spec
 
 TIMES = st.floats(1e-3, 5.0).map(float)
 
@@ -45,7 +45,7 @@ def test_ball_bounds_exceed_brute_force_inside_ball(mix, t):
 @given(mix=mixtures(structures=("iso_k", "full_k"), K_min=2, d_max=3), t=TIMES)
 def test_ball_radius_holds_its_mass(mix, t):
     """R(t) for mass 0.99 contains at least ~99% of samples (binomial slack)."""
-    from numcore.marginal import sample
+    from flowcert.numcore.marginal import sample
 
     lb = LipschitzBound(mix, ball_mass=0.99)
     x = sample(mix, t, 20000, 1)
@@ -67,7 +67,7 @@ def test_sharp_is_tight_for_two_components(seed, d, t):
 
 def test_two_mode_midpoint_attains_sharp():
     """At the equal-weight point on the line of the means, ||J|| = b - a exactly (THEORY 2)."""
-    from numcore.marginal import jacobian_opnorm
+    from flowcert.numcore.marginal import jacobian_opnorm
 
     mix = from_spec({"weights": [0.3, 0.7], "means": [[-1.0, 0.5], [2.0, -0.5]], "variance": 0.04})
     for t in (0.002, 0.05, 0.5):
@@ -97,13 +97,13 @@ def test_isotropic_lambda_closed_form(sigma2, D, delta):
 
 def test_generated_code_matches_sympy():
     with open(codegen.TARGET) as fh:
-        assert fh.read() == codegen.render(), "run python -m bounds.codegen"
+        assert fh.read() == codegen.render(), "run python -m flowcert.bounds.codegen"
 
 
 def test_isotropic_closed_form_expression_equals_generated():
     import sympy as sp
 
-    from bounds import formulas as f
+    from flowcert.bounds import formulas as f
 
     mix = builtin("ring8")
     lb = LipschitzBound(mix)

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bounds import codegen
-from bounds.certificate import certify, score_scale
-from bounds.verification import verify
-from numcore import gadgets, marginal
-from numcore.checks import InputError
-from numcore.mixture import builtin, from_spec
-from numcore.network import Network
+from flowcert.bounds import codegen
+from flowcert.bounds.certificate import certify, score_scale
+from flowcert.bounds.verification import verify
+from flowcert.numcore import gadgets, marginal
+from flowcert.numcore.checks import InputError
+from flowcert.numcore.mixture import builtin, from_spec
+from flowcert.numcore.network import Network
 
 import oracles
 from conftest import random_spec
@@ -84,7 +84,7 @@ def test_each_budget_term_within_its_share():
         for k in ("trunc", "exp", "recip"):
             assert b[k] <= 1e-5 / 6 * (1 + 1e-9)
     # the tight choices are the smallest: one less n or J breaks its inequality
-    from bounds import _generated as gen
+    from flowcert.bounds import _generated as gen
 
     c = certify(mix, 0.1, 1e-5, 1.0, "tight")
     ch, K, G = c.choices, mix.K, c.choices["G"]
@@ -120,7 +120,9 @@ def test_numba_numpy_torch_and_npz_agree(tmp_path):
     y = net(x)
     np.testing.assert_allclose(net.forward_numpy(x), y, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
-        yt = net.to_torch()(torch.as_tensor(x)).numpy()
+        from flowcert.distill.torch_network import to_torch
+
+        yt = to_torch(net)(torch.as_tensor(x)).numpy()
     np.testing.assert_allclose(yt, y, rtol=1e-10, atol=1e-10)
     path = str(tmp_path / "n.npz")
     net.save(path)
@@ -133,7 +135,7 @@ def test_numba_numpy_torch_and_npz_agree(tmp_path):
 
 def test_bad_requests():
     mix = builtin("ring8")
-    for kw, word in ((dict(eps=0.0), "--eps"), (dict(eps=1e3), "scale"), (dict(p=0.5), "--p"), (dict(t=0.0), "--t")):
+    for kw, word in ((dict(eps=0.0), "`eps`"), (dict(eps=1e3), "scale"), (dict(p=0.5), "`p`"), (dict(t=0.0), "`t`")):
         args = dict(t=0.1, eps=1e-3, p=2.0) | kw
         with pytest.raises(InputError, match=word):
             certify(mix, args["t"], args["eps"], args["p"])

@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import oracles
-from bounds.certificate import score_scale
-from bounds.certificate_time import certify_window, verify_window
-from cli import main
+from flowcert.bounds.certificate import score_scale
+from flowcert.bounds.certificate_time import certify_window, verify_window
+from flowcert.cli import main
 from conftest import random_spec
-from numcore import marginal, timecoef
-from numcore.mixture import builtin, from_spec
+from flowcert.numcore import marginal, timecoef
+from flowcert.numcore.mixture import builtin, from_spec
 
 STRUCT = {"isotropic": "iso", "diagonal": "diag_k", "full": "full_k"}
 

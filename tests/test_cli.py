@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cli import main
+from flowcert.cli import main
 
 
 def run(runner, *args):

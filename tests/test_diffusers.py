@@ -12,10 +12,11 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
 )
 
-from distill import diffusers_sampling as ds
-from numcore import grids, marginal, presets, samplers, units
-from numcore.distances import relative_mse
-from numcore.mixture import builtin
+from flowcert.distill import diffusers_sampling as ds
+from flowcert.bounds import presets
+from flowcert.numcore import grids, marginal, samplers, units
+from flowcert.numcore.distances import relative_mse
+from flowcert.numcore.mixture import builtin
 
 DELTA, T = 1e-3, 5.0
 GRIDS = {
@@ -129,7 +130,7 @@ def test_dpmsolver_loop_equals_flowcert_dpmpp_2m(ring8):
 
 
 def test_diffusers_euler_converges_to_the_exact_flow_map(ring8, start):
-    from distill.teacher import Teacher
+    from flowcert.distill.teacher import Teacher
 
     exact = Teacher(ring8, step=0.02).flow(start, T, DELTA).numpy()  # RK4 step 0.02: endpoints within 4e-7 of step 0.005, far below the Euler errors
     errs = []
@@ -148,7 +149,7 @@ def test_cli_json_export_builds_the_scheduler(tmp_path, preset):
 
     from click.testing import CliRunner
 
-    from cli import main
+    from flowcert.cli import main
 
     out = tmp_path / "g.json"
     extra = ["--shift", "2.5"] if preset == "diffusers-flowmatch" else []

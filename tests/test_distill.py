@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from numcore import marginal
-from numcore.mixture import builtin, from_spec
+from flowcert.numcore import marginal
+from flowcert.numcore.mixture import builtin, from_spec
 import oracles
 
-from distill import measure as M
-from distill.students import BlockStack, param_count, train_segments, width_for_total
-from distill.teacher import Teacher, TorchMixture, gaussian_flow
+from flowcert.distill import measure as M
+from flowcert.distill.students import BlockStack, param_count, train_segments, width_for_total
+from flowcert.distill.teacher import Teacher, TorchMixture, gaussian_flow
 
 DELTA, T = 1e-3, 5.0
 
@@ -167,15 +167,15 @@ def test_chained_error_equals_composed_blocks_error():
         z = _numpy_block(stack, i, z)
     np.testing.assert_allclose(out, z, rtol=1e-10, atol=1e-10)
     ref = traj[:200, -1].numpy()
-    rel = M.relative_mse(torch.tensor(out), traj[:200, -1])
+    rel = M.relative_error_stats(torch.tensor(out), traj[:200, -1])
     brute = sum(((z[k] - ref[k]) ** 2).sum() for k in range(200)) / sum((ref[k] ** 2).sum() for k in range(200))
     assert rel["value"] == pytest.approx(brute, rel=1e-10)
     assert rel["ci_low"] <= rel["value"] <= rel["ci_high"]
 
 
 def test_fan_bound_holds_on_trained_tiny_student():
-    from bounds.stability import stability
-    from numcore.grids import build
+    from flowcert.bounds.stability import stability
+    from flowcert.numcore.grids import build
 
     mix = builtin("ring8")
     st = {r: stability(mix, r, DELTA, T) for r in M.FAN_RATES}
@@ -245,7 +245,7 @@ def test_interval_estimators_cover():
 
 
 def test_end_to_end_finetuning_lowers_the_chained_error():
-    from distill.students import finetune_chain
+    from flowcert.distill.students import finetune_chain
 
     mix = builtin("ring8")
     nodes = [T, 0.5, DELTA]
@@ -272,7 +272,7 @@ from conftest import mixtures  # noqa: E402
 @given(mixtures(structures=("iso", "iso_k", "shared"), d_max=3, K_max=4, var_lo=0.05, var_hi=1.0))
 def test_measured_flow_jacobian_never_exceeds_exp_lambda(mix):
     """||D Phi_{t->s}(x)||_op <= exp(Lambda(t) - Lambda(s)) for the one-sided and sharp rates (random mixtures)."""
-    from bounds.stability import stability
+    from flowcert.bounds.stability import stability
 
     t, s = 0.8, 0.05
     x = marginal.sample(mix, t, 48, 0)

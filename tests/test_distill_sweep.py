@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
+from flowcert.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["ring8", "--steps", "1,2", "--grids", "uniform,balanced", "--seeds", "1", "--iters", "120",
@@ -76,7 +76,7 @@ def test_results_fields_and_checks(reference):
 
 def test_resume_after_sigkill_gives_identical_results(reference, tmp_path, runner):
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "cli.py"), "validate", *TINY, "--out", str(out)]
+    cmd = [sys.executable, "-m", "flowcert.cli", "validate", *TINY, "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
@@ -151,8 +151,8 @@ def test_out_with_other_config_is_refused(reference, runner):
 
 
 def test_quick_preset_is_the_ring8_comparison():
-    from distill.config import build_config
-    from numcore.mixture import builtin
+    from flowcert.distill.config import build_config
+    from flowcert.numcore.mixture import builtin
 
     cfg = build_config(["ring8"], [builtin("ring8").to_spec()], preset="quick")
     assert cfg.steps == [1, 4, 8] and cfg.grids == ["uniform", "balanced"] and cfg.seeds == 2
@@ -161,10 +161,10 @@ def test_quick_preset_is_the_ring8_comparison():
 
 
 def test_total_budget_widths_fit_and_per_block_widths_do_not_change():
-    from distill.config import build_config
-    from distill.students import param_count
-    from distill.sweep import block_width
-    from numcore.mixture import builtin
+    from flowcert.distill.config import build_config
+    from flowcert.distill.students import param_count
+    from flowcert.distill.validation import block_width
+    from flowcert.numcore.mixture import builtin
 
     spec = [builtin("ring8").to_spec()]
     cfg = build_config(["ring8"], spec, steps="1,2,4,8", budget="total", width=32, depth=2)
@@ -178,9 +178,9 @@ def test_total_budget_widths_fit_and_per_block_widths_do_not_change():
 
 
 def test_bound_empirical_balances_on_the_data_aware_rate(tmp_path):
-    from distill.config import build_config
-    from distill.sweep import load_mixtures, stability_phase
-    from numcore.mixture import builtin
+    from flowcert.distill.config import build_config
+    from flowcert.distill.validation import load_mixtures, stability_phase
+    from flowcert.numcore.mixture import builtin
 
     spec = [builtin("square4").to_spec() | {"name": "square4"}]
     cfg = build_config(["square4"], spec, steps="4", grids="balanced,empirical,uniform", bound="empirical",

@@ -8,9 +8,9 @@ from hypothesis import given, settings, strategies as st
 
 import oracles as o
 from conftest import mixtures
-from numcore import marginal as mg
-from numcore.lp import lp_error, score_lp_error
-from numcore.mixture import builtin, from_spec
+from flowcert.numcore import marginal as mg
+from flowcert.numcore.lp import lp_error, score_lp_error
+from flowcert.numcore.mixture import builtin, from_spec
 
 
 @settings(max_examples=25, deadline=None)

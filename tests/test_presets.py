@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from numcore import grids, presets, units
-from numcore.checks import InputError
+from flowcert.cli import main
+from flowcert.bounds import presets
+from flowcert.numcore import grids, units
+from flowcert.numcore.checks import InputError
 
 T_GRID = grids.logsnr(6, 1e-3, 5.0)
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from distill.teacher import gaussian_flow
-from numcore import grids, marginal, samplers
-from numcore.distances import directions, relative_mse, sliced_wasserstein
-from numcore.mixture import builtin, from_spec
+from flowcert.cli import main
+from flowcert.distill.teacher import gaussian_flow
+from flowcert.numcore import grids, marginal, samplers
+from flowcert.numcore.distances import directions, relative_mse, sliced_wasserstein
+from flowcert.numcore.mixture import builtin, from_spec
 
 DELTA, T = 1e-2, 3.0
 

@@ -11,11 +11,10 @@ whose certificate cannot be given (an InputError) keeps its row with an "error".
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from numcore.checks import InputError, real
+from ..numcore.checks import InputError, real
 
 VARIABLES = ("eps", "delta")
 
@@ -23,25 +22,25 @@ VARIABLES = ("eps", "delta")
 def parse(text: str) -> tuple[str, np.ndarray]:
     """'eps=1e-1:1e-8[:count]' -> ('eps', values)."""
     if "=" not in text:
-        raise InputError(f"--sweep = {text!r}: expected VAR=START:STOP[:COUNT] with VAR in eps, delta")
+        raise InputError(f"`sweep` = {text!r}: expected VAR=START:STOP[:COUNT] with VAR in eps, delta")
     var, rng = text.split("=", 1)
     var = var.strip()
     if var not in VARIABLES:
-        raise InputError(f"--sweep variable = {var!r}: expected one of {', '.join(VARIABLES)}")
+        raise InputError(f"`sweep` variable = {var!r}: expected one of {', '.join(VARIABLES)}")
     parts = rng.split(":")
     if len(parts) not in (2, 3):
-        raise InputError(f"--sweep = {text!r}: expected VAR=START:STOP[:COUNT]")
-    a = real(f"--sweep {var} start", parts[0], low=0.0, low_open=True)
-    b = real(f"--sweep {var} stop", parts[1], low=0.0, low_open=True)
+        raise InputError(f"`sweep` = {text!r}: expected VAR=START:STOP[:COUNT]")
+    a = real(f"sweep {var} start", parts[0], low=0.0, low_open=True)
+    b = real(f"sweep {var} stop", parts[1], low=0.0, low_open=True)
     if len(parts) == 3:
         try:
             count = int(parts[2])
         except ValueError:
-            raise InputError(f"--sweep count = {parts[2]!r}: expected an integer") from None
+            raise InputError(f"`sweep` count = {parts[2]!r}: expected an integer") from None
     else:
         count = int(round(abs(math.log10(b / a)))) + 1
     if not 1 <= count <= 200:
-        raise InputError(f"--sweep count = {count}: expected 1..200 values")
+        raise InputError(f"`sweep` count = {count}: expected 1..200 values")
     return var, np.geomspace(a, b, count)
 
 
@@ -66,37 +65,3 @@ def run(certify_one, var: str, values, bar=None) -> list[dict]:
         if bar is not None:
             bar.update(1)
     return rows
-
-
-def plot(sweeps: dict, path: str, title: str) -> None:
-    """PNG with depth, width and params against log(1/eps) and against delta (log axis)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [v for v in ("eps", "delta") if v in sweeps]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.3), squeeze=False)
-    for ax, var in zip(axes[0], panels):
-        rows = [r for r in sweeps[var] if "error" not in r]
-        x = [r["log_1_over_eps"] for r in rows] if var == "eps" else [r["delta"] for r in rows]
-        for key, style in (("depth", "o-"), ("width", "s-"), ("params", "^-")):
-            line, = ax.plot(x, [r[key] for r in rows], style, ms=4, label=f"{key} (tight)")
-            ax.plot(x, [r[key + "_closed"] for r in rows], "--", color=line.get_color(), lw=1,
-                    label=f"{key} (closed form)")
-        ax.set_yscale("log")
-        if var == "eps":
-            ax.set_xlabel("log(1/eps)")
-        else:
-            ax.set_xscale("log")
-            ax.set_xlabel("delta (low-noise time)")
-        ax.set_ylabel("size")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)

@@ -30,53 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from numcore.checks import InputError
+from ..numcore.checks import InputError
+from ..numcore.io import progress as progress_bar
 
 from .config import ValidateConfig, resolve_device
+from .runfiles import read_json, torch_save_atomic, write_json
 
 RATES = ("tri", "sharp", "onesided")
-
-
-# ----------------------------------------------------------------------------- files
-def write_atomic(path, data) -> None:
-    """Write bytes/str to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=1, sort_keys=False, default=_jsonable))
-
-
-def _jsonable(o):
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
-
-
-def torch_save_atomic(path, obj) -> None:
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_atomic(path, buf.getvalue())
-
-
-def read_json(path):
-    with open(path) as fh:
-        return json.load(fh)
 
 
 def seed_of(*parts) -> int:
@@ -93,9 +53,7 @@ def job_key(job: dict) -> str:
 
 
 def _bar(total, desc, enabled=True):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="", leave=False, disable=not enabled, dynamic_ncols=True)
+    return progress_bar(total, desc, enabled)
 
 
 # ----------------------------------------------------------------------------- phase 1
@@ -104,8 +62,8 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
     path = out / "grids.json"
     if path.exists():
         return read_json(path)
-    from bounds.stability import stability
-    from numcore import grids as G
+    from ..bounds.stability import stability
+    from ..numcore import grids as G
 
     result = {}
     with _bar(len(mixes), "stability", progress) as bar:
@@ -125,7 +83,7 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
                         nodes = G.build(kind, N, cfg.delta, cfg.T)
                     nodes = np.asarray(nodes, float)
                     if np.any(np.diff(nodes) >= 0):
-                        raise InputError(f"--grids {kind} with N = {N}: the grid has repeated nodes "
+                        raise InputError(f"`grids` {kind} with N = {N}: the grid has repeated nodes "
                                          f"(stability budget too small to split); use fewer steps")
                     grids[f"{kind}/{N}"] = {
                         "nodes": nodes.tolist(),
@@ -158,7 +116,7 @@ def teacher_phase(cfg, mixes, info, out: Path, device: str, progress=True) -> No
     """Exact trajectories of n_train + n_test samples of p_T through the union of grid nodes."""
     import torch
 
-    from numcore.marginal import sample
+    from ..numcore.marginal import sample
 
     from .teacher import Teacher
 
@@ -228,7 +186,7 @@ def run_job(ctx: dict, payload=None) -> dict:
     """
     import torch
 
-    from numcore.mixture import from_spec
+    from ..numcore.mixture import from_spec
 
     from . import measure as M
     from .students import BlockStack, finetune_chain, param_count, train_segments
@@ -297,7 +255,7 @@ def run_job(ctx: dict, payload=None) -> dict:
         Xte = test.to(device)  # float64
         with torch.no_grad():
             out, states = stack.chain(Xte[0].to(dtype), keep=True)
-        rel = M.relative_mse(out, Xte[-1])
+        rel = M.relative_error_stats(out, Xte[-1])
         teacher = Teacher(mix, device, torch.float64, cfg.teacher_step)
         local_teacher, local_chain = [], []
         for i in range(N):
@@ -349,7 +307,7 @@ def run_job(ctx: dict, payload=None) -> dict:
 
 # ----------------------------------------------------------------------------- the whole run
 def load_mixtures(cfg: ValidateConfig) -> dict:
-    from numcore.mixture import from_spec
+    from ..numcore.mixture import from_spec
 
     return {mixture_key(i, spec.get("name", f"mixture{i}")): from_spec(spec, name=spec.get("name", f"mixture{i}"))
             for i, spec in enumerate(cfg.specs)}
@@ -365,13 +323,13 @@ def prepare(out: Path, cfg: ValidateConfig | None, resume: bool) -> ValidateConf
     path = out / "config.json"
     if resume:
         if not path.exists():
-            raise InputError(f"--resume = '{out}': no config.json there (not a validate run directory)")
+            raise InputError(f"`resume` = '{out}': no config.json there (not a validate run directory)")
         return ValidateConfig.from_dict(read_json(path))
     if path.exists():
         old = read_json(path)
         if old != json.loads(json.dumps(cfg.to_dict())):
-            raise InputError(f"--out = '{out}': holds a run with a different configuration; "
-                             f"continue it with --resume {out} or choose another --out")
+            raise InputError(f"`out` = '{out}': holds a run with a different configuration; "
+                             f"continue it with `resume` {out} or choose another `out`")
     else:
         write_json(path, cfg.to_dict())
     return cfg
@@ -428,3 +386,50 @@ def run(cfg: ValidateConfig | None, out, *, resume: bool = False, executor: str 
                                   wall_s=time.perf_counter() - t_start)
     report.write(out, results_doc, plots=plots, progress=progress)
     return results_doc
+
+
+def start(specs=(), *, out: str | None = None, resume: str | None = None, preset: str | None = None,
+          executor: str = "local", workers: int | None = None, address: str | None = None,
+          progress: bool = True, plots: bool = True, **options) -> dict:
+    """Check the request, then start (``specs``) or continue (``resume``) a validation run.
+
+    ``specs`` are mixture names/paths or :class:`~numcore.mixture.GaussianMixture` objects;
+    ``options`` are fields of :class:`ValidateConfig` (None: the preset's value, then the default).
+    A resumed run takes its saved configuration, so nothing else may be given with ``resume``.
+    Returns the results document (``results.json``).
+
+    Raises:
+        InputError: bad options, a missing or foreign run folder, Ray asked for but not installed.
+    """
+    from ..numcore.checks import integer
+    from ..numcore.mixture import GaussianMixture, load
+
+    from .config import build_config
+
+    if workers is not None:
+        integer("workers", workers, low=1)
+    if resume is not None:
+        given = [k for k, v in options.items() if v is not None]
+        given += ["specs"] * bool(specs) + ["preset"] * bool(preset) + ["out"] * bool(out)
+        if given:
+            what = "the `specs`" if given[0] == "specs" else f"`{given[0]}`"
+            raise InputError(f"`resume` = {resume!r}: continues the saved configuration; drop {what}")
+        if not os.path.isdir(resume):
+            raise InputError(f"`resume` = {resume!r}: no such directory")
+        cfg, folder = None, resume
+    else:
+        if not specs:
+            raise InputError("`specs` is missing: expected a mixture name or file (or `resume` DIR)")
+        mixes = [s if isinstance(s, GaussianMixture) else load(s) for s in specs]
+        names = [s if isinstance(s, str) else s.name for s in specs]
+        cfg = build_config(names, [m.to_spec() | {"name": m.name} for m in mixes], preset=preset, **options)
+        resolve_device(cfg.device)
+        folder = out or "flowcert-validate"
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise InputError(f"`out` = {folder!r}: exists and is not a directory")
+    if executor == "ray":
+        from .executors import require_ray
+
+        require_ray()
+    return run(cfg, folder, resume=resume is not None, executor=executor, workers=workers, address=address,
+               progress=progress, plots=plots)

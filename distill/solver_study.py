@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import grids
-from .distances import directions, relative_mse, sliced_wasserstein
-from .marginal import sample
-from .samplers import EVALS_PER_STEP, sample_grid
+from ..numcore import grids
+from ..numcore.distances import directions, relative_mse, sliced_wasserstein
+from ..numcore.marginal import sample
+from ..numcore.samplers import EVALS_PER_STEP, sample_grid
 
 # (label, grid kind, rate that defines Lambda for the balanced grid)
 GRIDS = (
@@ -59,8 +59,8 @@ def teacher_endpoint(mix, x, T: float, delta: float, bar=None, segments: int = 1
     Integrated through ``segments`` intermediate times equally spaced in log sigma_VE
     (only to report progress on ``bar``; each segment keeps the teacher's step bound).
     """
-    from distill.teacher import Teacher
-    from .units import sigma_from_t, t_from_sigma
+    from .teacher import Teacher
+    from ..numcore.units import sigma_from_t, t_from_sigma
 
     rho = np.linspace(np.log(sigma_from_t(T)), np.log(sigma_from_t(delta)), segments + 1)
     times = t_from_sigma(np.exp(rho))
@@ -78,7 +78,7 @@ def have_diffusers() -> bool:
 
 def build_grids(mix, steps, delta, T, empirical_samples=4096, seed=0):
     """{label: {N: t grid}} for every grid of :data:`GRIDS`; Lambda(T) per balanced rate in the second value."""
-    from bounds.stability import stability
+    from ..bounds.stability import stability
 
     out, lam = {}, {}
     for label, kind, rate in GRIDS:
@@ -110,7 +110,7 @@ def run(mix, steps, delta: float, T: float, samples: int = 10000, seed: int = 0,
         for N, t in per_n.items():
             for solver in SOLVERS:
                 if solver == "euler" and use_diffusers:
-                    from distill.diffusers_sampling import euler_discrete
+                    from .diffusers_sampling import euler_discrete
 
                     x, _ = euler_discrete(mix, x_T, t, check_range=False)
                     engine = "diffusers.EulerDiscreteScheduler"
@@ -168,15 +168,11 @@ def summarise(rows) -> dict:
     return out
 
 
-def plot(result: dict, path: str) -> None:
+def plot(result: dict, path) -> str:
     """Relative MSE (top) and sliced W2 (bottom) against N, one panel per solver, one line per grid."""
-    import os
+    from ..numcore.io import pyplot, save_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     solvers = result["solvers"]
     fig, axes = plt.subplots(2, len(solvers), figsize=(4.2 * len(solvers), 7), sharex=True)
     for j, solver in enumerate(solvers):
@@ -205,7 +201,4 @@ def plot(result: dict, path: str) -> None:
     fig.suptitle(f"{result['mixture']}: x_T ~ p_T, T = {result['T']:g} -> delta = {result['delta']:g}, "
                  f"{result['samples']} samples", fontsize=9)
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    return save_figure(fig, path)

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import InputError, real
-from .units import (
+from ..numcore.checks import InputError, real
+from ..numcore.units import (
     DDPM_STEPS,
     ddpm_from_t,
     ddpm_range,
@@ -104,8 +104,8 @@ def _inside_ddpm(t, schedule: str, clip: bool, warnings: list) -> np.ndarray:
             warnings.append(f"clipping merged {int((~keep).sum())} node(s) onto the range's ends: "
                             f"the export has {out.size - 1} steps instead of {t.size - 1}")
         if out.size < 2:
-            raise InputError(f"--clip: every grid node lies outside the {schedule} range [{lo:.6g}, {hi:.6g}]: "
-                             "expected --T / --delta overlapping that range")
+            raise InputError(f"`clip`: every grid node lies outside the {schedule} range [{lo:.6g}, {hi:.6g}]: "
+                             "expected `T` / `delta` overlapping that range")
     return out
 
 
@@ -182,7 +182,7 @@ def diffusers_flowmatch(t, shift: float = 1.0) -> Export:
     the neutral setting (values = rf times).
     """
     t = _descending(t)
-    shift = real("--shift", shift, low=0.0, low_open=True)
+    shift = real("shift", shift, low=0.0, low_open=True)
     r = rf_from_t(t)
     return Export(
         "diffusers-flowmatch", "sigmas", unshift(r, shift), append_zero(r), t,
@@ -211,7 +211,7 @@ def diffusers_timesteps(t, beta_schedule: str = "linear", clip: bool = False) ->
         i = int(same[0])
         raise InputError(
             f"grid nodes {i} and {i + 1} (t = {t[i]:.4g}, {t[i + 1]:.4g}) round to the same {beta_schedule} "
-            f"timestep {n[i]}: expected fewer --steps or a larger --delta for diffusers-timesteps"
+            f"timestep {n[i]}: expected fewer `steps` or a larger `delta` for diffusers-timesteps"
         )
     tn = ddpm_times(beta_schedule)[n]
     moved = float(np.max(np.abs(tn - t) / t))
@@ -251,7 +251,7 @@ def comfyui(t) -> Export:
         conventions="a SIGMAS list of N+2 numbers: the N+1 VE sigmas descending to sigma(delta), then 0 "
                     "(N+1 sampler steps; the last returns the denoised image); text output is comma-separated "
                     "for a manual-sigmas node. For eps/v models (ModelSamplingDiscrete) the sigmas are VE sigmas "
-                    "and must lie inside the model's range (SD 1.x/XL: 0.0292..14.61, i.e. --T <= 2.684); "
+                    "and must lie inside the model's range (SD 1.x/XL: 0.0292..14.61, i.e. `T` <= 2.684); "
                     "flow models in ComfyUI take rectified-flow times instead (see diffusers-flowmatch).",
     )
 
@@ -269,7 +269,7 @@ PRESETS = {
 def check(name: str) -> str:
     """The preset name, or an InputError listing the known ones."""
     if name not in PRESETS:
-        raise InputError(f"--for = {name!r}: expected one of {', '.join(PRESETS)}")
+        raise InputError(f"`preset` = {name!r}: expected one of {', '.join(PRESETS)}")
     return name
 
 

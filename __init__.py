@@ -1,0 +1,38 @@
+"""flowcert: certified network sizes, stability bounds and time grids for flow distillation.
+
+The public API (one function per command of the ``flowcert`` CLI)::
+
+    import flowcert
+    mix = flowcert.load_mixture("ring8")
+    L = flowcert.lipschitz(mix, [1e-3, 1e-2, 0.1], bound="sharp")
+    g = flowcert.grid(mix, steps=8, units=("t", "sigma"))
+    ex = flowcert.export(g["t"], "diffusers-euler")
+
+Layers import downward only: ``numcore`` (mixture model, kernels, checks, I/O) <- ``bounds``
+(sympy formulas, bounds, certificates, grids and exports) <- ``distill`` (torch) <- ``api``
+<- ``cli``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .api import (
+    InputError,
+    certify,
+    describe,
+    export,
+    grid,
+    lipschitz,
+    lipschitz_report,
+    load_mixture,
+    solvers,
+    stability,
+    validate,
+)
+
+try:
+    __version__ = version("flowcert")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
+           "certify", "solvers", "validate", "InputError", "__version__"]

@@ -1,0 +1,282 @@
+"""flowcert's public Python API: every command of the CLI as one function.
+
+Times are Ornstein-Uhlenbeck times t (dX = -X dt + sqrt(2) dW, alpha_t = e^{-t}); sampling
+runs from t = T down to t = delta.  Every function checks its input and raises
+:class:`InputError` with one line naming the parameter, the value and what was expected.
+Heavy modules are imported inside the functions, so ``import flowcert`` stays cheap and
+torch is needed only by :func:`solvers` and :func:`validate` (``pip install "flowcert[torch]"``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from .numcore.checks import InputError, require
+from .numcore.io import no_progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from .bounds.presets import Export
+    from .bounds.stability import Stability
+    from .numcore.mixture import GaussianMixture
+
+DELTA = 1e-3  # smallest OU time: VE sigma 0.045, below the built-in mixtures' mode widths
+T_MAX = 5.0  # largest OU time: alpha_T = 0.0067, p_T within KL <= e^{-10} KL(p_0 || N(0, I)) of the prior
+
+__all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
+           "certify", "solvers", "validate", "InputError"]
+
+
+def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
+    """A Gaussian mixture p_0 = sum_k pi_k N(mu_k, Sigma_k) in R^d.
+
+    Args:
+        spec: a built-in name (ring8, square4, line2, modes8d, aniso3, hetero3), a path to a
+            .json/.yaml/.toml spec, a mapping with ``means`` (K x d), optional ``weights`` (K,)
+            and one of ``variance`` (a number or K numbers) or ``cov`` (d x d, or K x d x d),
+            or a :class:`GaussianMixture` (returned as is).
+
+    Returns:
+        GaussianMixture with ``K``, ``d``, ``weights`` (K,), ``means`` (K, d) and the spectral
+        form of the covariances.
+
+    Raises:
+        InputError: an unknown name, an unreadable file, or a spec that is not a valid mixture
+            (the message names the field).
+    """
+    from .numcore.mixture import GaussianMixture, from_spec, load
+
+    if isinstance(spec, GaussianMixture):
+        return spec
+    if isinstance(spec, dict):
+        return from_spec(spec, name=str(spec.get("name", "mixture")))
+    return load(str(spec))
+
+
+def describe(mixture, *, delta: float = DELTA, T: float = T_MAX) -> dict:
+    """Sizes and geometry of a mixture, and per bound (tri, sharp) L(delta), Lambda(T) and exp(Lambda(T)).
+
+    Returns the dict of ``flowcert mixture --format json`` (without ``means`` and ``eigvals``):
+    ``K``, ``d``, ``structure``, ``diameter``, ``bounds`` (per bound: ``L_at_delta``, ``lambda_T``,
+    ``lambda_T_error``, ``amplification``, ``t_peak_tL``, ``t_half_lambda``), ``scope``, ``where``.
+
+    Raises:
+        InputError: a bad mixture or window (0 < delta < T <= 50).
+    """
+    from .bounds.stability import describe as describe_
+
+    return describe_(load_mixture(mixture), delta, T)
+
+
+def lipschitz(mixture, t: float | np.ndarray, bound: str = "sharp", *, ball_mass: float = 1 - 1e-6) -> np.ndarray:
+    """Upper bounds L(t) of sup_x ||J(x, t)||_op, J the Jacobian of the probability-flow velocity.
+
+    v(x, t) = -x - grad log p_t(x).  ``tri`` = |a| + b and ``sharp`` = max(|a|, b - a) bound the
+    operator norm; ``onesided`` bounds lambda_max(-J), the growth rate of backward integration
+    (it may be negative).  For shared covariances the bounds hold for every x; for
+    per-component covariances on a ball of p_t-mass ``ball_mass`` (docs: theory, Lipschitz bounds).
+
+    Args:
+        t: OU times, any shape, > 0.
+        bound: ``tri``, ``sharp`` or ``onesided``.
+
+    Returns:
+        float64 array of the shape of ``t``.
+
+    Raises:
+        InputError: an unknown bound, ``ball_mass`` outside (0, 1).
+    """
+    import numpy as np
+
+    from .bounds.lipschitz import BOUNDS, LipschitzBound
+
+    if bound not in BOUNDS:
+        raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(BOUNDS)}")
+    t = np.asarray(t, dtype=float)
+    return np.reshape(LipschitzBound(load_mixture(mixture), ball_mass)(t.ravel(), bound), t.shape)
+
+
+def lipschitz_report(mixture, *, bounds: Iterable[str] = ("tri", "sharp", "onesided"), points: int = 50,
+                     delta: float = DELTA, T: float = T_MAX, empirical: int = 0, seed: int = 0,
+                     ball_mass: float = 1 - 1e-6, progress=no_progress) -> dict:
+    """L(t) on ``points`` log-spaced times of [delta, T], Lambda(T) per bound, and with ``empirical``
+    the brute-force sup and p_t-mean of ||J||_op from that many samples of p_t per time.
+
+    Returns the dict of ``flowcert lipschitz --format json`` (arrays of shape (points,)).
+
+    Raises:
+        InputError: a bad bound name, ``points``, ``empirical``, ``ball_mass`` or window.
+    """
+    from .bounds.lipschitz import report
+
+    return report(load_mixture(mixture), bounds=tuple(bounds), points=points, delta=delta, T=T,
+                  empirical=empirical, seed=seed, ball_mass=ball_mass, progress=progress)
+
+
+def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T_MAX, samples: int = 4096,
+              seed: int = 0, ball_mass: float = 1 - 1e-6) -> Stability:
+    """The stability integral Lambda(t) = int_delta^t L(u) du of a rate L on [delta, T].
+
+    ``bound`` is ``tri``, ``sharp``, ``onesided`` (see :func:`lipschitz`) or ``empirical``: the
+    p_t-average of ||J||_op by Monte Carlo (``samples`` per time, ``seed``), a typical rate and
+    not a bound.  Lambda is integrated by adaptive Gauss-Kronrod in log t.
+
+    Returns:
+        Stability: ``integral(t)`` = Lambda(t) for an array of times, ``integral.total`` =
+        Lambda(T), ``integral.error`` (quadrature error estimate), ``integral.invert(levels)``,
+        ``amplification`` = exp(Lambda(T)) (an upper bound of ||D Phi_{T->delta}||_op for the
+        norm bounds), ``meta``.
+
+    Raises:
+        InputError: a bad rate name or window.
+    """
+    from .bounds.stability import RATES
+    from .bounds.stability import stability as stability_
+    from .numcore.checks import time_window
+
+    if bound not in RATES:
+        raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(RATES)}")
+    delta, T = time_window(delta, T)
+    return stability_(load_mixture(mixture), bound, delta, T, samples=samples, seed=seed, ball_mass=ball_mass)
+
+
+def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri", delta: float = DELTA,
+         T: float = T_MAX, units: Iterable[str] = ("t",), beta_schedule: str = "linear", clip: bool = False,
+         samples: int = 4096, seed: int = 0, progress=no_progress) -> dict:
+    """A descending time grid of N = ``steps`` segments, t[0] = T, t[N] = delta.
+
+    Kinds: ``balanced`` (Lambda(t_i) = (N - i)/N Lambda(T) for the rate ``bound``: equal
+    stability budget per segment), ``uniform`` in t, ``edm`` (Karras et al. 2022, rho = 7, in VE
+    sigma), ``logsnr`` (uniform in log-SNR).  ``units`` adds the nodes in sigma (VE), alpha,
+    sigma_vp, logsnr, rf (rectified flow) or ddpm (fractional timesteps of ``beta_schedule``).
+
+    Returns:
+        dict with ``t`` (N + 1,), ``lambda`` (N + 1,), ``lambda_T``, ``amplification``, one
+        array (N + 1,) per unit, and the request (the JSON of ``flowcert grid``).
+
+    Raises:
+        InputError: a bad kind, bound, unit, ``steps`` or window; a ddpm node outside the
+            schedule's range without ``clip``.
+    """
+    from .bounds.timegrid import build
+
+    return build(load_mixture(mixture), steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
+                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, progress=progress)
+
+
+def export(t, preset: str, *, beta_schedule: str = "linear", clip: bool = False, shift: float = 1.0) -> Export:
+    """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it.
+
+    Presets: ``diffusers-euler`` (EulerDiscreteScheduler ``sigmas``), ``diffusers-edm``
+    (EDMEulerScheduler ramp), ``diffusers-flowmatch`` (FlowMatchEulerDiscreteScheduler
+    ``sigmas``, pre-shifted to compensate ``shift``), ``diffusers-timesteps``
+    (DPMSolverMultistepScheduler integer ``timesteps`` of ``beta_schedule``), ``k-diffusion``
+    and ``comfyui`` (VE sigmas with a trailing 0).  See docs: samplers.
+
+    Returns:
+        Export with ``argument`` (the keyword to pass), ``values`` (what to pass), ``schedule``
+        (the noise levels the sampler will step through), ``t``, ``config`` (scheduler
+        settings the values assume), ``conventions`` and ``warnings``.
+
+    Raises:
+        InputError: an unknown preset, a grid that is not strictly decreasing, nodes outside
+            the sampler's range (without ``clip``), nodes that round together.
+    """
+    from .bounds.presets import export as export_
+
+    return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift)
+
+
+def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delta: float = DELTA,
+            T: float = T_MAX, certificate: str = "tight", verify: int = 0, times: int = 6, seed: int = 0,
+            export: str | None = None, sweep: Iterable[str] = (), plot: str | None = None, latex: bool = False,
+            progress=no_progress) -> dict:
+    """Certified sizes of a ReLU-ReQU network N with ||N - s(., t)||_{L^p(p_t)} <= eps.
+
+    With ``t`` the network approximates the score at that time (fixed-t construction); without
+    it, t is a second input and the guarantee covers every t in [delta, T].  ``certificate`` is
+    ``tight`` (smallest choices satisfying the exact budget) or ``closed`` (closed forms).
+    ``verify`` > 0 builds the network and measures its error on that many samples of p_t (95%
+    CLT interval); ``export`` writes it as .npz; ``sweep`` ("eps=1e-1:1e-8", "delta=...")
+    tabulates sizes; ``plot`` draws them (docs: certify).
+
+    Returns:
+        the dict of ``flowcert certify --format json``: ``depth``, ``width``, ``params``,
+        ``choices``, ``budget``, ``formulas``, and ``mc_error``, ``ci_low``, ``ci_high``,
+        ``verification`` with ``verify``.
+
+    Raises:
+        InputError: eps outside (0, score scale) or below the float64 floor, p < 1, K = 1,
+            a bad window, an unwritable ``export``/``plot``.
+    """
+    from .bounds.certify import run
+
+    return run(load_mixture(mixture), eps, t=t, p=p, delta=delta, T=T, certificate_kind=certificate,
+               verify=verify, times=times, seed=seed, export=export, sweep=tuple(sweep), plot=plot, latex=latex,
+               progress=progress)
+
+
+def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DELTA, T: float = T_MAX,
+            samples: int = 10000, seed: int = 0, plot: str | None = None, progress=no_progress) -> dict:
+    """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate against the exact flow map.
+
+    From ``samples`` exact x_T ~ p_T and the exact denoiser, every grid kind and every N in
+    ``steps``; relative MSE to the exact teacher endpoint Phi_{T->delta}(x_T) with a 95% CI,
+    and sliced W2 to an independent sample of p_delta.  Needs ``flowcert[torch]``.
+
+    Returns:
+        the dict of ``flowcert solvers --format json``: ``rows`` (grid, solver, steps, nfe,
+        engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``.
+
+    Raises:
+        InputError: bad steps, samples or window; torch not installed; an unwritable ``plot``.
+    """
+    from .numcore.checks import integer, steps_list, time_window
+    from .numcore.io import check_destination
+
+    require("torch", "torch", "solvers")
+    delta, T = time_window(delta, T)
+    ns = steps_list("steps", steps, 4096)
+    samples = integer("samples", samples, low=16, high=10**7)
+    if plot is not None:
+        check_destination(plot, "plot")
+    mix = load_mixture(mixture)
+    from .distill import solver_study
+
+    with progress(16, "exact teacher") as tbar, \
+            progress(len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS), "solvers") as bar:
+        res = solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar, teacher_bar=tbar,
+                               empirical_samples=min(samples, 4096))
+    if plot is not None:
+        solver_study.plot(res, plot)
+    return res
+
+
+def validate(specs=(), *, out: str | None = None, resume: str | None = None, preset: str | None = None,
+             executor: str = "local", workers: int | None = None, ray_address: str | None = None,
+             progress: bool = True, plots: bool = True, **options) -> dict:
+    """Train residual students on exact teacher flows and compare grids, with intervals.
+
+    For each mixture in ``specs``, grid, N and seed: exact PF-ODE trajectories, a residual
+    student of N blocks trained segment-wise, its chained relative MSE on fresh x_T ~ p_T, local
+    errors, the fan bound, measured amplification and block Lipschitz constants.  ``options``
+    are the fields of ``flowcert.distill.config.ValidateConfig`` (steps, grids, bound, seeds,
+    iters, width, ...); ``preset`` is ``quick`` or ``full``.  The run folder ``out`` is
+    checkpointed, so ``validate(resume=out)`` continues a killed run with identical results.
+    Needs ``flowcert[torch]``.
+
+    Returns:
+        the results document written to ``out/results.json`` (``summary`` holds one row per
+        mixture, grid and N with intervals).
+
+    Raises:
+        InputError: bad options, a foreign or missing run folder, torch (or Ray) not installed.
+    """
+    require("torch", "torch", "validate")
+    from .distill.validation import start
+
+    specs = [specs] if isinstance(specs, (str, dict)) else list(specs)
+    specs = [load_mixture(s) if isinstance(s, dict) else s for s in specs]
+    return start(specs, out=out, resume=resume, preset=preset, executor=executor, workers=workers,
+                 address=ray_address, progress=progress, plots=plots, **options)

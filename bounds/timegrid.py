@@ -1,0 +1,65 @@
+"""A time grid for one mixture: its kind, the rate Lambda is taken from, its nodes in every unit.
+
+:func:`build` is what ``flowcert grid`` and :func:`flowcert.grid` compute; the keys of
+the returned dict are the command's JSON fields.
+"""
+
+from __future__ import annotations
+
+from ..numcore import grids
+from ..numcore import units as un
+from ..numcore.checks import InputError, integer, time_window
+from ..numcore.io import no_progress
+from ..numcore.mixture import GaussianMixture
+
+from .stability import stability
+
+KINDS = grids.KINDS
+BOUNDS = ("tri", "sharp", "empirical")
+
+
+def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
+          delta: float = 1e-3, T: float = 5.0, units=("t",), beta_schedule: str = "linear", clip: bool = False,
+          samples: int = 4096, seed: int = 0, progress=no_progress) -> dict:
+    """The grid with N = ``steps`` segments, descending from t[0] = T to t[N] = delta.
+
+    Returns a dict: ``t`` (N + 1,) OU times, ``lambda`` (Lambda at each node under ``bound``),
+    ``lambda_T``, ``lambda_error``, ``amplification`` = exp(Lambda(T)), ``log10_amplification``,
+    ``bound_info``, ``kind``, ``bound``, ``steps``, ``delta``, ``T``, ``mixture``, each requested unit
+    under its name (``sigma``, ``alpha``, ``sigma_vp``, ``logsnr``, ``rf``, ``ddpm``), and
+    ``beta_schedule`` when ``ddpm`` is asked for, and ``warnings`` (a list of lines) when times were clipped.
+
+    Raises:
+        InputError: ``steps``, ``kind``, ``bound``, ``units``, ``samples`` or the window out of range,
+            or (without ``clip``) a node outside the DDPM schedule's range.
+    """
+    delta, T = time_window(delta, T)
+    steps = integer("steps", steps, low=1, high=100000)
+    if kind not in KINDS:
+        raise InputError(f"`kind` = {kind!r}: expected one of {', '.join(KINDS)}")
+    if bound not in BOUNDS:
+        raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(BOUNDS)}")
+    names = list(dict.fromkeys(units))
+    for u in names:
+        if u not in un.UNITS:
+            raise InputError(f"`units` = {u!r}: expected one of {', '.join(un.UNITS)}")
+    if bound == "empirical":
+        samples = integer("samples", samples, low=16, high=10**7)
+    with progress(40, "empirical rate") if bound == "empirical" else no_progress() as bar:
+        st = stability(mix, bound, delta, T, samples=samples, seed=seed, progress=bar)
+    t = grids.build(kind, steps, delta, T, st.integral)
+    out = {"mixture": mix.name, "kind": kind, "bound": bound, "steps": steps, "delta": delta, "T": T,
+           "t": t, "lambda": st.integral(t), "lambda_T": st.integral.total, "lambda_error": st.integral.error,
+           "amplification": st.amplification, "log10_amplification": st.log10_amplification,
+           "bound_info": st.meta}
+    for u in names:
+        if u == "t":
+            continue
+        if u == "ddpm":
+            out["beta_schedule"] = beta_schedule
+            lo, hi = un.ddpm_range(beta_schedule)
+            if clip and ((t < lo) | (t > hi)).any():
+                out["warnings"] = [f"times outside the {beta_schedule} DDPM range [{lo:.4g}, {hi:.4g}] "
+                                   "clipped to timesteps 0 / 999"]
+        out[u] = un.convert(t, u, beta_schedule=beta_schedule, clip=clip)
+    return out

@@ -1,0 +1,214 @@
+"""How results look on a terminal or in a file: one renderer per format, one text layout per result.
+
+Formats: ``table`` (aligned columns under ``#`` comment lines), ``json`` (strict JSON,
+:func:`numcore.io.to_json`), ``csv`` (full float64 precision), ``txt`` (values alone) and ``npy``
+(a structured float64 array).  The functions here only format; they never compute or write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .numcore.io import npy_bytes, to_json
+
+__all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
+           "preset_output", "certify_text", "solvers_text"]
+
+
+# ----------------------------------------------------------------------------- formats
+def table(columns: dict, fmt: str = "{:.6g}") -> str:
+    """Aligned text columns from a mapping name -> sequence (strings are kept, numbers formatted)."""
+    names = list(columns)
+    rows = [[c if isinstance(c, str) else fmt.format(c) for c in col] for col in columns.values()]
+    widths = [max(len(n), *(len(c) for c in col)) if len(col) else len(n) for n, col in zip(names, rows)]
+    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths))]
+    for i in range(len(rows[0]) if rows else 0):
+        lines.append("  ".join(col[i].rjust(w) for col, w in zip(rows, widths)))
+    return "\n".join(lines)
+
+
+def csv_text(columns: dict) -> str:
+    """CSV with a header row; every value as repr(float) (round-trips exactly)."""
+    cols = [np.asarray(v) for v in columns.values()]
+    lines = [",".join(columns)]
+    for i in range(len(cols[0])):
+        lines.append(",".join(repr(float(c[i])) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+def npy_record(columns: dict) -> bytes:
+    """A .npy structured array with one float64 field per column."""
+    n = len(next(iter(columns.values())))
+    rec = np.zeros(n, dtype=[(k, "f8") for k in columns])
+    for k, v in columns.items():
+        rec[k] = v
+    return npy_bytes(rec)
+
+
+# ----------------------------------------------------------------------------- mixture
+def mixture_text(info: dict, weights) -> str:
+    """The summary of ``flowcert mixture`` from :func:`flowcert.describe`."""
+    w = ", ".join(f"{x:.4g}" for x in weights[:8]) + (" ..." if len(weights) > 8 else "")
+    lines = [
+        f"mixture {info['name']}: K = {info['K']} components in d = {info['d']}, covariance {info['structure']}",
+        f"  weights          {w}",
+        f"  mean diameter D  {info['diameter']:.6g}   (min separation {info['min_separation']:.6g}, "
+        f"max |mu| {info['max_mean_norm']:.6g})",
+        f"  variances        {info['min_variance']:.6g} .. {info['max_variance']:.6g}",
+        f"  bounds hold      {info['where']}",
+        f"  window           delta = {info['delta']:g}, T = {info['T']:g}",
+    ]
+    for name, b in info["bounds"].items():
+        lines.append(
+            f"  L_{name:<5} L(delta) = {b['L_at_delta']:.4g}; Lambda(T) = {b['lambda_T']:.6g} "
+            f"(+-{b['lambda_T_error']:.1g}), exp(Lambda) = {b['amplification']:.4g}; "
+            f"t*L(t) peaks at t = {b['t_peak_tL']:.3g}; half of Lambda below t = {b['t_half_lambda']:.3g}"
+        )
+    lines += [f"  note: {note}" for note in info["notes"]]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- lipschitz
+def lipschitz_columns(out: dict, which) -> dict:
+    cols = {"t": out["t"], **{w: out[w] for w in which}}
+    if "empirical_sup" in out:
+        cols.update(empirical_sup=out["empirical_sup"], empirical_mean=out["empirical_mean"])
+    if out["scope"] == "ball":
+        cols["radius"] = out["radius"]
+    return cols
+
+
+def lipschitz_text(out: dict, which) -> str:
+    """The table of ``flowcert lipschitz`` from :func:`flowcert.lipschitz_report`."""
+    head = [f"# {out['mixture']}: bounds hold {out['where']}"]
+    head += [f"# Lambda_{w}(T) = {out['lambda_T'][w]:.6g}" for w in which]
+    if "empirical_sup" in out:
+        head.append(f"# empirical: {out['empirical_samples']} samples of p_t per time "
+                    f"(seed {out['empirical_seed']}) + mean segments")
+    return "\n".join(head) + "\n" + table(lipschitz_columns(out, which))
+
+
+# ----------------------------------------------------------------------------- grid
+def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | bytes:
+    """``flowcert grid`` in format ``fmt`` from :func:`flowcert.grid` (bytes for npy)."""
+    t = g["t"]
+    extra = {u: g[u] for u in units if u != "t"}
+    if fmt == "json":
+        return to_json(g)
+    if fmt == "txt":
+        return "\n".join(repr(float(v)) for v in t) + "\n"
+    if fmt in ("csv", "npy"):
+        cols = {"t": t, "lambda": g["lambda"], **extra}
+        return csv_text(cols) if fmt == "csv" else npy_record(cols)
+    head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
+           f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
+    if g["bound"] == "empirical":
+        lo, hi = g["bound_info"]["lambda_T_mc_interval"]
+        head += f"\n# empirical rate: {samples} samples per time, seed {seed}, Lambda(T) MC interval {lo:.4g}..{hi:.4g}"
+    return head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": g["lambda"], "t": t, **extra})
+
+
+def preset_output(ex, g: dict, fmt: str) -> str | bytes:
+    """``flowcert grid --for PRESET`` in format ``fmt``: what one sampler takes (bytes for npy)."""
+    if fmt == "txt":
+        return ex.text()
+    if fmt == "npy":
+        return npy_bytes(ex.values)
+    if fmt == "json":
+        return to_json({"for": ex.preset, "argument": ex.argument, ex.argument: ex.values,
+                        "scheduler_config": ex.config, "schedule": ex.schedule, "t": ex.t,
+                        "conventions": ex.conventions, "warnings": list(ex.warnings), "mixture": g["mixture"],
+                        "kind": g["kind"], "bound": g["bound"], "steps": g["steps"], "delta": g["delta"],
+                        "T": g["T"]})
+    n = ex.values.size
+    if fmt == "csv":
+        return csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]})
+    integer = ex.values.dtype.kind in "iu"
+    cols = {"i": [str(i) for i in range(n)],
+            ex.argument: [str(v) if integer else f"{v:.9g}" for v in ex.values],
+            "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
+    head = [f"# {ex.preset}: {g['kind']} grid ({g['bound']}), {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] "
+            f"for {g['mixture']}",
+            f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config, indent=None)}",
+            f"# {ex.conventions}"]
+    if ex.schedule.size > n:
+        head.append(f"# the scheduler appends {ex.schedule[-1]:g}")
+    return "\n".join(head) + "\n" + table(cols)
+
+
+# ----------------------------------------------------------------------------- certify
+def certify_text(d: dict) -> str:
+    """The report of ``flowcert certify`` from :func:`flowcert.certify`."""
+    ch, bu = d["choices"], d["budget"]
+    part_b = d.get("part") == "B"
+    where = f"t in [{d['delta']:g}, {d['T']:g}] (t is an input)" if part_b else f"t = {d['t']:g}"
+    lines = [
+        f"certified ReLU-ReQU score network for {d['mixture']} (K = {d['K']}, d = {d['d']}), {where}",
+        f"  guarantee   ||N - s||_(L^{d['p']:g}(p_t)) <= eps = {d['eps']:g}"
+        + (" at every t in the window (see notes)" if part_b else ""),
+        f"  sizes       depth {d['depth']}, width {d['width']}, params {d['params']}   "
+        f"({d['certificate']} certificate)",
+    ]
+    if "closed_form" in d:
+        o = d["closed_form"]
+        lines.append(f"  closed form depth {o['depth']}, width {o['width']}, params {o['params']}   "
+                     f"(tight is {o['params'] / d['params']:.2f}x fewer params, {o['width'] / d['width']:.2f}x narrower)")
+    keys = [k for k in ("R", "G", "C_s", "B", "m", "n", "L", "J", "D", "theta", "N_ch", "slices") if k in ch]
+    lines.append("  choices     " + ", ".join(f"{k} = {ch[k]:.6g}" if isinstance(ch[k], float) else f"{k} = {ch[k]}"
+                                         for k in keys))
+    terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
+    lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
+    lines.append(f"  formulas    depth = {d['formulas']['depth']}   (width, params, choices: --latex or --format json)")
+    lines += [f"  note: {note}" for note in d.get("notes", [])]
+    if "verification" in d:
+        rows = d["verification"] if isinstance(d["verification"], list) else [d["verification"]]
+        for r in rows:
+            at = f" t = {r['t']:.4g}:" if "t" in r else ""
+            lines.append(f"  verify {at} {r['verdict']}; mc_error {r['mc_error']:.4g} "
+                         f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] ({r['level']:.0%}, n = {r['n_samples']}), "
+                         f"slack eps/ci_high = {r['slack']:.3g}")
+        lines.append(f"  checked: {rows[0]['checked']}")
+        lines.append(f"  {rows[0]['not_checked']}")
+    text = "\n".join(lines)
+    if "export" in d:
+        text += (f"\n  wrote {d['export']} (.npz: W{{l}}, b{{l}}, act{{l}} for l = 0..{d['depth'] - 1}, "
+                 "W_out, b_out)")
+    for var, rows in d.get("sweep", {}).items():
+        ok = [r for r in rows if "error" not in r]
+        cols = {var: [f"{r[var]:.3g}" for r in ok], "log(1/eps)": [f"{r['log_1_over_eps']:.2f}" for r in ok]}
+        for key in ("depth", "width", "params", "depth_closed", "width_closed", "params_closed", "n", "m", "J"):
+            cols[key] = [str(r[key]) for r in ok]
+        text += f"\n\n# sweep over {var} (tight certificate; *_closed: closed-form choices)\n" + table(cols)
+        text += "".join(f"\n# {var} = {r[var]:.3g}: no certificate ({r['error']})" for r in rows if "error" in r)
+    if "plot" in d:
+        text += f"\nwrote {d['plot']}"
+    return text
+
+
+# ----------------------------------------------------------------------------- solvers
+def solvers_text(res: dict) -> str:
+    """The table and winners of ``flowcert solvers`` from :func:`flowcert.solvers`."""
+    rows = res["rows"]
+    cols = {
+        "grid": [r["grid"] for r in rows], "solver": [r["solver"] for r in rows],
+        "N": [str(r["steps"]) for r in rows], "NFE": [str(r["nfe"]) for r in rows],
+        "rel_MSE": [f"{r['rel_mse']:.3e}" for r in rows],
+        "95% CI": [f"[{r['rel_mse_ci'][0]:.3e}, {r['rel_mse_ci'][1]:.3e}]" for r in rows],
+        "SW2": [f"{r['sw']:.4f}" for r in rows],
+    }
+    fl = res["sw_floor"]
+    engines = sorted({f"{r['solver']}: {r['engine']}" for r in rows})
+    head = [f"# {res['mixture']}: {res['samples']} exact samples x_T ~ p_T, T = {res['T']:g} -> delta = "
+            f"{res['delta']:g}, seed {res['seed']}; rel_MSE = sum|x - Phi(x_T)|^2 / sum|Phi(x_T)|^2",
+            f"# SW2 to an independent p_delta sample ({res['sw_directions']} directions); noise floor "
+            f"{fl['value']:.4f} (SW2 of the exact endpoints to the same sample; over {fl['repeats']} reference "
+            f"samples {fl['mean']:.4f} +- {fl['sd']:.4f})",
+            "# engines: " + "; ".join(engines)]
+    lines = ["", "winners (smallest relative MSE; factor = runner-up / winner):"]
+    for solver, s in res["summary"].items():
+        per = ", ".join(f"N={n}: {w['winner']} x{w['factor']:.2f}" for n, w in s["per_steps"].items())
+        lines.append(f"  {solver:9s} {per}")
+        lines.append(f"  {'':9s} over all N (geometric mean): {s['overall_winner']} x{s['overall_factor']:.2f} "
+                     f"over the next; edm / winner = {s['vs']['edm']:.3g}, balanced-empirical / winner = "
+                     f"{s['vs']['balanced-empirical']:.3g}, balanced-tri / winner = {s['vs']['balanced-tri']:.3g}")
+    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
