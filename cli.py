@@ -15,7 +15,7 @@ import click
 
 from . import api, render
 from .numcore.checks import InputError, split_list
-from .numcore.io import progress, write_atomic
+from .numcore.io import check_destination, progress, write_atomic
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -179,8 +179,6 @@ def lipschitz_cmd(spec, bounds, points, empirical, seed, ball_mass, delta, T, fm
         return
     for path, name in ((output, "output"), (plot, "plot")):
         if path is not None:
-            from .numcore.io import check_destination
-
             check_destination(path, name)
     out = api.lipschitz_report(spec, bounds=which, points=points, delta=delta, T=T, empirical=empirical,
                                seed=seed, ball_mass=ball_mass, progress=bars())
@@ -347,8 +345,6 @@ def solvers_cmd(spec, steps, samples, seed, delta, T, fmt, output, plot):
     the torch extra: pip install 'flowcert[torch]'.
     """
     if output is not None:
-        from .numcore.io import check_destination
-
         check_destination(output, "output")
     res = api.solvers(spec, steps, delta=delta, T=T, samples=samples, seed=seed, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
