@@ -28,6 +28,8 @@ WHAT = {
 MAX_BINS = 16  # eigen-direction groups kept exactly in D_P(t)
 MAX_PRUNE_PAIRS = 512
 EXACT_NORM_FLOPS = 2e8  # beyond this, ||Sigma_k - Sigma_j||_op <= ||.||_F
+PAIR_FORM_FLOPS = 4e6  # per time: pairs x d^3 (own bases) or pairs x d; beyond it only the diameter form
+PAIR_SPLITS = (1.0, 0.5, 0.1, 1e-2, 1e-4, 0.0)  # a_i >= split * a_max joins the positive set (0: every a_i > 0)
 
 
 def _pairs(K):
@@ -117,6 +119,14 @@ class LipschitzBound:
             dmu=np.linalg.norm(mix.means[k] - mix.means[j], axis=1), nmu_k=nmu[k], nmu_j=nmu[j],
         )
         self.comp = dict(nmu_k=nmu, trS=mix.eigvals.sum(1), frob2=(mix.eigvals**2).sum(1), lmax_k=lmax)
+        G = mix.basis.shape[0]
+        cost = k.size * (mix.d**3 if G > 1 else mix.d)
+        self.pair_form = cost <= PAIR_FORM_FLOPS
+        if not self.pair_form:
+            self.notes.append(f"{k.size} pairs in d = {mix.d}: only the diameter form of V (the weighted pair "
+                              f"form is skipped above {PAIR_FORM_FLOPS:g} operations per time)")
+        # means in the common eigenbasis (G <= 1), or as they are (own bases)
+        self._mrot = mix.means @ mix.basis[0] if G == 1 else mix.means
 
     # --------------------------------------------------------------- evaluation
     def radius(self, t) -> np.ndarray:
@@ -148,6 +158,72 @@ class LipschitzBound:
             out[i:i + step] = gen.ball_spread_pair(
                 tt, b["lmin_k"], b["lmin_j"], b["dS"], b["dmu"], b["nmu_k"], b["nmu_j"], R[i:i + step, None]
             ).max(1)
+        if self.pair_form:
+            out = np.minimum(out, self.weighted_spread(t, R))
+        return out
+
+    def _pair_geometry(self, t):
+        """For times t (n,) and pairs k < j: eigenvalues a (n, p, d) of A = P_k - P_j, b = alpha (P_k mu_k -
+        P_j mu_j) in A's eigenbasis (n, p, d), and phi(0) = l_k(0) - l_j(0) (n, p)."""
+        mix = self.mixture
+        k, j = _pairs(mix.K)
+        alpha = np.exp(-t)[:, None, None]
+        s = np.exp(-2.0 * t)[:, None, None] * mix.eigvals[None] + (-np.expm1(-2.0 * t))[:, None, None]
+        inv = 1.0 / s  # (n, K, d)
+        logdet = np.log(s).sum(2)
+        if mix.basis.shape[0] <= 1:  # diagonal in one basis: A's eigenvectors are that basis
+            m = self._mrot[None]  # (1, K, d)
+            Pm = alpha * inv * m  # P_k alpha mu_k in the basis
+            a = inv[:, k] - inv[:, j]
+            bvec = Pm[:, k] - Pm[:, j]
+            quad = alpha[..., 0] ** 2 * (inv * m**2).sum(2)  # alpha^2 mu_k^T P_k mu_k
+        else:
+            U = mix.basis  # (K, d, d)
+            P = np.einsum("kab,nkb,kcb->nkac", U, inv, U)
+            Pm = np.einsum("nkab,kb->nka", P, mix.means) * alpha
+            quad = alpha[..., 0] * np.einsum("nka,ka->nk", Pm, mix.means)
+            a, E = np.linalg.eigh(P[:, k] - P[:, j])
+            bvec = np.einsum("npab,npa->npb", E, Pm[:, k] - Pm[:, j])
+        lw = np.log(mix.weights)
+        phi0 = lw[k] - lw[j] - 0.5 * (logdet[:, k] - logdet[:, j]) - 0.5 * (quad[:, k] - quad[:, j])
+        return a, bvec, phi0
+
+    def weighted_spread(self, t, R=None) -> np.ndarray:
+        """The weighted pair form of V(t) on the ball ||x|| <= R(t) (per-component covariances).
+
+        For each pair and each orientation (k, j) or (j, k), and each split of A's eigen-directions
+        (:data:`PAIR_SPLITS`), C_kj and D_kj come from the generated ``pair_c``/``pair_d``; every choice is a
+        valid bound, and the one with the smallest combined value is kept per pair."""
+        t = np.atleast_1d(np.asarray(t, float))
+        R = self.radius(t) if R is None else np.asarray(R, float)
+        K = self.mixture.K
+        npairs = K * (K - 1) // 2
+        step = max(1, int(2e6 // max(1, npairs * self.mixture.d * (self.mixture.d if self.mixture.basis.shape[0] > 1
+                                                                       else 1))))
+        out = np.empty(t.shape)
+        for i in range(0, t.size, step):
+            sl = slice(i, i + step)
+            a0, b0, p0 = self._pair_geometry(t[sl])
+            Rr = R[sl, None]
+            bestC = np.full(p0.shape, np.inf)
+            bestD = np.full(p0.shape, np.inf)
+            bestS = np.full(p0.shape, np.inf)
+            for sgn in (1.0, -1.0):
+                a, b, phi = sgn * a0, sgn * b0, sgn * p0
+                amax = a.max(2, keepdims=True)
+                for split in PAIR_SPLITS:
+                    pos = (a > 0) & (a >= split * amax)
+                    ap = np.where(pos.any(2), amax[..., 0], 0.0)
+                    am = np.where(pos, 0.0, np.maximum(-a, 0.0)).max(2)
+                    Q = np.where(pos, b**2 / np.where(pos, 2.0 * a, 1.0), 0.0).sum(2)
+                    bn = np.sqrt(np.where(pos, 0.0, b**2).sum(2))
+                    C = gen.pair_c(ap, am, phi, Q, bn, Rr)
+                    D = gen.pair_d(ap)
+                    S = gen.weighted_spread(C, D, K)
+                    better = S < bestS
+                    bestC, bestD, bestS = (np.where(better, C, bestC), np.where(better, D, bestD),
+                                           np.where(better, S, bestS))
+            out[sl] = gen.weighted_spread(bestC.max(1), bestD.max(1), K)
         return out
 
     def parts(self, t):
@@ -186,7 +262,10 @@ class LipschitzBound:
             lines.append(r"V = " + sp.latex(f.display(f.SHARED_SPREAD)) + r",\quad D_P^2(t) = \max_{k,j}\sum_i "
                          + sp.latex(f.display(f.PAIR_TERM)).replace("E", "E_{kj,i}"))
         else:
-            lines.append(r"V = \max_{k,j} " + sp.latex(f.display(f.BALL_SPREAD_PAIR)))
+            lines.append(r"V = \min\Big(\max_{k,j} " + sp.latex(f.display(f.BALL_SPREAD_PAIR)) + r",\ "
+                         + sp.latex(f.WEIGHTED_SPREAD).replace("C", r"\max_{k<j} C_{kj}").replace(
+                             "D", r"\max_{k<j} D_{kj}") + r"\Big)")
+            lines.append(r"C_{kj} = " + sp.latex(f.PAIR_C) + r",\quad D_{kj} = " + sp.latex(f.PAIR_D))
             lines.append(r"R(t) = \max_k " + sp.latex(f.display(f.BALL_RADIUS_K)))
         for w in which:
             name = {"tri": r"L_{\mathrm{tri}}", "sharp": r"L_{\mathrm{sharp}}", "onesided": r"m"}[w]
