@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .api import (
     InputError,
+    amplification,
     certify,
     describe,
     export,
@@ -34,5 +35,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
+__all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid", "export",
            "certify", "solvers", "validate", "InputError", "__version__"]

@@ -24,19 +24,12 @@ import math
 import numpy as np
 import torch
 
-Z95 = 1.959963984540054
+from ..numcore.estimators import Z95, mean_ci, quantile_ci, spread  # noqa: F401  (re-exported)
+
 FAN_RATES = ("tri", "sharp", "onesided")
 
 
 # ----------------------------------------------------------------------------- estimators
-def mean_ci(values, level: float = 0.95) -> dict:
-    """Mean with a CLT interval."""
-    v = np.asarray(values, float).ravel()
-    m = float(v.mean())
-    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
-    return {"value": m, "ci_low": m - Z95 * se, "ci_high": m + Z95 * se, "n": int(v.size)}
-
-
 def rms_ci(sq_values) -> dict:
     """sqrt(E[v]) of non-negative v, interval from the CLT interval of E[v]."""
     e = mean_ci(sq_values)
@@ -53,22 +46,6 @@ def ratio_ci(num, den) -> dict:
     var = (a.var(ddof=1) - 2 * R * np.cov(a, b)[0, 1] + R * R * b.var(ddof=1)) / (n * mb * mb)
     se = math.sqrt(max(var, 0.0))
     return {"value": float(R), "ci_low": float(R - Z95 * se), "ci_high": float(R + Z95 * se), "n": int(n)}
-
-
-def quantile_ci(values, q: float) -> dict:
-    """Sample q-quantile with a distribution-free order-statistic 95% interval."""
-    v = np.sort(np.asarray(values, float).ravel())
-    n = v.size
-    k = q * n
-    half = Z95 * math.sqrt(n * q * (1 - q))
-    lo, hi = int(max(0, math.floor(k - half))), int(min(n - 1, math.ceil(k + half)))
-    return {"value": float(np.quantile(v, q)), "ci_low": float(v[lo]), "ci_high": float(v[hi]), "n": int(n)}
-
-
-def spread(values) -> dict:
-    """mean, p99 and max of a sample (the max is a lower estimate of the sup)."""
-    v = np.asarray(values, float)
-    return {"mean": mean_ci(v), "p99": quantile_ci(v, 0.99), "max": float(v.max())}
 
 
 # ----------------------------------------------------------------------------- errors
