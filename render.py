@@ -94,6 +94,8 @@ def lipschitz_columns(out: dict, which) -> dict:
     cols = {"t": out["t"], **{w: out[w] for w in which}}
     if "empirical_sup" in out:
         cols.update(empirical_sup=out["empirical_sup"], empirical_mean=out["empirical_mean"])
+    if "trajectory_rate_mean" in out:
+        cols.update(trajectory_rate_mean=out["trajectory_rate_mean"], trajectory_rate_p99=out["trajectory_rate_p99"])
     if out["scope"] == "ball":
         cols["radius"] = out["radius"]
     return cols
@@ -106,6 +108,9 @@ def lipschitz_text(out: dict, which) -> str:
     if "empirical_sup" in out:
         head.append(f"# empirical: {out['empirical_samples']} samples of p_t per time "
                     f"(seed {out['empirical_seed']}) + mean segments")
+    if "trajectory_rate_mean" in out:
+        head.append("# trajectory_rate: lambda_max(-J(x_t, t)) over the samples (states of exact trajectories "
+                    "from x_T ~ p_T), mean and p99; its integral along a trajectory is that trajectory's certificate")
     return "\n".join(head) + "\n" + table(lipschitz_columns(out, which))
 
 

@@ -290,7 +290,10 @@ def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: floa
     Fields (the JSON of ``flowcert lipschitz``): ``t`` (points,), one array per bound, ``lambda_T``,
     ``scope``, ``where``, ``what``; ``radius`` and ``ball_mass`` for ball-local bounds; with
     ``empirical``: ``empirical_sup``, ``empirical_growth_sup``, ``empirical_mean``,
-    ``empirical_mean_se``, ``empirical_samples``, ``empirical_seed`` and ``tightness`` (per bound:
+    ``empirical_mean_se``, ``trajectory_rate_mean`` with ``trajectory_rate_mean_se`` and
+    ``trajectory_rate_p99`` (lambda_max(-J) over the samples of p_t, which are the states at time t of
+    exact trajectories from x_T ~ p_T: the rate whose time integral along one trajectory is its
+    stability certificate), ``empirical_samples``, ``empirical_seed`` and ``tightness`` (per bound:
     ``max_ratio`` of sup to bound, ``holds_at_all_points``).
 
     Raises:
@@ -343,7 +346,7 @@ def _holds(out: dict, which: str) -> np.ndarray:
 def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
     from ..numcore.empirical import jacobian_stats
 
-    sup, growth, mean, se = [], [], [], []
+    sup, growth, mean, se, gmean, gse, gp99 = [], [], [], [], [], [], []
     seeds = np.random.SeedSequence(seed).spawn(ts.size)
     radius = lb.radius(ts) if lb.scope == "ball" else None
     with progress(ts.size, "brute-force ||J||") as bar:
@@ -351,9 +354,12 @@ def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
             r = jacobian_stats(mix, t, samples, np.random.default_rng(seeds[i]),
                                radius=radius[i] if radius is not None else None)
             sup.append(r.sup), growth.append(r.sup_growth), mean.append(r.mean), se.append(r.mean_se)
+            gmean.append(r.growth_mean), gse.append(r.growth_mean_se), gp99.append(r.growth_p99)
             bar.update(1)
     return {"empirical_sup": np.array(sup), "empirical_growth_sup": np.array(growth),
             "empirical_mean": np.array(mean), "empirical_mean_se": np.array(se),
+            "trajectory_rate_mean": np.array(gmean), "trajectory_rate_mean_se": np.array(gse),
+            "trajectory_rate_p99": np.array(gp99),
             "empirical_samples": samples, "empirical_seed": seed}
 
 

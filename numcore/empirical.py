@@ -35,6 +35,9 @@ class JacobianStats:
     mean_se: float  # its standard error
     n_samples: int
     n_segment_points: int
+    growth_mean: float = float("nan")  # p_t-average of lambda_max(-J): the along-trajectory rate's mean
+    growth_mean_se: float = float("nan")
+    growth_p99: float = float("nan")
 
 
 def _line_params(per_segment: int) -> np.ndarray:
@@ -201,6 +204,9 @@ def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: i
         mean_se=float(nrm.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         n_samples=n,
         n_segment_points=nseg,
+        growth_mean=float((-ev[:, 0]).mean()),
+        growth_mean_se=float((-ev[:, 0]).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        growth_p99=float(np.quantile(-ev[:, 0], 0.99)),
     )
 
 

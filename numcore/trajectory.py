@@ -127,6 +127,7 @@ class Gronwall:
     cumulative_error: np.ndarray  # (n, M + 1) the step-halving error term accumulated up to each node
     cumulative_predicted: np.ndarray  # (n, M + 1) trapezoid estimate from t0 to each node
     endpoints: np.ndarray  # (n, d) Phi_{t0 -> t1}(x)
+    jacobian: np.ndarray | None = None  # (n, d, d) D Phi_{t0 -> t1}(x) when propagated
 
     @property
     def certified(self) -> np.ndarray:
@@ -212,4 +213,4 @@ def gronwall(mix: GaussianMixture, x, t0: float, t1: float, *, step: float = DEF
     return Gronwall(t0=float(t0), t1=float(t1), step=float(abs(h)), log_certified=cum_cert[:, -1],
                     log_predicted=cum_pred[:, -1], log_error=cum_cert[:, -1] - cum_up[:, -1], measured=measured,
                     t_nodes=np.array([t_from_rho(r) for r in rhos]), cumulative_upper=cum_up,
-                    cumulative_error=err_full, cumulative_predicted=cum_pred, endpoints=states[:, -1])
+                    cumulative_error=err_full, cumulative_predicted=cum_pred, endpoints=states[:, -1], jacobian=W)
