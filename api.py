@@ -54,19 +54,19 @@ def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
     return load(str(spec))
 
 
-def describe(mixture, *, delta: float = DELTA, T: float = T_MAX, amplification_samples: int = 0,
+def describe(mixture, *, delta: float = DELTA, T: float = T_MAX, amp_samples: int = 0,
              seed: int = 0, step: float = 0.02) -> dict:
     """Sizes and geometry of a mixture, and per bound (tri, sharp) L(delta), Lambda(T) and exp(Lambda(T)).
 
     Args:
-        amplification_samples: with n > 0, n exact trajectories from x_T ~ p_T (``seed``) down to delta
+        amp_samples: with n > 0, n exact trajectories from x_T ~ p_T (``seed``) down to delta
             give the per-trajectory amplification (see :func:`amplification`).
         step: RK4 step in log sigma_VE for those trajectories.
 
     Returns the dict of ``flowcert mixture --format json`` (without ``means`` and ``eigvals``):
     ``K``, ``d``, ``structure``, ``diameter``, ``bounds`` (per bound: ``L_at_delta``, ``lambda_T``,
     ``lambda_T_error``, ``amplification``, ``t_peak_tL``, ``t_half_lambda``), ``scope``, ``where``,
-    and with ``amplification_samples`` the field ``amplification``.
+    and with ``amp_samples`` the field ``amplification``.
 
     Raises:
         InputError: a bad mixture or window (0 < delta < T <= 50), a bad sample count or step.
@@ -74,7 +74,7 @@ def describe(mixture, *, delta: float = DELTA, T: float = T_MAX, amplification_s
     from .bounds.stability import describe as describe_
     from .numcore.checks import integer, real
 
-    n = integer("amplification_samples", amplification_samples, low=0, high=10**6)
+    n = integer("amp_samples", amp_samples, low=0, high=10**6)
     step = real("step", step, low=1e-4, high=0.5)
     mix = load_mixture(mixture)
     info = describe_(mix, delta, T)

@@ -141,7 +141,7 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
     trajectory) and predicted (an estimate); JSON field `amplification`.
     """
     mix = api.load_mixture(spec)
-    info = api.describe(mix, delta=delta, T=T, amplification_samples=amp_samples, seed=seed)
+    info = api.describe(mix, delta=delta, T=T, amp_samples=amp_samples, seed=seed)
     if fmt == "json":
         click.echo(render.to_json({**info, "means": mix.means, "eigvals": mix.eigvals}))
     else:

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
 STRUCTURES = ("iso", "shared", "iso_k", "diag_k", "full_k")
 TIMES = (1e-3, 1e-2, 0.1, 1.0)
-QUICK = dict(mixtures=20, samples=1000, per_segment=65, refine=16)
+QUICK = dict(mixtures=10, samples=400, per_segment=33, refine=8)
 FULL = dict(mixtures=1000, samples=1500, per_segment=65, refine=24)
 
 

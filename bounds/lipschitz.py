@@ -188,42 +188,52 @@ class LipschitzBound:
         phi0 = lw[k] - lw[j] - 0.5 * (logdet[:, k] - logdet[:, j]) - 0.5 * (quad[:, k] - quad[:, j])
         return a, bvec, phi0
 
-    def weighted_spread(self, t, R=None) -> np.ndarray:
-        """The weighted pair form of V(t) on the ball ||x|| <= R(t) (per-component covariances).
+    def pair_constants(self, t, R=None):
+        """(C, D, sign), each (n, pairs) for pairs k < j (``np.triu_indices(K, 1)``): on the ball ||x|| <= R(t),
+        ||g_k - g_j||^2 <= C - D * sign * (l_k(x) - l_j(x)).
 
-        For each pair and each orientation (k, j) or (j, k), and each split of A's eigen-directions
-        (:data:`PAIR_SPLITS`), C_kj and D_kj come from the generated ``pair_c``/``pair_d``; every choice is a
-        valid bound, and the one with the smallest combined value is kept per pair."""
+        For each orientation (sign +1: phi = l_k - l_j, -1: phi = l_j - l_k) and each split of A's
+        eigen-directions (:data:`PAIR_SPLITS`), C and D come from the generated ``pair_c``/``pair_d``; every
+        choice is a valid bound, and the one with the smallest combined value is kept per pair."""
         t = np.atleast_1d(np.asarray(t, float))
         R = self.radius(t) if R is None else np.asarray(R, float)
         K = self.mixture.K
-        npairs = K * (K - 1) // 2
-        step = max(1, int(2e6 // max(1, npairs * self.mixture.d * (self.mixture.d if self.mixture.basis.shape[0] > 1
-                                                                       else 1))))
+        a0, b0, p0 = self._pair_geometry(t)
+        Rr = R[:, None]
+        bestC = np.full(p0.shape, np.inf)
+        bestD = np.full(p0.shape, np.inf)
+        bestS = np.full(p0.shape, np.inf)
+        sign = np.ones(p0.shape)
+        for sgn in (1.0, -1.0):
+            a, b, phi = sgn * a0, sgn * b0, sgn * p0
+            amax = a.max(2, keepdims=True)
+            for split in PAIR_SPLITS:
+                pos = (a > 0) & (a >= split * amax)
+                ap = np.where(pos.any(2), amax[..., 0], 0.0)
+                am = np.where(pos, 0.0, np.maximum(-a, 0.0)).max(2)
+                Q = np.where(pos, b**2 / np.where(pos, 2.0 * a, 1.0), 0.0).sum(2)
+                bn = np.sqrt(np.where(pos, 0.0, b**2).sum(2))
+                C = gen.pair_c(ap, am, phi, Q, bn, Rr)
+                D = gen.pair_d(ap)
+                S = gen.weighted_spread(C, D, K)
+                better = S < bestS
+                bestC, bestD, bestS = (np.where(better, C, bestC), np.where(better, D, bestD),
+                                       np.where(better, S, bestS))
+                sign = np.where(better, sgn, sign)
+        return bestC, bestD, sign
+
+    def weighted_spread(self, t, R=None) -> np.ndarray:
+        """The weighted pair form of V(t) on the ball ||x|| <= R(t) (per-component covariances):
+        generated ``weighted_spread`` of the largest C_kj and D_kj of :meth:`pair_constants`."""
+        t = np.atleast_1d(np.asarray(t, float))
+        R = self.radius(t) if R is None else np.asarray(R, float)
+        K, d = self.mixture.K, self.mixture.d
+        per_t = K * (K - 1) // 2 * d * (d if self.mixture.basis.shape[0] > 1 else 1)
+        step = max(1, int(2e6 // max(1, per_t)))
         out = np.empty(t.shape)
         for i in range(0, t.size, step):
-            sl = slice(i, i + step)
-            a0, b0, p0 = self._pair_geometry(t[sl])
-            Rr = R[sl, None]
-            bestC = np.full(p0.shape, np.inf)
-            bestD = np.full(p0.shape, np.inf)
-            bestS = np.full(p0.shape, np.inf)
-            for sgn in (1.0, -1.0):
-                a, b, phi = sgn * a0, sgn * b0, sgn * p0
-                amax = a.max(2, keepdims=True)
-                for split in PAIR_SPLITS:
-                    pos = (a > 0) & (a >= split * amax)
-                    ap = np.where(pos.any(2), amax[..., 0], 0.0)
-                    am = np.where(pos, 0.0, np.maximum(-a, 0.0)).max(2)
-                    Q = np.where(pos, b**2 / np.where(pos, 2.0 * a, 1.0), 0.0).sum(2)
-                    bn = np.sqrt(np.where(pos, 0.0, b**2).sum(2))
-                    C = gen.pair_c(ap, am, phi, Q, bn, Rr)
-                    D = gen.pair_d(ap)
-                    S = gen.weighted_spread(C, D, K)
-                    better = S < bestS
-                    bestC, bestD, bestS = (np.where(better, C, bestC), np.where(better, D, bestD),
-                                           np.where(better, S, bestS))
-            out[sl] = gen.weighted_spread(bestC.max(1), bestD.max(1), K)
+            C, D, _ = self.pair_constants(t[i:i + step], R[i:i + step])
+            out[i:i + step] = gen.weighted_spread(C.max(1), D.max(1), K)
         return out
 
     def parts(self, t):
