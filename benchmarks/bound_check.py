@@ -85,9 +85,10 @@ def tightness(rows) -> dict:
 
 
 def run(mixtures: int, samples: int, per_segment: int, refine: int, seed: int = 7, out: str | None = None,
-        progress: bool = False) -> dict:
+        progress: bool = False, part: tuple = (0, 1)) -> dict:
     """Check ``mixtures`` random mixtures; with ``out`` (a .jsonl file) finished mixtures are kept and
-    skipped on the next call (resumable)."""
+    skipped on the next call (resumable).  ``part`` = (i, p) checks only mixtures i, i + p, i + 2p, ...
+    (run p processes, then one more call without ``part`` on the concatenated rows to summarise)."""
     done = {}
     if out and os.path.exists(out):
         with open(out) as fh:
@@ -100,6 +101,8 @@ def run(mixtures: int, samples: int, per_segment: int, refine: int, seed: int = 
     fh = open(out, "a") if out else None
     try:
         for i in range(mixtures):
+            if i % part[1] != part[0] and not (i in done and len(done[i]) == len(TIMES)):
+                continue
             if i in done and len(done[i]) == len(TIMES):
                 rows += done[i]
                 continue
@@ -141,12 +144,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default=None, help="rows as JSON lines (resumable)")
     ap.add_argument("--json", default=None, help="write the summary as JSON")
+    ap.add_argument("--part", default="0/1", help="I/P: only mixtures i with i %% P == I (for parallel processes)")
     a = ap.parse_args(argv)
     cfg = dict(QUICK if a.quick else FULL)
     for k in ("mixtures", "samples", "refine"):
         if getattr(a, k) is not None:
             cfg[k] = getattr(a, k)
-    res = run(**cfg, seed=a.seed, out=a.out, progress=True)
+    part = tuple(int(v) for v in a.part.split("/"))
+    res = run(**cfg, seed=a.seed, out=a.out, progress=True, part=part)
     print(markdown(res))
     print(f"\n{res['seconds']:.0f} s")
     if a.json:

@@ -276,6 +276,9 @@ class LipschitzBound:
                          + sp.latex(f.WEIGHTED_SPREAD).replace("C", r"\max_{k<j} C_{kj}").replace(
                              "D", r"\max_{k<j} D_{kj}") + r"\Big)")
             lines.append(r"C_{kj} = " + sp.latex(f.PAIR_C) + r",\quad D_{kj} = " + sp.latex(f.PAIR_D))
+            lines.append(r"\text{per pair: } P_k - P_j = E\,\mathrm{diag}(a)E^\top,\ b = E^\top \alpha(P_k\mu_k - P_j\mu_j),"
+                         r"\ \varphi_0 = l_k(0) - l_j(0),\ Q = \sum_{i \in \mathcal{P}} b_i^2/(2a_i),\ "
+                         r"b_N = \lVert b_{\mathcal{N}}\rVert,\ a_+ = \max_{\mathcal{P}} a_i,\ a_- = \max_{\mathcal{N}} (-a_i)^+")
             lines.append(r"R(t) = \max_k " + sp.latex(f.display(f.BALL_RADIUS_K)))
         for w in which:
             name = {"tri": r"L_{\mathrm{tri}}", "sharp": r"L_{\mathrm{sharp}}", "onesided": r"m"}[w]

@@ -127,12 +127,15 @@ def local_max(mix: GaussianMixture, t: float, x0, radius: float | None = None, i
     return x, f
 
 
-def _saddle_points(mix, t, radius, angles: int = 96, max_pairs: int = 64):
-    """Points on the sphere ||x|| = radius in the plane of the most positive and the most negative
-    eigenvector of P_k(t) - P_j(t), for pairs of components: where l_k - l_j is a saddle, the score
-    difference is largest on the sphere while both weights stay comparable."""
+def _saddle_points(mix, t, radius, angles: int = 720, max_pairs: int = 64):
+    """Points on the sphere ||x|| = radius where two components balance (l_k = l_j), in the planes spanned by
+    an eigenvector of P_k(t) - P_j(t) with a positive and one with a negative eigenvalue.  There l_k - l_j is a
+    saddle and the score difference is largest on the sphere while both weights stay equal; the crossings
+    are found on a grid of angles and refined by bisection (they are too narrow for a gradient ascent to
+    find from afar)."""
     if radius is None or mix.K < 2 or mix.structure != "component":
         return np.zeros((0, mix.d))
+    alpha = np.exp(-t)
     s = mix.marginal_eigvals(t)
     G = mix.basis.shape[0]
     if G == 0:
@@ -141,13 +144,46 @@ def _saddle_points(mix, t, radius, angles: int = 96, max_pairs: int = 64):
     else:
         U = mix.basis[mix.group]
         P = (U / s[:, None, :]) @ np.swapaxes(U, 1, 2)
+    logc = np.log(mix.weights) - 0.5 * np.log(s).sum(1)
+    m = alpha * mix.means
     k, j = np.triu_indices(mix.K, 1)
     if k.size > max_pairs:
         k, j = k[:max_pairs], j[:max_pairs]
-    a, E = np.linalg.eigh(P[k] - P[j])
-    th = np.linspace(0.0, 2 * np.pi, angles, endpoint=False)
-    plane = np.cos(th)[None, :, None] * E[:, None, :, -1] + np.sin(th)[None, :, None] * E[:, None, :, 0]
-    return radius * plane.reshape(-1, mix.d)
+    _, E = np.linalg.eigh(P[k] - P[j])
+
+    def phi(x, p):  # l_k - l_j at points x (n, d) for pair index p
+        out = np.zeros(x.shape[0])
+        for c, sgn in ((k[p], 1.0), (j[p], -1.0)):
+            r = x - m[c]
+            out += sgn * (logc[c] - 0.5 * np.einsum("na,ab,nb->n", r, P[c], r))
+        return out
+
+    th = np.linspace(0.0, 2 * np.pi, angles + 1)
+    planes = [(up, down) for up, down in ((-1, 0), (-2, 1), (-1, 1), (-2, 0))
+              if -up <= mix.d and down < mix.d and mix.d + up != down]
+    if not planes:
+        return np.zeros((0, mix.d))
+    found = []
+    for p in range(k.size):
+        e1 = np.stack([E[p, :, up] for up, _ in planes])  # (planes, d)
+        e2 = np.stack([E[p, :, down] for _, down in planes])
+
+        def point(a, which):  # a (n,), which (n,) plane index
+            return radius * (np.cos(a)[:, None] * e1[which] + np.sin(a)[:, None] * e2[which])
+
+        which = np.repeat(np.arange(len(planes)), th.size)
+        f = phi(point(np.tile(th, len(planes)), which), p).reshape(len(planes), th.size)
+        pl, cross = np.nonzero(np.sign(f[:, :-1]) * np.sign(f[:, 1:]) <= 0)
+        if cross.size == 0:
+            continue
+        lo, hi, flo = th[cross], th[cross + 1], f[pl, cross]
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            fm = phi(point(mid, pl), p)
+            left = np.sign(fm) == np.sign(flo)
+            lo, flo, hi = np.where(left, mid, lo), np.where(left, fm, flo), np.where(left, hi, mid)
+        found.append(point(0.5 * (lo + hi), pl))
+    return np.concatenate(found) if found else np.zeros((0, mix.d))
 
 
 def _refined(mix, t, cand, radius, refine, rng):
