@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
@@ -36,6 +37,27 @@ def show_value(value, limit: int = 60) -> str:
     )
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def limit_text(value: float, lower: bool, digits: int = 6) -> str:
+    """A limit printed so that the printed number is itself accepted when fed back.
+
+    A lower limit is rounded up and an upper limit down (to ``digits`` significant digits):
+    ``float(limit_text(x, lower=True)) >= x`` and ``float(limit_text(x, lower=False)) <= x`` always
+    hold, because the rounding is done on the exact binary value and the nearest double to a
+    decimal at or above a double is never below it.
+    """
+    x = float(value)
+    if not math.isfinite(x) or x == 0.0:
+        return repr(x)
+    d = Decimal(x)
+    exp = d.adjusted() - (digits - 1)
+    q = d.quantize(Decimal(1).scaleb(exp), rounding=ROUND_CEILING if lower else ROUND_FLOOR)
+    text = f"{float(q):.{digits}g}"
+    # the float of the quantized decimal formats back to the same digits; guard the contract anyway
+    if (float(text) < x) if lower else (float(text) > x):  # pragma: no cover - defensive
+        text = repr(x)
+    return text
 
 
 def real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
