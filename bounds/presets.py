@@ -62,6 +62,7 @@ import numpy as np
 from ..numcore.checks import InputError, choice, integer, limit_text, real, show_value
 from ..numcore.units import (
     DDPM_STEPS,
+    betas as unit_betas,
     rf_from_t,
     sigma_from_t,
     t_from_rf,
@@ -286,27 +287,26 @@ def scheduler_family(cfg: dict, preset: str) -> str:
 class DDPMTable:
     """A discrete (DDPM-type) training schedule as a diffusers scheduler builds it, in float64.
 
-    ``alphas_cumprod`` (n,) increasing noise; ``t`` = -1/2 log alphabar (OU time of each step);
+    ``t`` (n,) increasing: OU time of each step, t_n = -1/2 log alphabar_n; ``alphas_cumprod``;
     ``sigmas`` = sqrt((1 - alphabar)/alphabar) (VE); ``config`` the keys that define it; ``name``
     for messages.
     """
 
     name: str
-    alphas_cumprod: np.ndarray
+    t: np.ndarray
     config: dict
 
     @property
-    def t(self) -> np.ndarray:
-        return -0.5 * np.log(self.alphas_cumprod)
+    def alphas_cumprod(self) -> np.ndarray:
+        return np.exp(-2.0 * self.t)
 
     @property
     def sigmas(self) -> np.ndarray:
-        a = self.alphas_cumprod
-        return np.sqrt((1.0 - a) / a)
+        return sigma_from_t(self.t)
 
     @property
     def steps(self) -> int:
-        return int(self.alphas_cumprod.size)
+        return int(self.t.size)
 
 
 def _cosine_betas(n: int) -> np.ndarray:
@@ -352,6 +352,10 @@ def ddpm_table(beta_schedule: str | None = "linear", cfg: dict | None = None) ->
         keys["beta_schedule"] = schedule
         if schedule == "squaredcos_cap_v2":
             betas = _cosine_betas(n)
+        elif (schedule, n, cfg.get("beta_start"), cfg.get("beta_end")) in (
+                (k, DDPM_STEPS, *v) for k, v in BETA_CONFIG.items()):
+            keys.update(beta_start=cfg["beta_start"], beta_end=cfg["beta_end"])
+            betas = unit_betas(schedule)  # flowcert's own tables, so that ranges agree with --units ddpm
         else:
             start = real("scheduler_config beta_start", cfg.get("beta_start", 1e-4), low=0.0, low_open=True,
                          high=1.0, high_open=True)
@@ -363,14 +367,15 @@ def ddpm_table(beta_schedule: str | None = "linear", cfg: dict | None = None) ->
     if zero_snr:
         betas = _zero_terminal_snr(betas)
         name += " (zero terminal SNR)"
-    ab = np.cumprod(1.0 - betas)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = -0.5 * np.cumsum(np.log1p(-betas))
     if zero_snr:
-        ab[-1] = ZERO_SNR_ALPHABAR
-    if not (np.all(np.isfinite(ab)) and np.all(ab > 0) and np.all(np.diff(ab) < 0) and ab[0] < 1):
+        t[-1] = -0.5 * np.log(ZERO_SNR_ALPHABAR)
+    if not (np.all(np.isfinite(t)) and t[0] > 0 and np.all(np.diff(t) > 0)):
         raise InputError(f"`scheduler_config` gives the {name} schedule, whose alphabar is not strictly decreasing "
                          "in (0, 1): expected a valid beta schedule")
     keys["rescale_betas_zero_snr"] = zero_snr
-    return DDPMTable(name, ab, keys)
+    return DDPMTable(name, t, keys)
 
 
 def _inside(t, lo: float, hi: float, what: str, clip: bool, warnings: list, note: str = "") -> np.ndarray:
