@@ -228,8 +228,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default=None,
               help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps exports "
                    "[default: linear, or the --scheduler-config's].")
-@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's range (with a warning) "
-                                           "instead of failing.")
+@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
+                                           "range (with a warning) instead of failing.")
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
 @seed_option("Seed for --bound empirical.")

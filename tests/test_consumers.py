@@ -275,6 +275,20 @@ def test_each_printed_float32_limit_is_accepted_when_fed_back(args, flag):
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.parametrize("args", [("--t", "0.05"), ()])
+def test_the_printed_score_scale_is_accepted_as_eps(args):
+    r = run("certify", "ring8", "--eps", 10, *args, "--format", "json")
+    one_line_error(r, "expected a value below the score's own scale")
+    limit = re.search(r"= ([0-9.e+-]+)(?: at t = \S+)?$", r.stderr.strip()).group(1)
+    r = run("certify", "ring8", "--eps", limit, *args, "--format", "json")
+    assert r.exit_code == 0, r.output
+
+
+def test_delta_above_T_prints_T_exactly():
+    r = run("grid", "ring8", "--delta", "5.0588567712065515", "--T", "5.0588567712065515")
+    one_line_error(r, "expected a value below --T = 5.0588567712065515")
+
+
 def test_the_limits_printed_in_the_docs_are_accepted():
     text = (Path(__file__).resolve().parents[1] / "docs" / "samplers.md").read_text()
     found = re.findall(r"`(linear|scaled_linear)`[^`]*?`t` in \[([0-9.e-]+), ([0-9.e-]+)\]", text)
