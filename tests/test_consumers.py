@@ -515,8 +515,12 @@ def test_model_evaluations_and_trailing_zero_per_named_scheduler(cls, preset, ev
     ex = presets.export(preset, grids.logsnr(n, 2e-3, 2.5))
     s = build(ex, cls=cls, merge={} if cls is HeunDiscreteScheduler else None)
     assert (float(s.sigmas[-1]) == 0.0) == trailing_zero
-    if not trailing_zero:
-        assert float(s.sigmas[-1]) == pytest.approx(units.sigma_from_t(2e-3), rel=1e-6)
+    # the last grid node is included: sigma(delta) (rf(delta) for flow matching; the rounded node for timesteps)
+    last = float(s.sigmas[-2] if trailing_zero else s.sigmas[-1])
+    want = {"diffusers-flowmatch": units.rf_from_t(2e-3),
+            "diffusers-timesteps": units.sigma_from_t(ex.t[-1])}.get(preset, units.sigma_from_t(2e-3))
+    assert last == pytest.approx(want, rel=2e-5)
+    assert np.all(np.diff(s.sigmas.numpy()) <= 0)  # descending, as documented (Heun repeats interior nodes)
     assert run_loop(s, preset) == evaluations(n)
 
 
