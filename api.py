@@ -165,8 +165,8 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
                  beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, progress=progress)
 
 
-def export(t, preset: str, *, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
-           scheduler_config: dict | str | None = None) -> Export:
+def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip: bool = False,
+           shift: float | None = None, scheduler_config: dict | str | None = None) -> Export:
     """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it, checked the way it runs there.
 
     Presets: ``diffusers-euler`` (EulerDiscreteScheduler ``sigmas``), ``diffusers-edm``
