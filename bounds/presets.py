@@ -65,7 +65,6 @@ from ..numcore.units import (
     betas as unit_betas,
     rf_from_t,
     sigma_from_t,
-    t_from_rf,
     t_from_sigma,
 )
 
@@ -122,6 +121,8 @@ class Export:
             items = [str(int(v)) for v in self.values]
         elif self.preset == "comfyui":
             items = [plain_decimal(v) for v in self.values]
+            # what ComfyUI's manual-sigmas node will read: exactly these numbers, one per item
+            assert all(COMFYUI_NUMBER.fullmatch(x) for x in items), items
         else:
             items = [repr(float(v)) for v in self.values]
         return (", ".join(items) if self.preset == "comfyui" else "\n".join(items)) + "\n"

@@ -199,14 +199,20 @@ def test_shift_whose_compensation_float32_cannot_hold_is_refused():
 def test_the_unguarded_shift_1e5_drifts_in_the_real_scheduler():
     # the oracle: pre-shifted values for --shift 1e-5 all round to about 1 in float32, and the scheduler steps
     # through noise levels (VE sigma r / (1 - r)) far from the grid's
-    t = grids.logsnr(8, 1e-3, 5.0)
+    from flowcert import api
+
+    t = api.grid("ring8", 8)["t"]  # flowcert grid ring8 --steps 8
     r = units.rf_from_t(t)
-    s = FlowMatchEulerDiscreteScheduler(shift=1e-5)
-    s.set_timesteps(sigmas=presets.unshift(r, 1e-5).tolist())
-    got = s.sigmas.numpy()[:-1].astype(float)
-    assert np.max(np.abs(got / (1 - got) / (r / (1 - r)) - 1)) > 0.05
-    with pytest.raises(InputError, match="noise level"):
-        presets.diffusers_flowmatch(t, 1e-5)
+    drift = {}
+    for shift in (1e-5, 1e-3):
+        s = FlowMatchEulerDiscreteScheduler(shift=shift)
+        s.set_timesteps(sigmas=presets.unshift(r, shift).tolist())
+        got = s.sigmas.numpy()[:-1].astype(float)
+        drift[shift] = (np.max(np.abs(got / r - 1)), np.max(np.abs(got / (1 - got) / (r / (1 - r)) - 1)))
+        with pytest.raises(InputError, match="noise level"):
+            presets.diffusers_flowmatch(t, shift)
+    assert drift[1e-3][0] == pytest.approx(9e-6, rel=0.05)  # "already 9e-6 relative at --shift 1e-3"
+    assert drift[1e-3][1] > presets.DRIFT_MAX and drift[1e-5][1] > 0.05
 
 
 @settings(max_examples=25, deadline=None)
@@ -361,7 +367,8 @@ def test_readme_route_with_an_sd15_config_fails_without_and_runs_with_scheduler_
     ex = presets.export("diffusers-euler", grids.logsnr(8, 1e-3, 5.0))
     s = EulerDiscreteScheduler.from_config(SD15)
     s.set_timesteps(sigmas=ex.values.tolist())
-    assert s.timesteps[0] == s.timesteps[1] == 999
+    above = int(np.sum(ex.values > units.sigma_from_t(units.ddpm_range("scaled_linear")[1])))
+    assert above >= 2 and np.all(s.timesteps.numpy()[:above] == 999) and s.timesteps[above] < 999
     with pytest.raises(IndexError):
         run_loop(s, "diffusers-euler")
     cfg = write(tmp_path, SD15)
@@ -618,3 +625,24 @@ def test_readme_export_line_runs_in_diffusers():
     assert run_loop(s, "diffusers-euler") == 8
     cmd = re.search(r"^flowcert grid my.yaml .*$", text, re.M).group(0)
     assert "--for diffusers-euler" in cmd
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "is not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"beta_schedule": "cosine"}', "--scheduler-config beta_schedule = 'cosine': expected one of"),
+    ('{"beta_schedule": "linear", "beta_start": "abc"}', "--scheduler-config beta_start"),
+    ('{"beta_schedule": "linear", "rescale_betas_zero_snr": "yes"}', "expected true or false"),
+    ('{"num_train_timesteps": 1.5}', "--scheduler-config num_train_timesteps"),
+    ('{"trained_betas": [0.5, 1.5]}', "trained_betas"),
+])
+def test_bad_scheduler_config_is_one_line(tmp_path, content, needle):
+    path = tmp_path / "scheduler_config.json"
+    path.write_text(content)
+    one_line_error(run("grid", "ring8", "--T", 2, "--for", "diffusers-euler", "--scheduler-config", path), needle)
+
+
+def test_scheduler_config_without_for_and_missing_file_are_one_line(tmp_path):
+    one_line_error(run("grid", "ring8", "--scheduler-config", tmp_path / "x.json"), "expected --for with it")
+    one_line_error(run("grid", "ring8", "--for", "diffusers-euler", "--scheduler-config", tmp_path / "x.json"),
+                   "cannot be read")
