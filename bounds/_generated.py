@@ -51,6 +51,11 @@ def weighted_spread(C, D, K):
     return (1/4)*numpy.sqrt(2)*D*(K - 1)/numpy.sqrt(K) + (1/2)*(K - 1)*numpy.maximum(0, C)/K
 
 
+def weighted_spread_qp(q, D, K):
+    """V >= lambda_max Cov_w[g] from q = max_w w^T C^+ w over the simplex and the largest D_kj"""
+    return (1/4)*numpy.sqrt(2)*D*(K - 1)/numpy.sqrt(K) + (1/2)*q
+
+
 def ball_radius_k(t, nmu_k, trS, frob2, lmax_k, u, d):
     """radius holding component k's p_t-mass >= 1 - e^{-u}"""
     alpha = numpy.exp(-t)

@@ -38,7 +38,10 @@ The spread V comes in two forms:
   and since lambda_max Cov_w[g] <= sum_{k<j} w_k w_j ||g_k - g_j||^2 with phi = log(w_k / w_j),
       V <= max C^+ (K - 1) / (2K) + max D (K - 1) / sqrt(8K)
   (sum_{k<j} w_k w_j <= (K-1)/(2K); sum_{k<j} w_k w_j |log(w_k/w_j)| <= (K-1)/sqrt(8K) by the
-  logarithmic-mean and Cauchy-Schwarz inequalities).  lipschitz.py takes the smaller form.
+  logarithmic-mean and Cauchy-Schwarz inequalities), or, sharper, with q = max over the simplex of
+  w^T C^+ w (C^+ the matrix of the C_kj^+, zero diagonal; exact by enumerating faces for K <= 8):
+      V <= q / 2 + max D (K - 1) / sqrt(8K).
+  lipschitz.py takes the smallest form.
   The radius R(t) = max_k alpha |mu_k| + sqrt(tr S_k + 2 sqrt(u) ||S_k||_F + 2 u ||S_k||)
   holds p_t-mass >= 1 - e^{-u} (Laurent-Massart tail of ||N(0, S_k)||^2).
 
@@ -96,6 +99,8 @@ BALL_SPREAD_PAIR = BALL_DELTA**2 / 4
 PAIR_C = 2 * a_plus * (phi0 + Qp + bN * R + a_minus * R**2 / 2) + (bN + a_minus * R) ** 2
 PAIR_D = 2 * a_plus
 WEIGHTED_SPREAD = sp.Max(C_pair, 0) * (Kc - 1) / (2 * Kc) + D_pair * (Kc - 1) / sp.sqrt(8 * Kc)
+q_simplex = sp.Symbol("q", nonnegative=True)  # max over the simplex of w^T C^+ w (zero diagonal)
+WEIGHTED_SPREAD_QP = q_simplex / 2 + D_pair * (Kc - 1) / sp.sqrt(8 * Kc)
 
 _tr = alpha**2 * trS + d * beta2
 _frob = sp.sqrt(alpha**4 * frob2 + 2 * alpha**2 * beta2 * trS + d * beta2**2)
@@ -117,6 +122,8 @@ def generated():
         ("pair_d", (a_plus,), PAIR_D, "D_kj = 2 a_+"),
         ("weighted_spread", (C_pair, D_pair, Kc), WEIGHTED_SPREAD,
          "V >= lambda_max Cov_w[g] from the largest C_kj and D_kj over pairs of K components"),
+        ("weighted_spread_qp", (q_simplex, D_pair, Kc), WEIGHTED_SPREAD_QP,
+         "V >= lambda_max Cov_w[g] from q = max_w w^T C^+ w over the simplex and the largest D_kj"),
         ("ball_radius_k", (t, nmu_k, trS, frob2, lmax_k, u, d), BALL_RADIUS_K,
          "radius holding component k's p_t-mass >= 1 - e^{-u}"),
         ("l_tri", (hi, lo, V), L_TRI, "max(|h|, |l|) + V"),

@@ -29,12 +29,50 @@ MAX_BINS = 16  # eigen-direction groups kept exactly in D_P(t)
 MAX_PRUNE_PAIRS = 512
 EXACT_NORM_FLOPS = 2e8  # beyond this, ||Sigma_k - Sigma_j||_op <= ||.||_F
 PAIR_FORM_FLOPS = 4e6  # per time: pairs x d^3 (own bases) or pairs x d; beyond it only the diameter form
-PAIR_SPLITS = (1.0, 0.5, 0.1, 1e-2, 1e-4, 0.0)  # a_i >= split * a_max joins the positive set (0: every a_i > 0)
+PAIR_SPLITS = (1.0, 0.5, 0.1, 1e-2, 1e-4, 0.0)
+QP_MAX_K = 8  # exact max of w^T C w over the simplex by enumerating faces up to this many components  # a_i >= split * a_max joins the positive set (0: every a_i > 0)
 
 
 def _pairs(K):
     k, j = np.triu_indices(K, 1)
     return k, j
+
+
+def _faces(K):
+    """Supports S (|S| >= 2) of the faces of the K-simplex, grouped by size: {size: (faces, size) index array}."""
+    from itertools import combinations
+
+    return {m: np.array(list(combinations(range(K), m))) for m in range(2, K + 1)}
+
+
+def simplex_max(Cpairs: np.ndarray, K: int) -> np.ndarray:
+    """q = max over the probability simplex of w^T C w, C symmetric with zero diagonal and entries
+    ``Cpairs`` (n, pairs) >= 0 in ``np.triu_indices(K, 1)`` order.  Exact: the maximiser lies in the relative
+    interior of some face S where C_S w_S = q 1 (Lagrange), so q = 1 / (1^T C_S^{-1} 1) for a face with a
+    positive solution; along a null direction of a singular C_S the value is constant up to a smaller face,
+    so nonsingular faces suffice.  A relative 1e-9 is added for round-off."""
+    n = Cpairs.shape[0]
+    k, j = np.triu_indices(K, 1)
+    C = np.zeros((n, K, K))
+    C[:, k, j] = Cpairs
+    C[:, j, k] = Cpairs
+    best = Cpairs.max(1) / 2.0 if Cpairs.size else np.zeros(n)  # edges: w = (1/2, 1/2)
+    for m, faces in _faces(K).items():
+        if m == 2:
+            continue
+        sub = C[:, faces[:, :, None], faces[:, None, :]]  # (n, F, m, m)
+        ones = np.ones(sub.shape[:-1])
+        with np.errstate(all="ignore"):
+            sign, logdet = np.linalg.slogdet(sub)
+            scale = np.log(np.maximum(np.linalg.norm(sub, axis=-1), 1e-300)).sum(-1)  # Hadamard: |det| <= prod
+            ok = (sign != 0) & (logdet - scale > np.log(1e-12))
+            safe = np.where(ok[..., None, None], sub, np.eye(m))
+            x = np.linalg.solve(safe, ones[..., None])[..., 0]
+            s1 = x.sum(-1)
+            valid = ok & (s1 > 0) & np.all(x > 0, axis=-1)
+            val = np.where(valid, 1.0 / np.where(valid, s1, 1.0), 0.0)
+        best = np.maximum(best, val.max(1))
+    return best * (1.0 + 1e-9)
 
 
 class LipschitzBound:
@@ -234,6 +272,9 @@ class LipschitzBound:
         for i in range(0, t.size, step):
             C, D, _ = self.pair_constants(t[i:i + step], R[i:i + step])
             out[i:i + step] = gen.weighted_spread(C.max(1), D.max(1), K)
+            if 2 < K <= QP_MAX_K:
+                q = simplex_max(np.maximum(C, 0.0), K)
+                out[i:i + step] = np.minimum(out[i:i + step], gen.weighted_spread_qp(q, D.max(1), K))
         return out
 
     def parts(self, t):
