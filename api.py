@@ -75,6 +75,7 @@ def describe(mixture, *, delta: float = DELTA, T: float = T_MAX, amp_samples: in
     from .numcore.checks import integer, real
 
     n = integer("amp_samples", amp_samples, low=0, high=10**6)
+    seed = integer("seed", seed, low=0, high=2**63 - 1)
     step = real("step", step, low=1e-4, high=0.5)
     mix = load_mixture(mixture)
     info = describe_(mix, delta, T)
@@ -109,6 +110,7 @@ def amplification(mixture, *, samples: int = 128, seed: int = 0, delta: float = 
 
     delta, T = time_window(delta, T)
     samples = integer("samples", samples, low=2, high=10**6)
+    seed = integer("seed", seed, low=0, high=2**63 - 1)
     step = real("step", step, low=1e-4, high=0.5)
     return summary(load_mixture(mixture), delta, T, samples=samples, seed=seed, step=step)
 

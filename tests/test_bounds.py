@@ -183,3 +183,20 @@ def test_bound_check_tool_quick_setting_finds_no_violation():
     assert set(res["tightness"]) == set(mod.STRUCTURES)
     for v in res["tightness"].values():
         assert 0 < v["sharp"]["median"] <= 1 and v["sharp"]["max"] <= 1 + 1e-9
+
+
+@settings(max_examples=20, deadline=None)
+@given(K=st.integers(2, 8), seed=st.integers(0, 10**6))
+def test_simplex_max_is_the_maximum_of_the_quadratic_form(K, seed):
+    """q >= w^T C w at many random points of the simplex, and q is reached (within 10%) by the best of them."""
+    from flowcert.bounds.lipschitz import simplex_max
+
+    rng = np.random.default_rng(seed)
+    k, j = np.triu_indices(K, 1)
+    Cp = rng.exponential(size=(1, k.size)) ** 3
+    q = simplex_max(Cp, K)[0]
+    C = np.zeros((K, K))
+    C[k, j] = C[j, k] = Cp[0]
+    w = np.concatenate([rng.dirichlet(np.full(K, a), size=20000) for a in (0.2, 1.0)])
+    vals = np.einsum("sa,ab,sb->s", w, C, w)
+    assert vals.max() <= q and vals.max() >= 0.9 * q or K == 2 and vals.max() <= q
