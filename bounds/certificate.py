@@ -76,7 +76,7 @@ class Geometry:
     def of(cls, mix: GaussianMixture, t: float) -> "Geometry":
         s = mix.marginal_eigvals(t)
         a = math.exp(-t)
-        var = a * a * np.diagonal(mix.covs, axis1=1, axis2=2) + (-math.expm1(-2 * t))
+        var = a * a * mix.coordinate_variances + (-math.expm1(-2 * t))
         return cls(t, a, mix.d, mix.K, float(s.min()), float(np.sqrt(s.max())),
                    float(np.sqrt((mix.means**2).sum(1)).max()), float(np.abs(mix.means).max()),
                    s.min(1), np.sqrt(var), mix.means, mix.weights)
@@ -88,7 +88,7 @@ class Geometry:
         marginal variance lies between Sigma_ii and 1."""
         s = np.minimum(mix.marginal_eigvals(delta), mix.marginal_eigvals(T))
         s_hi = np.maximum(mix.marginal_eigvals(delta), mix.marginal_eigvals(T))
-        sd = np.sqrt(np.maximum(np.diagonal(mix.covs, axis1=1, axis2=2), 1.0))
+        sd = np.sqrt(np.maximum(mix.coordinate_variances, 1.0))
         return cls(delta, math.exp(-delta), mix.d, mix.K, float(s.min()), float(np.sqrt(s_hi.max())),
                    float(np.sqrt((mix.means**2).sum(1)).max()), float(np.abs(mix.means).max()),
                    s.min(1), sd, mix.means, mix.weights, uniform=True)
@@ -182,15 +182,14 @@ def _bits(K: int) -> tuple[int, int]:
 
 
 def structural_counts(mix: GaussianMixture, t: float, R: float = 1.0) -> dict:
-    """D, nu, Z_A, Z_P of the formulas for this mixture."""
-    from ..numcore.scorenet import component_matrices, logit_shift
+    """D, nu, Z_A, Z_P of the formulas for this mixture (counted without building all K matrices)."""
+    from ..numcore.scorenet import component_counts, logit_shift
 
-    A, P, logc = component_matrices(mix, t)
+    Z_A, Z_P, logc = component_counts(mix, t)
     D, nu = _bits(mix.K)
     C = logit_shift(mix, t, R)
     pairs = [(logc[i + 1] + C) - (logc[i] + C) == 0.0 for i in range(0, mix.K - 1, 2)]
-    return {"D": D, "nu": nu, "Z_A": int(np.count_nonzero(A)), "Z_P": int(np.count_nonzero(P)),
-            "Z_0": int(sum(pairs))}
+    return {"D": D, "nu": nu, "Z_A": Z_A, "Z_P": Z_P, "Z_0": int(sum(pairs))}
 
 
 def sizes(mix_counts: dict, d: int, K: int, n: int, m: int, J: int) -> dict:

@@ -78,9 +78,9 @@ class TimeCertificate(Sized):
 def zero_coefficients(mix: GaussianMixture, co) -> int:
     """Z_c: weights of the coefficient layer lost to exactly-zero Chebyshev coefficients
     (rows alpha, f_sigma and c_k = sum_i ell_{sigma(k,i)}; 1 per T_0 term, 4 per T_i, i >= 1)."""
-    from ..numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_counts
 
-    idx = eigen_layout(mix)[2]
+    idx = eigen_counts(mix)[2]
     F = co.F
     rows = [co.coef[0]] + [co.coef[1 + s] for s in range(F)]
     for k in range(mix.K):
@@ -93,15 +93,14 @@ def zero_coefficients(mix: GaussianMixture, co) -> int:
 
 
 def structural_counts(mix: GaussianMixture, co=None) -> dict:
-    from ..numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_counts
 
-    U, mrot, idx, sig = eigen_layout(mix)
+    Z_U, Z_m, idx, sig = eigen_counts(mix)
     K = mix.K
     P = [int(np.unique(idx[k]).size) for k in range(K)]
     D = (K - 1).bit_length()
     return {"D": D, "nu": D - bin(K - 1).count("1"), "F": int(sig.size), "P": sum(P),
-            "P_pair": sum(P[: 2 * (K // 2)]), "Z_U": int(np.count_nonzero(U)),
-            "Z_m": int(np.count_nonzero(mrot == 0.0)), "Z_c": 0 if co is None else zero_coefficients(mix, co)}
+            "P_pair": sum(P[: 2 * (K // 2)]), "Z_U": Z_U, "Z_m": Z_m, "Z_c": 0 if co is None else zero_coefficients(mix, co)}
 
 
 def sizes(c: dict, d: int, K: int, n: int, m: int, J: int, S1: int, N: int) -> dict:
@@ -143,7 +142,7 @@ def check_window(mix, delta, T, eps, p):
 
 def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: float = 2.0,
                    kind: str = "tight") -> TimeCertificate:
-    from ..numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_counts
     from ..numcore.timecoef import interpolate, nodes
 
     delta, T, eps, p = check_window(mix, delta, T, eps, p)
@@ -154,7 +153,7 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
     R = box_radius(geo, p, eps, kind)
     G = geo.g_box(R, kind)
     share = eps / 8
-    sig = eigen_layout(mix)[3]
+    sig = eigen_counts(mix)[3]
     def fits(N, measure=False):
         co = interpolate(delta, T, sig, N, measure)
         return _coef_term(geo, R, G, co)[0] <= share, co

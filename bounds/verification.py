@@ -23,10 +23,10 @@ def sample_errors(mix, net, t, n_samples, rng, R, bar=None, features=None, p=2.0
     """MC L^p error of the network on fresh samples of p_t, in chunks of CHUNK points.
 
     Returns (LpEstimate, outside-box count, max pointwise error inside the box).
-    Per-chunk sums of e = ||N - s||^p and e^2 (fused exact-score kernel) are added up,
+    Per-chunk scaled sums of e = ||N - s||^p and e^2 (fused exact-score kernel) are combined,
     so memory stays O(CHUNK) for any N.  ``features(x)`` maps samples to the
     network input (default: x itself)."""
-    total = np.zeros(2)
+    total = np.zeros(3)
     outside, sup_in = 0, 0.0
     left = n_samples
     while left > 0:
@@ -38,7 +38,7 @@ def sample_errors(mix, net, t, n_samples, rng, R, bar=None, features=None, p=2.0
         if inside.any():
             err = np.sqrt(((y[inside] - marginal.score(mix, x[inside], t)) ** 2).sum(1))
             sup_in = max(sup_in, float(err.max()))
-        total += lp.score_lp_sums(mix, x, t, y, p)
+        total = lp.add_sums(total, lp.score_lp_sums(mix, x, t, y, p), p)
         left -= k
         if bar is not None:
             bar.update(k)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..numcore.checks import InputError, choice, integer, real, split_list, steps_list, time_window
+from ..numcore.checks import InputError, choice, integer, option, real, split_list, steps_list, time_window
 
 GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical")
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
@@ -116,11 +116,17 @@ def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
         if not hasattr(cfg, k):
             raise TypeError(f"unknown option {k}")
         setattr(cfg, k, v)
+    return check_config(cfg)
+
+
+def check_config(cfg: ValidateConfig) -> ValidateConfig:
+    """Check and convert every field of ``cfg`` in place (the options of a new run, and the
+    configuration a resumed run reads back); returns it."""
     cfg.steps = steps_list("steps", cfg.steps, MAX_STEPS)
     cfg.grids = split_list("grids", cfg.grids, GRIDS)
     cfg.bound = choice("bound", cfg.bound, BALANCE_RATES)
     cfg.seeds = integer("seeds", cfg.seeds, low=1, high=1000)
-    cfg.seed = integer("seed", cfg.seed, low=0, high=2**31 - 1)
+    cfg.seed = option("seed", cfg.seed)
     cfg.delta, cfg.T = time_window(cfg.delta, cfg.T)
     cfg.n_train = integer("n_train", cfg.n_train, low=16, high=10**8)
     cfg.n_test = integer("n_test", cfg.n_test, low=16, high=10**8)
