@@ -28,6 +28,19 @@ __all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stabili
            "certify", "solvers", "validate", "InputError"]
 
 
+def _inputs(mixture) -> list:
+    """The files a request reads (a spec path): outputs must not overwrite them."""
+    import os
+
+    return [mixture] if isinstance(mixture, (str, os.PathLike)) and os.path.isfile(mixture) else []
+
+
+def _budget() -> float:
+    from .numcore.checks import memory_budget
+
+    return memory_budget()
+
+
 def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
     """A Gaussian mixture p_0 = sum_k pi_k N(mu_k, Sigma_k) in R^d.
 
@@ -50,7 +63,7 @@ def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
     if isinstance(spec, GaussianMixture):
         return spec
     if isinstance(spec, dict):
-        return from_spec(spec, name=str(spec.get("name", "mixture")))
+        return from_spec(spec, name="mixture")
     return load(str(spec))
 
 
@@ -133,11 +146,12 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
     """
     from .bounds.stability import RATES
     from .bounds.stability import stability as stability_
-    from .numcore.checks import time_window
+    from .numcore.checks import options, time_window
 
     if bound not in RATES:
         raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(RATES)}")
     delta, T = time_window(delta, T)
+    samples, seed, ball_mass = options(samples=samples, seed=seed, ball_mass=ball_mass)
     return stability_(load_mixture(mixture), bound, delta, T, samples=samples, seed=seed, ball_mass=ball_mass)
 
 
@@ -214,7 +228,7 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
 
     return run(load_mixture(mixture), eps, t=t, p=p, delta=delta, T=T, certificate_kind=certificate,
                verify=verify, times=times, seed=seed, export=export, sweep=tuple(sweep), plot=plot, latex=latex,
-               progress=progress)
+               progress=progress, inputs=_inputs(mixture))
 
 
 def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DELTA, T: float = T_MAX,
@@ -232,17 +246,20 @@ def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DE
     Raises:
         InputError: bad steps, samples or window; torch not installed; an unwritable ``plot``.
     """
-    from .numcore.checks import integer, steps_list, time_window
-    from .numcore.io import check_destination
+    from .numcore.checks import OPTIONS, fits_memory, options, steps_list, time_window
+    from .numcore.io import check_outputs
 
     require("torch", "torch", "solvers")
     delta, T = time_window(delta, T)
-    ns = steps_list("steps", steps, 4096)
-    samples = integer("samples", samples, low=16, high=10**7)
-    if plot is not None:
-        check_destination(plot, "plot")
+    ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
+    samples, seed = options(samples=samples, seed=seed)
+    check_outputs({"plot": plot}, _inputs(mixture))
     mix = load_mixture(mixture)
     from .distill import solver_study
+
+    need = solver_study.memory_bytes(mix, samples)
+    fits_memory("samples", samples, need, f"the study at d = {mix.d}",
+                largest=int(samples * _budget() / need))
 
     with progress(16, "exact teacher") as tbar, \
             progress(len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS), "solvers") as bar:

@@ -284,7 +284,8 @@ def fits_memory(name: str, value, need_bytes: float, what: str, largest=None) ->
     that fits."""
     budget = memory_budget()
     if need_bytes > budget:
-        hint = f"; expected at most {largest}" if largest is not None else ""
+        hint = "" if largest is None else f"; expected at most {largest}" if largest >= 1 else \
+            "; no value fits this budget"
         raise InputError(f"`{name}` = {value}: {what} needs about {gib(need_bytes)} of memory, above the "
                          f"budget of {gib(budget)} (set {MEMORY_ENV} to change it){hint}")
 
