@@ -32,13 +32,22 @@ def t_interval(values, level=0.95):
     return m, m - h, m + h
 
 
+def _flowcert_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flowcert")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def versions() -> dict:
     import numba
     import scipy
     import torch
 
     return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-            "torch": torch.__version__, "numba": numba.__version__, "flowcert": "0.1.0"}
+            "torch": torch.__version__, "numba": numba.__version__, "flowcert": _flowcert_version()}
 
 
 def summarise(results) -> list[dict]:

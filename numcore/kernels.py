@@ -33,7 +33,9 @@ import math
 import numba as nb
 import numpy as np
 
-_JIT = dict(cache=True, fastmath=False, nogil=True)
+from . import jitcache
+
+_JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
 
 @nb.njit(**_JIT)

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
+from . import jitcache
+
 RELU, REQU = 0, 1
-_JIT = dict(cache=True, fastmath=False, nogil=True)
+_JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
 
 @dataclass(frozen=True)
