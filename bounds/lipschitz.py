@@ -255,8 +255,11 @@ def _reference(out: dict, which: str) -> np.ndarray:
 
 
 def _holds(out: dict, which: str) -> np.ndarray:
-    """Where the brute force stays below the bound (relative 1e-9 and absolute 1e-12 round-off)."""
-    return _reference(out, which) <= out[which] * (1 + 1e-9) + 1e-12
+    """Where the brute force stays below the bound, up to round-off: relative 1e-9 of |bound| plus
+    absolute 1e-12 (|bound|, so the tolerance widens the bound for either sign: ``onesided`` may be
+    negative)."""
+    bound = np.asarray(out[which], float)
+    return _reference(out, which) <= bound + 1e-9 * np.abs(bound) + 1e-12
 
 
 def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:

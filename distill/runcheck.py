@@ -45,6 +45,14 @@ def restart() -> str:
     return "restore it, or start a new run in another --out folder"
 
 
+def _json(path, remedy: str):
+    """read_json with the way to recover added to its error."""
+    try:
+        return read_json(path)
+    except InputError as exc:
+        raise InputError(f"{exc}: {remedy}") from None
+
+
 def _plain(message: str) -> str:
     """A nested InputError's text without backquotes (they would be shown as this command's flags)."""
     return message.replace("`", "")
@@ -110,7 +118,7 @@ def load_config(out: Path):
     from .config import ValidateConfig, check_config
 
     path = out / "config.json"
-    data = read_json(path)
+    data = _json(path, restart())
     if not isinstance(data, dict):
         raise damaged(path, "is not a JSON object", restart())
     if CHECKSUM_KEY in data and data[CHECKSUM_KEY] != config_checksum(data):
@@ -122,7 +130,7 @@ def load_config(out: Path):
         for i, spec in enumerate(specs):
             if not isinstance(spec, dict):
                 raise InputError(f"specs[{i}] is not a mapping")
-            from_spec(spec, name=str(spec.get("name", f"mixture{i}"))[:200])
+            from_spec(spec, name=f"mixture{i}")
         if not isinstance(data.get("mixtures", []), list):
             raise InputError("mixtures is not a list")
         cfg = check_config(ValidateConfig.from_dict(data))
@@ -140,7 +148,7 @@ RATES = ("tri", "sharp", "onesided")
 def load_grids(out: Path, cfg, mixes) -> dict:
     """grids.json: per mixture, every (grid, N) of the configuration with its nodes and Lambda."""
     path = out / "grids.json"
-    data = read_json(path)
+    data = _json(path, redo_file(out))
     try:
         mapping(data, "the document", tuple(mixes))
         for mk, mix in mixes.items():
@@ -176,7 +184,7 @@ def load_grids(out: Path, cfg, mixes) -> dict:
 # ----------------------------------------------------------------------------- amplification.json
 def load_amplification(out: Path, cfg, mixes) -> dict:
     path = out / "amplification.json"
-    data = read_json(path)
+    data = _json(path, redo_file(out))
     try:
         mapping(data, "the document", tuple(mixes))
         for mk in mixes:
@@ -287,14 +295,14 @@ def load_result(out: Path, path, job: dict, nodes: list[float]) -> dict:
     """A job's result: the job it claims to be, and every number the report reads."""
     job_dir = Path(path).parent
     remedy = redo_job(out, job_dir)
-    data = read_json(path)
+    data = _json(path, remedy)
     N = job["N"]
     try:
         mapping(data, "the document", ("mixture", "mkey", "grid", "N", "seed", "nodes", "rel_mse", "fan",
                                        "lipschitz", "local_error_chain", "params_total"))
         for k in ("mkey", "grid", "N", "seed"):
             if data[k] != job[k]:
-                raise _Bad(f"{k} = {data[k]!r} belongs to another job (expected {job[k]!r})")
+                raise _Bad(f"its {k} belongs to another job (expected {job[k]!r})")
         if not close(nums(data["nodes"], "nodes", N + 1, finite=True), list(nodes)):
             raise _Bad("nodes differ from the grid of this job")
         rel = mapping(data["rel_mse"], "rel_mse", ("value", "ci_low", "ci_high"))

@@ -244,8 +244,48 @@ def save_figure(fig, path, param: str = "plot", dpi: int = 120) -> str:
     return write_atomic(path, buf.getvalue(), param)
 
 
+def private_folder(name: str) -> str | None:
+    """A folder of this user under the temporary directory (``<tmp>/<name>-<uid>``), created with mode
+    0700 and used only if it is a real folder owned by this user and closed to others (caches hold
+    content that is loaded back); None when no such folder can be had."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    path = os.path.join(tempfile.gettempdir(), f"{name}-{uid}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()) or st.st_mode & 0o077:
+        return None
+    return path if os.access(path, os.W_OK | os.X_OK) else None
+
+
+def _matplotlib_config() -> None:
+    """Point MPLCONFIGDIR at a private folder when matplotlib's own (in the home folder) is not writable,
+    so that a service user without a home gets no warnings from it."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    own = os.path.join(base, "matplotlib")
+    try:
+        os.makedirs(own, exist_ok=True)
+        if os.access(own, os.W_OK | os.X_OK):
+            return
+    except OSError:
+        pass
+    folder = private_folder("flowcert-matplotlib")
+    if folder is not None:
+        os.environ["MPLCONFIGDIR"] = folder
+
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend."""
+    _matplotlib_config()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,7 +10,6 @@ when even that fails, compiled in every run.  Either fallback prints one note on
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 
@@ -31,25 +30,6 @@ def _probe() -> bool:
     return True
 
 
-def _private_folder(path: str) -> bool:
-    """``path`` exists (or is created) as a folder of this user, not a link, closed to others."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return False
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    import stat
-
-    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
-        return False
-    return st.st_mode & 0o077 == 0 and os.access(path, os.W_OK | os.X_OK)
-
-
 def _note(text: str) -> None:
     sys.stderr.write(f"note: {text}\n")
 
@@ -65,9 +45,10 @@ def enabled() -> bool:
         return True
     import numba
 
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    candidate = os.path.join(tempfile.gettempdir(), f"flowcert-numba-{uid}")
-    folders = [candidate] if _private_folder(candidate) else []
+    from .io import private_folder
+
+    private = private_folder("flowcert-numba")
+    folders = [private] if private is not None else []
     if not folders:
         try:
             folders = [tempfile.mkdtemp(prefix="flowcert-numba-")]
