@@ -44,7 +44,14 @@ def as_flags(message: str, names: dict) -> str:
 
 
 class FlowcertGroup(click.Group):
-    """Turns bad input (InputError) into one line on stderr and exit status 2."""
+    """Turns bad input (InputError, and click's usage errors) into one line on stderr and exit status 2."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(f"Error: {' '.join(exc.format_message().split())} (flowcert --help)", err=True)
+            ctx.exit(2)
 
     def invoke(self, ctx):
         previous = _on_sigterm()
@@ -53,6 +60,11 @@ class FlowcertGroup(click.Group):
         except InputError as exc:
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
             click.echo(f"Error: {as_flags(str(exc), flag_names(command) if command else {})}", err=True)
+            ctx.exit(2)
+        except click.UsageError as exc:  # click's own parsing errors: the same one line, exit status 2
+            name = ctx.invoked_subcommand
+            hint = f" (flowcert {name} --help)" if name else " (flowcert --help)"
+            click.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
             ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise

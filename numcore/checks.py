@@ -101,6 +101,7 @@ def kind_of(value) -> str:
 
 
 _NUMBER_TYPES = (int, float, np.floating, np.integer)
+_PLAIN = {int, float}  # exact types (bool is its own type): the fast path for parsed files
 
 
 def _is_number(value) -> bool:
@@ -146,9 +147,10 @@ def numeric_shape(name: str, value, limit: int = MAX_ARRAY_VALUES) -> tuple[int,
             return tuple(shape)
         if not isinstance(level[0][0][0], (list, tuple)):  # the innermost level: every entry a number
             for v, where in level:
-                if not all(map(_is_number, v)):
-                    i = next(i for i, x in enumerate(v) if not _is_number(x))
-                    raise InputError(f"`{name}{where}[{i}]` is {kind_of(v[i])}: expected numbers only")
+                if set(map(type, v)) <= _PLAIN or all(map(_is_number, v)):
+                    continue
+                i = next(i for i, x in enumerate(v) if not _is_number(x))
+                raise InputError(f"`{name}{where}[{i}]` is {kind_of(v[i])}: expected numbers only")
             return tuple(shape)
         nxt = []
         for v, where in level:

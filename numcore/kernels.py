@@ -259,16 +259,21 @@ def _scaled_add(nr, p, state):
 
 @nb.njit(parallel=True, **_JIT)
 def _lp_sums(diff_a, diff_b, p, size, nchunks, part):
-    """Per-chunk scaled sums (M, sum (e/M^p), sum (e/M^p)^2) of e = ||a - b||^p (rows)."""
+    """Per-chunk scaled sums (M, sum (e/M^p), sum (e/M^p)^2) of e = ||a - b||^p (rows); each norm is
+    taken relative to the row's largest entry, so its square cannot underflow either."""
     n, d = diff_a.shape
     for c in nb.prange(nchunks):
         state = np.zeros(3)
         for r in range(c * size, min(n, (c + 1) * size)):
-            acc = 0.0
+            big = 0.0
             for i in range(d):
-                v = diff_a[r, i] - diff_b[r, i]
-                acc += v * v
-            _scaled_add(math.sqrt(acc), p, state)
+                big = max(big, abs(diff_a[r, i] - diff_b[r, i]))
+            acc = 0.0
+            if big > 0.0:
+                for i in range(d):
+                    v = (diff_a[r, i] - diff_b[r, i]) / big
+                    acc += v * v
+            _scaled_add(big * math.sqrt(acc), p, state)
         for j in range(3):
             part[c, j] = state[j]
 
@@ -288,10 +293,14 @@ def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, mats, size, nchunks, part):
         for r in range(c * size, min(n, (c + 1) * size)):
             _component_terms(x[r], inv_s, mrot, logc, mats, z, lk, gk)
             _rotated_score(gk, lk, mats, tmp, out)
-            acc = 0.0
+            big = 0.0
             for i in range(d):
-                v = s_hat[r, i] - out[i]
-                acc += v * v
-            _scaled_add(math.sqrt(acc), p, state)
+                big = max(big, abs(s_hat[r, i] - out[i]))
+            acc = 0.0
+            if big > 0.0:
+                for i in range(d):
+                    v = (s_hat[r, i] - out[i]) / big
+                    acc += v * v
+            _scaled_add(big * math.sqrt(acc), p, state)
         for j in range(3):
             part[c, j] = state[j]

@@ -159,8 +159,11 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         raise InputError(f"mixture spec is {kind_of(spec)}: expected a mapping with keys means, variance or cov")
     unknown = [k for k in spec if k not in SPEC_KEYS]
     if unknown:
-        k = unknown[0]
-        shown = repr(k) if isinstance(k, str) and re.fullmatch(r"[A-Za-z0-9_ .-]{1,32}", k) else "(not shown)"
+        import difflib
+
+        k = unknown[0]  # shown only when it is a near miss of a key (a typo), never arbitrary content
+        near = difflib.get_close_matches(k, SPEC_KEYS, n=1, cutoff=0.7) if isinstance(k, str) and len(k) < 20 else []
+        shown = f"{k!r} (did you mean {near[0]!r}?)" if near else "(not shown)"
         raise InputError(f"unknown key {shown} in mixture spec: expected only {', '.join(SPEC_KEYS)}")
     if "name" in spec and spec["name"] is not None:
         if not isinstance(spec["name"], str) or not 0 < len(spec["name"]) <= MAX_NAME:
@@ -439,4 +442,7 @@ def load(spec: str) -> GaussianMixture:
         )
     data = _read_file(spec)
     base = os.path.splitext(os.path.basename(spec))[0]
-    return from_spec(data, name=base)
+    try:
+        return from_spec(data, name=base)
+    except InputError as exc:
+        raise InputError(f"mixture file {spec!r}: {exc}") from None
