@@ -161,9 +161,10 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
     if unknown:
         import difflib
 
-        k = unknown[0]  # shown only when it is a near miss of a key (a typo), never arbitrary content
-        near = difflib.get_close_matches(k, SPEC_KEYS, n=1, cutoff=0.7) if isinstance(k, str) and len(k) < 20 else []
-        shown = f"{k!r} (did you mean {near[0]!r}?)" if near else "(not shown)"
+        k = unknown[0]  # shown only when it is a plain word (a field name), never arbitrary content
+        word = isinstance(k, str) and re.fullmatch(r"[A-Za-z_]{1,16}", k) is not None
+        near = difflib.get_close_matches(k, SPEC_KEYS, n=1, cutoff=0.7) if word else []
+        shown = (f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else "")) if word else "(not shown)"
         raise InputError(f"unknown key {shown} in mixture spec: expected only {', '.join(SPEC_KEYS)}")
     if "name" in spec and spec["name"] is not None:
         if not isinstance(spec["name"], str) or not 0 < len(spec["name"]) <= MAX_NAME:
