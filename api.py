@@ -55,8 +55,10 @@ def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
         form of the covariances.
 
     Raises:
-        InputError: an unknown name, an unreadable file, or a spec that is not a valid mixture
-            (the message names the field).
+        InputError: an unknown name, an unreadable file (not a regular file, larger than 64 MiB,
+            YAML aliases expanding beyond a spec's size), or a spec that is not a valid mixture
+            (fields hold numbers only; mean entries at most 1e12 in magnitude, variances in
+            [1e-8, 1e12]); the message names the file and the field, never the file's content.
     """
     from .numcore.mixture import GaussianMixture, from_spec, load
 
@@ -221,8 +223,10 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
         ``verification`` with ``verify``.
 
     Raises:
-        InputError: eps outside (0, score scale) or below the float64 floor, p < 1, K = 1,
-            a bad window, an unwritable ``export``/``plot``.
+        InputError: eps outside (0, score scale) or below the float64 floor measured for this
+            mixture, p < 1, K = 1, a bad window, ``verify`` = 1, an unwritable ``export``/``plot``
+            (or one that is the spec file), a network too large to build within the memory budget
+            (``FLOWCERT_MEMORY_GB``) for ``verify``/``export``.
     """
     from .bounds.certify import run
 
@@ -244,7 +248,8 @@ def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DE
         engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``.
 
     Raises:
-        InputError: bad steps, samples or window; torch not installed; an unwritable ``plot``.
+        InputError: bad steps, samples, seed or window; torch not installed; an unwritable ``plot``;
+            a study whose estimated memory exceeds the budget (``FLOWCERT_MEMORY_GB``, default 4 GiB).
     """
     from .numcore.checks import OPTIONS, fits_memory, options, steps_list, time_window
     from .numcore.io import check_outputs
@@ -288,7 +293,9 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
         mixture, grid and N with intervals).
 
     Raises:
-        InputError: bad options, a foreign or missing run folder, torch (or Ray) not installed.
+        InputError: bad options, a foreign, missing or unwritable run folder, a damaged file in the
+            folder on resume (named, with the way back), a folder in use by another process, a run
+            whose estimated memory exceeds the budget, torch (or Ray) not installed.
     """
     require("torch", "torch", "validate")
     from .distill.validation import start
