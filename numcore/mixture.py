@@ -399,7 +399,11 @@ def _parse_error(exc) -> str:
     """Where a parser failed (line and column), without the text around it (it may be a secret)."""
     mark = getattr(exc, "problem_mark", None)  # yaml
     if mark is not None:
-        return f"{getattr(exc, 'problem', None) or 'syntax error'} at line {mark.line + 1}, column {mark.column + 1}"
+        # quoted parts may be file content: keep only single punctuation marks (',', ']', ':')
+        problem = re.sub(r"'([^']*)'|\"([^\"]*)\"",
+                         lambda m: m.group(0) if len(m.group(0)) <= 4 and not any(c.isalnum() for c in m.group(0))
+                         else "(...)", getattr(exc, "problem", None) or "syntax error")[:80]
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
     if isinstance(exc, RecursionError):
