@@ -19,8 +19,12 @@ LOCK_NAME = ".flowcert.lock"
 
 
 def write_atomic(path, data) -> None:
-    """numcore.io.write_atomic inside the run folder (its sub-folders are created on demand)."""
-    _write_atomic(path, data, "out", makedirs=True)
+    """numcore.io.write_atomic inside the run folder (its sub-folders are created on demand); an error
+    names the file and says that the run can be resumed."""
+    try:
+        _write_atomic(path, data, "out", makedirs=True)
+    except InputError as exc:
+        raise InputError(f"{exc} (everything written before is kept: resume the run once this is fixed)") from None
 
 
 def write_json(path, obj) -> None:

@@ -393,7 +393,9 @@ def _run(cfg, out: Path, *, resume, executor, workers, address, progress, plots)
     bar = _bar(len(tasks), "train+evaluate", progress)
 
     def on_done(i, result):
-        write_json(Path(tasks[i][0]["dir"]) / "result.json", result)
+        done = Path(tasks[i][0]["dir"]) / "result.json"
+        if not done.exists():  # a worker on another machine (Ray) wrote it there, not here
+            write_json(done, result)
         bar.update(1)
         bar.set_postfix_str(f"{job_key(jobs[i])} relMSE={result['rel_mse']['value']:.3g}")
 

@@ -146,6 +146,7 @@ def test_integer_beyond_float64_and_nan_are_refused(here):
     ("secret.toml", f"key = {SECRET} hunter2\n"),
     ("secret3.yaml", f"{SECRET}: 1\nmeans: [[0]]\nvariance: 1\n"),
     ("secret4.json", json.dumps({"means": SECRET, "variance": 1})),
+    ("secret5.yaml", f"means: *{SECRET}\n"),
 ])
 def test_errors_never_echo_file_content(here, name, text):
     line = refused(cli("mixture", spec_file(here, name, text)), name)
@@ -380,6 +381,33 @@ def test_interrupted_write_leaves_no_temporary(here, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         fio.write_atomic("x.json", "{}")
     assert os.listdir(".") == []
+
+
+def test_temporary_names_are_hidden_and_removed(here, monkeypatch):
+    from flowcert.numcore import io as fio
+
+    seen = []
+
+    def fail(src, dst):
+        seen.append(os.path.basename(src))
+        assert os.path.exists(src)
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(fio.os, "replace", fail)
+    with pytest.raises(fio.InputError, match="'x.png' cannot be written: I/O error"):
+        fio.write_atomic("x.png", b"png")
+    assert seen[0].startswith(".x.png.") and seen[0] != ".x.png.tmp" and os.listdir(".") == []
+
+
+def test_full_disk_during_a_run_names_the_file_and_leaves_no_temporary(damaged, monkeypatch):
+    from flowcert.numcore import io as fio
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fio.os, "fsync", full)
+    refused(cli("validate", "--resume", damaged), "results.json", "No space left on device")
+    assert not [p for p in damaged.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_sigterm_runs_cleanup(here):
