@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, option
+from ..numcore.checks import InputError, limit_text, option
 from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
@@ -44,7 +44,8 @@ def eps_resolution(eps: float, scale: float, where: str) -> None:
     """InputError for eps below EPS_RESOLUTION x the score's scale (before any work; the measured
     float64 floor of :func:`float64_floor` is far above it)."""
     if eps < EPS_RESOLUTION * scale:
-        raise InputError(f"`eps` = {eps:g}: expected eps >= {EPS_RESOLUTION * scale:.3g} ({EPS_RESOLUTION:g} x the "
+        raise InputError(f"`eps` = {eps:g}: expected eps >= {limit_text(EPS_RESOLUTION * scale, True, 3)} "
+                         f"({EPS_RESOLUTION:g} x the "
                          f"score's scale {scale:.4g} {where}: float64 does not resolve the score more finely)")
 
 
@@ -76,8 +77,8 @@ def float64_floor(cert) -> dict:
             found = eps
             break
         eps = max(other["eps_floor"], 1.5 * eps)
-    hint = f"expected eps >= {found:.2g} (measured: supported there)" if found else \
-        f"expected eps >= about {eps:.1g}"
+    hint = f"expected eps >= {limit_text(found, True, 2)} (measured: supported there)" if found else \
+        f"expected eps >= about {limit_text(eps, True, 1)}"
     raise InputError(f"`eps` = {cert.eps:g}: below what float64 supports for {cert.mixture.name} ({where}): the "
                      f"network's round-off {info['roundoff_max']:.2g} (max over {info['samples']} samples, "
                      f"x{info['safety']:g}) exceeds the budget's slack eps - total = {info['slack']:.2g}; {hint}")
@@ -94,7 +95,7 @@ def check_request(mix: GaussianMixture, t, eps, p) -> tuple[float, float, float]
     scale = score_scale(mix, t)
     if eps >= scale:
         raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
-                         f"sqrt(sum_k pi_k tr P_k(t)) = {scale:.4g} at t = {t:g}")
+                         f"sqrt(sum_k pi_k tr P_k(t)) = {limit_text(scale, False, 4, strict=True)} at t = {t:g}")
     eps_resolution(eps, scale, f"at t = {t:g}")
     return t, eps, p
 
