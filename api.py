@@ -275,11 +275,11 @@ def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DE
         InputError: bad steps, samples, seed or window; torch not installed; an unwritable ``plot``;
             a study whose estimated memory exceeds the budget (``FLOWCERT_MEMORY_GB``, default 4 GiB).
     """
-    from .numcore.checks import OPTIONS, fits_memory, options, steps_list, time_window
+    from .numcore.checks import OPTIONS, TEACHER_DELTA_MIN, fits_memory, options, steps_list, time_window
     from .numcore.io import check_outputs
 
     require("torch", "torch", "solvers")
-    delta, T = time_window(delta, T)
+    delta, T = time_window(delta, T, delta_min=TEACHER_DELTA_MIN)
     ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
     samples, seed = options(samples=samples, seed=seed)
     check_outputs({"plot": plot}, _inputs(mixture))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..numcore.checks import InputError, choice, integer, option, real, split_list, steps_list, time_window
+from ..numcore.checks import (TEACHER_DELTA_MIN, InputError, choice, integer, option, real, split_list, steps_list,
+                              time_window)
 
 GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical")
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
@@ -150,7 +151,7 @@ def check_config(cfg: ValidateConfig) -> ValidateConfig:
     cfg.bound = choice("bound", cfg.bound, BALANCE_RATES)
     cfg.seeds = integer("seeds", cfg.seeds, low=1, high=1000)
     cfg.seed = option("seed", cfg.seed)
-    cfg.delta, cfg.T = time_window(cfg.delta, cfg.T)
+    cfg.delta, cfg.T = time_window(cfg.delta, cfg.T, delta_min=TEACHER_DELTA_MIN)
     cfg.n_train = integer("n_train", cfg.n_train, low=16, high=10**8)
     cfg.n_test = integer("n_test", cfg.n_test, low=16, high=10**8)
     cfg.iters = integer("iters", cfg.iters, low=1, high=10**8)

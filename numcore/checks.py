@@ -227,13 +227,22 @@ def choice(name: str, value: str, options) -> str:
     return value
 
 
-DELTA_MIN = 1e-10  # smallest OU time: VE sigma 1.4e-5, below the smallest allowed mode width (variance 1e-8)
+TEACHER_DELTA_MIN = 1e-10  # smallest OU time of the exact teacher (solvers, validate): VE sigma 1.4e-5
 T_LIMIT = 50.0  # largest OU time: alpha_T = 2e-22, p_T is the prior to float64 precision
 
 
-def time_window(delta, T) -> tuple[float, float]:
-    """The OU time window 1e-10 <= delta < T <= 50 used by bounds, integrals and grids."""
-    d = real("delta", delta, low=DELTA_MIN)
+def time_window(delta, T, *, delta_min: float | None = None) -> tuple[float, float]:
+    """The OU time window 0 < delta < T <= 50 used by bounds, integrals and grids.
+
+    ``delta_min`` (the commands that integrate the exact teacher pass TEACHER_DELTA_MIN): the
+    teacher steps in log sigma_VE, so its work grows without bound as delta -> 0 while nothing
+    changes below the smallest allowed mode width (variance 1e-8, sigma 1e-4)."""
+    if delta_min is None:
+        d = real("delta", delta, low=0.0, low_open=True)
+    else:
+        d = real("delta", delta, low=delta_min)
+        if d < delta_min:  # pragma: no cover - real() has refused it
+            raise InputError(f"`delta` = {exact_text(d)}: expected a number >= {delta_min:g}")
     T_ = real("T", T, low=0.0, low_open=True, high=T_LIMIT)
     if d >= T_:
         raise InputError(f"`delta` = {exact_text(d)}: expected a value below `T` = {exact_text(T_)}")
@@ -268,7 +277,7 @@ OPTIONS: dict[str, Domain] = {
     "solvers.steps": Domain("integer", 1, 4096),
     "eps": Domain("real", 0.0, low_open=True),
     "p": Domain("real", 1.0, 64.0),
-    "t": Domain("real", DELTA_MIN, T_LIMIT),
+    "t": Domain("real", 0.0, T_LIMIT, low_open=True),
     "verify": Domain("integer", 0, 10**8),
     "times": Domain("integer", 2, 100),
     "ball_mass": Domain("real", 0.0, 1.0, low_open=True, high_open=True),

@@ -194,7 +194,7 @@ def test_largest_accepted_values_run_without_warnings(here, spec):
     (("certify", "ring8", "--eps", 1e-2, "--t", 0.1, "--sweep", "eps=1e-300:1e300"), ("--sweep", "601 values")),
     (("certify", "ring8", "--eps", 1e-2, "--t", 0.1, "--sweep", "eps=1e-3:1e-5:0"), ("--sweep",)),
     (("solvers", "ring8", "--delta", 1e-300), ("--delta = 1e-300", ">= 1e-10")),
-    (("grid", "ring8", "--delta", 1e-300), ("--delta",)),
+    (("validate", "ring8", "--delta", 1e-300), ("--delta",)),
     (("mixture", "ring8", "--T", 1e300), ("--T",)),
     (("certify", "ring8", "--eps", 1e-2, "--t", 0.1, "--verify", 1), ("--verify = 1",)),
     (("certify", "ring8", "--eps", 1e-2, "--t", 0.1, "--p", 65), ("--p",)),
@@ -285,13 +285,13 @@ def test_brute_force_statistics_are_chunked(monkeypatch):
     assert got.mean == pytest.approx(nrm.mean(), rel=1e-12)
     assert got.mean_se == pytest.approx(nrm.std(ddof=1) / np.sqrt(nrm.size), rel=1e-9)
     assert got.sup >= nrm.max()
-    n = 100_000
+    n = 200_000
     tracemalloc.start()
     monkeypatch.setattr(empirical, "CHUNK_FLOATS", 2**12)
     empirical.jacobian_stats(mix, 0.1, n, 1, per_segment=9)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert peak < 8 * 2 * n / 4, peak  # a quarter of one (n, d) array: the chunks are 2^12 floats
+    assert peak < 8 * 2 * n / 2, peak  # half of one (n, d) array: the chunks are 2^12 floats
 
 
 def rss_mb(pid):
