@@ -588,6 +588,26 @@ def test_numba_runs_uncached_when_nothing_is_writable(monkeypatch, capsys):
     assert "compiled in each run" in capsys.readouterr().err
 
 
+def _can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare to mount the install read-only")
+def test_read_only_install_and_no_home(here):
+    """The issue's setting: site-packages (here: the checkout and the venv) read-only, HOME=/nonexistent."""
+    import flowcert
+
+    pkg = os.path.dirname(os.path.abspath(flowcert.__file__))
+    env_root = os.path.dirname(os.path.dirname(sys.executable))
+    script = (f"mount --bind -o ro {pkg} {pkg} && mount --bind -o ro {env_root} {env_root} && "
+              f"HOME=/proc/nonexistent {sys.executable} -m flowcert.cli lipschitz ring8 --points 3 --empirical 10")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "no locator" not in r.stderr and r.stderr.count("note:") == 1, r.stderr
+
+
 def test_a_planted_cache_folder_of_another_owner_is_not_used(tmp_path, monkeypatch):
     from flowcert.numcore import io as fio
 
