@@ -717,6 +717,17 @@ def test_fan_bound_is_a_bound_for_every_sign_of_the_rate():
         assert fan_bound(eps, up, "start") == pytest.approx(float(np.sum(eps * np.exp(up[:-1] - up[-1]))))
 
 
+def test_onesided_check_is_tolerant_for_negative_bounds(here):
+    """Coincident means: the one-sided rate is negative and the brute force meets it to round-off; the
+    check widens the bound by its tolerance for either sign (it narrowed negative bounds and warned)."""
+    path = spec_file(here, "co.json", {"means": [[0, 0], [0, 0]], "variance": 0.05})
+    r = cli("lipschitz", path, "--points", 5, "--empirical", 200, "--format", "json")
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr
+    out = strict_json(r.stdout)
+    assert max(out["onesided"]) < 0 and out["tightness"]["onesided"]["holds_at_all_points"]
+    assert np.allclose(out["empirical_growth_sup"], out["onesided"], rtol=1e-9)
+
+
 @pytest.mark.parametrize("spec, eps", [("ring8", 1e-12), ("modes8d", 1e-11)])
 def test_eps_below_the_float64_floor_is_refused_with_a_supported_value(spec, eps):
     line = refused(cli("certify", spec, "--eps", eps, "--t", 0.05, "--verify", 1000),
