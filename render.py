@@ -72,9 +72,12 @@ def mixture_text(info: dict, weights) -> str:
 
 def amplification_lines(a: dict, delta: float, T: float) -> list[str]:
     """The amplification block of ``flowcert mixture`` from :func:`flowcert.amplification`."""
+    def g(x):  # an interval end that no sample of this size can give is None
+        return "undefined" if x is None else f"{x:.4g}"
+
     def row(name, s, tag):
-        return (f"    {name:<10} mean {s['mean']:.4g} [{s['mean_ci'][0]:.4g}, {s['mean_ci'][1]:.4g}], "
-                f"p99 {s['p99']:.4g} [{s['p99_ci'][0]:.4g}, {s['p99_ci'][1]:.4g}], max {s['max']:.4g}   ({tag})")
+        return (f"    {name:<10} mean {s['mean']:.4g} [{g(s['mean_ci'][0])}, {g(s['mean_ci'][1])}], "
+                f"p99 {s['p99']:.4g} [{g(s['p99_ci'][0])}, {g(s['p99_ci'][1])}], max {s['max']:.4g}   ({tag})")
 
     worst = ", ".join(f"{k} 10^{v:.1f}" for k, v in a["worst_case_log10"].items())
     return [
@@ -191,6 +194,11 @@ def certify_text(d: dict) -> str:
     terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
     lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
     lines.append(f"  formulas    depth = {d['formulas']['depth']}   (width, params, choices: --latex or --format json)")
+    f64 = d.get("float64")
+    if f64 is not None:
+        lines.append(f"  float64     round-off {f64['roundoff_max']:.2g} (max over {f64['samples']} samples) "
+                     f"x{f64['safety']:g} <= slack eps - total = {f64['slack']:.2g}: the guarantee holds in float64 "
+                     f"(floor about {f64['eps_floor']:.2g} here)" if f64.get("measured") else f"  float64     {f64['what']}")
     lines += [f"  note: {note}" for note in d.get("notes", [])]
     if "verification" in d:
         rows = d["verification"] if isinstance(d["verification"], list) else [d["verification"]]

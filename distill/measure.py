@@ -8,7 +8,7 @@
   stability ||Phi_{t->delta}(x) - Phi_{t->delta}(y)|| <= exp(Lambda(t) - Lambda(delta)) ||x - y||,
 
       ||Psi - Phi_{T->delta}||_{L^2(p_T)} <= sum_i eps_i^chain exp(Lambda(t_i) - Lambda(delta))
-                                          <= sum_i eps_i^chain exp(Lambda(t_{i-1}) - Lambda(delta)),
+                                          <= sum_i eps_i^chain exp(max(Lambda(t_{i-1}), Lambda(t_i)) - Lambda(delta)),
 
   with eps_i^chain measured on the chain states (the bound holds for any rate L that bounds the
   one-sided growth of the backward flow where the states lie: ``tri``, ``sharp`` and ``onesided``);
@@ -24,28 +24,31 @@ import math
 import numpy as np
 import torch
 
-from ..numcore.estimators import Z95, mean_ci, quantile_ci, spread  # noqa: F401  (re-exported)
+from ..numcore.estimators import Z95, mean_ci, quantile_ci, spread, t_quantile  # noqa: F401  (re-exported)
 
 FAN_RATES = ("tri", "sharp", "onesided")
 
 
 # ----------------------------------------------------------------------------- estimators
 def rms_ci(sq_values) -> dict:
-    """sqrt(E[v]) of non-negative v, interval from the CLT interval of E[v]."""
+    """sqrt(E[v]) of non-negative v, interval from the interval of E[v] (cut at 0)."""
     e = mean_ci(sq_values)
-    return {"value": math.sqrt(e["value"]), "ci_low": math.sqrt(max(e["ci_low"], 0.0)),
-            "ci_high": math.sqrt(max(e["ci_high"], 0.0)), "n": e["n"]}
+    root = lambda x: None if x is None else math.sqrt(max(x, 0.0))  # noqa: E731
+    return {"value": math.sqrt(e["value"]), "ci_low": root(e["ci_low"]), "ci_high": root(e["ci_high"]),
+            "n": e["n"]}
 
 
 def ratio_ci(num, den) -> dict:
-    """E[num] / E[den] with a delta-method 95% interval."""
+    """E[num] / E[den] with a delta-method interval (Student-t quantile); undefined for one pair."""
     a, b = np.asarray(num, float), np.asarray(den, float)
     n = a.size
     ma, mb = a.mean(), b.mean()
     R = ma / mb
+    if n < 2:
+        return {"value": float(R), "ci_low": None, "ci_high": None, "n": int(n)}
     var = (a.var(ddof=1) - 2 * R * np.cov(a, b)[0, 1] + R * R * b.var(ddof=1)) / (n * mb * mb)
-    se = math.sqrt(max(var, 0.0))
-    return {"value": float(R), "ci_low": float(R - Z95 * se), "ci_high": float(R + Z95 * se), "n": int(n)}
+    h = t_quantile(0.95, n) * math.sqrt(max(var, 0.0))
+    return {"value": float(R), "ci_low": float(R - h), "ci_high": float(R + h), "n": int(n)}
 
 
 # ----------------------------------------------------------------------------- errors
@@ -60,13 +63,15 @@ def relative_error_stats(pred: torch.Tensor, ref: torch.Tensor) -> dict:
 
 
 def fan_bound(eps, Lambda_nodes, which: str = "start") -> float:
-    """sum_i eps_i exp(Lambda(t) - Lambda(delta)) at t = t_{i-1} (``start``) or t_i (``end``).
+    """sum_i eps_i exp(Lambda(t) - Lambda(delta)): ``end`` takes t = t_i (where segment i's error is
+    made), ``start`` the larger of Lambda(t_{i-1}) and Lambda(t_i) (the t_{i-1} form for a rate
+    >= 0, and still a bound where the one-sided rate is negative and Lambda decreases in t).
 
     ``Lambda_nodes`` holds Lambda(t_0 = T), ..., Lambda(t_N = delta); computed in log space."""
     eps = np.asarray(eps, float)
     L = np.asarray(Lambda_nodes, float)
     L = L - L[-1]
-    expo = L[:-1] if which == "start" else L[1:]
+    expo = np.maximum(L[:-1], L[1:]) if which == "start" else L[1:]
     pos = eps > 0
     if not pos.any():
         return 0.0

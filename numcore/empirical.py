@@ -206,20 +206,59 @@ def _refined(mix, t, cand, radius, refine, rng):
     return float(fn.max()), float(fg.max())
 
 
+CHUNK_FLOATS = 2**22  # samples are drawn and evaluated in chunks of this many floats (32 MiB)
+KEEP_GROWTH = 2**22  # growth values kept for the p99 of the along-trajectory rate
+
+
 def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: int = 257,
-                   radius: float | None = None, refine: int = 0) -> JacobianStats:
+                   radius: float | None = None, progress=None, refine: int = 0) -> JacobianStats:
     """Sup and mean of ||J||_op at time t from n samples of p_t and the mean segments.
 
-    With ``radius``, the sup only counts points with ||x|| <= radius (for bounds
-    that hold on a ball).  With ``refine`` > 0, :func:`local_max` from that many starts
-    (best samples and line points, random points in and on the ball) raises the sup further."""
+    Samples are drawn and evaluated in chunks of CHUNK_FLOATS floats, so memory stays bounded for
+    any n (``progress.update`` is called per chunk with its size).  With ``radius``, the sup only
+    counts points with ||x|| <= radius (for bounds that hold on a ball).  With ``refine`` > 0,
+    :func:`local_max` from that many starts (best samples and line points, random points in and on the ball,
+    balanced points on pair saddles) raises the sup further."""
     rng = np.random.default_rng(rng)
-    x = sample(mix, t, n, rng)
-    ev = jacobian_spectrum(mix, x, t)
-    nrm = np.abs(ev).max(1)
-    inside = np.ones(n, bool) if radius is None else (np.linalg.norm(x, axis=1) <= radius)
-    sup = nrm[inside].max() if inside.any() else -np.inf
-    growth = (-ev[inside, 0]).max() if inside.any() else -np.inf
+    chunk = max(1, CHUNK_FLOATS // max(mix.d, 1))
+    sup = growth = -np.inf
+    total = 0.0
+    mean = 0.0
+    m2 = 0.0  # running sum of squared deviations (Chan et al.'s parallel update)
+    gmean = gm2 = 0.0  # the same for lambda_max(-J), the along-trajectory rate
+    gkeep = []  # growth values of the first KEEP_GROWTH samples (i.i.d., so their p99 estimates p_t's)
+    kept = 0
+    cand = None  # starting points for the local maximisation (the first chunk's samples in the ball)
+    done = 0
+    while done < n:
+        k = min(chunk, n - done)
+        x = sample(mix, t, k, rng)
+        ev = jacobian_spectrum(mix, x, t)
+        nrm = np.abs(ev).max(1)
+        inside = np.ones(k, bool) if radius is None else (np.linalg.norm(x, axis=1) <= radius)
+        if inside.any():
+            sup = max(sup, float(nrm[inside].max()))
+            growth = max(growth, float((-ev[inside, 0]).max()))
+        cm = float(nrm.mean())
+        cm2 = float(((nrm - cm) ** 2).sum())
+        tot = total + k
+        delta = cm - mean
+        mean += delta * k / tot
+        m2 += cm2 + delta * delta * total * k / tot
+        g = -ev[:, 0]
+        gc = float(g.mean())
+        gdelta = gc - gmean
+        gmean += gdelta * k / tot
+        gm2 += float(((g - gc) ** 2).sum()) + gdelta * gdelta * total * k / tot
+        if kept < KEEP_GROWTH:
+            gkeep.append(g[: KEEP_GROWTH - kept])
+            kept += gkeep[-1].size
+        if cand is None and refine > 0:
+            cand = x[inside]
+        total = tot
+        done += k
+        if progress is not None:
+            progress.update(k)
     seg_sup, seg_growth, nseg = -np.inf, -np.inf, 0
     seg_pts = np.zeros((0, mix.d))
     if mix.K > 1:
@@ -230,19 +269,19 @@ def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: i
         if ev_seg.shape[0]:
             seg_sup, seg_growth, nseg = np.abs(ev_seg).max(), (-ev_seg[:, 0]).max(), ev_seg.shape[0]
     if refine > 0:
-        rsup, rgrowth = _refined(mix, t, np.concatenate([x[inside], seg_pts]), radius, int(refine), rng)
+        rsup, rgrowth = _refined(mix, t, np.concatenate([cand, seg_pts]), radius, int(refine), rng)
         sup, growth = max(sup, rsup), max(growth, rgrowth)
     return JacobianStats(
         t=float(t),
         sup=float(max(sup, seg_sup)),
         sup_growth=float(max(growth, seg_growth)),
-        mean=float(nrm.mean()),
-        mean_se=float(nrm.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        mean=float(mean),
+        mean_se=float(np.sqrt(m2 / (n - 1) / n)) if n > 1 else float("nan"),
         n_samples=n,
         n_segment_points=nseg,
-        growth_mean=float((-ev[:, 0]).mean()),
-        growth_mean_se=float((-ev[:, 0]).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
-        growth_p99=float(np.quantile(-ev[:, 0], 0.99)),
+        growth_mean=float(gmean),
+        growth_mean_se=float(np.sqrt(gm2 / (n - 1) / n)) if n > 1 else float("nan"),
+        growth_p99=float(np.quantile(np.concatenate(gkeep), 0.99)),
     )
 
 
