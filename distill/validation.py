@@ -203,7 +203,7 @@ def trajectory_phase(cfg, mixes, info, out: Path, progress=True) -> dict:
     the whole map T -> delta, and per node the RMS certified factor to delta (for the fan estimate)."""
     path = out / "trajectory.json"
     if path.exists():
-        return read_json(path)
+        return runcheck.load_trajectory(out, info, mixes)
     from ..numcore.marginal import sample
     from ..numcore.trajectory import gronwall
 

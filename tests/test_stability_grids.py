@@ -24,8 +24,10 @@ def test_lambda_matches_quad_and_grid_matches_brentq(mix, which):
     L = lambda u: lb(u, which)[0]  # noqa: E731
     st_ = stability(mix, which, delta, T, bound=lb)
     brk = list(np.geomspace(delta, T, 30)[1:-1])
-    ref, _ = quad(L, delta, T, points=brk, limit=2000, epsabs=0, epsrel=1e-12)
-    assert st_.integral.total == pytest.approx(ref, rel=1e-9)
+    ref, err = quad(L, delta, T, points=brk, limit=2000, epsabs=0, epsrel=1e-12)
+    # per-component bounds take the best of several valid forms, so L(t) can step where the best one changes
+    # (by < 1% of V); quad then reports a larger error of its own, which the comparison allows
+    assert st_.integral.total == pytest.approx(ref, rel=1e-9, abs=2 * err)
     assert st_.integral.error < 1e-6 * ref
     t = grids.balanced(8, st_.integral)
     for i, ti in enumerate(t[1:-1], start=1):
