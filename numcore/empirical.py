@@ -207,7 +207,7 @@ def _refined(mix, t, cand, radius, refine, rng):
 
 
 CHUNK_FLOATS = 2**22  # samples are drawn and evaluated in chunks of this many floats (32 MiB)
-KEEP_GROWTH = 2**16  # growth values kept for the p99 of the along-trajectory rate
+KEEP_GROWTH = 2**13  # growth values kept for the p99 of the along-trajectory rate
 
 
 def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: int = 257,
