@@ -12,9 +12,9 @@ every pair of scaled means, and (refine > 0) projected gradient ascent of ||J||_
 lambda_max(-J) inside the ball ||x|| <= R(t) from the best of those points and from random points in
 and on the ball.  For ball-local bounds only points inside the ball count.
 
-Printed: violations per bound (brute force above the bound beyond relative 1e-9), and the quantiles of
+Printed: violations per bound (brute force above the bound beyond relative 1e-9), the quantiles of
 sup / bound (``sharp``, ``tri``) and growth sup / bound (``onesided``, where the bound is > 0) per
-structure.  Closer to 1 is tighter; above 1 would be a violation.
+structure, and the median of sup / ``sharp`` per structure and number of components K.  Closer to 1 is tighter; above 1 would be a violation.
 """
 
 from __future__ import annotations
@@ -84,6 +84,17 @@ def tightness(rows) -> dict:
     return out
 
 
+def by_components(rows) -> dict:
+    """{structure: {K: median of sup / L_sharp}}: how tightness falls with the number of components."""
+    out = {}
+    for s in STRUCTURES:
+        rr = [r for r in rows if r["structure"] == s and r["sharp"] > 0]
+        if rr:
+            out[s] = {K: float(np.median([r["sup"] / r["sharp"] for r in rr if r["K"] == K]))
+                      for K in sorted({r["K"] for r in rr})}
+    return out
+
+
 def run(mixtures: int, samples: int, per_segment: int, refine: int, seed: int = 7, out: str | None = None,
         progress: bool = False, part: tuple = (0, 1)) -> dict:
     """Check ``mixtures`` random mixtures; with ``out`` (a .jsonl file) finished mixtures are kept and
@@ -118,6 +129,7 @@ def run(mixtures: int, samples: int, per_segment: int, refine: int, seed: int = 
             fh.close()
     return {"mixtures": mixtures, "samples": samples, "per_segment": per_segment, "refine": refine, "seed": seed,
             "times": list(TIMES), "violations": violations(rows), "tightness": tightness(rows),
+            "median_sharp_by_K": by_components(rows),
             "seconds": time.perf_counter() - t0, "rows": len(rows)}
 
 
@@ -132,6 +144,12 @@ def markdown(res: dict) -> str:
             q = v[w]
             lines.append(f"| {s} | {v['mixtures']} | {w} | {q['min']:.3g} | {q['q10']:.3g} | {q['median']:.3g} | "
                          f"{q['q90']:.3g} | {q['max']:.3g} |")
+    ks = sorted({K for v in res.get("median_sharp_by_K", {}).values() for K in v})
+    if ks:
+        lines += ["", "median sup / L_sharp by the number of components K:", "",
+                  "| structure | " + " | ".join(f"K = {K}" for K in ks) + " |", "| --- |" + " ---: |" * len(ks)]
+        for s, v in res["median_sharp_by_K"].items():
+            lines.append(f"| {s} | " + " | ".join(f"{v[K]:.3g}" if K in v else "" for K in ks) + " |")
     return "\n".join(lines)
 
 

@@ -56,6 +56,21 @@ def weighted_spread_qp(q, D, K):
     return (1/4)*numpy.sqrt(2)*D*(K - 1)/numpy.sqrt(K) + (1/2)*q
 
 
+def trs_shift(a, D):
+    """h_i = a_i^2 - D a_i / 2: the dual variable nu must be >= max(0, max_i h_i)"""
+    return -1/2*D*a + a**2
+
+
+def trs_term(a, b, D, nu):
+    """b_i^2 (1 + (D/2 - a_i)^2 / (nu - h_i)): one eigen-direction's share of C_kj(D)"""
+    return b**2*(((1/2)*D - a)**2/((1/2)*D*a - a**2 + nu) + 1)
+
+
+def trs_const(phi0, D, nu, R):
+    """nu R^2 + D phi(0): C_kj(D) = trs_const + sum_i trs_term >= max_{|x|<=R} ||g_k - g_j||^2 + D phi"""
+    return D*phi0 + R**2*nu
+
+
 def ball_radius_k(t, nmu_k, trS, frob2, lmax_k, u, d):
     """radius holding component k's p_t-mass >= 1 - e^{-u}"""
     alpha = numpy.exp(-t)

@@ -41,6 +41,12 @@ The spread V comes in two forms:
   logarithmic-mean and Cauchy-Schwarz inequalities), or, sharper, with q = max over the simplex of
   w^T C^+ w (C^+ the matrix of the C_kj^+, zero diagonal; exact by enumerating faces for K <= 8):
       V <= q / 2 + max D (K - 1) / sqrt(8K).
+  The exact form on the ball: F = ||g_k - g_j||^2 + D phi is a quadratic in y = E^T x,
+      F = sum_i (h_i y_i^2 + 2 c_i y_i) + |b|^2 + D phi(0),  h_i = a_i^2 - D a_i / 2,  c_i = b_i (D/2 - a_i),
+  and for every nu >= max(0, max_i h_i) (Lagrangian duality on |y|^2 <= R^2; exact at the best nu)
+      max_{|x| <= R} F <= nu R^2 + D phi(0) + sum_i b_i^2 (1 + (D/2 - a_i)^2 / (nu - h_i)) =: C_kj(D),
+  so ||g_k - g_j||^2 <= C_kj(D) - D phi on the ball for any D >= 0 (either orientation of phi), and
+      V <= min over D of  q(D) / 2 + D (K - 1) / sqrt(8K),  q(D) = max_w w^T C(D)^+ w.
   lipschitz.py takes the smallest form.
   The radius R(t) = max_k alpha |mu_k| + sqrt(tr S_k + 2 sqrt(u) ||S_k||_F + 2 u ||S_k||)
   holds p_t-mass >= 1 - e^{-u} (Laurent-Massart tail of ||N(0, S_k)||^2).
@@ -102,6 +108,13 @@ WEIGHTED_SPREAD = sp.Max(C_pair, 0) * (Kc - 1) / (2 * Kc) + D_pair * (Kc - 1) / 
 q_simplex = sp.Symbol("q", nonnegative=True)  # max over the simplex of w^T C^+ w (zero diagonal)
 WEIGHTED_SPREAD_QP = q_simplex / 2 + D_pair * (Kc - 1) / sp.sqrt(8 * Kc)
 
+# exact pair constant on the ball (trust-region dual): one eigen-direction's term and the rest
+a_i, b_i = sp.symbols("a_i b_i", real=True)
+nu = sp.Symbol("nu", nonnegative=True)
+TRS_SHIFT = a_i**2 - D_pair * a_i / 2  # h_i: curvature of ||g_k - g_j||^2 + D phi along e_i
+TRS_TERM = b_i**2 * (1 + (D_pair / 2 - a_i) ** 2 / (nu - TRS_SHIFT))
+TRS_CONST = nu * R**2 + D_pair * phi0
+
 _tr = alpha**2 * trS + d * beta2
 _frob = sp.sqrt(alpha**4 * frob2 + 2 * alpha**2 * beta2 * trS + d * beta2**2)
 BALL_RADIUS_K = alpha * nmu_k + sp.sqrt(_tr + 2 * sp.sqrt(u) * _frob + 2 * u * s_of(lmax_k))
@@ -124,6 +137,12 @@ def generated():
          "V >= lambda_max Cov_w[g] from the largest C_kj and D_kj over pairs of K components"),
         ("weighted_spread_qp", (q_simplex, D_pair, Kc), WEIGHTED_SPREAD_QP,
          "V >= lambda_max Cov_w[g] from q = max_w w^T C^+ w over the simplex and the largest D_kj"),
+        ("trs_shift", (a_i, D_pair), TRS_SHIFT,
+         "h_i = a_i^2 - D a_i / 2: the dual variable nu must be >= max(0, max_i h_i)"),
+        ("trs_term", (a_i, b_i, D_pair, nu), TRS_TERM,
+         "b_i^2 (1 + (D/2 - a_i)^2 / (nu - h_i)): one eigen-direction's share of C_kj(D)"),
+        ("trs_const", (phi0, D_pair, nu, R), TRS_CONST,
+         "nu R^2 + D phi(0): C_kj(D) = trs_const + sum_i trs_term >= max_{|x|<=R} ||g_k - g_j||^2 + D phi"),
         ("ball_radius_k", (t, nmu_k, trS, frob2, lmax_k, u, d), BALL_RADIUS_K,
          "radius holding component k's p_t-mass >= 1 - e^{-u}"),
         ("l_tri", (hi, lo, V), L_TRI, "max(|h|, |l|) + V"),

@@ -30,7 +30,11 @@ MAX_PRUNE_PAIRS = 512
 EXACT_NORM_FLOPS = 2e8  # beyond this, ||Sigma_k - Sigma_j||_op <= ||.||_F
 PAIR_FORM_FLOPS = 4e6  # per time: pairs x d^3 (own bases) or pairs x d; beyond it only the diameter form
 PAIR_SPLITS = (1.0, 0.5, 0.1, 1e-2, 1e-4, 0.0)
-QP_MAX_K = 8  # exact max of w^T C w over the simplex by enumerating faces up to this many components  # a_i >= split * a_max joins the positive set (0: every a_i > 0)
+# a_i >= split * a_max joins the positive set (0: every a_i > 0)
+QP_MAX_K = 8  # exact max of w^T C w over the simplex by enumerating faces up to this many components
+# D of the exact (trust-region) pair constants, in units of 2 max |a_i| over pairs and directions
+EXACT_D_GRID = (0.0,) + tuple(2.0 ** (e / 2.0) for e in range(-12, 5))
+TRS_BISECTIONS = 60
 
 
 def _pairs(K):
@@ -260,9 +264,77 @@ class LipschitzBound:
                 sign = np.where(better, sgn, sign)
         return bestC, bestD, sign
 
+    def exact_pair_constants(self, t, D, R=None):
+        """(C, sign), each (m, n, pairs), for the weights D (m, n) (one per time, common to all pairs) and times
+        t (n,): on the ball ||x|| <= R(t), ||g_k - g_j||^2 <= C - D sign (l_k - l_j), since
+        C >= max over the ball of ||g_k - g_j||^2 + D sign (l_k - l_j); of the two orientations (sign +1, -1)
+        the one with the smaller C is kept.
+
+        C is the Lagrangian dual of that trust-region problem at a dual variable nu >= max(0, max_i h_i)
+        (generated ``trs_shift``, ``trs_term``, ``trs_const``): an upper bound for every such nu, and equal to
+        the maximum at the nu where ||y(nu)|| = R, which bisection finds.  A relative 1e-9 of the largest
+        |value| the quadratic can take on the ball is added for round-off (of A's eigen-decomposition too)."""
+        t = np.atleast_1d(np.asarray(t, float))
+        R = self.radius(t) if R is None else np.asarray(R, float)
+        D = np.asarray(D, float)[..., None, None]  # (m, n, 1, 1)
+        a0, b0, p0 = self._pair_geometry(t)
+        Rr = R[:, None, None]
+        amax = np.abs(a0).max(2, keepdims=True)
+        bnorm = np.sqrt((b0**2).sum(2, keepdims=True))
+        best = np.full(np.broadcast_shapes(D.shape[:-1], p0.shape), np.inf)
+        sign = np.ones(best.shape)
+        for sgn in (1.0, -1.0):
+            a, b, phi = sgn * a0, sgn * b0, sgn * p0
+            h = gen.trs_shift(a, D)
+            c2 = (b * (D / 2.0 - a)) ** 2
+            hmax = h.max(-1, keepdims=True)
+            lo = np.maximum(hmax, 0.0)
+            # nu - h_i >= tiny > 0 (relative to the scale of the curvatures, so that squares stay normal)
+            tiny = 1e-12 * (np.abs(h).max(-1, keepdims=True) + amax**2 + D * amax + np.sqrt(c2.sum(-1, keepdims=True))
+                            / Rr) + 1e-150
+
+            def norm2(nu):
+                return np.where(c2 > 0, c2 / np.maximum((nu - h) ** 2, 1e-300), 0.0).sum(-1, keepdims=True)
+
+            with np.errstate(divide="ignore", invalid="ignore"):
+                interior = (hmax < 0) & (norm2(np.zeros_like(hmax)) <= Rr**2)
+            left = lo + tiny
+            right = left + np.sqrt(c2.sum(-1, keepdims=True)) / Rr + tiny  # ||y(right)|| <= R
+            for _ in range(TRS_BISECTIONS):
+                mid = 0.5 * (left + right)
+                out = norm2(mid) > Rr**2
+                left, right = np.where(out, mid, left), np.where(out, right, mid)
+            nu = np.where(interior, 0.0, right)
+            C = gen.trs_const(phi, D[..., 0], nu[..., 0], Rr[..., 0]) + gen.trs_term(a, b, D, nu).sum(-1)
+            scale = (amax * Rr + bnorm) ** 2 + D * (np.abs(phi)[..., None] + bnorm * Rr + amax * Rr**2)
+            C = C + 1e-9 * (scale[..., 0] + nu[..., 0] * Rr[..., 0] ** 2)
+            C = np.where(np.isnan(C), np.inf, C)
+            sign = np.where(C < best, sgn, sign)
+            best = np.minimum(best, C)
+        return best, sign
+
+    def exact_spread(self, t, R=None) -> np.ndarray:
+        """V(t) from the exact pair constants: the smallest over D in :data:`EXACT_D_GRID` (times 2 max |a_i|)
+        of q(D) / 2 + D (K - 1) / sqrt(8K) (generated ``weighted_spread_qp``; q the simplex maximum of
+        w^T C(D)^+ w), or for K > :data:`QP_MAX_K` of the generated ``weighted_spread``."""
+        t = np.atleast_1d(np.asarray(t, float))
+        R = self.radius(t) if R is None else np.asarray(R, float)
+        K = self.mixture.K
+        a0, _, _ = self._pair_geometry(t)
+        unit = 2.0 * np.abs(a0).max((1, 2))  # (n,)
+        grid = np.asarray(EXACT_D_GRID)[:, None] * unit[None]  # (m, n)
+        C = np.maximum(self.exact_pair_constants(t, grid, R)[0], 0.0)  # (m, n, pairs)
+        if K <= QP_MAX_K:
+            q = simplex_max(C.reshape(-1, C.shape[-1]), K).reshape(grid.shape)
+            V = gen.weighted_spread_qp(q, grid, K)
+        else:
+            V = gen.weighted_spread(C.max(-1), grid, K)
+        return V.min(0)
+
     def weighted_spread(self, t, R=None) -> np.ndarray:
-        """The weighted pair form of V(t) on the ball ||x|| <= R(t) (per-component covariances):
-        generated ``weighted_spread`` of the largest C_kj and D_kj of :meth:`pair_constants`."""
+        """The weighted pair form of V(t) on the ball ||x|| <= R(t) (per-component covariances): the smaller
+        of the generated ``weighted_spread`` of the largest C_kj and D_kj of :meth:`pair_constants` (with the
+        simplex maximum for K <= :data:`QP_MAX_K`) and :meth:`exact_spread`."""
         t = np.atleast_1d(np.asarray(t, float))
         R = self.radius(t) if R is None else np.asarray(R, float)
         K, d = self.mixture.K, self.mixture.d
@@ -275,6 +347,9 @@ class LipschitzBound:
             if 2 < K <= QP_MAX_K:
                 q = simplex_max(np.maximum(C, 0.0), K)
                 out[i:i + step] = np.minimum(out[i:i + step], gen.weighted_spread_qp(q, D.max(1), K))
+        step = max(1, step // len(EXACT_D_GRID))
+        for i in range(0, t.size, step):
+            out[i:i + step] = np.minimum(out[i:i + step], self.exact_spread(t[i:i + step], R[i:i + step]))
         return out
 
     def parts(self, t):
@@ -317,6 +392,13 @@ class LipschitzBound:
                          + sp.latex(f.WEIGHTED_SPREAD).replace("C", r"\max_{k<j} C_{kj}").replace(
                              "D", r"\max_{k<j} D_{kj}") + r"\Big)")
             lines.append(r"C_{kj} = " + sp.latex(f.PAIR_C) + r",\quad D_{kj} = " + sp.latex(f.PAIR_D))
+            qD = sp.Symbol("q(D)", nonnegative=True)
+            lines.append(r"V \le \min_{D \ge 0} " + sp.latex(f.WEIGHTED_SPREAD_QP.subs(f.q_simplex, qD))
+                         + r",\quad q(D) = \max_{w \in \Delta_K} w^\top C(D)^+ w,\quad C_{kj}(D) = "
+                + sp.latex(f.TRS_CONST) + r" + \sum_i " + sp.latex(f.TRS_TERM) + r",\quad h_i = "
+                + sp.latex(f.TRS_SHIFT) + r",\ \nu \ge \max(0, \max_i h_i)"
+                + r"\ \text{(exact on the ball: } C_{kj}(D) \ge \max_{\lVert x\rVert \le R}"
+                r" \lVert g_k - g_j\rVert^2 + D \varphi_{kj}(x)\text{)}")
             lines.append(r"\text{per pair: } P_k - P_j = E\,\mathrm{diag}(a)E^\top,\ b = E^\top \alpha(P_k\mu_k - P_j\mu_j),"
                          r"\ \varphi_0 = l_k(0) - l_j(0),\ Q = \sum_{i \in \mathcal{P}} b_i^2/(2a_i),\ "
                          r"b_N = \lVert b_{\mathcal{N}}\rVert,\ a_+ = \max_{\mathcal{P}} a_i,\ a_- = \max_{\mathcal{N}} (-a_i)^+")

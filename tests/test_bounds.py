@@ -117,6 +117,7 @@ def test_isotropic_closed_form_expression_equals_generated():
 def test_latex_mentions_each_bound():
     tex = LipschitzBound(builtin("hetero3")).latex()
     assert r"L_{\mathrm{tri}}" in tex and r"L_{\mathrm{sharp}}" in tex and "R(t)" in tex
+    assert r"C_{kj}(D)" in tex and r"\nu \ge \max(0, \max_i h_i)" in tex
 
 
 @settings(max_examples=30, deadline=None)
@@ -140,6 +141,74 @@ def test_pair_inequality_holds_in_the_ball(mix, t, seed):
         lhs = ((g[k] - g[j]) ** 2).sum(1)
         rhs = C - D * sign * (l[k] - l[j])
         assert np.all(lhs <= rhs * (1 + 1e-9) + 1e-9 * np.abs(C) + 1e-12), (lhs - rhs).max()
+
+
+@settings(max_examples=25, deadline=None)
+@given(mix=mixtures(structures=("iso_k", "diag_k", "full_k"), K_min=2, K_max=4, d_max=3, var_lo=0.01),
+       t=TIMES, rel=st.sampled_from([0.0, 0.1, 0.5, 1.0, 3.0]), seed=st.integers(0, 1000))
+def test_exact_pair_constant_is_the_maximum_on_the_ball(mix, t, rel, seed):
+    """C(D) >= ||g_k - g_j||^2 + D sign (l_k - l_j) everywhere in the ball (numpy oracle at dense points of the
+    ball and its sphere, then projected gradient ascent), and C(D) is reached: the trust-region dual is exact."""
+    from oracles import logpdf_terms
+
+    lb = LipschitzBound(mix)
+    R = lb.radius(t)[0]
+    a0, _, _ = lb._pair_geometry(np.array([t]))
+    D = rel * 2.0 * np.abs(a0).max()
+    C, sign = (v[0, 0] for v in lb.exact_pair_constants(t, np.array([[D]])))
+    k, j = np.triu_indices(mix.K, 1)
+    rng = np.random.default_rng(seed)
+    n = 4000 if mix.d > 1 else 400
+    z = rng.standard_normal((n, mix.d))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    pts = np.concatenate([z * R, z * R * rng.uniform(0, 1, (n, 1)) ** (1 / mix.d), np.zeros((1, mix.d))])
+
+    def F(x):  # (pairs,) at one point, plain numpy loops over components
+        l, g, _ = logpdf_terms(x, mix.weights, mix.means, mix.covs, t)
+        return ((g[k] - g[j]) ** 2).sum(1) + D * sign * (l[k] - l[j])
+
+    vals = np.array([F(x) for x in pts])  # (points, pairs)
+    tol = 1e-9 * np.abs(C) + 1e-9 * np.abs(vals).max(0) + 1e-12
+    assert np.all(vals <= C + tol), (vals.max(0) - C).max()
+    best = vals.max(0)
+    for p in range(k.size):  # projected gradient ascent from the best sampled point, finite differences
+        x = pts[np.argmax(vals[:, p])].copy()
+        fx, step = vals[:, p].max(), 0.05 * R
+        for _ in range(200):
+            h = 1e-6 * (1 + R)
+            grad = np.array([(F(x + h * e)[p] - F(x - h * e)[p]) / (2 * h) for e in np.eye(mix.d)])
+            y = x + step * grad / max(np.linalg.norm(grad), 1e-300)
+            y *= min(1.0, R / max(np.linalg.norm(y), 1e-300))
+            fy = F(y)[p]
+            if fy > fx:
+                x, fx, step = y, fy, step * 1.5
+            else:
+                step *= 0.3
+        assert fx <= C[p] + tol[p]
+        best[p] = max(best[p], fx)
+    scale = np.abs(vals).max(0) + 1.0
+    np.testing.assert_array_less(C - best, 1e-3 * scale + 1e-6 * np.abs(C))
+
+
+def test_exact_pair_form_tightens_full_covariances():
+    """For per-component full covariances at low noise the exact pair constants give a smaller V than the
+    relaxed ones (C from a_+, a_-, Q and b_N), and V is their minimum."""
+    rng = np.random.default_rng(3)
+    covs = []
+    for _ in range(3):
+        Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        covs.append(((Q * np.array([0.02, 0.3, 1.0])) @ Q.T).tolist())
+    mix = from_spec({"means": rng.normal(scale=2.0, size=(3, 3)).tolist(), "cov": covs})
+    lb = LipschitzBound(mix)
+    ts = np.geomspace(1e-3, 1.0, 7)
+    V, ex = lb.spread(ts), lb.exact_spread(ts)
+    assert np.all(V <= ex * (1 + 1e-12))
+    C, D, _ = lb.pair_constants(ts)
+    from flowcert.bounds import _generated as gen
+    from flowcert.bounds.lipschitz import simplex_max
+
+    relaxed = gen.weighted_spread_qp(simplex_max(np.maximum(C, 0.0), 3), D.max(1), 3)
+    assert np.all(ex[:3] < 0.8 * relaxed[:3])
 
 
 @settings(max_examples=15, deadline=None)
