@@ -279,3 +279,135 @@ def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, mats, size, nchunks, part):
             s2 += e * e
         part[c, 0] = s1
         part[c, 1] = s2
+
+
+@nb.njit(**_JIT)
+def _stage(y, j, coef, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, k):
+    """k = coef[j] s(scale[j] y, t_j): the PF-ODE field dy/drho at the j-th tabulated time."""
+    d = y.shape[0]
+    for i in range(d):
+        x[i] = y[i] * scale[j]
+    mj = mats[j] if mats.shape[0] > 1 else mats[0]
+    _component_terms(x, inv_s[j], mrot[j], logc[j], mj, z, lk, gk)
+    _rotated_score(gk, lk, mj, tmp, out)
+    for i in range(d):
+        k[i] = coef[j] * out[i]
+
+
+@nb.njit(parallel=True, **_JIT)
+def _flow_rk4(y, h, coef, scale, inv_s, mrot, logc, mats, size, nchunks):
+    """Classical RK4 for dy/drho = coef(rho) s(scale(rho) y, t(rho)), y updated in place.
+
+    Step i runs from rho_i to rho_i + h; its stages use the tabulated times j = 2i, 2i + 1, 2i + 2
+    (rho_i, rho_i + h/2, rho_i + h), so the tables hold 2m + 1 times for m steps.  ``mats`` holds one
+    entry (time-independent bases) or one per tabulated time (per-component precisions)."""
+    n, d = y.shape
+    K = mrot.shape[1]
+    m = (coef.shape[0] - 1) // 2
+    for c in nb.prange(nchunks):
+        x = np.empty(d)
+        z = np.empty(d)
+        lk = np.empty(K)
+        gk = np.empty((K, d))
+        tmp = np.empty(d)
+        out = np.empty(d)
+        yp = np.empty(d)
+        ys = np.empty(d)
+        k = np.empty(d)
+        acc = np.empty(d)
+        for p in range(c * size, min(n, (c + 1) * size)):
+            for i in range(d):
+                yp[i] = y[p, i]
+            for s in range(m):
+                j = 2 * s
+                _stage(yp, j, coef, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, k)
+                for i in range(d):
+                    acc[i] = k[i]
+                    ys[i] = yp[i] + 0.5 * h * k[i]
+                _stage(ys, j + 1, coef, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, k)
+                for i in range(d):
+                    acc[i] += 2.0 * k[i]
+                    ys[i] = yp[i] + 0.5 * h * k[i]
+                _stage(ys, j + 1, coef, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, k)
+                for i in range(d):
+                    acc[i] += 2.0 * k[i]
+                    ys[i] = yp[i] + h * k[i]
+                _stage(ys, j + 2, coef, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, k)
+                for i in range(d):
+                    yp[i] += (h / 6.0) * (acc[i] + k[i])
+            for i in range(d):
+                y[p, i] = yp[i]
+
+
+@nb.njit(**_JIT)
+def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, D):
+    """D = E[x_0 | x_t] at the VE point y, from p_t's tables at one time: D = y + 2 sinh(t) s(e^{-t} y, t)."""
+    d = y.shape[0]
+    for i in range(d):
+        x[i] = y[i] * scale
+    _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk)
+    _rotated_score(gk, lk, mats, tmp, out)
+    for i in range(d):
+        D[i] = y[i] + two_sinh * out[i]
+
+
+@nb.njit(parallel=True, **_JIT)
+def _solve_grid(y, sig, solver, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks):
+    """Few-step samplers on the VE sigma nodes ``sig`` (N + 1, descending, > 0), y (n, d) updated in place.
+
+    solver 0: Euler, 1: Heun, 2: DPM-Solver++(2M), with the steps of :mod:`numcore.samplers`; the marginal is
+    tabulated at the N + 1 node times (``mats`` as in :func:`_flow_rk4`).  Each chunk of points steps
+    through the grid together (the tables of one node are sliced once per chunk)."""
+    n, d = y.shape
+    K = mrot.shape[1]
+    N = sig.shape[0] - 1
+    for c in nb.prange(nchunks):
+        lo = c * size
+        hi = min(n, (c + 1) * size)
+        x = np.empty(d)
+        z = np.empty(d)
+        lk = np.empty(K)
+        gk = np.empty((K, d))
+        tmp = np.empty(d)
+        out = np.empty(d)
+        y2 = np.empty(d)
+        D = np.empty(d)
+        Dold = np.empty((hi - lo, d))
+        h_last = 0.0
+        for s in range(N):
+            a0, a1 = inv_s[s], inv_s[s + 1]
+            m0, m1 = mrot[s], mrot[s + 1]
+            l0, l1 = logc[s], logc[s + 1]
+            M0 = mats[s] if mats.shape[0] > 1 else mats[0]
+            M1 = mats[s + 1] if mats.shape[0] > 1 else mats[0]
+            dt = sig[s + 1] - sig[s]
+            h = math.log(sig[s]) - math.log(sig[s + 1])
+            ratio = sig[s + 1] / sig[s]
+            em = math.expm1(-h)
+            r = h_last / h
+            for p in range(lo, hi):
+                yp = y[p]
+                _denoise(yp, two_sinh[s], scale[s], a0, m0, l0, M0, x, z, lk, gk, tmp, out, D)
+                if solver == 0:
+                    for i in range(d):
+                        yp[i] += dt * (yp[i] - D[i]) / sig[s]
+                elif solver == 1:
+                    for i in range(d):
+                        tmp[i] = (yp[i] - D[i]) / sig[s]  # the slope at the start of the step
+                        y2[i] = yp[i] + dt * tmp[i]
+                    for i in range(d):
+                        Dold[p - lo, i] = tmp[i]
+                    _denoise(y2, two_sinh[s + 1], scale[s + 1], a1, m1, l1, M1, x, z, lk, gk, tmp, out, D)
+                    for i in range(d):
+                        yp[i] += 0.5 * dt * (Dold[p - lo, i] + (y2[i] - D[i]) / sig[s + 1])
+                else:
+                    for i in range(d):
+                        Dd = D[i] if s == 0 else (1.0 + 0.5 / r) * D[i] - (0.5 / r) * Dold[p - lo, i]
+                        yp[i] = ratio * yp[i] - em * Dd
+                        Dold[p - lo, i] = D[i]
+            h_last = h
+
+
+# The same solver loop on one thread: for small batches (the grid search evaluates it thousands of times on
+# ~10^3 points), where starting a parallel region costs more than it saves.
+_solve_grid_serial = nb.njit(**_JIT)(_solve_grid.py_func)
