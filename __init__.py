@@ -21,10 +21,12 @@ if __name__ == "flowcert":  # pytest also imports this file, as a bare module or
         certify,
         describe,
         export,
+        export_grid,
         grid,
         lipschitz,
         lipschitz_report,
         load_mixture,
+        optimise_grid,
         solvers,
         stability,
         validate,
@@ -36,4 +38,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "certify", "solvers", "validate", "InputError", "__version__"]
+           "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError", "__version__"]

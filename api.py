@@ -25,7 +25,7 @@ DELTA = 1e-3  # smallest OU time: VE sigma 0.045, below the built-in mixtures' m
 T_MAX = 5.0  # largest OU time: alpha_T = 0.0067, p_T within KL <= e^{-10} KL(p_0 || N(0, I)) of the prior
 
 __all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "certify", "solvers", "validate", "InputError"]
+           "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError"]
 
 
 def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
@@ -143,26 +143,41 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
 
 def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri", delta: float = DELTA,
          T: float = T_MAX, units: Iterable[str] = ("t",), beta_schedule: str = "linear", clip: bool = False,
-         samples: int = 4096, seed: int = 0, progress=no_progress) -> dict:
+         samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 1024,
+         test_samples: int = 4096, effort: float = 1.0, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments, t[0] = T, t[N] = delta.
 
     Kinds: ``balanced`` (Lambda(t_i) = (N - i)/N Lambda(T) for the rate ``bound``: equal
     stability budget per segment), ``uniform`` in t, ``edm`` (Karras et al. 2022, rho = 7, in VE
-    sigma), ``logsnr`` (uniform in log-SNR).  ``units`` adds the nodes in sigma (VE), alpha,
-    sigma_vp, logsnr, rf (rectified flow) or ddpm (fractional timesteps of ``beta_schedule``).
+    sigma), ``logsnr`` (uniform in log-SNR), ``kl-optimal`` (Align Your Steps' closed form
+    sigma_i = tan((1 - i/N) atan(sigma_max) + (i/N) atan(sigma_min)), Sabour et al. 2024, Theorem 3.1)
+    and ``optimal``: the grid that minimises ``solver``'s end-to-end relative MSE against the exact
+    flow map on ``train_samples`` trajectories (seed ``seed``), its error reported on
+    ``test_samples`` fresh ones (:func:`optimise_grid` is the search).  ``units`` adds the nodes in
+    sigma (VE), alpha, sigma_vp, logsnr, rf (rectified flow) or ddpm (fractional timesteps of
+    ``beta_schedule``).
+
+    Args:
+        solver: ``euler``, ``heun`` or ``dpmpp_2m``; needed by kind ``optimal``.
+        effort: multiplies the search's evaluation budgets (kind ``optimal``).
 
     Returns:
         dict with ``t`` (N + 1,), ``lambda`` (N + 1,), ``lambda_T``, ``amplification``, one
-        array (N + 1,) per unit, and the request (the JSON of ``flowcert grid``).
+        array (N + 1,) per unit, and the request (the JSON of ``flowcert grid``); kind ``optimal``
+        adds ``solver`` and ``optimal`` (objective, training and test errors with a 95% interval,
+        log-SNR, KL-optimal and EDM on the same test batch, the search's stopping reason), the
+        other kinds ``sampling`` (one line pointing to the grid that wins for sampling).
 
     Raises:
         InputError: a bad kind, bound, unit, ``steps`` or window; a ddpm node outside the
-            schedule's range without ``clip``.
+            schedule's range without ``clip``; kind ``optimal`` without a solver or with more than
+            64 steps.
     """
     from .bounds.timegrid import build
 
     return build(load_mixture(mixture), steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
-                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, progress=progress)
+                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
+                 train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
 
 
 def export(t, preset: str, *, beta_schedule: str = "linear", clip: bool = False, shift: float = 1.0) -> Export:
@@ -186,6 +201,85 @@ def export(t, preset: str, *, beta_schedule: str = "linear", clip: bool = False,
     from .bounds.presets import export as export_
 
     return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift)
+
+
+def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, solver: str | None = None,
+                bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str = "linear",
+                clip: bool = False, shift: float = 1.0, samples: int = 4096, seed: int = 0,
+                train_samples: int = 1024, test_samples: int = 4096, effort: float = 1.0,
+                progress=no_progress) -> dict:
+    """A grid of N = ``steps`` segments exported for one sampler (``flowcert grid --for PRESET``).
+
+    Without ``kind``: the grid that wins for the solver the preset runs (Euler for diffusers-euler,
+    diffusers-edm, diffusers-flowmatch, k-diffusion and comfyui; DPM-Solver++(2M) for
+    diffusers-timesteps; ``solver`` overrides it): the solver's optimal grid or a closed form (log-SNR,
+    KL-optimal, EDM), whichever has the smallest training error once exported, with every candidate's
+    error on a fresh test batch.  With ``kind``: that grid (:func:`grid`), exported.
+
+    Returns:
+        dict: ``export`` (:class:`Export`), ``grid`` (the dict of :func:`grid` for the exported kind;
+        for the winner ``kind`` and ``t`` only) and ``selection`` (``kind``, ``solver``, ``rel_mse``,
+        ``rel_mse_ci``, ``baselines``, ``train_rel_mse``, ``objective``, ``measured_on``, ``search``,
+        batch sizes) or None when ``kind`` was given.
+
+    Raises:
+        InputError: an unknown preset, kind or solver; bad steps or window; a grid the preset cannot take.
+    """
+    from .bounds.presets import check
+    from .numcore.checks import integer, time_window
+
+    check(preset)
+    delta, T = time_window(delta, T)
+    if kind is not None:
+        g = grid(mixture, steps, kind=kind, bound=bound, delta=delta, T=T, beta_schedule=beta_schedule, clip=clip,
+                 samples=samples, seed=seed, solver=solver, train_samples=train_samples,
+                 test_samples=test_samples, effort=effort, progress=progress)
+        return {"export": export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift), "grid": g,
+                "selection": None}
+    from .bounds.optimal import winning_export
+
+    mix = load_mixture(mixture)
+    steps = integer("steps", steps, low=1, high=100000)
+    ex, rec = winning_export(mix, steps, preset, solver=solver, delta=delta, T=T, beta_schedule=beta_schedule,
+                             clip=clip, shift=shift, train=train_samples, test=test_samples, seed=seed,
+                             effort=effort, progress=progress)
+    g = {"mixture": mix.name, "kind": rec["kind"], "bound": bound, "steps": steps, "delta": delta, "T": T,
+         "t": ex.t, "solver": rec["solver"]}
+    return {"export": ex, "grid": g, "selection": rec}
+
+
+def optimise_grid(error, steps: int, *, delta: float = DELTA, T: float = T_MAX, starts: dict | None = None,
+                  effort: float = 1.0):
+    """The grid of N = ``steps`` segments on [delta, T] that minimises ``error`` (any solver, any model).
+
+    The search of ``flowcert grid --kind optimal``, for a model of your own: ``error`` maps a grid
+    (OU times, shape (N + 1,), descending, t[0] = T, t[N] = delta) to a positive number, typically the
+    relative MSE of your sampler's end points against a teacher's on a fixed batch, built with
+    ``flowcert.numcore.gridsearch.endpoint_error(sample, target)``.  Nelder-Mead over the N - 1 interior
+    log-sigmas up to N = 8, coarse to fine (the optimum at ceil(N/2), refined with L-BFGS-B) above;
+    deterministic; the nodes stay strictly decreasing.
+
+    Args:
+        starts: {name: grid (N + 1,)}; default the closed forms log-SNR, KL-optimal and EDM. The search
+            starts at the one with the smallest error and never returns a worse grid.
+        effort: multiplies the evaluation budgets.
+
+    Returns:
+        ``flowcert.numcore.gridsearch.SearchResult``: ``t``, ``value``, ``start``, ``start_values``,
+        ``evaluations``, ``iterations``, ``stop`` (the optimiser's stopping reason), ``method``, ``seconds``.
+
+    Raises:
+        InputError: ``steps`` outside 1..64, a bad window or effort.
+    """
+    from .bounds.optimal import baseline_grids, check_steps
+    from .numcore.checks import real, time_window
+    from .numcore.gridsearch import search
+
+    delta, T = time_window(delta, T)
+    steps = check_steps(steps)
+    effort = real("effort", effort, low=0.05, high=100.0)
+    return search(error, steps, delta, T, starts if starts is not None else baseline_grids(steps, delta, T),
+                  effort=effort)
 
 
 def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delta: float = DELTA,

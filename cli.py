@@ -213,10 +213,15 @@ def output_format(fmt: str | None, output: str | None) -> str:
 
 @main.command("grid")
 @click.argument("spec")
-@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr"]), default="balanced",
-              show_default=True,
+@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr", "kl-optimal", "optimal"]),
+              default=None,
               help="balanced: equal Lambda per segment; uniform in t; edm: Karras rho=7 in VE sigma; "
-                   "logsnr: uniform in log-SNR.")
+                   "logsnr: uniform in log-SNR; kl-optimal: Align Your Steps' closed form (uniform in atan sigma); "
+                   "optimal: the grid that minimises --solver's error against the exact flow map.  "
+                   "[default: balanced; with --for: the grid that wins for the preset's solver]")
+@click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
+              help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
+                   "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default="tri", show_default=True,
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
                    "||J||_op (data-aware; uses --samples and --seed).")
@@ -231,7 +236,13 @@ def output_format(fmt: str | None, output: str | None) -> str:
                                            "instead of failing.")
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
-@seed_option("Seed for --bound empirical.")
+@seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
+@click.option("--train-samples", type=int, default=1024, show_default=True,
+              help="Exact trajectories the optimal grid is fitted on.")
+@click.option("--test-samples", type=int, default=4096, show_default=True,
+              help="Fresh exact trajectories its error (and the closed forms') is measured on.")
+@click.option("--effort", type=float, default=1.0, show_default=True,
+              help="Multiplies the grid search's evaluation budgets (a longer search: 4).")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
@@ -241,35 +252,35 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
-def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, preset, shift, fmt,
-             output):
+def grid_cmd(spec, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, train_samples,
+             test_samples, effort, preset, shift, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
-    so each segment carries the same stability budget.  Nodes are descending,
-    t[0] = T and t[N] = delta.  JSON holds `t`, `lambda` (Lambda at each node
-    under --bound), `kind`, `bound`, `steps` and each requested unit under its name.
+    so each segment carries the same stability budget.  With --for PRESET and no
+    --kind, the grid that makes the preset's solver most accurate on this mixture
+    (measured against the exact flow map, with log-SNR, KL-optimal and EDM on the
+    same fresh batch).  Nodes are descending, t[0] = T and t[N] = delta.  JSON holds
+    `t`, `lambda` (Lambda at each node under --bound), `kind`, `bound`, `steps` and
+    each requested unit under its name.
     """
-    from .bounds.presets import check
-
     from .numcore.units import UNITS
 
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    if preset is not None:
-        check(preset)
-    g = api.grid(spec, steps, kind=kind, bound=bound, delta=delta, T=T, units=names if preset is None else ("t",),
-                 beta_schedule=beta_schedule,
-                 clip=clip, samples=samples, seed=seed, progress=bars())
+    common = dict(bound=bound, delta=delta, T=T, beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed,
+                  solver=solver, train_samples=train_samples, test_samples=test_samples, effort=effort,
+                  progress=bars())
     if preset is None:
+        g = api.grid(spec, steps, kind=kind or "balanced", units=names, **common)
         for w in g.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
         emit(render.grid_output(g, names, fmt, samples, seed), output)
         return
-    ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift)
-    for w in ex.warnings:
+    out = api.export_grid(spec, steps, preset, kind=kind, shift=shift, **common)
+    for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
-    emit(render.preset_output(ex, g, fmt), output)
+    emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)
 
 
 # ----------------------------------------------------------------------------- certify

@@ -105,21 +105,65 @@ def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | byte
     if g["bound"] == "empirical":
         lo, hi = g["bound_info"]["lambda_T_mc_interval"]
         head += f"\n# empirical rate: {samples} samples per time, seed {seed}, Lambda(T) MC interval {lo:.4g}..{hi:.4g}"
+    if "optimal" in g:
+        head += "\n" + "\n".join(optimal_lines(g["optimal"]))
+    if "sampling" in g:
+        head += f"\n# {g['sampling']}"
     return head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": g["lambda"], "t": t, **extra})
 
 
-def preset_output(ex, g: dict, fmt: str) -> str | bytes:
-    """``flowcert grid --for PRESET`` in format ``fmt``: what one sampler takes (bytes for npy)."""
+def _err(e: dict) -> str:
+    lo, hi = e["rel_mse_ci"]
+    return f"{e['rel_mse']:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def optimal_lines(rec: dict) -> list[str]:
+    """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``)."""
+    s = rec["search"]
+    base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
+    return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh exact "
+            f"trajectories (seed {rec['seed']}); on the same batch {base}; "
+            f"{rec['gain_over_best_baseline']:.3g}x below the best ({rec['best_baseline']})",
+            f"# objective: {rec['objective']}; fitted on {rec['train_samples']} trajectories (training value "
+            f"{rec['train_rel_mse']:.3g}); search {s['method']} from {s['start']}, {s['evaluations']} evaluations, "
+            f"{s['seconds']:.2f} s, stopped: {s['stop']}"]
+
+
+def selection_lines(rec: dict) -> list[str]:
+    """Comment lines for a winning export (:func:`flowcert.export_grid` without ``kind``)."""
+    base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
+    s = rec["search"]
+    return [f"# grid: {rec['kind']} for {rec['solver']} ({rec['solver_from']}), the smallest training error among "
+            f"optimal, {', '.join(rec['baselines'])}; relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
+            f"exact trajectories (seed {rec['seed']}); on the same batch {base}" +
+            ("" if rec["kind"] == "optimal" else f"; optimal {_err(rec['optimal'])}"),
+            f"# objective: {rec['objective']}; optimal fitted on {rec['train_samples']} trajectories, "
+            f"{s['method']}, {s['evaluations']} evaluations, {s['seconds']:.2f} s, stopped: {s['stop']}",
+            f"# measured on {rec['measured_on']}"]
+
+
+def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str | bytes:
+    """``flowcert grid --for PRESET`` in format ``fmt``: what one sampler takes (bytes for npy).
+
+    ``selection``: the record of the winning export (kind, solver, measured errors), when no kind was given."""
     if fmt == "txt":
         return ex.text()
     if fmt == "npy":
         return npy_bytes(ex.values)
     if fmt == "json":
-        return to_json({"for": ex.preset, "argument": ex.argument, ex.argument: ex.values,
-                        "scheduler_config": ex.config, "schedule": ex.schedule, "t": ex.t,
-                        "conventions": ex.conventions, "warnings": list(ex.warnings), "mixture": g["mixture"],
-                        "kind": g["kind"], "bound": g["bound"], "steps": g["steps"], "delta": g["delta"],
-                        "T": g["T"]})
+        doc = {"for": ex.preset, "argument": ex.argument, ex.argument: ex.values,
+               "scheduler_config": ex.config, "schedule": ex.schedule, "t": ex.t,
+               "conventions": ex.conventions, "warnings": list(ex.warnings), "mixture": g["mixture"],
+               "kind": g["kind"], "bound": g["bound"], "steps": g["steps"], "delta": g["delta"],
+               "T": g["T"], "solver": g.get("solver")}
+        if selection is not None:
+            doc["selection"] = selection
+            doc.update(rel_mse=selection["rel_mse"], rel_mse_ci=selection["rel_mse_ci"],
+                       baselines=selection["baselines"])
+        elif "optimal" in g:
+            doc.update(rel_mse=g["optimal"]["rel_mse"], rel_mse_ci=g["optimal"]["rel_mse_ci"],
+                       baselines=g["optimal"]["baselines"], optimal=g["optimal"])
+        return to_json(doc)
     n = ex.values.size
     if fmt == "csv":
         return csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]})
@@ -127,8 +171,10 @@ def preset_output(ex, g: dict, fmt: str) -> str | bytes:
     cols = {"i": [str(i) for i in range(n)],
             ex.argument: [str(v) if integer else f"{v:.9g}" for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
-    head = [f"# {ex.preset}: {g['kind']} grid ({g['bound']}), {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] "
-            f"for {g['mixture']}",
+    what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" else "")
+    head = [f"# {ex.preset}: {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] for {g['mixture']}",
+            *(selection_lines(selection) if selection is not None else []),
+            *(optimal_lines(g["optimal"]) if "optimal" in g else []),
             f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config, indent=None)}",
             f"# {ex.conventions}"]
     if ex.schedule.size > n:
