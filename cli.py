@@ -415,9 +415,12 @@ def validate_options(f):
                          default=listing(d.steps))),
         ("--grids", dict(metavar="G1,G2,...", default=listing(d.grids),
                          help=f"Grids to compare ({', '.join(GRIDS)}); empirical is balanced on the data-aware "
-                              "p_t-average rate.")),
+                              "p_t-average rate; kl-optimal is Align Your Steps' closed form; optimal is the grid "
+                              "that minimises --solver's error against the exact flow map.")),
         ("--bound", dict(type=click.Choice(["tri", "sharp", "onesided", "empirical"]), default=d.bound,
                          help="Rate the balanced grid is uniform in (empirical: the same as the grid named empirical).")),
+        ("--solver", dict(type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=d.solver,
+                          help="The solver whose optimal grid (on the exact mixture) the grid named optimal is.")),
         ("--seeds", dict(type=int, default=d.seeds, help="Number of seeds (teacher data and initial weights).")),
         ("--seed", dict(type=int, default=d.seed, help="First seed.")),
         ("--delta", dict(type=float, default=d.delta, help="Smallest OU time.")),
