@@ -23,7 +23,7 @@ from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
 from ..numcore.marginal import sample
 from ..numcore.mixture import GaussianMixture
-from ..numcore.samplers import sample_grid
+from ..numcore.samplers import sample_grid, squared_error_and_grad
 
 SOLVERS = ("euler", "heun", "dpmpp_2m")
 BASELINES = ("logsnr", "kl-optimal", "edm")
@@ -66,8 +66,9 @@ class Batches:
 
     def training_error(self, solver: str):
         """error(t): the solver's relative MSE on the training batch (the search's objective)."""
-        mix, x = self.mix, self.x_train
-        return gridsearch.endpoint_error(lambda t: sample_grid(mix, x, t, solver), self.y_train)
+        mix, x, y = self.mix, self.x_train, self.y_train
+        return gridsearch.endpoint_error(lambda t: sample_grid(mix, x, t, solver), y,
+                                         lambda t: squared_error_and_grad(mix, x, y, t, solver))
 
     def test_error(self, t, solver: str) -> dict:
         """The solver's relative MSE on the test batch with its 95% interval: {rel_mse, rel_mse_ci}."""

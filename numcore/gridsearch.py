@@ -31,7 +31,9 @@ MAX_STEPS = 64  # the largest N the search accepts
 FULL_SIMPLEX = 8  # up to this N, Nelder-Mead over every interior node
 MIN_GAP = 1e-9  # smallest gap in rho, relative to the whole range: closer nodes are rejected
 SIMPLEX_EVALS = 300  # Nelder-Mead budget per free node
-REFINE_EVALS = 40  # L-BFGS-B budget per free node (coarse to fine)
+REFINE_EVALS = 40  # L-BFGS-B budget per free node (coarse to fine, finite-difference gradients)
+GRADIENT_EVALS = 200  # L-BFGS-B budget per run with exact gradients
+STALL_ITERATIONS, STALL_GAIN = 10, 0.005  # ... which stops once 10 iterations gain less than 0.5% together
 
 
 def to_params(t) -> np.ndarray:
@@ -72,6 +74,7 @@ class SearchResult:
     evaluations : calls of ``error`` (all stages); iterations : optimiser iterations (all stages).
     stop : the final stage's stopping reason, in words.
     method : the stages that ran; seconds : wall time.
+    ladder : {N': (grid, value)} for every N' the coarse-to-fine stages optimised on the way (N included).
     """
 
     t: np.ndarray
@@ -84,6 +87,7 @@ class SearchResult:
     method: str
     seconds: float
     history: list = field(default_factory=list, repr=False)
+    ladder: dict = field(default_factory=dict, repr=False)
 
 
 class _Counted:
@@ -99,13 +103,51 @@ class _Counted:
         self.history.append(e)
         return e
 
+    def _valid(self, t) -> bool:
+        gaps = -np.diff(rho_from_t(t))
+        return bool(np.all(np.isfinite(t)) and gaps.min() >= MIN_GAP * gaps.sum())
+
     def __call__(self, z) -> float:
         t = from_params(z, self.delta, self.T)
-        gaps = -np.diff(rho_from_t(t))
-        if not np.all(np.isfinite(t)) or gaps.min() < MIN_GAP * gaps.sum():
+        if not self._valid(t):
             return 1e300
         e = self.grid_error(t)
         return math.log(e) if e > 0 else -1e300
+
+    def value_and_grad(self, z):
+        """(log error, its gradient in z) from ``error.value_and_grad(t)`` = (error, d error / d rho_k)."""
+        z = np.asarray(z, float)
+        t = from_params(z, self.delta, self.T)
+        if not self._valid(t):
+            return 1e300, np.zeros_like(z)
+        self.calls += 1
+        e, g_rho = self.error.value_and_grad(t)
+        self.history.append(float(e))
+        if not e > 0:
+            return -1e300, np.zeros_like(z)
+        # rho_i = rho_0 - sum_{j <= i} w_j, w = R softmax(z, 0): chain rule through the gaps
+        R = float(rho_from_t(self.T) - rho_from_t(self.delta))
+        logits = np.append(z, 0.0)
+        w = np.exp(logits - logits.max())
+        w *= R / w.sum()
+        G = -np.cumsum(np.asarray(g_rho, float)[1:-1][::-1])[::-1]  # d e / d w_j = -sum_{i >= j} d e / d rho_i
+        G = np.append(G, 0.0)
+        dzeta = w * (G - np.dot(w, G) / R)
+        return math.log(e), dzeta[:-1] / e
+
+
+class _Stall:
+    """An L-BFGS-B callback that stops the run once ``window`` iterations lowered log error by less than
+    ``gain`` (relative) together."""
+
+    def __init__(self, window: int, gain: float):
+        self.window, self.gain, self.values, self.stopped = max(window, 2), gain, [], False
+
+    def __call__(self, intermediate_result):
+        self.values.append(float(intermediate_result.fun))
+        if len(self.values) > self.window and self.values[-self.window - 1] - self.values[-1] < self.gain:
+            self.stopped = True
+            raise StopIteration
 
 
 def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: float, starts: dict, *,
@@ -139,55 +181,75 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
     for name, g in starts.items():
         if g.shape != (N + 1,):
             raise ValueError(f"start {name!r} has {g.size} nodes: expected {N + 1}")
-    iterations, stages = 0, []
+    iterations, stages, ladder = 0, [], {}
     if N > FULL_SIMPLEX:  # coarse to fine: the optimum with half the steps, every gap halved in rho
         coarse = search(error, -(-N // 2), delta, T,
                         {k: resample(g, -(-N // 2)) for k, g in starts.items()}, effort=effort, xtol=xtol, ftol=ftol)
         f.calls, f.history = coarse.evaluations, list(coarse.history)
-        iterations, stages = coarse.iterations, [coarse.method]
+        iterations, stages, ladder = coarse.iterations, [coarse.method], dict(coarse.ladder)
         starts = {**starts, f"optimal N={-(-N // 2)} resampled": resample(coarse.t, N)}
     values = {name: f.grid_error(g) for name, g in starts.items()}
     best = min(values, key=values.get)
     if N == 1:
         return SearchResult(starts[best], values[best], best, values, f.calls, 0, "N = 1: no interior node",
-                            "none", time.perf_counter() - clock, f.history)
+                            "none", time.perf_counter() - clock, f.history, {1: (starts[best], values[best])})
     z0 = to_params(starts[best])
+    gradient = hasattr(error, "value_and_grad")
     if N <= FULL_SIMPLEX:
         res = minimize(f, z0, method="Nelder-Mead",
                        options=dict(maxfev=int(effort * SIMPLEX_EVALS * (N - 1)), xatol=xtol / effort,
                                     fatol=ftol / effort, adaptive=N > 5,
                                     initial_simplex=np.vstack([z0, z0 + 0.5 * np.eye(N - 1)])))
         stages.append(f"nelder-mead({N - 1})")
+    elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
+        stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+        res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
+                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
+        if stall.stopped:
+            res.message = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last "
+                           f"{stall.window} iterations")
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
     else:
         res = minimize(f, z0, method="L-BFGS-B",
                        options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,
                                     eps=1e-6))
-        stages.append(f"l-bfgs-b({N - 1})")
+        stages.append(f"l-bfgs-b({N - 1}, finite differences)")
     iterations += int(getattr(res, "nit", 0))
     stop = " ".join(str(res.message).split())
     if not res.fun < math.log(values[best]):
         t, value, stop = starts[best], values[best], stop + "; no improvement on the start grid: kept it"
     else:
         t, value = from_params(res.x, delta, T), float(math.exp(res.fun))
+    ladder[N] = (t, value)
     return SearchResult(t, value, best, values, f.calls, iterations, stop, " then ".join(stages),
-                        time.perf_counter() - clock, f.history)
+                        time.perf_counter() - clock, f.history, ladder)
 
 
-def endpoint_error(sample: Callable[[np.ndarray], np.ndarray], target) -> Callable[[np.ndarray], float]:
+def endpoint_error(sample: Callable[[np.ndarray], np.ndarray], target, squared_error_and_grad=None):
     """error(t) = sum_i |sample(t)_i - target_i|^2 / sum_i |target_i|^2: a solver's end-to-end relative MSE.
 
     Args:
         sample: runs the solver along the grid t (OU time, descending) on a fixed batch of start points
             x_T and returns its end points (n, d) at t[-1].
         target: (n, d) the exact flow-map end points Phi_{T->delta}(x_T) of the same batch (a teacher's).
+        squared_error_and_grad: optional t -> (sum_i |sample(t)_i - target_i|^2, its gradient with respect to
+            rho_k = log sigma_VE(t_k), shape (N + 1,)); with it the search refines with exact gradients.
 
     Returns:
-        the function t -> relative MSE (a float >= 0) that :func:`search` minimises.
+        the function t -> relative MSE (a float >= 0) that :func:`search` minimises (with a
+        ``value_and_grad`` method when ``squared_error_and_grad`` is given).
     """
     target = np.asarray(target, float)
     norm = float(np.sum(target**2))
 
-    def error(t):
-        return float(np.sum((sample(t) - target) ** 2)) / norm
+    class Error:
+        def __call__(self, t):
+            return float(np.sum((sample(t) - target) ** 2)) / norm
 
-    return error
+    if squared_error_and_grad is not None:
+        def value_and_grad(t):
+            v, g = squared_error_and_grad(t)
+            return v / norm, np.asarray(g, float) / norm
+
+        Error.value_and_grad = staticmethod(value_and_grad)
+    return Error()
