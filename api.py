@@ -311,40 +311,68 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
                progress=progress)
 
 
-def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DELTA, T: float = T_MAX,
-            samples: int = 10000, seed: int = 0, plot: str | None = None, progress=no_progress) -> dict:
+def solvers(mixture=None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
+            T: float = T_MAX, samples: int = 10000, seed: int = 0, train_samples: int = 1024, effort: float = 1.0,
+            plot: str | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate against the exact flow map.
 
-    From ``samples`` exact x_T ~ p_T and the exact denoiser, every grid kind and every N in
-    ``steps``; relative MSE to the exact teacher endpoint Phi_{T->delta}(x_T) with a 95% CI,
-    and sliced W2 to an independent sample of p_delta.  Needs ``flowcert[torch]``.
+    From ``samples`` exact x_T ~ p_T and the exact denoiser, every grid kind (balanced on the tri,
+    sharp and empirical rates, uniform, EDM, log-SNR, KL-optimal, and each solver's optimal grid,
+    fitted on ``train_samples`` other trajectories) and every N in ``steps``; relative MSE to the
+    exact endpoint Phi_{T->delta}(x_T) with a 95% CI, and sliced W2 to an independent sample of
+    p_delta.  ``random`` adds that many seeded random mixtures (families isotropic, shared-full and
+    per-component; d in 1..8, K in 2..8; seed ``seed``) and a league table over all mixtures.  Runs on
+    the base install (numba kernels, no torch).
+
+    Args:
+        mixture: a spec, a list of specs, or None (then ``random`` must be >= 1).
 
     Returns:
-        the dict of ``flowcert solvers --format json``: ``rows`` (grid, solver, steps, nfe,
-        engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``.
+        one mixture: the dict of ``flowcert solvers --format json``: ``rows`` (grid, solver, steps, nfe,
+        engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``, ``optimal`` (the optimal grids and
+        their searches), ``teacher``, ``league``.  Several: ``studies`` (one such dict each, without
+        ``league``) and ``league`` (per solver and N, each grid's relative MSE over the optimal grid's:
+        geometric mean over mixtures with a 95% interval, the fraction within 1.1x, the best closed form).
 
     Raises:
-        InputError: bad steps, samples or window; torch not installed; an unwritable ``plot``.
+        InputError: bad steps, samples, random or window; no mixture; an unwritable ``plot``.
     """
-    from .numcore.checks import integer, steps_list, time_window
+    from .numcore.checks import integer, real, steps_list, time_window
     from .numcore.io import check_destination
+    from .numcore.mixture import random_mixtures
 
-    require("torch", "torch", "solvers")
     delta, T = time_window(delta, T)
-    ns = steps_list("steps", steps, 4096)
+    ns = steps_list("steps", steps, 64)
     samples = integer("samples", samples, low=16, high=10**7)
+    train_samples = integer("train_samples", train_samples, low=16, high=10**7)
+    random = integer("random", random, low=0, high=1000)
+    effort = real("effort", effort, low=0.05, high=100.0)
     if plot is not None:
         check_destination(plot, "plot")
-    mix = load_mixture(mixture)
+    specs = [] if mixture is None else ([mixture] if isinstance(mixture, (str, dict)) else list(mixture))
+    mixes = [load_mixture(m) for m in specs] + random_mixtures(random, seed)
+    if not mixes:
+        raise InputError("`mixture` missing: expected a mixture SPEC or `random` >= 1")
     from .distill import solver_study
 
-    with progress(16, "exact teacher") as tbar, \
-            progress(len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS), "solvers") as bar:
-        res = solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar, teacher_bar=tbar,
-                               empirical_samples=min(samples, 4096))
+    studies = []
+    per = (len(solver_study.LABELS) + 1) * len(ns) * len(solver_study.SOLVERS)  # runs and searches
+    with progress(len(mixes) * per, "solvers") as bar:
+        for mix in mixes:
+            studies.append(solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar,
+                                            empirical_samples=min(samples, 4096), train_samples=train_samples,
+                                            effort=effort, teacher_progress=progress if len(mixes) == 1
+                                            else no_progress))
+    league = solver_study.league(studies)
+    if len(mixes) == 1 and not random:
+        res = {**studies[0], "league": league}
+        if plot is not None:
+            solver_study.plot(res, plot)
+        return res
     if plot is not None:
-        solver_study.plot(res, plot)
-    return res
+        solver_study.plot_league(league, plot)
+    return {"studies": studies, "league": league, "random": random, "seed": seed, "steps": ns, "samples": samples,
+            "train_samples": train_samples, "delta": delta, "T": T}
 
 
 def validate(specs=(), *, out: str | None = None, resume: str | None = None, preset: str | None = None,

@@ -331,33 +331,41 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 
 
 @main.command("solvers")
-@click.argument("spec")
+@click.argument("specs", nargs=-1, metavar="[SPEC...]")
 @click.option("--steps", default="4,8,16,32", show_default=True, help="Comma-separated numbers of steps N to compare.")
+@click.option("--random", "random_", type=int, default=0, show_default=True,
+              help="Add this many seeded random mixtures (isotropic, shared-full, per-component; d in 1..8, K in "
+                   "2..8) and summarise every grid against the optimal one over all mixtures (the league).")
 @click.option("--samples", type=int, default=10000, show_default=True,
-              help="Exact samples x_T ~ p_T (and the size of the p_delta reference for the sliced W2); the "
-                   "empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
-@seed_option("Seed of the samples and projections.")
+              help="Exact samples x_T ~ p_T (the test batch, and the size of the p_delta reference for the sliced "
+                   "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
+@click.option("--train-samples", type=int, default=1024, show_default=True,
+              help="Exact trajectories the optimal grids are fitted on (independent of --samples).")
+@click.option("--effort", type=float, default=1.0, show_default=True,
+              help="Multiplies the grid search's evaluation budgets.")
+@seed_option("Seed of the samples, projections and random mixtures.")
 @window_options
 @format_option("table", "json")
 @output_option
-@plot_option("Plot relative MSE and sliced W2 against N per grid and solver.")
-def solvers_cmd(spec, steps, samples, seed, delta, T, fmt, output, plot):
+@plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
+def solvers_cmd(specs, steps, random_, samples, train_samples, effort, seed, delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
-    EDM rho = 7; log-SNR) and each N, runs Euler (diffusers' EulerDiscreteScheduler
-    when diffusers is installed), Heun and DPM-Solver++(2M) (flowcert's own:
-    diffusers' versions take only integer timesteps) from exact x_T ~ p_T with
-    the exact denoiser, and reports the relative MSE against the exact teacher
-    endpoint Phi_{T->delta}(x_T) with a 95% CI, and the sliced W2 distance to an
-    independent sample of p_delta with its Monte-Carlo noise floor.  JSON holds
-    `rows` (grid, solver, steps, nfe, engine, rel_mse, rel_mse_ci, sw), `sw_floor`
-    and `summary` (winner per solver and N, factor over the runner-up).  Needs
-    the torch extra: pip install 'flowcert[torch]'.
+    EDM rho = 7; log-SNR; KL-optimal; and each solver's optimal grid, fitted on
+    --train-samples other trajectories) and each N, runs Euler, Heun and
+    DPM-Solver++(2M) from exact x_T ~ p_T with the exact denoiser, and reports the
+    relative MSE against the exact endpoint Phi_{T->delta}(x_T) with a 95% CI, and
+    the sliced W2 distance to an independent sample of p_delta with its Monte-Carlo
+    noise floor.  JSON holds `rows` (grid, solver, steps, nfe, engine, rel_mse,
+    rel_mse_ci, sw), `sw_floor`, `summary` (winner per solver and N), `optimal` and
+    `league` (every grid's error over the optimal grid's, geometric mean over the
+    mixtures with a 95% interval); with several mixtures `studies` and `league`.
     """
     if output is not None:
         check_destination(output, "output")
-    res = api.solvers(spec, steps, delta=delta, T=T, samples=samples, seed=seed, plot=plot, progress=bars())
+    res = api.solvers(list(specs) or None, steps, random=random_, delta=delta, T=T, samples=samples, seed=seed,
+                      train_samples=train_samples, effort=effort, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
-           "preset_output", "certify_text", "solvers_text"]
+           "preset_output", "certify_text", "solvers_text", "league_text", "optimal_lines", "selection_lines"]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -233,7 +233,13 @@ def certify_text(d: dict) -> str:
 
 # ----------------------------------------------------------------------------- solvers
 def solvers_text(res: dict) -> str:
-    """The table and winners of ``flowcert solvers`` from :func:`flowcert.solvers`."""
+    """The table, winners and league of ``flowcert solvers`` from :func:`flowcert.solvers`."""
+    if "studies" in res:
+        per = ["# per mixture: the winning grid per solver (geometric mean over N) and its factor over the runner-up"]
+        for st in res["studies"]:
+            per.append(f"#   {st['mixture']}: " + "; ".join(
+                f"{s} {v['overall_winner']} x{v['overall_factor']:.2f}" for s, v in st["summary"].items()))
+        return "\n".join(per) + "\n" + league_text(res["league"])
     rows = res["rows"]
     cols = {
         "grid": [r["grid"] for r in rows], "solver": [r["solver"] for r in rows],
@@ -244,11 +250,15 @@ def solvers_text(res: dict) -> str:
     }
     fl = res["sw_floor"]
     engines = sorted({f"{r['solver']}: {r['engine']}" for r in rows})
+    opt = res["optimal"]
     head = [f"# {res['mixture']}: {res['samples']} exact samples x_T ~ p_T, T = {res['T']:g} -> delta = "
             f"{res['delta']:g}, seed {res['seed']}; rel_MSE = sum|x - Phi(x_T)|^2 / sum|Phi(x_T)|^2",
             f"# SW2 to an independent p_delta sample ({res['sw_directions']} directions); noise floor "
             f"{fl['value']:.4f} (SW2 of the exact endpoints to the same sample; over {fl['repeats']} reference "
             f"samples {fl['mean']:.4f} +- {fl['sd']:.4f})",
+            f"# exact endpoints: RK4 step {res['teacher']['step']:g} in log sigma, estimated relative RMS error "
+            f"{res['teacher']['relative_rms_error']:.1e}; optimal grids fitted on {opt['train_samples']} other "
+            "exact trajectories, measured here on the study's samples",
             "# engines: " + "; ".join(engines)]
     lines = ["", "winners (smallest relative MSE; factor = runner-up / winner):"]
     for solver, s in res["summary"].items():
@@ -257,4 +267,25 @@ def solvers_text(res: dict) -> str:
         lines.append(f"  {'':9s} over all N (geometric mean): {s['overall_winner']} x{s['overall_factor']:.2f} "
                      f"over the next; edm / winner = {s['vs']['edm']:.3g}, balanced-empirical / winner = "
                      f"{s['vs']['balanced-empirical']:.3g}, balanced-tri / winner = {s['vs']['balanced-tri']:.3g}")
-    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
+    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines) + "\n" + league_text(res["league"])
+
+
+def league_text(lg: dict) -> str:
+    """The league: per solver and N, each grid's relative MSE over the optimal grid's (geometric mean over the
+    mixtures, 95% interval) and how often it is within 1.1x."""
+    M = len(lg["mixtures"])
+    lines = [f"\nleague over {M} mixture(s): relative MSE / optimal grid's (geometric mean"
+             + (", 95% interval" if M > 1 else "") + f"; in parentheses the share of mixtures within "
+             f"{lg['within_factor']:g}x of the optimum)"]
+    for solver, per in lg["table"].items():
+        steps = list(per)
+        grids_ = list(per[steps[0]]["grids"])
+        cols = {"grid": grids_}
+        for N in steps:
+            cell = per[N]["grids"]
+            cols[f"N={N}"] = [f"{cell[g]['geo_mean']:.3g}" + (f" [{cell[g]['ci'][0]:.3g}, {cell[g]['ci'][1]:.3g}]"
+                                                             if cell[g]["ci"] else "")
+                              + f" ({cell[g]['within']:.0%})" for g in grids_]
+        lines += [f"{solver}: best closed form per N: "
+                  + ", ".join(f"N={N} {per[N]['best_baseline']}" for N in steps), table(cols)]
+    return "\n".join(lines)
