@@ -143,7 +143,7 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
 
 def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri", delta: float = DELTA,
          T: float = T_MAX, units: Iterable[str] = ("t",), beta_schedule: str = "linear", clip: bool = False,
-         samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 1024,
+         samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 4096,
          test_samples: int = 4096, effort: float = 1.0, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments, t[0] = T, t[N] = delta.
 
@@ -206,7 +206,7 @@ def export(t, preset: str, *, beta_schedule: str = "linear", clip: bool = False,
 def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, solver: str | None = None,
                 bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str = "linear",
                 clip: bool = False, shift: float = 1.0, samples: int = 4096, seed: int = 0,
-                train_samples: int = 1024, test_samples: int = 4096, effort: float = 1.0,
+                train_samples: int = 4096, test_samples: int = 4096, effort: float = 1.0,
                 progress=no_progress) -> dict:
     """A grid of N = ``steps`` segments exported for one sampler (``flowcert grid --for PRESET``).
 
@@ -312,7 +312,7 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
 
 
 def solvers(mixture=None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
-            T: float = T_MAX, samples: int = 10000, seed: int = 0, train_samples: int = 1024, effort: float = 1.0,
+            T: float = T_MAX, samples: int = 10000, seed: int = 0, train_samples: int = 4096, effort: float = 1.0,
             plot: str | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate against the exact flow map.
 

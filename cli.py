@@ -237,7 +237,7 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
 @seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
-@click.option("--train-samples", type=int, default=1024, show_default=True,
+@click.option("--train-samples", type=int, default=4096, show_default=True,
               help="Exact trajectories the optimal grid is fitted on.")
 @click.option("--test-samples", type=int, default=4096, show_default=True,
               help="Fresh exact trajectories its error (and the closed forms') is measured on.")
@@ -333,13 +333,13 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @main.command("solvers")
 @click.argument("specs", nargs=-1, metavar="[SPEC...]")
 @click.option("--steps", default="4,8,16,32", show_default=True, help="Comma-separated numbers of steps N to compare.")
-@click.option("--random", "random_", type=int, default=0, show_default=True,
+@click.option("--random", type=int, default=0, show_default=True,
               help="Add this many seeded random mixtures (isotropic, shared-full, per-component; d in 1..8, K in "
                    "2..8) and summarise every grid against the optimal one over all mixtures (the league).")
 @click.option("--samples", type=int, default=10000, show_default=True,
               help="Exact samples x_T ~ p_T (the test batch, and the size of the p_delta reference for the sliced "
                    "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
-@click.option("--train-samples", type=int, default=1024, show_default=True,
+@click.option("--train-samples", type=int, default=4096, show_default=True,
               help="Exact trajectories the optimal grids are fitted on (independent of --samples).")
 @click.option("--effort", type=float, default=1.0, show_default=True,
               help="Multiplies the grid search's evaluation budgets.")
@@ -348,7 +348,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @format_option("table", "json")
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
-def solvers_cmd(specs, steps, random_, samples, train_samples, effort, seed, delta, T, fmt, output, plot):
+def solvers_cmd(specs, steps, random, samples, train_samples, effort, seed, delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
@@ -364,7 +364,7 @@ def solvers_cmd(specs, steps, random_, samples, train_samples, effort, seed, del
     """
     if output is not None:
         check_destination(output, "output")
-    res = api.solvers(list(specs) or None, steps, random=random_, delta=delta, T=T, samples=samples, seed=seed,
+    res = api.solvers(list(specs) or None, steps, random=random, delta=delta, T=T, samples=samples, seed=seed,
                       train_samples=train_samples, effort=effort, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 

@@ -23,7 +23,7 @@ SAMPLING_NOTE = ("for sampling, the grid with the smallest error for a solver is
 
 def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
           delta: float = 1e-3, T: float = 5.0, units=("t",), beta_schedule: str = "linear", clip: bool = False,
-          samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 1024,
+          samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 4096,
           test_samples: int = 4096, effort: float = 1.0, progress=no_progress) -> dict:
     """The grid with N = ``steps`` segments, descending from t[0] = T to t[N] = delta.
 

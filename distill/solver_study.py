@@ -71,34 +71,21 @@ def build_grids(mix, steps, delta, T, empirical_samples=4096, seed=0):
 
 
 def optimal_grids(batches, solver: str, steps, effort: float = 1.0) -> dict:
-    """{N: (t, search record)}: the solver's optimal grid for every N, coarse to fine (each N starts from the
-    closed forms and from the next smaller N's optimum; one search up a doubling chain serves every N on it)."""
-    from ..bounds.optimal import baseline_grids
-    from ..numcore import gridsearch
+    """{N: (t, search record)}: the solver's optimal grid for every N, smallest N first; above 8 steps each
+    search starts from the closed forms and the next smaller N's optimum (which replaces its coarse stage)."""
+    from ..bounds.optimal import baseline_grids, search
 
-    error = batches.training_error(solver)
-    out, done = {}, {}
-    for N in sorted(steps, reverse=True):  # the largest N first: its coarse-to-fine ladder covers N/2, N/4 ...
-        if N in done:
-            continue
-        starts = baseline_grids(N, batches.delta, batches.T)
-        smaller = [m for m in done if m < N]
-        if smaller:
-            starts[f"optimal N={max(smaller)} resampled"] = gridsearch.resample(done[max(smaller)][0], N)
-        res = gridsearch.search(error, N, batches.delta, batches.T, starts, effort=effort)
-        rec = {"method": res.method, "stop": res.stop, "evaluations": res.evaluations, "seconds": res.seconds,
-               "start": res.start}
-        for m, (t, value) in res.ladder.items():
-            if m in steps and m not in done:
-                done[m] = (t, {"train_rel_mse": value, **({} if m != N else rec),
-                               **({"from": f"the coarse-to-fine ladder of N = {N}"} if m != N else {})})
-    for N in steps:
-        out[N] = done[N]
+    out, previous = {}, None
+    for N in sorted(steps):
+        res = search(batches, solver, N, baseline_grids(N, batches.delta, batches.T), effort, coarse=previous)
+        out[N] = (res.t, {"train_rel_mse": res.value, "method": res.method, "stop": res.stop,
+                          "evaluations": res.evaluations, "seconds": res.seconds, "start": res.start})
+        previous = res.t
     return out
 
 
 def run(mix, steps, delta: float, T: float, samples: int = 10000, seed: int = 0, empirical_samples: int = 4096,
-        train_samples: int = 1024, effort: float = 1.0, bar=None, teacher_progress=no_progress) -> dict:
+        train_samples: int = 4096, effort: float = 1.0, bar=None, teacher_progress=no_progress) -> dict:
     """The whole study on one mixture; returns a JSON-ready dict (rows, noise floor, summary, optimal grids).
 
     ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress`` is a

@@ -10,10 +10,12 @@ that every point of the search space is a valid grid: in rho = log sigma_VE the 
 so the nodes are strictly decreasing and the ends fixed for every z in R^{N-1}.  The objective is
 log error(t).  Up to ``FULL_SIMPLEX`` steps a Nelder-Mead simplex searches all N - 1 coordinates; above,
 the search first solves the problem with ceil(N/2) steps, inserts a node in the middle of each of its
-gaps (in rho) and refines that grid with L-BFGS-B (forward-difference gradients) within an evaluation
-budget (coarse to fine).  Every run starts at the best of the given starting grids, and the result is
-never worse on the objective than that start.  Nothing is random: the result depends only on ``error``,
-the starting grids and the options.
+gaps (in rho) and refines that grid with L-BFGS-B (coarse to fine), with exact gradients when ``error``
+provides them (``error.value_and_grad``) and forward differences otherwise.  With a ``screen`` (a cheaper
+estimate of the same error, e.g. on part of the batch) all of that runs on the screen and one L-BFGS-B run
+on ``error`` finishes.  Every run starts at the best of the given starting grids, and the result is never
+worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
+starting grids and the options.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class _Stall:
 
 
 def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: float, starts: dict, *,
-           effort: float = 1.0, xtol: float = 1e-3, ftol: float = 1e-5) -> SearchResult:
+           effort: float = 1.0, xtol: float = 1e-3, ftol: float = 1e-5, screen=None, coarse=None) -> SearchResult:
     """Minimise ``error(t)`` over grids of ``steps`` segments on [delta, T], from the best of ``starts``.
 
     Args:
@@ -163,6 +165,11 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
             search starts at the one with the smallest error.
         effort: multiplies every evaluation budget (a longer search: 4 or 10).
         xtol, ftol: Nelder-Mead tolerances in z and in log error (scaled down by ``effort``).
+        screen: a cheaper estimate of the same error (e.g. on a subset of the batch): the whole search runs on
+            it first, and its optimum, with ``starts``, starts a final L-BFGS-B run on ``error`` (with exact
+            gradients when ``error`` has ``value_and_grad``).
+        coarse: an optimal grid with fewer steps (any number), known already: above FULL_SIMPLEX steps it
+            replaces the coarse stage (resampled to N, it joins the starts).
 
     Returns:
         SearchResult; its ``value`` is never above the best start's error.
@@ -175,6 +182,8 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
     N = int(steps)
     if not 1 <= N <= MAX_STEPS:
         raise ValueError(f"steps = {N}: expected 1..{MAX_STEPS}")
+    if screen is not None:
+        return _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse)
     clock = time.perf_counter()
     f = _Counted(error, delta, T)
     starts = {name: np.asarray(g, float) for name, g in starts.items()}
@@ -182,7 +191,9 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         if g.shape != (N + 1,):
             raise ValueError(f"start {name!r} has {g.size} nodes: expected {N + 1}")
     iterations, stages, ladder = 0, [], {}
-    if N > FULL_SIMPLEX:  # coarse to fine: the optimum with half the steps, every gap halved in rho
+    if N > FULL_SIMPLEX and coarse is not None:
+        starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
+    elif N > FULL_SIMPLEX:  # coarse to fine: the optimum with half the steps, every gap halved in rho
         coarse = search(error, -(-N // 2), delta, T,
                         {k: resample(g, -(-N // 2)) for k, g in starts.items()}, effort=effort, xtol=xtol, ftol=ftol)
         f.calls, f.history = coarse.evaluations, list(coarse.history)
@@ -223,6 +234,40 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
     ladder[N] = (t, value)
     return SearchResult(t, value, best, values, f.calls, iterations, stop, " then ".join(stages),
                         time.perf_counter() - clock, f.history, ladder)
+
+
+def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) -> SearchResult:
+    """The search on ``screen``, then one L-BFGS-B run on ``error`` from the best of its optimum and the starts."""
+    from scipy.optimize import minimize
+
+    clock = time.perf_counter()
+    first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse)
+    f = _Counted(error, delta, T)
+    cand = {"screened optimum": first.t, **{k: np.asarray(g, float) for k, g in starts.items()}}
+    values = {k: f.grid_error(g) for k, g in cand.items()}
+    best = min(values, key=values.get)
+    t, value, stop, stage, iterations = cand[best], values[best], first.stop, "", 0
+    if N > 1:
+        stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+        if hasattr(error, "value_and_grad"):
+            res = minimize(f.value_and_grad, to_params(cand[best]), jac=True, method="L-BFGS-B", callback=stall,
+                           options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
+        else:
+            res = minimize(f, to_params(cand[best]), method="L-BFGS-B", callback=stall,
+                           options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort,
+                                        gtol=1e-8, eps=1e-6))
+        iterations = int(getattr(res, "nit", 0))
+        stop = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last {stall.window} "
+                "iterations") if stall.stopped else " ".join(str(res.message).split())
+        if res.fun < math.log(value):
+            t, value = from_params(res.x, delta, T), float(math.exp(res.fun))
+        else:
+            stop += "; no improvement on the start grid: kept it"
+        stage = f" then l-bfgs-b({N - 1}) on the whole batch"
+    ladder = {**first.ladder, N: (t, value)}
+    return SearchResult(t, value, best, values, first.evaluations + f.calls, first.iterations + iterations, stop,
+                        f"[{first.method}] on the screening batch{stage}", time.perf_counter() - clock,
+                        first.history + f.history, ladder)
 
 
 def endpoint_error(sample: Callable[[np.ndarray], np.ndarray], target, squared_error_and_grad=None):
