@@ -130,10 +130,14 @@ def optimal_grid(mix: GaussianMixture, steps: int, solver: str, *, delta: float,
 
 def search(batches: Batches, solver: str, steps: int, starts: dict, effort: float = 1.0,
            screen: int = SCREEN_SAMPLES, coarse=None) -> gridsearch.SearchResult:
-    """:func:`numcore.gridsearch.search` on the training batch: first on its ``screen`` first trajectories,
-    then refined on all of them (heavy-tailed errors need the larger batch; the search, the smaller one)."""
+    """:func:`numcore.gridsearch.search` on the training batch.  Up to 8 steps the simplex runs on the whole
+    batch (few-step errors are heavy-tailed: a smaller batch can choose a basin that fresh trajectories do not
+    confirm); above, the coarse-to-fine stages run on its ``screen`` first trajectories and one L-BFGS-B run
+    with exact gradients finishes on all of them."""
     error = batches.training_error(solver)
-    cheap = batches.training_error(solver, screen) if len(batches.x_train) > screen else None
+    cheap = None
+    if len(batches.x_train) > screen and steps > gridsearch.FULL_SIMPLEX:
+        cheap = batches.training_error(solver, screen)
     return gridsearch.search(error, steps, batches.delta, batches.T, starts, effort=effort, screen=cheap,
                              coarse=coarse)
 

@@ -12,7 +12,7 @@ log error(t).  Up to ``FULL_SIMPLEX`` steps a Nelder-Mead simplex searches all N
 the search first solves the problem with ceil(N/2) steps, inserts a node in the middle of each of its
 gaps (in rho) and refines that grid with L-BFGS-B (coarse to fine), with exact gradients when ``error``
 provides them (``error.value_and_grad``) and forward differences otherwise.  With a ``screen`` (a cheaper
-estimate of the same error, e.g. on part of the batch) all of that runs on the screen and one L-BFGS-B run
+estimate of the same error, e.g. on part of the batch) all of that runs on the screen, and one L-BFGS-B run
 on ``error`` finishes.  Every run starts at the best of the given starting grids, and the result is never
 worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
 starting grids and the options.
@@ -166,8 +166,8 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         effort: multiplies every evaluation budget (a longer search: 4 or 10).
         xtol, ftol: Nelder-Mead tolerances in z and in log error (scaled down by ``effort``).
         screen: a cheaper estimate of the same error (e.g. on a subset of the batch): the whole search runs on
-            it first, and its optimum, with ``starts``, starts a final L-BFGS-B run on ``error`` (with exact
-            gradients when ``error`` has ``value_and_grad``).
+            it first; L-BFGS-B on ``error`` (with exact gradients when ``error`` has ``value_and_grad``) refines
+            the best of its optimum and the starts.
         coarse: an optimal grid with fewer steps (any number), known already: above FULL_SIMPLEX steps it
             replaces the coarse stage (resampled to N, it joins the starts).
 
@@ -236,36 +236,43 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
                         time.perf_counter() - clock, f.history, ladder)
 
 
-def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) -> SearchResult:
-    """The search on ``screen``, then one L-BFGS-B run on ``error`` from the best of its optimum and the starts."""
+def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool):
+    """One L-BFGS-B run from z0 with the budgets and the stall rule; returns (result, stop reason)."""
     from scipy.optimize import minimize
 
+    stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+    if gradient:
+        res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
+                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
+    else:
+        res = minimize(f, z0, method="L-BFGS-B", callback=stall,
+                       options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,
+                                    eps=1e-6))
+    stop = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last {stall.window} "
+            "iterations") if stall.stopped else " ".join(str(res.message).split())
+    return res, stop
+
+
+def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) -> SearchResult:
+    """The search on ``screen``, then L-BFGS-B on ``error`` from the best (on ``error``) of its optimum and the
+    starts."""
     clock = time.perf_counter()
     first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse)
     f = _Counted(error, delta, T)
     cand = {"screened optimum": first.t, **{k: np.asarray(g, float) for k, g in starts.items()}}
-    values = {k: f.grid_error(g) for k, g in cand.items()}
+    values = {k: f.grid_error(v) for k, v in cand.items()}
     best = min(values, key=values.get)
-    t, value, stop, stage, iterations = cand[best], values[best], first.stop, "", 0
+    t, value, stop, stage, iterations = cand[best], values[best], first.stop, "", first.iterations
     if N > 1:
-        stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
-        if hasattr(error, "value_and_grad"):
-            res = minimize(f.value_and_grad, to_params(cand[best]), jac=True, method="L-BFGS-B", callback=stall,
-                           options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
-        else:
-            res = minimize(f, to_params(cand[best]), method="L-BFGS-B", callback=stall,
-                           options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort,
-                                        gtol=1e-8, eps=1e-6))
-        iterations = int(getattr(res, "nit", 0))
-        stop = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last {stall.window} "
-                "iterations") if stall.stopped else " ".join(str(res.message).split())
+        res, stop_ = _lbfgsb(f, to_params(t), N, effort, hasattr(error, "value_and_grad"))
+        iterations += int(getattr(res, "nit", 0))
         if res.fun < math.log(value):
-            t, value = from_params(res.x, delta, T), float(math.exp(res.fun))
+            t, value, stop = from_params(res.x, delta, T), float(math.exp(res.fun)), stop_
         else:
-            stop += "; no improvement on the start grid: kept it"
+            stop = stop_ + "; no improvement on the whole batch: kept the start"
         stage = f" then l-bfgs-b({N - 1}) on the whole batch"
     ladder = {**first.ladder, N: (t, value)}
-    return SearchResult(t, value, best, values, first.evaluations + f.calls, first.iterations + iterations, stop,
+    return SearchResult(t, value, best, values, first.evaluations + f.calls, iterations, stop,
                         f"[{first.method}] on the screening batch{stage}", time.perf_counter() - clock,
                         first.history + f.history, ladder)
 
