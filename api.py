@@ -28,6 +28,19 @@ __all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stabili
            "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError"]
 
 
+def _inputs(mixture) -> list:
+    """The files a request reads (a spec path): outputs must not overwrite them."""
+    import os
+
+    return [mixture] if isinstance(mixture, (str, os.PathLike)) and os.path.isfile(mixture) else []
+
+
+def _budget() -> float:
+    from .numcore.checks import memory_budget
+
+    return memory_budget()
+
+
 def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
     """A Gaussian mixture p_0 = sum_k pi_k N(mu_k, Sigma_k) in R^d.
 
@@ -42,15 +55,17 @@ def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
         form of the covariances.
 
     Raises:
-        InputError: an unknown name, an unreadable file, or a spec that is not a valid mixture
-            (the message names the field).
+        InputError: an unknown name, an unreadable file (not a regular file, larger than 64 MiB,
+            YAML aliases expanding beyond a spec's size), or a spec that is not a valid mixture
+            (fields hold numbers only; mean entries at most 1e12 in magnitude, variances in
+            [1e-8, 1e12]); the message names the file and the field, never the file's content.
     """
     from .numcore.mixture import GaussianMixture, from_spec, load
 
     if isinstance(spec, GaussianMixture):
         return spec
     if isinstance(spec, dict):
-        return from_spec(spec, name=str(spec.get("name", "mixture")))
+        return from_spec(spec, name="mixture")
     return load(str(spec))
 
 
@@ -133,11 +148,12 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
     """
     from .bounds.stability import RATES
     from .bounds.stability import stability as stability_
-    from .numcore.checks import time_window
+    from .numcore.checks import options, time_window
 
     if bound not in RATES:
         raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(RATES)}")
     delta, T = time_window(delta, T)
+    samples, seed, ball_mass = options(samples=samples, seed=seed, ball_mass=ball_mass)
     return stability_(load_mixture(mixture), bound, delta, T, samples=samples, seed=seed, ball_mass=ball_mass)
 
 
@@ -180,41 +196,66 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
                  train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
 
 
-def export(t, preset: str, *, beta_schedule: str = "linear", clip: bool = False, shift: float = 1.0) -> Export:
-    """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it.
+def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip: bool = False,
+           shift: float | None = None, scheduler_config: dict | str | None = None) -> Export:
+    """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it, checked the way it runs there.
 
     Presets: ``diffusers-euler`` (EulerDiscreteScheduler ``sigmas``), ``diffusers-edm``
     (EDMEulerScheduler ramp), ``diffusers-flowmatch`` (FlowMatchEulerDiscreteScheduler
     ``sigmas``, pre-shifted to compensate ``shift``), ``diffusers-timesteps``
     (DPMSolverMultistepScheduler integer ``timesteps`` of ``beta_schedule``), ``k-diffusion``
-    and ``comfyui`` (VE sigmas with a trailing 0).  See docs: samplers.
+    and ``comfyui`` (VE sigmas with a trailing 0).  Every export is checked after the
+    consumer's own conversion (float32 storage, its formulas, integer rounding, ComfyUI's
+    number parser): values that overflow or underflow there, or nodes that stop being strictly
+    decreasing there, are refused.  See docs: samplers.
+
+    Args:
+        t: OU times, strictly decreasing, shape (N + 1,).
+        preset: the consumer (see above).
+        beta_schedule: ``linear`` (default) or ``scaled_linear``, for diffusers-euler and
+            diffusers-timesteps without ``scheduler_config``.
+        clip: clip nodes outside the scheduler's range to its ends (with warnings) instead of failing.
+        shift: diffusers-flowmatch's static shift (default 1, or the config's).
+        scheduler_config: a diffusers scheduler configuration (a dict, or the path of a pipeline's
+            ``scheduler_config.json``): the export is built for and checked against that scheduler
+            (beta schedule, zero terminal SNR, sigma range, shift, training steps, prediction type),
+            and its ``config`` pins every key that changes the schedule.
 
     Returns:
         Export with ``argument`` (the keyword to pass), ``values`` (what to pass), ``schedule``
-        (the noise levels the sampler will step through), ``t``, ``config`` (scheduler
-        settings the values assume), ``conventions`` and ``warnings``.
+        (the noise levels the sampler will step through, as it stores them: float32 values),
+        ``t``, ``config`` (scheduler settings the values assume), ``conventions`` and ``warnings``.
 
     Raises:
         InputError: an unknown preset, a grid that is not strictly decreasing, nodes outside
-            the sampler's range (without ``clip``), nodes that round together.
+            the sampler's range (without ``clip``), nodes that round or collapse together in the
+            sampler's precision, values that overflow or underflow there, a compensation float32
+            cannot represent, a scheduler config of another family or that disagrees with
+            ``beta_schedule`` / ``shift``.
     """
     from .bounds.presets import export as export_
 
-    return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift)
+    if scheduler_config is not None and not isinstance(scheduler_config, dict):
+        from .numcore.io import read_json
+
+        scheduler_config = read_json(scheduler_config)
+    return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                   scheduler_config=scheduler_config)
 
 
 def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, solver: str | None = None,
-                bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str = "linear",
-                clip: bool = False, shift: float = 1.0, samples: int = 4096, seed: int = 0,
-                train_samples: int = 4096, test_samples: int = 4096, effort: float = 1.0,
-                progress=no_progress) -> dict:
+                bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str | None = None,
+                clip: bool = False, shift: float | None = None, scheduler_config: dict | str | None = None,
+                samples: int = 4096, seed: int = 0, train_samples: int = 4096, test_samples: int = 4096,
+                effort: float = 1.0, progress=no_progress) -> dict:
     """A grid of N = ``steps`` segments exported for one sampler (``flowcert grid --for PRESET``).
 
     Without ``kind``: the grid that wins for the solver the preset runs (Euler for diffusers-euler,
     diffusers-edm, diffusers-flowmatch, k-diffusion and comfyui; DPM-Solver++(2M) for
     diffusers-timesteps; ``solver`` overrides it): the solver's optimal grid or a closed form (log-SNR,
     KL-optimal, EDM), whichever has the smallest training error once exported, with every candidate's
-    error on a fresh test batch.  With ``kind``: that grid (:func:`grid`), exported.
+    error on a fresh test batch.  With ``kind``: that grid (:func:`grid`), exported.  ``beta_schedule``,
+    ``clip``, ``shift`` and ``scheduler_config`` are those of :func:`export`.
 
     Returns:
         dict: ``export`` (:class:`Export`), ``grid`` (the dict of :func:`grid` for the exported kind;
@@ -226,23 +267,27 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
         InputError: an unknown preset, kind or solver; bad steps or window; a grid the preset cannot take.
     """
     from .bounds.presets import check
-    from .numcore.checks import integer, time_window
+    from .numcore.checks import option, time_window
 
     check(preset)
     delta, T = time_window(delta, T)
+    if scheduler_config is not None and not isinstance(scheduler_config, dict):
+        from .numcore.io import read_json
+
+        scheduler_config = read_json(scheduler_config)
     if kind is not None:
-        g = grid(mixture, steps, kind=kind, bound=bound, delta=delta, T=T, beta_schedule=beta_schedule, clip=clip,
-                 samples=samples, seed=seed, solver=solver, train_samples=train_samples,
+        g = grid(mixture, steps, kind=kind, bound=bound, delta=delta, T=T, beta_schedule=beta_schedule or "linear",
+                 clip=clip, samples=samples, seed=seed, solver=solver, train_samples=train_samples,
                  test_samples=test_samples, effort=effort, progress=progress)
-        return {"export": export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift), "grid": g,
-                "selection": None}
+        return {"export": export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                                 scheduler_config=scheduler_config), "grid": g, "selection": None}
     from .bounds.optimal import winning_export
 
     mix = load_mixture(mixture)
-    steps = integer("steps", steps, low=1, high=100000)
+    steps = option("steps", steps)
     ex, rec = winning_export(mix, steps, preset, solver=solver, delta=delta, T=T, beta_schedule=beta_schedule,
-                             clip=clip, shift=shift, train=train_samples, test=test_samples, seed=seed,
-                             effort=effort, progress=progress)
+                             clip=clip, shift=shift, scheduler_config=scheduler_config, train=train_samples,
+                             test=test_samples, seed=seed, effort=effort, progress=progress)
     g = {"mixture": mix.name, "kind": rec["kind"], "bound": bound, "steps": steps, "delta": delta, "T": T,
          "t": ex.t, "solver": rec["solver"]}
     return {"export": ex, "grid": g, "selection": rec}
@@ -272,12 +317,12 @@ def optimise_grid(error, steps: int, *, delta: float = DELTA, T: float = T_MAX, 
         InputError: ``steps`` outside 1..64, a bad window or effort.
     """
     from .bounds.optimal import baseline_grids, check_steps
-    from .numcore.checks import real, time_window
+    from .numcore.checks import option, time_window
     from .numcore.gridsearch import search
 
     delta, T = time_window(delta, T)
     steps = check_steps(steps)
-    effort = real("effort", effort, low=0.05, high=100.0)
+    effort = option("effort", effort)
     return search(error, steps, delta, T, starts if starts is not None else baseline_grids(steps, delta, T),
                   effort=effort)
 
@@ -301,14 +346,16 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
         ``verification`` with ``verify``.
 
     Raises:
-        InputError: eps outside (0, score scale) or below the float64 floor, p < 1, K = 1,
-            a bad window, an unwritable ``export``/``plot``.
+        InputError: eps outside (0, score scale) or below the float64 floor measured for this
+            mixture, p < 1, K = 1, a bad window, ``verify`` = 1, an unwritable ``export``/``plot``
+            (or one that is the spec file), a network too large to build within the memory budget
+            (``FLOWCERT_MEMORY_GB``) for ``verify``/``export``.
     """
     from .bounds.certify import run
 
     return run(load_mixture(mixture), eps, t=t, p=p, delta=delta, T=T, certificate_kind=certificate,
                verify=verify, times=times, seed=seed, export=export, sweep=tuple(sweep), plot=plot, latex=latex,
-               progress=progress)
+               progress=progress, inputs=_inputs(mixture))
 
 
 def solvers(mixture=None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
@@ -335,26 +382,28 @@ def solvers(mixture=None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int 
         geometric mean over mixtures with a 95% interval, the fraction within 1.1x, the best closed form).
 
     Raises:
-        InputError: bad steps, samples, random or window; no mixture; an unwritable ``plot``.
+        InputError: bad steps, samples, seed, random or window; no mixture; an unwritable ``plot``; a study
+            whose estimated memory exceeds the budget (``FLOWCERT_MEMORY_GB``, default 4 GiB).
     """
-    from .numcore.checks import integer, real, steps_list, time_window
-    from .numcore.io import check_destination
+    from .numcore.checks import OPTIONS, TEACHER_DELTA_MIN, fits_memory, options, steps_list, time_window
+    from .numcore.io import check_outputs
     from .numcore.mixture import random_mixtures
 
-    delta, T = time_window(delta, T)
-    ns = steps_list("steps", steps, 64)
-    samples = integer("samples", samples, low=16, high=10**7)
-    train_samples = integer("train_samples", train_samples, low=16, high=10**7)
-    random = integer("random", random, low=0, high=1000)
-    effort = real("effort", effort, low=0.05, high=100.0)
-    if plot is not None:
-        check_destination(plot, "plot")
+    delta, T = time_window(delta, T, delta_min=TEACHER_DELTA_MIN)
+    ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
+    samples, seed, train_samples, random, effort = options(samples=samples, seed=seed, train_samples=train_samples,
+                                                           random=random, effort=effort)
     specs = [] if mixture is None else ([mixture] if isinstance(mixture, (str, dict)) else list(mixture))
+    check_outputs({"plot": plot}, [f for m in specs for f in _inputs(m)])
     mixes = [load_mixture(m) for m in specs] + random_mixtures(random, seed)
     if not mixes:
         raise InputError("`mixture` missing: expected a mixture SPEC or `random` >= 1")
     from .distill import solver_study
 
+    for mix in mixes:
+        need = solver_study.memory_bytes(mix, samples + train_samples)
+        fits_memory("samples", samples, need, f"the study of {mix.name} at d = {mix.d}",
+                    largest=int(samples * _budget() / need))
     studies = []
     per = (len(solver_study.LABELS) + 1) * len(ns) * len(solver_study.SOLVERS)  # runs and searches
     with progress(len(mixes) * per, "solvers") as bar:
@@ -393,7 +442,9 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
         mixture, grid and N with intervals).
 
     Raises:
-        InputError: bad options, a foreign or missing run folder, torch (or Ray) not installed.
+        InputError: bad options, a foreign, missing or unwritable run folder, a damaged file in the
+            folder on resume (named, with the way back), a folder in use by another process, a run
+            whose estimated memory exceeds the budget, torch (or Ray) not installed.
     """
     require("torch", "torch", "validate")
     from .distill.validation import start

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 
 import click
 
 from . import api, render
 from .numcore.checks import InputError, split_list
-from .numcore.io import check_destination, progress, write_atomic
+from .numcore.io import check_folder, check_outputs, progress, write_atomic
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -43,14 +44,27 @@ def as_flags(message: str, names: dict) -> str:
 
 
 class FlowcertGroup(click.Group):
-    """Turns bad input (InputError) into one line on stderr and exit status 2."""
+    """Turns bad input (InputError, and click's usage errors) into one line on stderr and exit status 2."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(f"Error: {' '.join(exc.format_message().split())} (flowcert --help)", err=True)
+            ctx.exit(2)
 
     def invoke(self, ctx):
+        previous = _on_sigterm()
         try:
             return super().invoke(ctx)
         except InputError as exc:
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
             click.echo(f"Error: {as_flags(str(exc), flag_names(command) if command else {})}", err=True)
+            ctx.exit(2)
+        except click.UsageError as exc:  # click's own parsing errors: the same one line, exit status 2
+            name = ctx.invoked_subcommand
+            hint = f" (flowcert {name} --help)" if name else " (flowcert --help)"
+            click.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
             ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
@@ -61,6 +75,22 @@ class FlowcertGroup(click.Group):
             click.echo(f"Error: internal error {type(exc).__name__}: {first} "
                        "(set FLOWCERT_DEBUG=1 for the traceback)", err=True)
             ctx.exit(1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame):
+    """SIGTERM ends the command like Ctrl-C does: every `finally` runs (temporary files are removed)."""
+    raise SystemExit(128 + signum)
+
+
+def _on_sigterm():
+    """Install :func:`_terminated` for SIGTERM (main thread only); return the previous handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminated)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        return None
 
 
 def emit(text: str | bytes, output: str | None) -> None:
@@ -177,9 +207,7 @@ def lipschitz_cmd(spec, bounds, points, empirical, seed, ball_mass, delta, T, fm
     if latex:
         click.echo(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
         return
-    for path, name in ((output, "output"), (plot, "plot")):
-        if path is not None:
-            check_destination(path, name)
+    check_outputs({"output": output, "plot": plot}, [spec])
     out = api.lipschitz_report(spec, bounds=which, points=points, delta=delta, T=T, empirical=empirical,
                                seed=seed, ball_mass=ball_mass, progress=bars())
     for w, n in violations(out).items():
@@ -230,10 +258,11 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @click.option("--units", multiple=True, default=("t",), show_default=True,
               help="Extra units to output (repeat or comma-separate): t, sigma (VE/EDM), alpha, sigma_vp, logsnr, "
                    "rf (rectified flow), ddpm (fractional timestep of --beta-schedule, 1000 steps).")
-@click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default="linear",
-              show_default=True, help="DDPM beta schedule for --units ddpm.")
-@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's range (with a warning) "
-                                           "instead of failing.")
+@click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default=None,
+              help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps exports "
+                   "[default: linear, or the --scheduler-config's].")
+@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
+                                           "range (with a warning) instead of failing.")
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
 @seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
@@ -246,14 +275,18 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
-@click.option("--shift", type=float, default=1.0, show_default=True,
-              help="diffusers-flowmatch: the scheduler's static shift to compensate (1 = neutral).")
+@click.option("--shift", type=float, default=None,
+              help="diffusers-flowmatch: the scheduler's static shift to compensate [default: 1 (neutral), or the "
+                   "--scheduler-config's].")
+@click.option("--scheduler-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="A pipeline's own scheduler_config.json (diffusers presets): build the export for that scheduler "
+                   "(beta schedule, zero terminal SNR, sigma range, shift) and check it there.")
 @click.option("--format", "fmt", type=click.Choice(GRID_FORMATS), default=None,
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
 def grid_cmd(spec, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, train_samples,
-             test_samples, effort, preset, shift, fmt, output):
+             test_samples, effort, preset, shift, scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
@@ -268,16 +301,20 @@ def grid_cmd(spec, kind, solver, bound, steps, delta, T, units, beta_schedule, c
 
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    common = dict(bound=bound, delta=delta, T=T, beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed,
-                  solver=solver, train_samples=train_samples, test_samples=test_samples, effort=effort,
-                  progress=bars())
+    check_outputs({"output": output}, [spec, scheduler_config])
+    if preset is None and scheduler_config is not None:
+        raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
+    common = dict(bound=bound, delta=delta, T=T, clip=clip, samples=samples, seed=seed, solver=solver,
+                  train_samples=train_samples, test_samples=test_samples, effort=effort, progress=bars())
     if preset is None:
-        g = api.grid(spec, steps, kind=kind or "balanced", units=names, **common)
+        g = api.grid(spec, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
+                     **common)
         for w in g.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
         emit(render.grid_output(g, names, fmt, samples, seed), output)
         return
-    out = api.export_grid(spec, steps, preset, kind=kind, shift=shift, **common)
+    out = api.export_grid(spec, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
+                          scheduler_config=scheduler_config, **common)
     for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
     emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)
@@ -317,6 +354,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
     builds the network and measures its error against the exact score;
     --export writes it.
     """
+    check_outputs({"export": export, "plot": plot}, [spec])
     out = api.certify(spec, eps, t=t, p=p, delta=delta, T=T, certificate=certificate, verify=verify, times=times,
                       seed=seed, export=export, sweep=sweep, plot=plot, latex=latex, progress=bars(fmt != "json"))
     if fmt == "json":
@@ -362,8 +400,7 @@ def solvers_cmd(specs, steps, random, samples, train_samples, effort, seed, delt
     `league` (every grid's error over the optimal grid's, geometric mean over the
     mixtures with a 95% interval); with several mixtures `studies` and `league`.
     """
-    if output is not None:
-        check_destination(output, "output")
+    check_outputs({"output": output, "plot": plot}, list(specs))
     res = api.solvers(list(specs) or None, steps, random=random, delta=delta, T=T, samples=samples, seed=seed,
                       train_samples=train_samples, effort=effort, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
@@ -386,7 +423,7 @@ def demo_cmd(out):
     """
     from .bounds.plots import lipschitz
 
-    os.makedirs(out, exist_ok=True)
+    check_folder(out, "out")
     here = functools.partial(os.path.join, out)
     mix = api.load_mixture("ring8")
     click.echo("== flowcert mixture ring8\n" + render.mixture_text(api.describe(mix), mix.weights))

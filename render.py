@@ -168,8 +168,14 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
     if fmt == "csv":
         return csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]})
     integer = ex.values.dtype.kind in "iu"
+    if integer:
+        value_text = str
+    elif ex.preset == "comfyui":  # ComfyUI's number parser reads no exponents: plain decimals
+        from .bounds.presets import plain_decimal as value_text
+    else:
+        value_text = "{:.9g}".format
     cols = {"i": [str(i) for i in range(n)],
-            ex.argument: [str(v) if integer else f"{v:.9g}" for v in ex.values],
+            ex.argument: [value_text(v) for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
     what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" else "")
     head = [f"# {ex.preset}: {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] for {g['mixture']}",
@@ -205,6 +211,11 @@ def certify_text(d: dict) -> str:
     terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
     lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
     lines.append(f"  formulas    depth = {d['formulas']['depth']}   (width, params, choices: --latex or --format json)")
+    f64 = d.get("float64")
+    if f64 is not None:
+        lines.append(f"  float64     round-off {f64['roundoff_max']:.2g} (max over {f64['samples']} samples) "
+                     f"x{f64['safety']:g} <= slack eps - total = {f64['slack']:.2g}: the guarantee holds in float64 "
+                     f"(floor about {f64['eps_floor']:.2g} here)" if f64.get("measured") else f"  float64     {f64['what']}")
     lines += [f"  note: {note}" for note in d.get("notes", [])]
     if "verification" in d:
         rows = d["verification"] if isinstance(d["verification"], list) else [d["verification"]]

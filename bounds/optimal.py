@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ..numcore import flowmap, grids, gridsearch
-from ..numcore.checks import InputError, choice, integer, real
+from ..numcore.checks import TEACHER_DELTA_MIN, InputError, choice, option, real
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
 from ..numcore.marginal import sample
@@ -83,7 +83,12 @@ def check_solver(solver) -> str:
 
 
 def check_steps(steps) -> int:
-    return integer("steps", steps, low=1, high=MAX_STEPS)
+    return option("optimal.steps", steps)
+
+
+def check_window(delta: float, T: float) -> None:
+    """The exact teacher integrates down to delta: delta >= TEACHER_DELTA_MIN."""
+    real("delta", delta, low=TEACHER_DELTA_MIN)
 
 
 def baseline_grids(steps: int, delta: float, T: float) -> dict:
@@ -108,10 +113,11 @@ def optimal_grid(mix: GaussianMixture, steps: int, solver: str, *, delta: float,
     """
     solver = check_solver(solver)
     steps = check_steps(steps)
-    effort = real("effort", effort, low=0.05, high=100.0)
+    effort = option("effort", effort)
     if batches is None:
-        batches = Batches(mix, delta, T, integer("train_samples", train, low=16, high=10**7),
-                          integer("test_samples", test, low=16, high=10**7), seed, progress)
+        check_window(delta, T)
+        batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed,
+                          progress)
     base = baseline_grids(steps, delta, T)
     clock = time.perf_counter()
     res = search(batches, solver, steps, {**base, **(starts or {})}, effort, screen)
@@ -148,9 +154,9 @@ def implied_solver(preset: str, solver: str | None) -> str:
 
 
 def winning_export(mix: GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,
-                   T: float, beta_schedule: str = "linear", clip: bool = False, shift: float = 1.0,
-                   train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0,
-                   progress=no_progress):
+                   T: float, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
+                   scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES,
+                   seed: int = 0, effort: float = 1.0, progress=no_progress):
     """The grid that wins for the solver a sampler preset runs, exported for that preset.
 
     Candidates: the solver's optimal grid (:func:`optimal_grid`) and the closed forms log-SNR, KL-optimal
@@ -173,10 +179,11 @@ def winning_export(mix: GaussianMixture, steps: int, preset: str, *, solver: str
     given = solver is not None
     solver = implied_solver(preset, solver)
     steps = check_steps(steps)
-    batches = Batches(mix, delta, T, integer("train_samples", train, low=16, high=10**7),
-                      integer("test_samples", test, low=16, high=10**7), seed, progress)
+    options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config)
+    export(preset, baseline_grids(steps, delta, T)["logsnr"], **options)  # the preset's own checks, before the work
+    check_window(delta, T)
+    batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed, progress)
     opt = optimal_grid(mix, steps, solver, delta=delta, T=T, effort=effort, batches=batches)
-    options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift)
     exports = {"optimal": export(preset, opt["t"], **options)}
     skipped = {}
     for name, t in baseline_grids(steps, delta, T).items():

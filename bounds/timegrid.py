@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..numcore import grids
 from ..numcore import units as un
-from ..numcore.checks import InputError, integer, time_window
+from ..numcore.checks import InputError, option, options, time_window
 from ..numcore.io import no_progress
 from ..numcore.mixture import GaussianMixture
 
@@ -42,7 +42,7 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
             ``solver`` or with more than MAX_STEPS steps.
     """
     delta, T = time_window(delta, T)
-    steps = integer("steps", steps, low=1, high=100000)
+    steps, seed = options(steps=steps, seed=seed)
     if kind not in KINDS:
         raise InputError(f"`kind` = {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "optimal":
@@ -62,7 +62,7 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
         if u not in un.UNITS:
             raise InputError(f"`units` = {u!r}: expected one of {', '.join(un.UNITS)}")
     if bound == "empirical":
-        samples = integer("samples", samples, low=16, high=10**7)
+        samples = option("samples", samples)
     with progress(40, "empirical rate") if bound == "empirical" else no_progress() as bar:
         st = stability(mix, bound, delta, T, samples=samples, seed=seed, progress=bar)
     extra = {}

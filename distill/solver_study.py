@@ -45,6 +45,15 @@ FLOOR_REPEATS = 8
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
 
 
+def memory_bytes(mix, samples: int) -> float:
+    """Peak memory of :func:`run` for ``samples`` points, test and training batches together (an estimate,
+    in bytes): per point, the exact teacher path (17 states and the RK4 stages), x_T and the 8 reference samples of p_delta, the
+    per-component terms of the score (K x d, unless the covariance is isotropic) and the
+    sliced-Wasserstein projections."""
+    per_point = 37 * mix.d + (0 if mix.structure == "isotropic" else 5 * mix.K * mix.d) + 2 * SW_DIRECTIONS + 64
+    return 8.0 * samples * per_point
+
+
 @dataclass
 class Row:
     grid: str
