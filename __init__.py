@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 if __name__ == "flowcert":  # pytest also imports this file, as a bare module or under the folder's name: skip it there
     from .api import (
         InputError,
+        amplification,
         certify,
         describe,
         export,
@@ -37,5 +38,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError", "__version__"]
+__all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
+           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError", "__version__"]

@@ -12,7 +12,8 @@ import numpy as np
 from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
-           "preset_output", "certify_text", "solvers_text", "league_text", "optimal_lines", "selection_lines"]
+           "preset_output", "certify_text", "solvers_text", "league_text", "optimal_lines", "selection_lines",
+           "amplification_lines"]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -64,8 +65,32 @@ def mixture_text(info: dict, weights) -> str:
             f"(+-{b['lambda_T_error']:.1g}), exp(Lambda) = {b['amplification']:.4g}; "
             f"t*L(t) peaks at t = {b['t_peak_tL']:.3g}; half of Lambda below t = {b['t_half_lambda']:.3g}"
         )
+    if "amplification" in info:
+        lines += amplification_lines(info["amplification"], info["delta"], info["T"])
     lines += [f"  note: {note}" for note in info["notes"]]
     return "\n".join(lines)
+
+
+def amplification_lines(a: dict, delta: float, T: float) -> list[str]:
+    """The amplification block of ``flowcert mixture`` from :func:`flowcert.amplification`."""
+    def g(x):  # an interval end that no sample of this size can give is None
+        return "undefined" if x is None else f"{x:.4g}"
+
+    def row(name, s, tag):
+        return (f"    {name:<10} mean {s['mean']:.4g} [{g(s['mean_ci'][0])}, {g(s['mean_ci'][1])}], "
+                f"p99 {s['p99']:.4g} [{g(s['p99_ci'][0])}, {g(s['p99_ci'][1])}], max {s['max']:.4g}   ({tag})")
+
+    worst = ", ".join(f"{k} 10^{v:.1f}" for k, v in a["worst_case_log10"].items())
+    return [
+        f"  amplification ||D Phi_(T->delta)(x_T)||_op over {a['trajectories']} exact trajectories from x_T ~ p_T "
+        f"(T = {T:g} -> delta = {delta:g}, RK4 step {a['step']:g} in log sigma, seed {a['seed']}, "
+        f"{a['seconds']:.1f} s):",
+        row("measured", a["measured"], "propagated Jacobian"),
+        row("certified", a["certified"], f"upper bound per trajectory; holds on {a['certificate_holds']}/"
+                                          f"{a['trajectories']}"),
+        row("predicted", a["predicted"], "estimate: Gronwall integral without its error term"),
+        f"    worst case exp(Lambda(T)): {worst}   (worst-case bounds, where the Lipschitz bounds hold)",
+    ]
 
 
 # ----------------------------------------------------------------------------- lipschitz
@@ -73,6 +98,8 @@ def lipschitz_columns(out: dict, which) -> dict:
     cols = {"t": out["t"], **{w: out[w] for w in which}}
     if "empirical_sup" in out:
         cols.update(empirical_sup=out["empirical_sup"], empirical_mean=out["empirical_mean"])
+    if "trajectory_rate_mean" in out:
+        cols.update(trajectory_rate_mean=out["trajectory_rate_mean"], trajectory_rate_p99=out["trajectory_rate_p99"])
     if out["scope"] == "ball":
         cols["radius"] = out["radius"]
     return cols
@@ -85,6 +112,9 @@ def lipschitz_text(out: dict, which) -> str:
     if "empirical_sup" in out:
         head.append(f"# empirical: {out['empirical_samples']} samples of p_t per time "
                     f"(seed {out['empirical_seed']}) + mean segments")
+    if "trajectory_rate_mean" in out:
+        head.append("# trajectory_rate: lambda_max(-J(x_t, t)) over the samples (states of exact trajectories "
+                    "from x_T ~ p_T), mean and p99; its integral along a trajectory is that trajectory's certificate")
     return "\n".join(head) + "\n" + table(lipschitz_columns(out, which))
 
 

@@ -25,18 +25,21 @@ def test_lambda_matches_quad_and_grid_nodes_solve_lambda_equal_levels(mix, which
     def oracle(x):  # quad with dense log-spaced breakpoints: with few, its own error estimate can be fooled
         # by the peak of L near delta and by kinks of the max over mean pairs (seen: 1.2e-6 off)
         return quad(L, delta, x, points=list(np.geomspace(delta, x, 200)[1:-1]), limit=5000,
-                    epsabs=0, epsrel=1e-13)[0]
+                    epsabs=0, epsrel=1e-13)
 
     st_ = stability(mix, which, delta, T, bound=lb)
-    ref = oracle(T)
-    assert st_.integral.total == pytest.approx(ref, rel=1e-9)
+    ref, err = oracle(T)
+    # per-component bounds take the best of several valid forms, so L(t) can step where the best one changes
+    # (by < 1% of V); quad then reports a larger error of its own, which the comparison allows
+    assert st_.integral.total == pytest.approx(ref, rel=1e-9, abs=2 * err)
     assert st_.integral.error < 1e-6 * ref
     t = grids.balanced(8, st_.integral)
     for i, ti in enumerate(t[1:-1], start=1):
         level = ref * (8 - i) / 8
         # t_i solves Lambda(t) = level; as dLambda/dt = L, an error dt in t_i moves Lambda by L(t_i) dt:
-        # the node is within relative 1e-8 of the exact root
-        assert abs(oracle(ti) - level) <= 1e-8 * ti * L(ti)
+        # the node is within relative 1e-8 of the exact root (plus quad's own error where the bound steps)
+        value, err_i = oracle(ti)
+        assert abs(value - level) <= 1e-8 * ti * L(ti) + 2 * (err + err_i)
 
 
 def test_balanced_grid_equalises_lambda():
