@@ -9,7 +9,7 @@ torch is needed only by :func:`solvers` and :func:`validate` (``pip install "flo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from .numcore.checks import InputError, require
 from .numcore.io import no_progress
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .bounds.presets import Export
     from .bounds.stability import Stability
+    from .numcore.gridsearch import SearchResult
     from .numcore.mixture import GaussianMixture
 
 DELTA = 1e-3  # smallest OU time: VE sigma 0.045, below the built-in mixtures' mode widths
@@ -339,8 +340,8 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
     return {"export": ex, "grid": g, "selection": rec}
 
 
-def optimise_grid(error, steps: int, *, delta: float = DELTA, T: float = T_MAX, starts: dict | None = None,
-                  effort: float = 1.0):
+def optimise_grid(error: Callable[[np.ndarray], float], steps: int, *, delta: float = DELTA, T: float = T_MAX,
+                  starts: dict | None = None, effort: float = 1.0) -> SearchResult:
     """The grid of N = ``steps`` segments on [delta, T] that minimises ``error`` (any solver, any model).
 
     The search of ``flowcert grid --kind optimal``, for a model of your own: ``error`` maps a grid
@@ -356,8 +357,9 @@ def optimise_grid(error, steps: int, *, delta: float = DELTA, T: float = T_MAX, 
         effort: multiplies the evaluation budgets.
 
     Returns:
-        ``flowcert.numcore.gridsearch.SearchResult``: ``t``, ``value``, ``start``, ``start_values``,
-        ``evaluations``, ``iterations``, ``stop`` (the optimiser's stopping reason), ``method``, ``seconds``.
+        the search's result (``flowcert.numcore.gridsearch.SearchResult``) with ``t``, ``value``, ``start``,
+        ``start_values``, ``evaluations``, ``iterations``, ``stop`` (the optimiser's stopping reason),
+        ``method`` and ``seconds``.
 
     Raises:
         InputError: ``steps`` outside 1..64, a bad window or effort.
@@ -404,7 +406,7 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
                progress=progress, inputs=_inputs(mixture))
 
 
-def solvers(mixture=None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
+def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
             T: float = T_MAX, samples: int = 10000, seed: int = 0, train_samples: int = 4096, effort: float = 1.0,
             plot: str | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate against the exact flow map.
