@@ -22,10 +22,12 @@ if __name__ == "flowcert":  # pytest also imports this file, as a bare module or
         certify,
         describe,
         export,
+        export_grid,
         grid,
         lipschitz,
         lipschitz_report,
         load_mixture,
+        optimise_grid,
         solvers,
         stability,
         validate,
@@ -36,5 +38,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "certify", "solvers", "validate", "InputError", "__version__"]
+__all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
+           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError", "__version__"]

@@ -247,10 +247,15 @@ def output_format(fmt: str | None, output: str | None) -> str:
 
 @main.command("grid")
 @click.argument("spec")
-@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr"]), default="balanced",
-              show_default=True,
+@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr", "kl-optimal", "optimal"]),
+              default=None,
               help="balanced: equal Lambda per segment; uniform in t; edm: Karras rho=7 in VE sigma; "
-                   "logsnr: uniform in log-SNR.")
+                   "logsnr: uniform in log-SNR; kl-optimal: Align Your Steps' closed form (uniform in atan sigma); "
+                   "optimal: the grid that minimises --solver's error against the exact flow map.  "
+                   "[default: balanced; with --for: the grid that wins for the preset's solver]")
+@click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
+              help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
+                   "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default="tri", show_default=True,
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
                    "||J||_op (data-aware; uses --samples and --seed).")
@@ -266,7 +271,13 @@ def output_format(fmt: str | None, output: str | None) -> str:
                                            "range (with a warning) instead of failing.")
 @click.option("--samples", type=int, default=4096, show_default=True,
               help="Samples of p_t per table time for --bound empirical.")
-@seed_option("Seed for --bound empirical.")
+@seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
+@click.option("--train-samples", type=int, default=4096, show_default=True,
+              help="Exact trajectories the optimal grid is fitted on.")
+@click.option("--test-samples", type=int, default=4096, show_default=True,
+              help="Fresh exact trajectories its error (and the closed forms') is measured on.")
+@click.option("--effort", type=float, default=1.0, show_default=True,
+              help="Multiplies the grid search's evaluation budgets (a longer search: 4).")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
@@ -280,38 +291,39 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
-def grid_cmd(spec, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, preset, shift,
-             scheduler_config, fmt, output):
+def grid_cmd(spec, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, train_samples,
+             test_samples, effort, preset, shift, scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
-    so each segment carries the same stability budget.  Nodes are descending,
-    t[0] = T and t[N] = delta.  JSON holds `t`, `lambda` (Lambda at each node
-    under --bound), `kind`, `bound`, `steps` and each requested unit under its name.
+    so each segment carries the same stability budget.  With --for PRESET and no
+    --kind, the grid that makes the preset's solver most accurate on this mixture
+    (measured against the exact flow map, with log-SNR, KL-optimal and EDM on the
+    same fresh batch).  Nodes are descending, t[0] = T and t[N] = delta.  JSON holds
+    `t`, `lambda` (Lambda at each node under --bound), `kind`, `bound`, `steps` and
+    each requested unit under its name.
     """
-    from .bounds.presets import check
-
     from .numcore.units import UNITS
 
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
     check_outputs({"output": output}, [spec, scheduler_config])
-    if preset is not None:
-        check(preset)
-    elif scheduler_config is not None:
+    if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
-    g = api.grid(spec, steps, kind=kind, bound=bound, delta=delta, T=T, units=names if preset is None else ("t",),
-                 beta_schedule=beta_schedule or "linear", clip=clip, samples=samples, seed=seed, progress=bars())
+    common = dict(bound=bound, delta=delta, T=T, clip=clip, samples=samples, seed=seed, solver=solver,
+                  train_samples=train_samples, test_samples=test_samples, effort=effort, progress=bars())
     if preset is None:
+        g = api.grid(spec, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
+                     **common)
         for w in g.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
         emit(render.grid_output(g, names, fmt, samples, seed), output)
         return
-    ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                    scheduler_config=scheduler_config)
-    for w in ex.warnings:
+    out = api.export_grid(spec, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
+                          scheduler_config=scheduler_config, **common)
+    for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
-    emit(render.preset_output(ex, g, fmt), output)
+    emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)
 
 
 # ----------------------------------------------------------------------------- certify
@@ -363,32 +375,40 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 
 
 @main.command("solvers")
-@click.argument("spec")
+@click.argument("specs", nargs=-1, metavar="[SPEC...]")
 @click.option("--steps", default="4,8,16,32", show_default=True, help="Comma-separated numbers of steps N to compare.")
+@click.option("--random", type=int, default=0, show_default=True,
+              help="Add this many seeded random mixtures (isotropic, shared-full, per-component; d in 1..8, K in "
+                   "2..8) and summarise every grid against the optimal one over all mixtures (the league).")
 @click.option("--samples", type=int, default=10000, show_default=True,
-              help="Exact samples x_T ~ p_T (and the size of the p_delta reference for the sliced W2); the "
-                   "empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
-@seed_option("Seed of the samples and projections.")
+              help="Exact samples x_T ~ p_T (the test batch, and the size of the p_delta reference for the sliced "
+                   "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
+@click.option("--train-samples", type=int, default=4096, show_default=True,
+              help="Exact trajectories the optimal grids are fitted on (independent of --samples).")
+@click.option("--effort", type=float, default=1.0, show_default=True,
+              help="Multiplies the grid search's evaluation budgets.")
+@seed_option("Seed of the samples, projections and random mixtures.")
 @window_options
 @format_option("table", "json")
 @output_option
-@plot_option("Plot relative MSE and sliced W2 against N per grid and solver.")
-def solvers_cmd(spec, steps, samples, seed, delta, T, fmt, output, plot):
+@plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
+def solvers_cmd(specs, steps, random, samples, train_samples, effort, seed, delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
-    EDM rho = 7; log-SNR) and each N, runs Euler (diffusers' EulerDiscreteScheduler
-    when diffusers is installed), Heun and DPM-Solver++(2M) (flowcert's own:
-    diffusers' versions take only integer timesteps) from exact x_T ~ p_T with
-    the exact denoiser, and reports the relative MSE against the exact teacher
-    endpoint Phi_{T->delta}(x_T) with a 95% CI, and the sliced W2 distance to an
-    independent sample of p_delta with its Monte-Carlo noise floor.  JSON holds
-    `rows` (grid, solver, steps, nfe, engine, rel_mse, rel_mse_ci, sw), `sw_floor`
-    and `summary` (winner per solver and N, factor over the runner-up).  Needs
-    the torch extra: pip install 'flowcert[torch]'.
+    EDM rho = 7; log-SNR; KL-optimal; and each solver's optimal grid, fitted on
+    --train-samples other trajectories) and each N, runs Euler, Heun and
+    DPM-Solver++(2M) from exact x_T ~ p_T with the exact denoiser, and reports the
+    relative MSE against the exact endpoint Phi_{T->delta}(x_T) with a 95% CI, and
+    the sliced W2 distance to an independent sample of p_delta with its Monte-Carlo
+    noise floor.  JSON holds `rows` (grid, solver, steps, nfe, engine, rel_mse,
+    rel_mse_ci, sw), `sw_floor`, `summary` (winner per solver and N), `optimal` and
+    `league` (every grid's error over the optimal grid's, geometric mean over the
+    mixtures with a 95% interval); with several mixtures `studies` and `league`.
     """
-    check_outputs({"output": output, "plot": plot}, [spec])
-    res = api.solvers(spec, steps, delta=delta, T=T, samples=samples, seed=seed, plot=plot, progress=bars())
+    check_outputs({"output": output, "plot": plot}, list(specs))
+    res = api.solvers(list(specs) or None, steps, random=random, delta=delta, T=T, samples=samples, seed=seed,
+                      train_samples=train_samples, effort=effort, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
 
@@ -446,9 +466,12 @@ def validate_options(f):
                          default=listing(d.steps))),
         ("--grids", dict(metavar="G1,G2,...", default=listing(d.grids),
                          help=f"Grids to compare ({', '.join(GRIDS)}); empirical is balanced on the data-aware "
-                              "p_t-average rate.")),
+                              "p_t-average rate; kl-optimal is Align Your Steps' closed form; optimal is the grid "
+                              "that minimises --solver's error against the exact flow map.")),
         ("--bound", dict(type=click.Choice(["tri", "sharp", "onesided", "empirical"]), default=d.bound,
                          help="Rate the balanced grid is uniform in (empirical: the same as the grid named empirical).")),
+        ("--solver", dict(type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=d.solver,
+                          help="The solver whose optimal grid (on the exact mixture) the grid named optimal is.")),
         ("--seeds", dict(type=int, default=d.seeds, help="Number of seeds (teacher data and initial weights).")),
         ("--seed", dict(type=int, default=d.seed, help="First seed.")),
         ("--delta", dict(type=float, default=d.delta, help="Smallest OU time.")),

@@ -71,6 +71,7 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
     path = out / "grids.json"
     if path.exists():
         return runcheck.load_grids(out, cfg, mixes)
+    from ..bounds.optimal import optimal_grid
     from ..bounds.stability import stability
     from ..numcore import grids as G
 
@@ -88,6 +89,8 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
                         nodes = G.build("balanced", N, cfg.delta, cfg.T, stability=st[cfg.bound].integral)
                     elif kind == "empirical":
                         nodes = G.build("balanced", N, cfg.delta, cfg.T, stability=st["empirical"].integral)
+                    elif kind == "optimal":  # the solver's optimal grid on the exact mixture
+                        nodes = optimal_grid(mix, N, cfg.solver, delta=cfg.delta, T=cfg.T, seed=cfg.seed)["t"]
                     else:
                         nodes = G.build(kind, N, cfg.delta, cfg.T)
                     nodes = np.asarray(nodes, float)

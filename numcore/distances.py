@@ -40,11 +40,18 @@ def directions(d: int, n: int, rng) -> np.ndarray:
     return th / np.linalg.norm(th, axis=1, keepdims=True)
 
 
-def sliced_wasserstein(x, y, theta) -> float:
-    """SW_2 between the empirical measures of x and y (same size) along the directions theta."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape:
-        raise ValueError(f"sliced_wasserstein: shapes {x.shape} and {y.shape} differ")
-    px = np.sort(x @ theta.T, axis=0)
-    py = np.sort(y @ theta.T, axis=0)
+def sorted_projections(x, theta) -> np.ndarray:
+    """The projections theta . x_i, sorted per direction: shape (directions, n)."""
+    return np.sort(np.asarray(theta, float) @ np.asarray(x, float).T, axis=1)
+
+
+def sliced_wasserstein(x, y, theta, y_sorted=None) -> float:
+    """SW_2 between the empirical measures of x and y (same size) along the directions theta.
+
+    ``y_sorted``: :func:`sorted_projections` of y, when y is compared with many x (computed once)."""
+    x = np.asarray(x, float)
+    py = sorted_projections(y, theta) if y_sorted is None else y_sorted
+    if py.shape != (len(theta), x.shape[0]) or (y_sorted is None and np.shape(y) != x.shape):
+        raise ValueError(f"sliced_wasserstein: shapes {x.shape} and {np.shape(y)} differ")
+    px = sorted_projections(x, theta)
     return float(np.sqrt(np.mean((px - py) ** 2)))
