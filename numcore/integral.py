@@ -70,14 +70,22 @@ class StabilityIntegral:
         self.L, self.delta, self.T = L, float(delta), float(T)
         edges = np.geomspace(self.delta, self.T, panels + 1)
         edges[0], edges[-1] = self.delta, self.T
+        lo, hi = edges[:-1], edges[1:]
+        integ, err = _gk(L, lo, hi)
         for _ in range(60):  # halve (in log t) the panels whose error estimate is above their share
-            integ, err = _gk(L, edges[:-1], edges[1:])
             tol = rtol * abs(integ.sum())
             bad = err > tol / integ.size
             if err.sum() <= tol or not bad.any():
                 break
-            mids = np.sqrt(edges[:-1][bad] * edges[1:][bad])
-            edges = np.sort(np.concatenate([edges, mids]))
+            mids = np.sqrt(lo[bad] * hi[bad])
+            new_lo, new_hi = np.concatenate([lo[bad], mids]), np.concatenate([mids, hi[bad]])
+            new_integ, new_err = _gk(L, new_lo, new_hi)  # only the new panels: the others keep their values
+            keep = ~bad
+            lo, hi = np.concatenate([lo[keep], new_lo]), np.concatenate([hi[keep], new_hi])
+            integ, err = np.concatenate([integ[keep], new_integ]), np.concatenate([err[keep], new_err])
+            order = np.argsort(lo, kind="stable")
+            lo, hi, integ, err = lo[order], hi[order], integ[order], err[order]
+        edges = np.concatenate([lo, hi[-1:]])
         self.edges = edges
         self.cumulative = np.concatenate([[0.0], np.cumsum(integ)])
         self.cumulative_error = np.concatenate([[0.0], np.cumsum(err)])
