@@ -20,12 +20,19 @@ from .api import (
     certify,
     describe,
     export,
+    fit,
     grid,
     lipschitz,
     lipschitz_report,
     load_mixture,
+    load_model,
+    model_grid,
+    model_lipschitz,
+    model_solvers,
     solvers,
     stability,
+    torch_model,
+    train_example,
     validate,
 )
 
@@ -35,4 +42,5 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "certify", "solvers", "validate", "InputError", "__version__"]
+           "certify", "solvers", "validate", "load_model", "torch_model", "model_lipschitz", "model_grid",
+           "model_solvers", "fit", "train_example", "InputError", "__version__"]

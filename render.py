@@ -12,7 +12,8 @@ import numpy as np
 from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
-           "preset_output", "certify_text", "solvers_text"]
+           "preset_output", "certify_text", "solvers_text", "model_lipschitz_output", "model_solvers_text", "spec_text", "fit_text",
+           "train_text"]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -88,6 +89,32 @@ def lipschitz_text(out: dict, which) -> str:
     return "\n".join(head) + "\n" + table(lipschitz_columns(out, which))
 
 
+def model_lipschitz_columns(out: dict) -> dict:
+    ci = np.asarray(out["empirical_mean_ci"])
+    return {"t": out["t"], "mean": out["empirical_mean"], "ci_low": ci[:, 0], "ci_high": ci[:, 1],
+            "sampled_sup": out["empirical_sup"], "iters_mean": out["iterations_mean"],
+            "iters_max": out["iterations_max"], "converged": out["converged_fraction"]}
+
+
+def model_lipschitz_output(out: dict, fmt: str) -> str:
+    """``flowcert lipschitz --model`` in format ``fmt`` from :func:`flowcert.model_lipschitz`."""
+    if fmt == "json":
+        return to_json(out)
+    cols = model_lipschitz_columns(out)
+    if fmt == "csv":
+        return csv_text(cols)
+    m, pi = out["model"], out["power_iteration"]
+    head = [f"# model {m['name']} ({m['source']}; {m.get('class', 'torch')}, d = {m['d']}, {m['prediction']} "
+            "prediction)",
+            "# no analytic bounds: they need an exact Gaussian mixture; below are sampled statistics of ||J(x,t)||_op",
+            f"# mean: p_t-average over {out['empirical_samples']} samples per time (seed {out['empirical_seed']}) with "
+            f"its {out['level']:.0%} Monte-Carlo interval; sampled_sup: the largest value sampled (not a bound)",
+            f"# samples of p_t: {out['samples_from']}",
+            f"# ||J||_op by Lanczos on J^T J (at most {pi['max_iterations']} iterations, relative residual "
+            f"{pi['tol']:g}); {out['seconds']:.1f} s, {out['passes']} network passes per sample"]
+    return "\n".join(head) + "\n" + table(cols)
+
+
 # ----------------------------------------------------------------------------- grid
 def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | bytes:
     """``flowcert grid`` in format ``fmt`` from :func:`flowcert.grid` (bytes for npy)."""
@@ -97,15 +124,24 @@ def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | byte
         return to_json(g)
     if fmt == "txt":
         return "\n".join(repr(float(v)) for v in t) + "\n"
+    lam = {} if g["lambda"] is None else {"lambda": g["lambda"]}
     if fmt in ("csv", "npy"):
-        cols = {"t": t, "lambda": g["lambda"], **extra}
+        cols = {"t": t, **lam, **extra}
         return csv_text(cols) if fmt == "csv" else npy_record(cols)
-    head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
-           f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
+    if g["lambda"] is None:
+        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] (closed form: no rate computed)"
+    else:
+        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
+               f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
+    if "model" in g:
+        head += f"\n# model {g['model']['name']} ({g['model']['source']})"
     if g["bound"] == "empirical":
         lo, hi = g["bound_info"]["lambda_T_mc_interval"]
         head += f"\n# empirical rate: {samples} samples per time, seed {seed}, Lambda(T) MC interval {lo:.4g}..{hi:.4g}"
-    return head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": g["lambda"], "t": t, **extra})
+    if "cost" in g and "model_passes_per_sample" in g["cost"]:
+        head += (f"\n# cost: {g['cost']['seconds']:.1f} s, {g['cost']['model_passes_per_sample']} network passes per "
+                 "sample")
+    return head + "\n" + table({"i": [str(i) for i in range(t.size)], **lam, "t": t, **extra})
 
 
 def preset_output(ex, g: dict, fmt: str) -> str | bytes:
@@ -212,3 +248,81 @@ def solvers_text(res: dict) -> str:
                      f"over the next; edm / winner = {s['vs']['edm']:.3g}, balanced-empirical / winner = "
                      f"{s['vs']['balanced-empirical']:.3g}, balanced-tri / winner = {s['vs']['balanced-tri']:.3g}")
     return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
+
+
+def model_solvers_text(res: dict) -> str:
+    """The table of ``flowcert solvers --model`` from :func:`flowcert.model_solvers`."""
+    rows = res["rows"]
+    has_sw = res["sw_floor"] is not None
+    cols = {
+        "grid": [r["grid"] for r in rows], "solver": [r["solver"] for r in rows],
+        "N": [str(r["steps"]) for r in rows], "NFE": [str(r["nfe"]) for r in rows],
+        "rel_MSE": [f"{r['rel_mse']:.3e}" for r in rows],
+        "95% CI": [f"[{r['rel_mse_ci'][0]:.3e}, {r['rel_mse_ci'][1]:.3e}]" for r in rows],
+    }
+    if has_sw:
+        cols["SW2"] = [f"{r['sw']:.4f}" for r in rows]
+        cols["SW2 95% CI"] = [f"[{r['sw_ci'][0]:.4f}, {r['sw_ci'][1]:.4f}]" for r in rows]
+    te = res["teacher"]
+    sc = te.get("self_convergence")
+    head = [f"# model {res['model']['name']} ({res['model']['source']}): {res['samples']} x_T ~ N(0, I), "
+            f"T = {res['T']:g} -> delta = {res['delta']:g}, seed {res['seed']}",
+            f"# teacher: the model's own ODE, {te['method']}, {te['steps']} steps ({te['nfe']} evaluations per sample, "
+            f"{te['seconds']:.1f} s)" + (f"; self-convergence against {sc['against_steps']} steps: relative MSE "
+                                          f"{sc['rel_mse']:.2e} on {sc['samples']} samples" if sc else ""),
+            "# rel_MSE = sum|x - teacher(x_T)|^2 / sum|teacher(x_T)|^2 (95% CI)",
+            f"# balanced-empirical: rate from {res['rate']['samples']} samples per time at {res['rate']['points']} "
+            f"times ({res['rate']['seconds']:.1f} s, {res['rate']['passes']} network passes per sample)"]
+    if has_sw:
+        fl = res["sw_floor"]
+        line = (f"# SW2 to {res['reference']['n']} held-out samples at p_delta ({res['sw_directions']} directions, "
+                f"bootstrap 95% CI); the teacher's own SW2: {fl['value']:.4f} [{fl['ci'][0]:.4f}, {fl['ci'][1]:.4f}]")
+        if "data" in fl:
+            line += f"; training data's: {fl['data']['value']:.4f}"
+        head.append(line)
+    lines = ["", "winners (smallest relative MSE; factor = runner-up / winner):"]
+    for solver, s in res["summary"].items():
+        per = ", ".join(f"N={n}: {w['winner']} x{w['factor']:.2f}" for n, w in s["per_steps"].items())
+        lines.append(f"  {solver:9s} {per}")
+    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
+
+
+def spec_text(spec: dict, path: str) -> str:
+    """A mixture spec as YAML (.yaml, .yml) or JSON (any other extension)."""
+    import os
+
+    if os.path.splitext(path)[1].lower() in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=120)
+    return to_json(spec) + "\n"
+
+
+def fit_text(res: dict, path: str | None) -> str:
+    """The summary of ``flowcert fit`` from :func:`flowcert.fit`."""
+    best = {}
+    for r in res["bic"]:
+        if r["covariance_type"] not in best or r["bic"] < best[r["covariance_type"]]["bic"]:
+            best[r["covariance_type"]] = r
+    lines = [f"# Gaussian mixture fitted to {res['n']} samples in d = {res['d']} (scikit-learn GaussianMixture, "
+             f"reg_covar {res['reg_covar']:g}, seed {res['seed']}); {res['criterion']}",
+             f"# chosen: K = {res['K']}, covariance {res['covariance_type']}, BIC {res['bic_best']:.6g} "
+             f"({res['seconds']:.1f} s)"]
+    cols = {"covariance": [r["covariance_type"] for r in res["bic"]], "K": [str(r["K"]) for r in res["bic"]],
+            "BIC": [f"{r['bic']:.6g}" for r in res["bic"]],
+            "loglik/sample": [f"{r['log_likelihood']:.5g}" for r in res["bic"]],
+            "converged": ["yes" if r["converged"] else "no" for r in res["bic"]]}
+    text = "\n".join(lines) + "\n" + table(cols)
+    if path:
+        text += f"\nwrote {path}"
+    return text
+
+
+def train_text(res: dict) -> str:
+    """The summary of ``flowcert train-example``."""
+    c = res["config"]
+    resumed = f", resumed at step {res['resumed_from']}" if res.get("resumed_from") else ""
+    return (f"trained {res['example']}: diffusers UNet2DModel, {res['parameters']} parameters, {res['steps_done']} "
+            f"steps of batch {c['batch']} ({res['seconds']:.0f} s{resumed}); final loss (EMA) {res['final_loss']:.4f}\n"
+            f"data: {res['train_size']} training and {res['test_size']} held-out images ({res['data']})\n"
+            f"wrote {', '.join(res['files'])} into {res['out']}/")

@@ -47,11 +47,24 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
         samples = integer("samples", samples, low=16, high=10**7)
     with progress(40, "empirical rate") if bound == "empirical" else no_progress() as bar:
         st = stability(mix, bound, delta, T, samples=samples, seed=seed, progress=bar)
-    t = grids.build(kind, steps, delta, T, st.integral)
-    out = {"mixture": mix.name, "kind": kind, "bound": bound, "steps": steps, "delta": delta, "T": T,
-           "t": t, "lambda": st.integral(t), "lambda_T": st.integral.total, "lambda_error": st.integral.error,
-           "amplification": st.amplification, "log10_amplification": st.log10_amplification,
-           "bound_info": st.meta}
+    out = from_stability(st, steps, kind=kind, delta=delta, T=T, units=names, beta_schedule=beta_schedule,
+                         clip=clip)
+    return {"mixture": mix.name, **out}
+
+
+def from_stability(st, steps: int, *, kind: str, delta: float, T: float, units=("t",),
+                   beta_schedule: str = "linear", clip: bool = False) -> dict:
+    """The grid of :func:`build` from a computed :class:`~bounds.stability.Stability` (or None for kinds that
+    need no rate: then ``lambda`` and the amplification are None).  Inputs are assumed checked."""
+    t = grids.build(kind, steps, delta, T, st.integral if st is not None else None)
+    out = {"kind": kind, "bound": st.name if st is not None else None, "steps": steps, "delta": delta, "T": T,
+           "t": t, "lambda": st.integral(t) if st is not None else None,
+           "lambda_T": st.integral.total if st is not None else None,
+           "lambda_error": st.integral.error if st is not None else None,
+           "amplification": st.amplification if st is not None else None,
+           "log10_amplification": st.log10_amplification if st is not None else None,
+           "bound_info": st.meta if st is not None else None}
+    names = list(dict.fromkeys(units))
     for u in names:
         if u == "t":
             continue
