@@ -443,11 +443,9 @@ def model_solvers(model, steps: Iterable[int] | str = (4, 8, 16), *, samples: in
                    else None, data=data_for(m, data), seed=seed, teacher_steps=teacher_steps,
                    rate_samples=rate_samples, progress=progress)
     if plot is not None:
-        from .distill import solver_study
+        from .distill.model_grids import plot as plot_
 
-        solver_study.plot({**res, "rows": [{**r, "sw": r["sw"] if r["sw"] is not None else float("nan")}
-                                           for r in res["rows"]],
-                           "sw_floor": res["sw_floor"] or {"value": float("nan")}}, plot)
+        plot_(res, plot)
     return res
 
 

@@ -272,7 +272,9 @@ def model_solvers_text(res: dict) -> str:
                                           f"{sc['rel_mse']:.2e} on {sc['samples']} samples" if sc else ""),
             "# rel_MSE = sum|x - teacher(x_T)|^2 / sum|teacher(x_T)|^2 (95% CI)",
             f"# balanced-empirical: rate from {res['rate']['samples']} samples per time at {res['rate']['points']} "
-            f"times ({res['rate']['seconds']:.1f} s, {res['rate']['passes']} network passes per sample)"]
+            f"times ({res['rate']['seconds']:.1f} s, {res['rate']['passes']} network passes per sample)",
+            f"# gits: {res['gits']['method']}; {res['gits']['samples']} trajectories x {res['gits']['nfe_per_sample']} "
+            f"evaluations ({res['gits']['seconds']:.1f} s)"]
     if has_sw:
         fl = res["sw_floor"]
         line = (f"# SW2 to {res['reference']['n']} held-out samples at p_delta ({res['sw_directions']} directions, "

@@ -6,7 +6,8 @@ a vector-Jacobian product of v, and J u by the vector-Jacobian product of the li
 (reverse over reverse; forward-mode jvp is not implemented for every layer a diffusers UNet uses on the
 CPU).  One forward pass per (batch, time), then per iteration one J u and one J^T (J u).  After k
 iterations the top Ritz value gives a lower estimate of ||J||_op that increases to it; a point has
-converged when its Ritz residual is below ``tol`` (relative).  Plain power iteration stops early on
+converged when its Ritz residual, or the growth of the Ritz value in one iteration, is below ``tol``
+(relative).  Plain power iteration stops early on
 points whose top two singular values are close (measured on the built-in mixtures: up to 80% low on
 single points and 4% on the mean when warm-started); Lanczos does not.  Each point is an independent function of its own input
 (the batch is a batch of independent samples: evaluation-mode networks).
@@ -43,15 +44,22 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
 
     Each iteration applies A once (one J u and one J^T (J u)) and reorthogonalises fully; the top Ritz
     value theta of the k x k tridiagonal matrix is a lower estimate of lambda_max(A) = ||J||_op^2 that
-    increases with k, and ||A y - theta y|| = beta_k |s_k| (y the Ritz vector) measures its convergence:
-    a point has converged when beta_k |s_k| <= ``tol`` theta.  The Krylov space starts from ``u0`` (the
+    increases with k.  A point has converged when its Ritz residual ||A y - theta y|| = beta_k |s_k| (y
+    the Ritz vector) is at most ``tol`` theta, or when theta grew by at most ``tol`` (relative) in the last
+    iteration (a network's J^T J has no gap below its top singular value: the vector converges slowly,
+    the value fast).  The Krylov space starts from ``u0`` (the
     previous time's singular vectors in a table) mixed with a random direction, so a warm start never
     confines the search to a stale singular vector.
+
+    Points that have stopped leave the batch: when half of the active points have stopped, the graph is
+    rebuilt on the rest (one forward pass), so a few slow points do not make every point iterate.
 
     Returns:
         dict with ``norm`` (n,) = theta^{1/2}, lower estimates of ||J||_op; ``u`` (n, d) the top right
         singular vector estimates; ``iterations`` (n,) iterations until each point met ``tol`` (``iters``
-        if never); ``converged`` (n,) bool; ``residual`` (n,) the last beta_k |s_k| / theta.
+        if never); ``converged`` (n,) bool; ``residual`` (n,) the last beta_k |s_k| / theta; ``change``
+        (n,) the last relative growth of theta; ``passes`` (network passes per point: forward graphs, J u
+        and J^T w each count one, over the points they ran on, divided by n).
     """
     from torch.func import vjp
 
@@ -67,37 +75,57 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
     done = torch.zeros(n, dtype=torch.bool)
     its = torch.full((n,), int(iters), dtype=torch.long)
     theta = torch.zeros(n, dtype=torch.float64)
+    change = torch.full((n,), float("inf"), dtype=torch.float64)
     res = torch.full((n,), float("inf"), dtype=torch.float64)
-    y = q
-    with torch.enable_grad():
-        v, vjp_fn = vjp(lambda z: model.velocity(z, t), x)
+    y = q.clone()
+    act = torch.arange(n)  # the points still iterating; the graph is rebuilt on them when half have stopped
+    passes = 0
+
+    def graph(rows):
+        v, vjp_fn = vjp(lambda z: model.velocity(z, t), x[rows])
         jt = lambda w: vjp_fn(w.to(v.dtype))[0]  # noqa: E731  J^T w
         _, jvp_fn = vjp(jt, torch.zeros_like(v))  # the vjp of the linear map w -> J^T w is u -> J u
+        return v.dtype, jt, jvp_fn
+
+    with torch.enable_grad():
+        dt, jt, jvp_fn = graph(act)
+        passes += 1.0
         for k in range(k_max):
-            qk = Q[:, k]
-            w = jt(jvp_fn(qk.to(v.dtype))[0]).double().detach()  # A q_k
-            alpha[:, k] = (w * qk).sum(1)
+            Qa = Q[act]
+            qk = Qa[:, k]
+            w = jt(jvp_fn(qk.to(dt))[0]).double().detach()  # A q_k
+            passes += 2.0 * act.numel() / n
+            a_k = (w * qk).sum(1)
             for _ in range(2):  # full reorthogonalisation against q_0..q_k
-                w = w - torch.einsum("nj,njd->nd", torch.einsum("njd,nd->nj", Q[:, :k + 1], w), Q[:, :k + 1])
+                w = w - torch.einsum("nj,njd->nd", torch.einsum("njd,nd->nj", Qa[:, :k + 1], w), Qa[:, :k + 1])
             b = w.norm(dim=1)
-            beta[:, k] = b
-            Q[:, k + 1] = w / b.clamp_min(1e-300)[:, None]
-            T = torch.diag_embed(alpha[:, :k + 1])
+            alpha[act, k], beta[act, k] = a_k, b
+            Q[act, k + 1] = w / b.clamp_min(1e-300)[:, None]
+            T = torch.diag_embed(alpha[act, :k + 1])
             if k:
-                off = torch.diag_embed(beta[:, :k], offset=1)
+                off = torch.diag_embed(beta[act, :k], offset=1)
                 T = T + off + off.transpose(1, 2)
             ev, S = torch.linalg.eigh(T)
-            theta = ev[:, -1].clamp_min(0.0)
-            s_last = S[:, -1, -1].abs()
-            res = b * s_last / theta.clamp_min(1e-300)
-            y = torch.einsum("njd,nj->nd", Q[:, :k + 1], S[:, :, -1])
-            exhausted = b <= 1e-12 * theta.clamp_min(1e-300).sqrt()  # invariant subspace: exact
-            now = ((res <= tol) | exhausted | torch.tensor(k + 1 == d)) & ~done
-            its[now] = k + 1
-            done |= now
-            if bool(done.all()):
+            th = ev[:, -1].clamp_min(0.0)
+            change[act] = (th - theta[act]) / th.clamp_min(1e-300)  # the Ritz value only increases with k
+            theta[act] = th
+            res[act] = b * S[:, -1, -1].abs() / th.clamp_min(1e-300)
+            y[act] = torch.einsum("njd,nj->nd", Q[act, :k + 1], S[:, :, -1])
+            exhausted = b <= 1e-12 * th.sqrt()  # invariant subspace: exact
+            value_done = (change[act] <= tol) if k else torch.zeros(act.numel(), dtype=torch.bool)
+            now = (res[act] <= tol) | value_done | exhausted | torch.tensor(k + 1 == d)
+            now &= ~done[act]
+            its[act[now]] = k + 1
+            done[act[now]] = True
+            left = act[~done[act]]
+            if left.numel() == 0:
                 break
-    return {"norm": theta.sqrt(), "u": _unit(y), "iterations": its, "converged": done, "residual": res}
+            if left.numel() <= act.numel() // 2 and k + 1 < k_max:
+                act = left
+                dt, jt, jvp_fn = graph(act)
+                passes += act.numel() / n
+    return {"norm": theta.sqrt(), "u": _unit(y), "iterations": its, "converged": done, "residual": res,
+            "change": change if k_max > 1 else torch.zeros(n, dtype=torch.float64), "passes": passes}
 
 
 def dense_opnorm(model, x: torch.Tensor, t: float) -> torch.Tensor:
@@ -143,9 +171,10 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
 
     Returns:
         dict of arrays (m,): ``t``, ``empirical_mean``, ``empirical_mean_se``, ``empirical_mean_ci``
-        (m, 2), ``empirical_sup``, ``iterations_mean``, ``iterations_max``, ``converged_fraction``; and
+        (m, 2), ``empirical_sup``, ``iterations_mean``, ``iterations_max``, ``converged_fraction``,
+        ``last_change_median`` (the median last relative growth of the Ritz value); and
         ``empirical_samples``, ``empirical_seed``, ``samples_from``, ``power_iteration``, ``seconds``,
-        ``passes`` (network passes per sample: forward, J u, J^T w and ODE evaluations).
+        ``passes`` (network passes per sample over the table: forward, J u, J^T w and ODE evaluations).
     """
     t0 = time.time()
     ts = np.asarray(ts, float)
@@ -169,7 +198,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
         source = (f"the model's own ODE (RK4, {teacher_steps} steps in log sigma) from N(0, I) at t = {ts.max():g}; "
                   "one trajectory per sample through every time")
     u = torch.randn(samples, model.d, generator=g, dtype=torch.float64)
-    mean, se, sup, itm, itx, conv = (np.empty(m) for _ in range(6))
+    mean, se, sup, itm, itx, conv, last = (np.empty(m) for _ in range(7))
     passes = 0 if traj is None else 4 * int(teacher_steps)
     for j in np.argsort(-ts):  # from T down, warm-starting each time from the previous singular vectors
         t = float(ts[j])
@@ -177,24 +206,27 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
             x = math.exp(-t) * x0 + math.sqrt(-math.expm1(-2 * t)) * z
         else:
             x = traj[:, j]
-        norms, its, ok = [], [], []
+        norms, its, ok, chg, batch_passes = [], [], [], [], []
         for lo in range(0, samples, batch):
             r = opnorm(model, x[lo:lo + batch], t, iters=iters, tol=tol, u0=u[lo:lo + batch])
             u[lo:lo + batch] = r["u"].double()
             norms.append(r["norm"].numpy())
             its.append(r["iterations"].numpy())
             ok.append(r["converged"].numpy())
+            chg.append(r["change"].numpy())
+            batch_passes.append(r["passes"] * min(batch, samples - lo) / samples)
         nrm, it, okv = np.concatenate(norms), np.concatenate(its), np.concatenate(ok)
         mean[j], se[j], sup[j] = nrm.mean(), nrm.std(ddof=1) / math.sqrt(samples), nrm.max()
         itm[j], itx[j], conv[j] = it.mean(), it.max(), okv.mean()
-        passes += 1 + 2 * int(it.max())  # one forward, then J u and J^T (J u) per iteration
+        last[j] = float(np.median(np.concatenate(chg)))
+        passes += sum(batch_passes)
         if progress is not None:
             progress.update(1)
     zq = float(ndtri(0.5 + level / 2))
     return {
         "t": ts, "empirical_mean": mean, "empirical_mean_se": se,
         "empirical_mean_ci": np.stack([mean - zq * se, mean + zq * se], 1), "empirical_sup": sup,
-        "iterations_mean": itm, "iterations_max": itx, "converged_fraction": conv,
+        "iterations_mean": itm, "iterations_max": itx, "converged_fraction": conv, "last_change_median": last,
         "empirical_samples": int(samples), "empirical_seed": int(seed), "samples_from": source, "level": level,
         "power_iteration": {"max_iterations": int(iters), "tol": float(tol),
                             "estimate": "Lanczos on J^T J: the top Ritz value^(1/2), a lower estimate of ||J||_op "
@@ -202,7 +234,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
                                         "mixed with a random direction",
                             "products": "torch.func vjp (J^T w) and vjp of w -> J^T w (J u)"},
         "seconds": time.time() - t0,
-        "passes": int(passes),
-        "passes_what": "network passes per sample over the whole table (forward, J u and J^T w each count one; "
-                       "the model ODE counts 4 per RK4 step)",
+        "passes": int(round(passes)),
+        "passes_what": "network passes per sample over the whole table (forward graphs, J u and J^T w each count "
+                       "one; the model ODE counts 4 per RK4 step)",
     }
