@@ -166,27 +166,51 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
                  beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, progress=progress)
 
 
-def export(t, preset: str, *, beta_schedule: str = "linear", clip: bool = False, shift: float = 1.0) -> Export:
-    """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it.
+def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip: bool = False,
+           shift: float | None = None, scheduler_config: dict | str | None = None) -> Export:
+    """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it, checked the way it runs there.
 
     Presets: ``diffusers-euler`` (EulerDiscreteScheduler ``sigmas``), ``diffusers-edm``
     (EDMEulerScheduler ramp), ``diffusers-flowmatch`` (FlowMatchEulerDiscreteScheduler
     ``sigmas``, pre-shifted to compensate ``shift``), ``diffusers-timesteps``
     (DPMSolverMultistepScheduler integer ``timesteps`` of ``beta_schedule``), ``k-diffusion``
-    and ``comfyui`` (VE sigmas with a trailing 0).  See docs: samplers.
+    and ``comfyui`` (VE sigmas with a trailing 0).  Every export is checked after the
+    consumer's own conversion (float32 storage, its formulas, integer rounding, ComfyUI's
+    number parser): values that overflow or underflow there, or nodes that stop being strictly
+    decreasing there, are refused.  See docs: samplers.
+
+    Args:
+        t: OU times, strictly decreasing, shape (N + 1,).
+        preset: the consumer (see above).
+        beta_schedule: ``linear`` (default) or ``scaled_linear``, for diffusers-euler and
+            diffusers-timesteps without ``scheduler_config``.
+        clip: clip nodes outside the scheduler's range to its ends (with warnings) instead of failing.
+        shift: diffusers-flowmatch's static shift (default 1, or the config's).
+        scheduler_config: a diffusers scheduler configuration (a dict, or the path of a pipeline's
+            ``scheduler_config.json``): the export is built for and checked against that scheduler
+            (beta schedule, zero terminal SNR, sigma range, shift, training steps, prediction type),
+            and its ``config`` pins every key that changes the schedule.
 
     Returns:
         Export with ``argument`` (the keyword to pass), ``values`` (what to pass), ``schedule``
-        (the noise levels the sampler will step through), ``t``, ``config`` (scheduler
-        settings the values assume), ``conventions`` and ``warnings``.
+        (the noise levels the sampler will step through, as it stores them: float32 values),
+        ``t``, ``config`` (scheduler settings the values assume), ``conventions`` and ``warnings``.
 
     Raises:
         InputError: an unknown preset, a grid that is not strictly decreasing, nodes outside
-            the sampler's range (without ``clip``), nodes that round together.
+            the sampler's range (without ``clip``), nodes that round or collapse together in the
+            sampler's precision, values that overflow or underflow there, a compensation float32
+            cannot represent, a scheduler config of another family or that disagrees with
+            ``beta_schedule`` / ``shift``.
     """
     from .bounds.presets import export as export_
 
-    return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift)
+    if scheduler_config is not None and not isinstance(scheduler_config, dict):
+        from .numcore.io import read_json
+
+        scheduler_config = read_json(scheduler_config)
+    return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                   scheduler_config=scheduler_config)
 
 
 def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delta: float = DELTA,

@@ -281,24 +281,29 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @click.option("--units", multiple=True, default=("t",), show_default=True,
               help="Extra units to output (repeat or comma-separate): t, sigma (VE/EDM), alpha, sigma_vp, logsnr, "
                    "rf (rectified flow), ddpm (fractional timestep of --beta-schedule, 1000 steps).")
-@click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default="linear",
-              show_default=True, help="DDPM beta schedule for --units ddpm.")
-@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's range (with a warning) "
-                                           "instead of failing.")
+@click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default=None,
+              help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps exports "
+                   "[default: linear, or the --scheduler-config's].")
+@click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
+                                           "range (with a warning) instead of failing.")
 @click.option("--samples", type=int, default=None,
               help="Samples of p_t per table time for --bound empirical. [default: 4096; 256 with --model]")
 @seed_option("Seed for --bound empirical.")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
-@click.option("--shift", type=float, default=1.0, show_default=True,
-              help="diffusers-flowmatch: the scheduler's static shift to compensate (1 = neutral).")
+@click.option("--shift", type=float, default=None,
+              help="diffusers-flowmatch: the scheduler's static shift to compensate [default: 1 (neutral), or the "
+                   "--scheduler-config's].")
+@click.option("--scheduler-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="A pipeline's own scheduler_config.json (diffusers presets): build the export for that scheduler "
+                   "(beta schedule, zero terminal SNR, sigma range, shift) and check it there.")
 @click.option("--format", "fmt", type=click.Choice(GRID_FORMATS), default=None,
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
 def grid_cmd(spec, model, data, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, preset, shift,
-             fmt, output):
+             scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
@@ -319,8 +324,10 @@ def grid_cmd(spec, model, data, kind, bound, steps, delta, T, units, beta_schedu
         check_destination(output, "output")
     if preset is not None:
         check(preset)
-    common = dict(kind=kind, delta=delta, T=T, units=names if preset is None else ("t",), beta_schedule=beta_schedule,
-                  clip=clip, seed=seed, progress=bars())
+    elif scheduler_config is not None:
+        raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
+    common = dict(kind=kind, delta=delta, T=T, units=names if preset is None else ("t",),
+                  beta_schedule=beta_schedule or "linear", clip=clip, seed=seed, progress=bars())
     if model is not None:
         g = api.model_grid(model, steps, bound=bound or "empirical", samples=samples or 256, data=data, **common)
     else:
@@ -331,7 +338,8 @@ def grid_cmd(spec, model, data, kind, bound, steps, delta, T, units, beta_schedu
             click.echo(f"warning: {w}", err=True)
         emit(render.grid_output(g, names, fmt, samples or (256 if model is not None else 4096), seed), output)
         return
-    ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift)
+    ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                    scheduler_config=scheduler_config)
     for w in ex.warnings:
         click.echo(f"warning: {w}", err=True)
     emit(render.preset_output(ex, g, fmt), output)

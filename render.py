@@ -160,8 +160,14 @@ def preset_output(ex, g: dict, fmt: str) -> str | bytes:
     if fmt == "csv":
         return csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]})
     integer = ex.values.dtype.kind in "iu"
+    if integer:
+        value_text = str
+    elif ex.preset == "comfyui":  # ComfyUI's number parser reads no exponents: plain decimals
+        from .bounds.presets import plain_decimal as value_text
+    else:
+        value_text = "{:.9g}".format
     cols = {"i": [str(i) for i in range(n)],
-            ex.argument: [str(v) if integer else f"{v:.9g}" for v in ex.values],
+            ex.argument: [value_text(v) for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
     head = [f"# {ex.preset}: {g['kind']} grid ({g['bound']}), {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] "
             f"for {g['mixture']}",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, real
+from ..numcore.checks import InputError, limit_text, real
 from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
@@ -48,7 +48,7 @@ def check_request(mix: GaussianMixture, t, eps, p) -> tuple[float, float, float]
     scale = score_scale(mix, t)
     if eps >= scale:
         raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
-                         f"sqrt(sum_k pi_k tr P_k(t)) = {scale:.4g} at t = {t:g}")
+                         f"sqrt(sum_k pi_k tr P_k(t)) = {limit_text(scale, False, 4, strict=True)} at t = {t:g}")
     if eps < 1e-12:
         raise InputError(f"`eps` = {eps:g}: expected eps >= 1e-12 (float64 round-off of the network is ~1e-13)")
     return t, eps, p

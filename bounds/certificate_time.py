@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, real, time_window
+from ..numcore.checks import InputError, limit_text, real, time_window
 from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
@@ -135,7 +135,8 @@ def check_window(mix, delta, T, eps, p):
     scale = min(score_scale(mix, delta), score_scale(mix, T))
     if eps >= scale:
         raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
-                         f"min over [delta, T] of sqrt(sum_k pi_k tr P_k(t)) = {scale:.4g}")
+                         "min over [delta, T] of sqrt(sum_k pi_k tr P_k(t)) = "
+                         f"{limit_text(scale, False, 4, strict=True)}")
     if eps < 1e-10:
         raise InputError(f"`eps` = {eps:g}: expected eps >= 1e-10 for a time-input network")
     return delta, T, eps, p

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
 
@@ -38,6 +39,36 @@ def show_value(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def limit_text(value: float, lower: bool, digits: int = 6, strict: bool = False) -> str:
+    """A limit printed so that the printed number is itself accepted when fed back.
+
+    A lower limit is rounded up and an upper limit down (to ``digits`` significant digits):
+    ``float(limit_text(x, lower=True)) >= x`` and ``float(limit_text(x, lower=False)) <= x`` always
+    hold, because the rounding is done on the exact binary value and the nearest double to a
+    decimal at or above a double is never below it.  ``strict``: the limit itself is excluded, so the
+    printed number lies strictly inside.
+    """
+    x = float(value)
+    if strict and math.isfinite(x):
+        x = math.nextafter(x, math.inf if lower else -math.inf)
+    if not math.isfinite(x) or x == 0.0:
+        return repr(x)
+    d = Decimal(x)
+    exp = d.adjusted() - (digits - 1)
+    q = d.quantize(Decimal(1).scaleb(exp), rounding=ROUND_CEILING if lower else ROUND_FLOOR)
+    text = f"{float(q):.{digits}g}"
+    # the float of the quantized decimal formats back to the same digits; guard the contract anyway
+    if (float(text) < x) if lower else (float(text) > x):  # pragma: no cover - defensive
+        text = repr(x)
+    return text
+
+
+def exact_text(x: float) -> str:
+    """x printed short (``:g``) when that is exact, else with every digit (repr): a bound that reads back as itself."""
+    short = f"{float(x):g}"
+    return short if float(short) == float(x) else repr(float(x))
+
+
 def real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
     """A finite real number, optionally inside [low, high] (open ends on request)."""
     try:
@@ -48,10 +79,10 @@ def real(name: str, value, *, low=None, high=None, low_open=False, high_open=Fal
         raise InputError(f"`{name}` = {show_value(value)}: expected a finite real number")
     if low is not None and (out < low or (low_open and out == low)):
         op = ">" if low_open else ">="
-        raise InputError(f"`{name}` = {out:g}: expected a number {op} {low:g}")
+        raise InputError(f"`{name}` = {out:g}: expected a number {op} {exact_text(low)}")
     if high is not None and (out > high or (high_open and out == high)):
         op = "<" if high_open else "<="
-        raise InputError(f"`{name}` = {out:g}: expected a number {op} {high:g}")
+        raise InputError(f"`{name}` = {out:g}: expected a number {op} {exact_text(high)}")
     return out
 
 
@@ -115,7 +146,7 @@ def time_window(delta, T) -> tuple[float, float]:
     d = real("delta", delta, low=0.0, low_open=True)
     T_ = real("T", T, low=0.0, low_open=True, high=50.0)
     if d >= T_:
-        raise InputError(f"`delta` = {d:g}: expected a value below `T` = {T_:g}")
+        raise InputError(f"`delta` = {exact_text(d)}: expected a value below `T` = {exact_text(T_)}")
     return d, T_
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import InputError
+from .checks import InputError, limit_text
 
 UNITS = ("t", "sigma", "alpha", "sigma_vp", "logsnr", "rf", "ddpm")
 BETA_SCHEDULES = ("linear", "scaled_linear")
@@ -99,7 +99,8 @@ def ddpm_from_t(t, schedule: str = "linear", clip: bool = False):
     if np.any(outside) and not clip:
         bad = t[outside].ravel()[0]
         raise InputError(
-            f"t = {bad:.6g} lies outside the {schedule} DDPM schedule's range [{lo:.6g}, {hi:.6g}] "
+            f"t = {bad:.6g} lies outside the {schedule} DDPM schedule's range "
+            f"[{limit_text(lo, True)}, {limit_text(hi, False)}] "
             f"(timesteps 0..{DDPM_STEPS - 1}): expected `delta`/`T` inside it, or pass `clip`"
         )
     return np.interp(t, tn, np.arange(DDPM_STEPS, dtype=float))

@@ -37,7 +37,9 @@ def test_edm_ramp_inverts_karras():
     ex = presets.diffusers_edm(T_GRID)
     c = ex.config
     a, b = c["sigma_max"] ** (1 / 7), c["sigma_min"] ** (1 / 7)
-    np.testing.assert_allclose((a + ex.values * (b - a)) ** 7, ex.schedule[:-1], rtol=1e-12)
+    np.testing.assert_allclose((a + ex.values * (b - a)) ** 7, units.sigma_from_t(T_GRID), rtol=1e-12)
+    # the schedule is what the scheduler stores: the float32 rounding of those sigmas
+    np.testing.assert_array_equal(ex.schedule[:-1], np.float32((a + ex.values * (b - a)) ** 7))
     assert ex.values[0] == 0 and ex.values[-1] == 1
 
 
@@ -127,3 +129,42 @@ def test_cli_clip_warns_and_exports():
     assert r.exit_code == 0
     assert "warning:" in r.stderr and "clipped" in r.stderr
     assert [int(v) for v in r.stdout.split()][0] == 999
+
+
+# ----------------------------------------------------------------------------- limits and tables
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from flowcert.numcore.checks import limit_text  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.floats(min_value=1e-300, max_value=1e300), digits=st.integers(1, 17))
+def test_printed_limits_round_inward(x, digits):
+    lo, hi = limit_text(x, True, digits), limit_text(x, False, digits)
+    assert float(lo) >= x >= float(hi)
+    assert len(lo.split("e")[0].replace(".", "").lstrip("0")) <= digits + 1
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_named_tables_are_numcore_units_tables(schedule):
+    np.testing.assert_array_equal(presets.ddpm_table(schedule).t, units.ddpm_times(schedule))
+
+
+@pytest.mark.parametrize("cfg", [
+    {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+    {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": True},
+    {"beta_schedule": "squaredcos_cap_v2"},
+    {"beta_schedule": "linear", "num_train_timesteps": 500, "beta_start": 2e-4, "beta_end": 0.03},
+    {"trained_betas": np.linspace(1e-4, 0.02, 300).tolist()},
+])
+def test_config_tables_are_diffusers_tables(cfg):
+    # the oracle: diffusers' own (float32) alphas_cumprod; flowcert's float64 table agrees to float32 accuracy
+    from diffusers import EulerDiscreteScheduler
+
+    want = EulerDiscreteScheduler(**cfg).alphas_cumprod.double().numpy()
+    got = presets.ddpm_table(cfg=cfg).alphas_cumprod
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-9)
