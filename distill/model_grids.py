@@ -73,7 +73,8 @@ def lipschitz(model, *, points: int = DEFAULT_POINTS, samples: int = DEFAULT_SAM
         tab = table(model, ts, samples, data=data, seed=seed, iters=iters, tol=tol, teacher_steps=teacher_steps,
                     progress=bar)
     return {"model": model.describe(), "mixture": model.name, "delta": delta, "T": T, **tab,
-            "scope": "sampled", "where": "sampled points of p_t (no bound: " + NO_BOUNDS + ")",
+            "scope": "sampled", "where": "sampled points of p_t; a trained model has no analytic bound",
+            "no_bounds": NO_BOUNDS,
             "bounds": [], "what": {"empirical_mean": "p_t-average of ||J(x,t)||_op (Monte Carlo, with its interval)",
                                    "empirical_sup": "largest ||J||_op among the sampled points (not a bound)"}}
 

@@ -1,0 +1,44 @@
+"""The digits results table of docs/results.md from ``flowcert solvers --model ... --format json`` output.
+
+    flowcert solvers --model digits --steps 4,8,16 --samples 512 --data models/digits/data/train.npy \\
+        --reference models/digits/data/test.npy --format json -o solvers_digits.json
+    python benchmarks/digits_table.py solvers_digits.json
+
+Prints, for Euler and DPM-Solver++(2M) at each N, every grid's relative MSE to the model's teacher (95%
+interval) and sliced W2 to the held-out digits (bootstrap 95% interval), the best of each column in bold.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+ORDER = ("optimal", "gits", "balanced-empirical", "kl-optimal", "logsnr", "edm", "uniform")
+
+
+def main(path: str) -> None:
+    res = json.load(open(path))
+    rows = {(r["grid"], r["solver"], r["steps"]): r for r in res["rows"]}
+    grids = [g for g in ORDER if g in res["grids"]] + [g for g in res["grids"] if g not in ORDER]
+    for solver, name in (("euler", "Euler"), ("dpmpp_2m", "DPM-Solver++(2M)")):
+        print(f"\n**{name}** (relative MSE to the teacher [95% CI]; SW2 to held-out digits [95% CI])\n")
+        print("| grid | " + " | ".join(f"N = {n}: rel. MSE | N = {n}: SW2" for n in res["steps"]) + " |")
+        print("| --- |" + " --- | --- |" * len(res["steps"]))
+        best = {n: min(rows[g, solver, n]["rel_mse"] for g in grids) for n in res["steps"]}
+        best_sw = {n: min(rows[g, solver, n]["sw"] for g in grids) for n in res["steps"]}
+        for g in grids:
+            cells = []
+            for n in res["steps"]:
+                r = rows[g, solver, n]
+                e = f"{r['rel_mse']:.3g} [{r['rel_mse_ci'][0]:.2g}, {r['rel_mse_ci'][1]:.2g}]"
+                w = f"{r['sw']:.3f} [{r['sw_ci'][0]:.3f}, {r['sw_ci'][1]:.3f}]"
+                cells += [f"**{e}**" if r["rel_mse"] == best[n] else e, f"**{w}**" if r["sw"] == best_sw[n] else w]
+            print(f"| {g} | " + " | ".join(cells) + " |")
+    te, fl = res["teacher"], res["sw_floor"]
+    print(f"\nteacher: {te['steps']} RK4 steps ({te['nfe']} evaluations), self-convergence "
+          f"{te['self_convergence']['rel_mse']:.2g}; teacher's SW2 {fl['value']:.3f} "
+          f"[{fl['ci'][0]:.3f}, {fl['ci'][1]:.3f}], training data's {fl['data']['value']:.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
