@@ -15,7 +15,13 @@ from .numcore.checks import InputError, require
 from .numcore.io import no_progress
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+    from typing import Callable
+
     import numpy as np
+    import torch
+
+    from .distill.model import TorchModel
 
     from .bounds.presets import Export
     from .bounds.stability import Stability
@@ -310,7 +316,8 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
 # ----------------------------------------------------------------------------- trained models
 
 
-def load_model(source, *, prediction: str | None = None, device: str = "cpu"):
+def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, prediction: str | None = None,
+               device: str = "cpu") -> TorchModel:
     """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time.
 
     Args:
@@ -324,9 +331,9 @@ def load_model(source, *, prediction: str | None = None, device: str = "cpu"):
         device: torch device.
 
     Returns:
-        TorchModel: ``denoise(y, sigma)`` (y of shape (n, d) in VE coordinates, one sigma > 0),
-        ``score(x, t)``, ``velocity(x, t)``, ``dense_jacobian(x, t)`` (x of shape (n, d), OU time t),
-        ``d``, ``shape``, ``sigma_range`` (the trained VE range), ``describe()``.
+        the model, with ``denoise(y, sigma)`` (y of shape (n, d) in VE coordinates, one sigma > 0),
+        ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape (n, d), OU time t),
+        ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
 
     Raises:
         InputError: no such folder or file, a folder without a model, an unsupported model class, a
@@ -338,8 +345,10 @@ def load_model(source, *, prediction: str | None = None, device: str = "cpu"):
     return load(source, prediction=prediction, device=device)
 
 
-def torch_model(fn, *, shape, prediction: str = "sample", scaling: str = "ve", noise: str = "sigma",
-                log_alphabar=None, sigma_range=None, dtype=None, device: str = "cpu", name: str | None = None):
+def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
+                noise: str = "sigma", log_alphabar: np.ndarray | None = None,
+                sigma_range: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
+                device: str = "cpu", name: str | None = None) -> TorchModel:
     """Declare how a torch callable ``fn(inputs, cond)`` is parametrised, so flowcert can use it as a denoiser.
 
     Args:
@@ -355,7 +364,7 @@ def torch_model(fn, *, shape, prediction: str = "sample", scaling: str = "ve", n
         dtype: torch dtype of its inputs (default float32).
 
     Returns:
-        TorchModel (as :func:`load_model`).
+        the model (as :func:`load_model` returns it).
 
     Raises:
         InputError: an unknown prediction, scaling or noise, or a bad shape.
@@ -375,7 +384,8 @@ def _model_window(model, delta, T):
     return window(model, delta, T, DELTA, T_MAX)
 
 
-def model_lipschitz(model, *, points: int = 40, samples: int = 256, data=None, delta: float | None = None,
+def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int = 256,
+                    data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
                     teacher_steps: int = 64, progress=no_progress) -> dict:
     """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times.
@@ -389,7 +399,8 @@ def model_lipschitz(model, *, points: int = 40, samples: int = 256, data=None, d
         points: times, log-spaced on [delta, T] (default window: [1e-3, 5] inside the trained range).
         samples: points of p_t per time.
         data: (n, d) array or .npy file of data x_0 (images are flattened).
-        iters, tol: Lanczos iteration limit and relative residual tolerance.
+        iters: Lanczos iterations at most per point (default 20).
+        tol: relative tolerance on the Ritz residual or the Ritz value's growth (default 1e-3).
         teacher_steps: RK4 steps of the model ODE (without ``data``).
 
     Returns:
@@ -409,10 +420,10 @@ def model_lipschitz(model, *, points: int = 40, samples: int = 256, data=None, d
                      iters=iters, tol=tol, teacher_steps=teacher_steps, progress=progress)
 
 
-def model_grid(model, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
+def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
                delta: float | None = None, T: float | None = None, units: Iterable[str] = ("t",),
-               beta_schedule: str = "linear", clip: bool = False, samples: int = 256, data=None, seed: int = 0,
-               points: int = 40, progress=no_progress) -> dict:
+               beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
+               data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model.
 
     ``balanced`` is balanced on the model's p_t-average of ||J||_op (see :func:`model_lipschitz`);
@@ -435,7 +446,8 @@ def model_grid(model, steps: int = 8, *, kind: str = "balanced", bound: str = "e
                  points=points, progress=progress)
 
 
-def model_solvers(model, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512, data=None, reference=None,
+def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
+                  data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, plot: str | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model.
@@ -473,7 +485,7 @@ def model_solvers(model, steps: Iterable[int] | str = (4, 8, 16), *, samples: in
     return res
 
 
-def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_covar: float = 1e-6, seed: int = 0,
+def fit(data: np.ndarray | str, *, max_components: int = 32, covariance_type: str = "full", reg_covar: float = 1e-6, seed: int = 0,
         name: str = "fitted", progress=no_progress) -> dict:
     """A Gaussian-mixture surrogate of data (scikit-learn ``GaussianMixture``, K by BIC) as a flowcert spec.
 
@@ -499,7 +511,7 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
 
 
 def train_example(example: str = "digits", out: str = "models/digits", *, threads: int | None = None,
-                  progress=no_progress, **options) -> dict:
+                  progress=no_progress, **options: float) -> dict:
     """Train the example diffusers model: a small ``UNet2DModel`` on scikit-learn's 8 x 8 digits.
 
     Resumes from ``out/checkpoint.pt``; saves the EMA model with ``save_pretrained`` as a

@@ -2,7 +2,7 @@
 
     flowcert solvers --model digits --steps 4,8,16 --samples 512 --data models/digits/data/train.npy \\
         --reference models/digits/data/test.npy --format json -o solvers_digits.json
-    python benchmarks/digits_table.py solvers_digits.json
+    python benchmarks/digits_table.py solvers_digits.json [--readme]
 
 Prints, for Euler and DPM-Solver++(2M) at each N, every grid's relative MSE to the model's teacher (95%
 interval) and sliced W2 to the held-out digits (bootstrap 95% interval), the best of each column in bold.
@@ -16,8 +16,32 @@ import sys
 ORDER = ("optimal", "gits", "balanced-empirical", "kl-optimal", "logsnr", "edm", "uniform")
 
 
+def compact(res: dict) -> None:
+    """Two tables (relative MSE, SW2), rows = grids, columns = solver x N, intervals in brackets (README)."""
+    rows = {(r["grid"], r["solver"], r["steps"]): r for r in res["rows"]}
+    grids = [g for g in ORDER if g in res["grids"]] + [g for g in res["grids"] if g not in ORDER]
+    cols = [(s, n) for s in ("euler", "dpmpp_2m") for n in res["steps"]]
+    name = {"euler": "Euler", "dpmpp_2m": "DPM++(2M)"}
+    for key, ci, fmt, what in (("rel_mse", "rel_mse_ci", "{:.2g}", "relative MSE to the model's own teacher"),
+                               ("sw", "sw_ci", "{:.3f}", "sliced W2 to the 360 held-out digits")):
+        print(f"\n{what} [95% CI]:\n")
+        print("| grid | " + " | ".join(f"{name[s]} N={n}" for s, n in cols) + " |")
+        print("| --- |" + " --- |" * len(cols))
+        best = {c: min(rows[g, c[0], c[1]][key] for g in grids) for c in cols}
+        for g in grids:
+            cells = []
+            for c in cols:
+                r = rows[g, c[0], c[1]]
+                text = f"{fmt.format(r[key])} [{fmt.format(r[ci][0])}, {fmt.format(r[ci][1])}]"
+                cells.append(f"**{text}**" if r[key] == best[c] else text)
+            print(f"| {g} | " + " | ".join(cells) + " |")
+
+
 def main(path: str) -> None:
     res = json.load(open(path))
+    if "--readme" in sys.argv:
+        compact(res)
+        return
     rows = {(r["grid"], r["solver"], r["steps"]): r for r in res["rows"]}
     grids = [g for g in ORDER if g in res["grids"]] + [g for g in res["grids"] if g not in ORDER]
     for solver, name in (("euler", "Euler"), ("dpmpp_2m", "DPM-Solver++(2M)")):
