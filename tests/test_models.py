@@ -139,8 +139,8 @@ def test_attention_unet_power_iteration_matches_dense(tmp_path):
     """Reverse-over-reverse products work through attention and group norm; Lanczos = SVD of the dense J."""
     folder, _, _ = _save(tmp_path, "epsilon")
     m = load_diffusers(folder)
-    x = torch.randn(6, m.d, generator=torch.Generator().manual_seed(1))
-    for t in (0.05, 0.7):
+    x = torch.randn(3, m.d, generator=torch.Generator().manual_seed(1))
+    for t in (0.05,):
         r = opnorm(m, x, t, iters=16, tol=1e-7)
         dense = dense_opnorm(m, x, t)
         np.testing.assert_allclose(r["norm"].numpy(), dense.numpy(), rtol=1e-4)
@@ -204,11 +204,11 @@ def test_model_teacher_matches_the_exact_flow_map():
     from flowcert.distill.teacher import Teacher
 
     mix = flowcert.load_mixture("ring8")
-    xT = sample(mix, 5.0, 100, 0)
-    te = teacher(mixture_model(mix), torch.as_tensor(xT), 5.0, 1e-3, steps=400, check=50)
+    xT = sample(mix, 5.0, 40, 0)
+    te = teacher(mixture_model(mix), torch.as_tensor(xT), 5.0, 1e-3, steps=200, check=20)
     exact = Teacher(mix).flow(xT, 5.0, 1e-3).numpy()
     rel = np.sum((te["x"] - exact) ** 2) / np.sum(exact**2)
-    assert rel < 1e-8 and te["self_convergence"]["rel_mse"] < 1e-8 and te["nfe"] == 1600
+    assert rel < 1e-7 and te["self_convergence"]["rel_mse"] < 1e-7 and te["nfe"] == 800
 
 
 def test_model_grid_balanced_matches_the_mixture_grid():
