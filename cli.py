@@ -338,6 +338,8 @@ def grid_cmd(spec, model, data, kind, bound, steps, delta, T, units, beta_schedu
             click.echo(f"warning: {w}", err=True)
         emit(render.grid_output(g, names, fmt, samples or (256 if model is not None else 4096), seed), output)
         return
+    if scheduler_config is None and model is not None:  # a diffusers model's exports follow its own scheduler
+        scheduler_config = g["model"].get("scheduler_config")
     ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
                     scheduler_config=scheduler_config)
     for w in ex.warnings:

@@ -169,7 +169,8 @@ def preset_output(ex, g: dict, fmt: str) -> str | bytes:
     cols = {"i": [str(i) for i in range(n)],
             ex.argument: [value_text(v) for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
-    head = [f"# {ex.preset}: {g['kind']} grid ({g['bound']}), {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] "
+    rate = f" ({g['bound']})" if g["bound"] else ""
+    head = [f"# {ex.preset}: {g['kind']} grid{rate}, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] "
             f"for {g['mixture']}",
             f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config, indent=None)}",
             f"# {ex.conventions}"]

@@ -357,7 +357,7 @@ def load_diffusers(folder: str, *, prediction: str | None = None, shape=None, de
 
     params_n = int(sum(p.numel() for p in net.parameters()))
     info = {"class": cls_name, "scheduler": scfg.get("_class_name"), "parameters": params_n,
-            "train_timesteps": int(la.size), "attention_layers": n_attn}
+            "train_timesteps": int(la.size), "attention_layers": n_attn, "scheduler_config": sched_path}
     return TorchModel(call, shp, pred, "vp", "ddpm", la, None, next(net.parameters()).dtype, device,
                       os.path.basename(os.path.normpath(folder)), f"diffusers folder {folder}", info)
 
