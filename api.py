@@ -35,6 +35,19 @@ __all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stabili
            "model_solvers", "fit", "train_example", "InputError"]
 
 
+def _inputs(mixture) -> list:
+    """The files a request reads (a spec path): outputs must not overwrite them."""
+    import os
+
+    return [mixture] if isinstance(mixture, (str, os.PathLike)) and os.path.isfile(mixture) else []
+
+
+def _budget() -> float:
+    from .numcore.checks import memory_budget
+
+    return memory_budget()
+
+
 def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
     """A Gaussian mixture p_0 = sum_k pi_k N(mu_k, Sigma_k) in R^d.
 
@@ -49,15 +62,17 @@ def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
         form of the covariances.
 
     Raises:
-        InputError: an unknown name, an unreadable file, or a spec that is not a valid mixture
-            (the message names the field).
+        InputError: an unknown name, an unreadable file (not a regular file, larger than 64 MiB,
+            YAML aliases expanding beyond a spec's size), or a spec that is not a valid mixture
+            (fields hold numbers only; mean entries at most 1e12 in magnitude, variances in
+            [1e-8, 1e12]); the message names the file and the field, never the file's content.
     """
     from .numcore.mixture import GaussianMixture, from_spec, load
 
     if isinstance(spec, GaussianMixture):
         return spec
     if isinstance(spec, dict):
-        return from_spec(spec, name=str(spec.get("name", "mixture")))
+        return from_spec(spec, name="mixture")
     return load(str(spec))
 
 
@@ -140,11 +155,12 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
     """
     from .bounds.stability import RATES
     from .bounds.stability import stability as stability_
-    from .numcore.checks import time_window
+    from .numcore.checks import options, time_window
 
     if bound not in RATES:
         raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(RATES)}")
     delta, T = time_window(delta, T)
+    samples, seed, ball_mass = options(samples=samples, seed=seed, ball_mass=ball_mass)
     return stability_(load_mixture(mixture), bound, delta, T, samples=samples, seed=seed, ball_mass=ball_mass)
 
 
@@ -238,14 +254,16 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
         ``verification`` with ``verify``.
 
     Raises:
-        InputError: eps outside (0, score scale) or below the float64 floor, p < 1, K = 1,
-            a bad window, an unwritable ``export``/``plot``.
+        InputError: eps outside (0, score scale) or below the float64 floor measured for this
+            mixture, p < 1, K = 1, a bad window, ``verify`` = 1, an unwritable ``export``/``plot``
+            (or one that is the spec file), a network too large to build within the memory budget
+            (``FLOWCERT_MEMORY_GB``) for ``verify``/``export``.
     """
     from .bounds.certify import run
 
     return run(load_mixture(mixture), eps, t=t, p=p, delta=delta, T=T, certificate_kind=certificate,
                verify=verify, times=times, seed=seed, export=export, sweep=tuple(sweep), plot=plot, latex=latex,
-               progress=progress)
+               progress=progress, inputs=_inputs(mixture))
 
 
 def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DELTA, T: float = T_MAX,
@@ -261,19 +279,23 @@ def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DE
         engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``.
 
     Raises:
-        InputError: bad steps, samples or window; torch not installed; an unwritable ``plot``.
+        InputError: bad steps, samples, seed or window; torch not installed; an unwritable ``plot``;
+            a study whose estimated memory exceeds the budget (``FLOWCERT_MEMORY_GB``, default 4 GiB).
     """
-    from .numcore.checks import integer, steps_list, time_window
-    from .numcore.io import check_destination
+    from .numcore.checks import OPTIONS, TEACHER_DELTA_MIN, fits_memory, options, steps_list, time_window
+    from .numcore.io import check_outputs
 
     require("torch", "torch", "solvers")
-    delta, T = time_window(delta, T)
-    ns = steps_list("steps", steps, 4096)
-    samples = integer("samples", samples, low=16, high=10**7)
-    if plot is not None:
-        check_destination(plot, "plot")
+    delta, T = time_window(delta, T, delta_min=TEACHER_DELTA_MIN)
+    ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
+    samples, seed = options(samples=samples, seed=seed)
+    check_outputs({"plot": plot}, _inputs(mixture))
     mix = load_mixture(mixture)
     from .distill import solver_study
+
+    need = solver_study.memory_bytes(mix, samples)
+    fits_memory("samples", samples, need, f"the study at d = {mix.d}",
+                largest=int(samples * _budget() / need))
 
     with progress(16, "exact teacher") as tbar, \
             progress(len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS), "solvers") as bar:
@@ -302,7 +324,9 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
         mixture, grid and N with intervals).
 
     Raises:
-        InputError: bad options, a foreign or missing run folder, torch (or Ray) not installed.
+        InputError: bad options, a foreign, missing or unwritable run folder, a damaged file in the
+            folder on resume (named, with the way back), a folder in use by another process, a run
+            whose estimated memory exceeds the budget, torch (or Ray) not installed.
     """
     require("torch", "torch", "validate")
     from .distill.validation import start

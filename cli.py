@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 
 import click
 
 from . import api, render
 from .numcore.checks import InputError, split_list
-from .numcore.io import check_destination, progress, write_atomic
+from .numcore.io import check_folder, check_outputs, progress, write_atomic
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -43,14 +44,27 @@ def as_flags(message: str, names: dict) -> str:
 
 
 class FlowcertGroup(click.Group):
-    """Turns bad input (InputError) into one line on stderr and exit status 2."""
+    """Turns bad input (InputError, and click's usage errors) into one line on stderr and exit status 2."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(f"Error: {' '.join(exc.format_message().split())} (flowcert --help)", err=True)
+            ctx.exit(2)
 
     def invoke(self, ctx):
+        previous = _on_sigterm()
         try:
             return super().invoke(ctx)
         except InputError as exc:
             command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
             click.echo(f"Error: {as_flags(str(exc), flag_names(command) if command else {})}", err=True)
+            ctx.exit(2)
+        except click.UsageError as exc:  # click's own parsing errors: the same one line, exit status 2
+            name = ctx.invoked_subcommand
+            hint = f" (flowcert {name} --help)" if name else " (flowcert --help)"
+            click.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
             ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
@@ -61,6 +75,22 @@ class FlowcertGroup(click.Group):
             click.echo(f"Error: internal error {type(exc).__name__}: {first} "
                        "(set FLOWCERT_DEBUG=1 for the traceback)", err=True)
             ctx.exit(1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame):
+    """SIGTERM ends the command like Ctrl-C does: every `finally` runs (temporary files are removed)."""
+    raise SystemExit(128 + signum)
+
+
+def _on_sigterm():
+    """Install :func:`_terminated` for SIGTERM (main thread only); return the previous handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _terminated)
+    except (ValueError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        return None
 
 
 def emit(text: str | bytes, output: str | None) -> None:
@@ -213,9 +243,7 @@ def lipschitz_cmd(spec, model, data, bounds, points, empirical, iters, tol, seed
     from .bounds.lipschitz import BOUNDS, LipschitzBound, violations
 
     spec_or_model(spec, model)
-    for path, name in ((output, "output"), (plot, "plot")):
-        if path is not None:
-            check_destination(path, name)
+    check_outputs({"output": output, "plot": plot}, [spec, data])
     if model is not None:
         out = api.model_lipschitz(model, points=points or 40, samples=256 if empirical is None else empirical,
                                   data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, progress=bars())
@@ -320,8 +348,7 @@ def grid_cmd(spec, model, data, kind, bound, steps, delta, T, units, beta_schedu
     spec_or_model(spec, model)
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    if output is not None:
-        check_destination(output, "output")
+    check_outputs({"output": output}, [spec, scheduler_config, data])
     if preset is not None:
         check(preset)
     elif scheduler_config is not None:
@@ -381,6 +408,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
     builds the network and measures its error against the exact score;
     --export writes it.
     """
+    check_outputs({"export": export, "plot": plot}, [spec])
     out = api.certify(spec, eps, t=t, p=p, delta=delta, T=T, certificate=certificate, verify=verify, times=times,
                       seed=seed, export=export, sweep=sweep, plot=plot, latex=latex, progress=bars(fmt != "json"))
     if fmt == "json":
@@ -434,8 +462,7 @@ def solvers_cmd(spec, model, data, reference, teacher_steps, steps, samples, see
     are printed), and --reference gives held-out data for the distribution distance.
     """
     spec_or_model(spec, model)
-    if output is not None:
-        check_destination(output, "output")
+    check_outputs({"output": output, "plot": plot}, [spec, data, reference])
     if model is not None:
         res = api.model_solvers(model, steps or "4,8,16", samples=samples or 512, data=data, reference=reference,
                                 teacher_steps=teacher_steps, delta=delta, T=T, seed=seed, plot=plot, progress=bars())
@@ -472,8 +499,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
     command (lipschitz, grid, certify, solvers, validate); the table lists
     every fit's BIC.
     """
-    if output is not None:
-        check_destination(output, "output")
+    check_outputs({"output": output}, [data])
     stem = os.path.splitext(os.path.basename(output))[0] if output else "fitted"
     res = api.fit(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
                   seed=seed, name=name or stem, progress=bars())
@@ -505,6 +531,7 @@ def train_example_cmd(example, out, steps, batch, lr, threads, seed):
     save_pretrained as a DDPMPipeline folder.  A few minutes on 2 CPU cores;
     the checkpoint in OUT makes a killed run resumable with the same result.
     """
+    check_folder(out, "out")
     res = api.train_example(example, out, threads=threads, steps=steps, batch=batch, lr=lr, seed=seed,
                             progress=bars())
     click.echo(render.train_text(res))
@@ -527,7 +554,7 @@ def demo_cmd(out):
     """
     from .bounds.plots import lipschitz
 
-    os.makedirs(out, exist_ok=True)
+    check_folder(out, "out")
     here = functools.partial(os.path.join, out)
     mix = api.load_mixture("ring8")
     click.echo("== flowcert mixture ring8\n" + render.mixture_text(api.describe(mix), mix.weights))

@@ -202,6 +202,11 @@ def certify_text(d: dict) -> str:
     terms = [k for k in ("tail", "trunc", "exp", "recip", "coef") if k in bu]
     lines.append("  budget      " + " + ".join(f"{k} {bu[k]:.3g}" for k in terms) + f" = {bu['total']:.3g} <= eps")
     lines.append(f"  formulas    depth = {d['formulas']['depth']}   (width, params, choices: --latex or --format json)")
+    f64 = d.get("float64")
+    if f64 is not None:
+        lines.append(f"  float64     round-off {f64['roundoff_max']:.2g} (max over {f64['samples']} samples) "
+                     f"x{f64['safety']:g} <= slack eps - total = {f64['slack']:.2g}: the guarantee holds in float64 "
+                     f"(floor about {f64['eps_floor']:.2g} here)" if f64.get("measured") else f"  float64     {f64['what']}")
     lines += [f"  note: {note}" for note in d.get("notes", [])]
     if "verification" in d:
         rows = d["verification"] if isinstance(d["verification"], list) else [d["verification"]]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, limit_text, real
+from ..numcore.checks import InputError, limit_text, option
 from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
@@ -37,11 +37,58 @@ def score_scale(mix: GaussianMixture, t: float) -> float:
     return float(np.sqrt((mix.weights * (1.0 / mix.marginal_eigvals(t)).sum(1)).sum()))
 
 
+EPS_RESOLUTION = 1e-14  # below this fraction of the score's scale float64 cannot even hold the score
+
+
+def eps_resolution(eps: float, scale: float, where: str) -> None:
+    """InputError for eps below EPS_RESOLUTION x the score's scale (before any work; the measured
+    float64 floor of :func:`float64_floor` is far above it)."""
+    if eps < EPS_RESOLUTION * scale:
+        raise InputError(f"`eps` = {eps:g}: expected eps >= {limit_text(EPS_RESOLUTION * scale, True, 3)} "
+                         f"({EPS_RESOLUTION:g} x the "
+                         f"score's scale {scale:.4g} {where}: float64 does not resolve the score more finely)")
+
+
+def float64_floor(cert) -> dict:
+    """Measure the network's float64 round-off (:func:`bounds.verification.roundoff`) and refuse eps
+    below what it supports for this mixture, naming the smallest eps found to be supported (the
+    certificate re-issued at the estimated floor and measured again, up to 6 times); when the
+    network is too large to build within the memory budget, say that it was not measured."""
+    from ..numcore.checks import gib, memory_budget
+    from .verification import build_bytes, roundoff
+
+    need = build_bytes(cert)
+    if need > memory_budget():
+        return {"measured": False, "what": f"float64 round-off not measured: building the network needs about "
+                                           f"{gib(need)}, above the memory budget of {gib(memory_budget())}"}
+    points, where = cert.floor_points()
+    info = roundoff(cert, points, where)
+    if info["holds"]:
+        return {"measured": True, **info}
+    eps, found = info["eps_floor"], None
+    for _ in range(6):
+        if not eps < cert.eps * 1e12:
+            break
+        try:
+            other = roundoff(cert.reissue(eps), points, where)
+        except InputError:
+            break
+        if other["holds"]:
+            found = eps
+            break
+        eps = max(other["eps_floor"], 1.5 * eps)
+    hint = f"expected eps >= {limit_text(found, True, 2)} (measured: supported there)" if found else \
+        f"expected eps >= about {limit_text(eps, True, 1)}"
+    raise InputError(f"`eps` = {cert.eps:g}: below what float64 supports for {cert.mixture.name} ({where}): the "
+                     f"network's round-off {info['roundoff_max']:.2g} (max over {info['samples']} samples, "
+                     f"x{info['safety']:g}) exceeds the budget's slack eps - total = {info['slack']:.2g}; {hint}")
+
+
 def check_request(mix: GaussianMixture, t, eps, p) -> tuple[float, float, float]:
     """Validate (t, eps, p) for this mixture; raise InputError with one line otherwise."""
-    t = real("t", t, low=0.0, low_open=True, high=50.0)
-    p = real("p", p, low=1.0, high=64.0)
-    eps = real("eps", eps, low=0.0, low_open=True)
+    t = option("t", t)
+    p = option("p", p)
+    eps = option("eps", eps)
     if mix.K < 2:
         raise InputError(f"mixture {mix.name!r} has K = 1 component: expected K >= 2 "
                          "(for K = 1 the score -P (x - alpha mu) is affine and needs no certificate)")
@@ -49,8 +96,7 @@ def check_request(mix: GaussianMixture, t, eps, p) -> tuple[float, float, float]
     if eps >= scale:
         raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
                          f"sqrt(sum_k pi_k tr P_k(t)) = {limit_text(scale, False, 4, strict=True)} at t = {t:g}")
-    if eps < 1e-12:
-        raise InputError(f"`eps` = {eps:g}: expected eps >= 1e-12 (float64 round-off of the network is ~1e-13)")
+    eps_resolution(eps, scale, f"at t = {t:g}")
     return t, eps, p
 
 
@@ -76,7 +122,7 @@ class Geometry:
     def of(cls, mix: GaussianMixture, t: float) -> "Geometry":
         s = mix.marginal_eigvals(t)
         a = math.exp(-t)
-        var = a * a * np.diagonal(mix.covs, axis1=1, axis2=2) + (-math.expm1(-2 * t))
+        var = a * a * mix.coordinate_variances + (-math.expm1(-2 * t))
         return cls(t, a, mix.d, mix.K, float(s.min()), float(np.sqrt(s.max())),
                    float(np.sqrt((mix.means**2).sum(1)).max()), float(np.abs(mix.means).max()),
                    s.min(1), np.sqrt(var), mix.means, mix.weights)
@@ -88,7 +134,7 @@ class Geometry:
         marginal variance lies between Sigma_ii and 1."""
         s = np.minimum(mix.marginal_eigvals(delta), mix.marginal_eigvals(T))
         s_hi = np.maximum(mix.marginal_eigvals(delta), mix.marginal_eigvals(T))
-        sd = np.sqrt(np.maximum(np.diagonal(mix.covs, axis1=1, axis2=2), 1.0))
+        sd = np.sqrt(np.maximum(mix.coordinate_variances, 1.0))
         return cls(delta, math.exp(-delta), mix.d, mix.K, float(s.min()), float(np.sqrt(s_hi.max())),
                    float(np.sqrt((mix.means**2).sum(1)).max()), float(np.abs(mix.means).max()),
                    s.min(1), sd, mix.means, mix.weights, uniform=True)
@@ -156,13 +202,28 @@ class Certificate(Sized):
     choices: dict
     budget: dict
     structure: dict
+    float64: dict | None = None  # the measured round-off against the budget's slack (float64_floor)
 
     def build(self):
-        """The network itself (numcore.scorenet.build_fixed_t) for these choices."""
+        """The network itself (numcore.scorenet.build_fixed_t) for these choices (built once)."""
         from ..numcore.scorenet import build_fixed_t
 
-        c = self.choices
-        return build_fixed_t(self.mixture, self.t, R=c["R"], B=c["B"], m=c["m"], n=c["n"], J=c["J"], G=c["G"])
+        if getattr(self, "_network", None) is None:
+            c = self.choices
+            self._network = build_fixed_t(self.mixture, self.t, R=c["R"], B=c["B"], m=c["m"], n=c["n"], J=c["J"],
+                                          G=c["G"])
+        return self._network
+
+    def reissue(self, eps: float) -> "Certificate":
+        """The same request at another eps (no float64 measurement)."""
+        return certify(self.mixture, self.t, eps, self.p, self.kind, floor=False)
+
+    def floor_points(self) -> tuple[np.ndarray, str]:
+        """Network inputs where the float64 round-off is measured: samples of p_t (fixed seed)."""
+        from ..numcore.marginal import sample
+        from .verification import FLOOR_SAMPLES
+
+        return sample(self.mixture, self.t, FLOOR_SAMPLES, np.random.default_rng(0)), f"p_t at t = {self.t:g}"
 
     def as_dict(self) -> dict:
         g = self.geometry
@@ -173,6 +234,7 @@ class Certificate(Sized):
             "geometry": {"alpha": g.alpha, "lambda_min": g.lam_min, "sigma_max": g.sig_max, "M_2": g.M2,
                          "M_inf": g.Minf},
             "counts": {k: v for k, v in self.structure.items() if k not in ("depth", "width", "params")},
+            **({"float64": self.float64} if self.float64 is not None else {}),
         }
 
 
@@ -182,15 +244,14 @@ def _bits(K: int) -> tuple[int, int]:
 
 
 def structural_counts(mix: GaussianMixture, t: float, R: float = 1.0) -> dict:
-    """D, nu, Z_A, Z_P of the formulas for this mixture."""
-    from ..numcore.scorenet import component_matrices, logit_shift
+    """D, nu, Z_A, Z_P of the formulas for this mixture (counted without building all K matrices)."""
+    from ..numcore.scorenet import component_counts, logit_shift
 
-    A, P, logc = component_matrices(mix, t)
+    Z_A, Z_P, logc = component_counts(mix, t)
     D, nu = _bits(mix.K)
     C = logit_shift(mix, t, R)
     pairs = [(logc[i + 1] + C) - (logc[i] + C) == 0.0 for i in range(0, mix.K - 1, 2)]
-    return {"D": D, "nu": nu, "Z_A": int(np.count_nonzero(A)), "Z_P": int(np.count_nonzero(P)),
-            "Z_0": int(sum(pairs))}
+    return {"D": D, "nu": nu, "Z_A": Z_A, "Z_P": Z_P, "Z_0": int(sum(pairs))}
 
 
 def sizes(mix_counts: dict, d: int, K: int, n: int, m: int, J: int) -> dict:
@@ -281,8 +342,11 @@ def choose_inbox(K: int, G: float, share: float, kind: str, size_of) -> tuple[fl
     return B, m, n, J
 
 
-def certify(mix: GaussianMixture, t: float, eps: float, p: float = 2.0, kind: str = "tight") -> Certificate:
-    """Parameter choices, budget and sizes (see module docstring)."""
+def certify(mix: GaussianMixture, t: float, eps: float, p: float = 2.0, kind: str = "tight", *,
+            floor: bool = True) -> Certificate:
+    """Parameter choices, budget and sizes (see module docstring).  With ``floor``, the network is
+    built and its float64 round-off measured (:func:`float64_floor`): eps below what float64
+    supports for this mixture is refused."""
     t, eps, p = check_request(mix, t, eps, p)
     if kind not in KINDS:
         raise InputError(f"certificate kind = {kind!r}: expected one of {', '.join(KINDS)}")
@@ -301,4 +365,7 @@ def certify(mix: GaussianMixture, t: float, eps: float, p: float = 2.0, kind: st
     choices = {"R": R, "G": G, "C_s": geo.c_s(p, kind), "B": B, "m": m, "n": n, "L": L, "J": J,
                "D": counts["D"], "theta": budget["theta"], "c": 2.0 / (K + 1)}
     structure = dict(sizes(counts, d, K, n, m, J), **counts)
-    return Certificate(mix, t, eps, p, kind, geo, choices, budget, structure)
+    cert = Certificate(mix, t, eps, p, kind, geo, choices, budget, structure)
+    if floor:
+        cert.float64 = float64_floor(cert)
+    return cert

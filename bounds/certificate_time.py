@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, limit_text, real, time_window
+from ..numcore.checks import InputError, limit_text, option, time_window
 from ..numcore.mixture import GaussianMixture
 
 from . import _generated as gen
-from .certificate import KINDS, Geometry, Sized, error_budget, box_radius, choose_inbox, score_scale
+from .certificate import (KINDS, Geometry, Sized, box_radius, choose_inbox, eps_resolution, error_budget,
+                          float64_floor, score_scale)
 
 SAFETY = 1.0  # the eta are proven bounds, no safety factor needed
 N_MAX = 80
@@ -48,13 +49,32 @@ class TimeCertificate(Sized):
     choices: dict
     budget: dict
     structure: dict
+    float64: dict | None = None  # the measured round-off against the budget's slack
 
     def build(self):
+        """The time-input network for these choices (built once)."""
         from ..numcore.scorenet_time import build_time_input
 
-        c = self.choices
-        return build_time_input(self.mixture, self.coefs, R=c["R"], B=c["B"], m=c["m"], n=c["n"], J=c["J"],
-                                G=c["G"], shift=c["logit_shift"], cshift=c["c_shift"])
+        if getattr(self, "_network", None) is None:
+            c = self.choices
+            self._network = build_time_input(self.mixture, self.coefs, R=c["R"], B=c["B"], m=c["m"], n=c["n"],
+                                             J=c["J"], G=c["G"], shift=c["logit_shift"], cshift=c["c_shift"])
+        return self._network
+
+    def reissue(self, eps: float) -> "TimeCertificate":
+        """The same request at another eps (no float64 measurement)."""
+        return certify_window(self.mixture, self.delta, self.T, eps, self.p, self.kind, floor=False)
+
+    def floor_points(self) -> tuple[np.ndarray, str]:
+        """Inputs (x, t) where the float64 round-off is measured: samples of p_t at 4 geometric times."""
+        from ..numcore.marginal import sample
+        from .verification import FLOOR_SAMPLES
+
+        rng = np.random.default_rng(0)
+        times = np.geomspace(self.delta, self.T, 4)
+        per = FLOOR_SAMPLES // times.size
+        pts = [np.concatenate([sample(self.mixture, t, per, rng), np.full((per, 1), t)], 1) for t in times]
+        return np.concatenate(pts), f"p_t at 4 times in [{self.delta:g}, {self.T:g}]"
 
     def as_dict(self) -> dict:
         g = self.geometry
@@ -72,15 +92,16 @@ class TimeCertificate(Sized):
                                    "measured_f": float(self.coefs.error[1:1 + self.coefs.F].max()),
                                    "measured_ell": float(self.coefs.error[1 + self.coefs.F:].max())},
             "notes": [NOTE],
+            **({"float64": self.float64} if self.float64 is not None else {}),
         }
 
 
 def zero_coefficients(mix: GaussianMixture, co) -> int:
     """Z_c: weights of the coefficient layer lost to exactly-zero Chebyshev coefficients
     (rows alpha, f_sigma and c_k = sum_i ell_{sigma(k,i)}; 1 per T_0 term, 4 per T_i, i >= 1)."""
-    from ..numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_counts
 
-    idx = eigen_layout(mix)[2]
+    idx = eigen_counts(mix)[2]
     F = co.F
     rows = [co.coef[0]] + [co.coef[1 + s] for s in range(F)]
     for k in range(mix.K):
@@ -93,15 +114,14 @@ def zero_coefficients(mix: GaussianMixture, co) -> int:
 
 
 def structural_counts(mix: GaussianMixture, co=None) -> dict:
-    from ..numcore.scorenet_time import eigen_layout
+    from ..numcore.scorenet_time import eigen_counts
 
-    U, mrot, idx, sig = eigen_layout(mix)
+    Z_U, Z_m, idx, sig = eigen_counts(mix)
     K = mix.K
     P = [int(np.unique(idx[k]).size) for k in range(K)]
     D = (K - 1).bit_length()
     return {"D": D, "nu": D - bin(K - 1).count("1"), "F": int(sig.size), "P": sum(P),
-            "P_pair": sum(P[: 2 * (K // 2)]), "Z_U": int(np.count_nonzero(U)),
-            "Z_m": int(np.count_nonzero(mrot == 0.0)), "Z_c": 0 if co is None else zero_coefficients(mix, co)}
+            "P_pair": sum(P[: 2 * (K // 2)]), "Z_U": Z_U, "Z_m": Z_m, "Z_c": 0 if co is None else zero_coefficients(mix, co)}
 
 
 def sizes(c: dict, d: int, K: int, n: int, m: int, J: int, S1: int, N: int) -> dict:
@@ -128,8 +148,8 @@ def _coef_term(geo: Geometry, R: float, G: float, co) -> tuple[float, float, flo
 
 def check_window(mix, delta, T, eps, p):
     delta, T = time_window(delta, T)
-    p = real("p", p, low=1.0, high=64.0)
-    eps = real("eps", eps, low=0.0, low_open=True)
+    p = option("p", p)
+    eps = option("eps", eps)
     if mix.K < 2:
         raise InputError(f"mixture {mix.name!r} has K = 1 component: expected K >= 2")
     scale = min(score_scale(mix, delta), score_scale(mix, T))
@@ -137,14 +157,15 @@ def check_window(mix, delta, T, eps, p):
         raise InputError(f"`eps` = {eps:g}: expected a value below the score's own scale "
                          "min over [delta, T] of sqrt(sum_k pi_k tr P_k(t)) = "
                          f"{limit_text(scale, False, 4, strict=True)}")
-    if eps < 1e-10:
-        raise InputError(f"`eps` = {eps:g}: expected eps >= 1e-10 for a time-input network")
+    eps_resolution(eps, scale, "on the window")
     return delta, T, eps, p
 
 
 def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: float = 2.0,
-                   kind: str = "tight") -> TimeCertificate:
-    from ..numcore.scorenet_time import eigen_layout
+                   kind: str = "tight", *, floor: bool = True) -> TimeCertificate:
+    """The time-input certificate on [delta, T]; with ``floor`` its float64 round-off is measured and
+    eps below what float64 supports is refused (:func:`bounds.certificate.float64_floor`)."""
+    from ..numcore.scorenet_time import eigen_counts
     from ..numcore.timecoef import interpolate, nodes
 
     delta, T, eps, p = check_window(mix, delta, T, eps, p)
@@ -155,7 +176,7 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
     R = box_radius(geo, p, eps, kind)
     G = geo.g_box(R, kind)
     share = eps / 8
-    sig = eigen_layout(mix)[3]
+    sig = eigen_counts(mix)[3]
     def fits(N, measure=False):
         co = interpolate(delta, T, sig, N, measure)
         return _coef_term(geo, R, G, co)[0] <= share, co
@@ -193,7 +214,10 @@ def certify_window(mix: GaussianMixture, delta: float, T: float, eps: float, p: 
                "c": 2.0 / (K + 1), "N_ch": N, "L_c": max(2, math.ceil(math.log2(N))), "slices": S1,
                "logit_shift": shift, "c_shift": cshift, "logit_error": lam, "Delta_g": dg}
     structure = dict(sizes(counts, d, K, n, m, J, S1, N), **counts)
-    return TimeCertificate(mix, delta, T, eps, p, kind, geo, co, choices, budget, structure)
+    cert = TimeCertificate(mix, delta, T, eps, p, kind, geo, co, choices, budget, structure)
+    if floor:
+        cert.float64 = float64_floor(cert)
+    return cert
 
 
 def verify_window(cert: TimeCertificate, net, n_samples: int, times: int = 6, seed: int = 0,

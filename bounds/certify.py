@@ -9,29 +9,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..numcore.checks import integer, real, time_window
-from ..numcore.io import check_destination, no_progress
+from ..numcore.checks import InputError, fits_memory, option, options, time_window
+from ..numcore.io import check_outputs, no_progress
 from ..numcore.mixture import GaussianMixture
 
 from . import size_sweep, size_text
 
 
 def certificate(mix: GaussianMixture, eps: float, p: float, kind: str, *, t: float | None, delta: float,
-                T: float):
-    """A fixed-t certificate (``t`` given, Part A) or a time-input one on [delta, T] (Part B)."""
+                T: float, floor: bool = True):
+    """A fixed-t certificate (``t`` given, Part A) or a time-input one on [delta, T] (Part B); with
+    ``floor`` the float64 round-off of its network is measured and eps below what it supports refused."""
     if t is not None:
         from .certificate import certify
 
-        return certify(mix, t, eps, p, kind)
+        return certify(mix, t, eps, p, kind, floor=floor)
     from .certificate_time import certify_window
 
-    return certify_window(mix, delta, T, eps, p, kind)
+    return certify_window(mix, delta, T, eps, p, kind, floor=floor)
 
 
 def run(mix: GaussianMixture, eps: float, *, t: float | None = None, p: float = 2.0, delta: float = 1e-3,
         T: float = 5.0, certificate_kind: str = "tight", verify: int = 0, times: int = 6, seed: int = 0,
         export: str | None = None, sweep=(), plot: str | None = None, latex: bool = False,
-        progress=no_progress) -> dict:
+        progress=no_progress, inputs=()) -> dict:
     """Certify, optionally materialise and verify, export, sweep and plot; a JSON-ready dict.
 
     Fields: everything of ``Certificate.as_dict`` (depth, width, params, choices, budget, ...),
@@ -45,21 +46,19 @@ def run(mix: GaussianMixture, eps: float, *, t: float | None = None, p: float = 
     """
     delta, T = time_window(delta, T)
     if t is not None:
-        t = real("t", t, low=0.0, low_open=True, high=50.0)
-    real("p", p, low=1.0)
-    real("eps", eps, low=0.0, low_open=True)
-    verify = integer("verify", verify, low=0, high=10**8)
-    times = integer("times", times, low=2, high=100)
-    for name, path in (("export", export), ("plot", plot)):
-        if path is not None:
-            check_destination(path, name)
+        t = option("t", t)
+    p, eps, verify, times, seed = options(p=p, eps=eps, verify=verify, times=times, seed=seed)
+    if verify == 1:
+        raise InputError("`verify` = 1: expected 0 (no check) or at least 2 samples (an interval needs two)")
+    check_outputs({"export": export, "plot": plot}, inputs)
     sweep = tuple(sweep or ())
     if plot is not None and not sweep:
         sweep = ("eps=1e-1:1e-8",)
     sweep_values = [size_sweep.parse(text) for text in sweep]  # a bad sweep fails before any work
 
     cert = certificate(mix, eps, p, certificate_kind, t=t, delta=delta, T=T)
-    closed = certificate(mix, eps, p, "closed", t=t, delta=delta, T=T) if certificate_kind == "tight" else None
+    closed = certificate(mix, eps, p, "closed", t=t, delta=delta, T=T, floor=False) \
+        if certificate_kind == "tight" else None
     out = cert.as_dict()
     out["formulas"] = size_text.formulas_text(time_input=t is None)
     if latex:
@@ -69,6 +68,10 @@ def run(mix: GaussianMixture, eps: float, *, t: float | None = None, p: float = 
                               "choices": closed.choices}
         out["shrink_params"] = closed.params / cert.params
     if verify or export:
+        from .verification import build_bytes
+
+        fits_memory("verify" if verify else "export", verify or export, build_bytes(cert),
+                    f"building the network (depth {cert.depth}, width {cert.width}, {cert.params} params)")
         _materialize(cert, out, t, verify, times, seed, export, progress)
     if sweep_values:
         out["sweep"] = _sweeps(mix, sweep_values, t, eps, p, delta, T, plot, progress)
@@ -112,11 +115,12 @@ def _sweeps(mix, sweep_values, t, eps, p, delta, T, plot, progress) -> dict:
     """Size tables over eps or delta (and a delta table for the plot's second panel)."""
 
     def one(var, val, kind):
+        floor = kind == "tight"  # the closed-form twin is a size comparison: its round-off is not asked for
         if var == "eps":
-            return certificate(mix, val, p, kind, t=t, delta=delta, T=T)
+            return certificate(mix, val, p, kind, t=t, delta=delta, T=T, floor=floor)
         if t is not None:
-            return certificate(mix, eps, p, kind, t=val, delta=delta, T=T)
-        return certificate(mix, eps, p, kind, t=None, delta=val, T=T)
+            return certificate(mix, eps, p, kind, t=val, delta=delta, T=T, floor=floor)
+        return certificate(mix, eps, p, kind, t=None, delta=val, T=T, floor=floor)
 
     sweeps = {}
     for var, values in sweep_values:

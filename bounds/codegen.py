@@ -102,9 +102,9 @@ def main(argv=None) -> int:
             same = fh.read() == text
         print("bounds/_generated.py is " + ("up to date" if same else "STALE: run python -m flowcert.bounds.codegen"))
         return 0 if same else 1
-    with open(TARGET + ".tmp", "w") as fh:
-        fh.write(text)
-    os.replace(TARGET + ".tmp", TARGET)
+    from ..numcore.io import write_atomic
+
+    write_atomic(TARGET, text, "target")
     print(f"wrote {TARGET}")
     return 0
 

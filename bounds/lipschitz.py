@@ -217,7 +217,7 @@ def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: floa
     Raises:
         InputError: a bound name, ``points``, ``empirical``, ``ball_mass`` or the window out of range.
     """
-    from ..numcore.checks import integer, real, time_window
+    from ..numcore.checks import options, time_window
     from ..numcore.io import no_progress
 
     from .stability import stability
@@ -227,9 +227,7 @@ def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: floa
     for w in which:
         if w not in BOUNDS:
             raise InputError(f"`bounds` = {w!r}: expected one of {', '.join(BOUNDS)}")
-    points = integer("points", points, low=2, high=100000)
-    empirical = integer("empirical", empirical, low=0, high=10**8)
-    ball_mass = real("ball_mass", ball_mass, low=0.0, high=1.0, low_open=True, high_open=True)
+    points, empirical, seed, ball_mass = options(points=points, empirical=empirical, seed=seed, ball_mass=ball_mass)
     progress = progress or no_progress
     lb = LipschitzBound(mix, ball_mass)
     ts = np.geomspace(delta, T, points)
@@ -257,8 +255,11 @@ def _reference(out: dict, which: str) -> np.ndarray:
 
 
 def _holds(out: dict, which: str) -> np.ndarray:
-    """Where the brute force stays below the bound (relative 1e-9 and absolute 1e-12 round-off)."""
-    return _reference(out, which) <= out[which] * (1 + 1e-9) + 1e-12
+    """Where the brute force stays below the bound, up to round-off: relative 1e-9 of |bound| plus
+    absolute 1e-12 (|bound|, so the tolerance widens the bound for either sign: ``onesided`` may be
+    negative)."""
+    bound = np.asarray(out[which], float)
+    return _reference(out, which) <= bound + 1e-9 * np.abs(bound) + 1e-12
 
 
 def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
@@ -267,12 +268,11 @@ def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
     sup, growth, mean, se = [], [], [], []
     seeds = np.random.SeedSequence(seed).spawn(ts.size)
     radius = lb.radius(ts) if lb.scope == "ball" else None
-    with progress(ts.size, "brute-force ||J||") as bar:
+    with progress(ts.size * samples, "brute-force ||J|| (samples)") as bar:
         for i, t in enumerate(ts):
             r = jacobian_stats(mix, t, samples, np.random.default_rng(seeds[i]),
-                               radius=radius[i] if radius is not None else None)
+                               radius=radius[i] if radius is not None else None, progress=bar)
             sup.append(r.sup), growth.append(r.sup_growth), mean.append(r.mean), se.append(r.mean_se)
-            bar.update(1)
     return {"empirical_sup": np.array(sup), "empirical_growth_sup": np.array(growth),
             "empirical_mean": np.array(mean), "empirical_mean_se": np.array(se),
             "empirical_samples": samples, "empirical_seed": seed}

@@ -38,9 +38,10 @@ def parse(text: str) -> tuple[str, np.ndarray]:
         except ValueError:
             raise InputError(f"`sweep` count = {parts[2]!r}: expected an integer") from None
     else:
-        count = int(round(abs(math.log10(b / a)))) + 1
+        count = int(round(abs(math.log10(b) - math.log10(a)))) + 1  # (b / a overflows for 1e-300:1e300)
     if not 1 <= count <= 200:
-        raise InputError(f"`sweep` count = {count}: expected 1..200 values")
+        raise InputError(f"`sweep` = {text!r}: {count} values, expected 1..200 (one per decade by default; "
+                         "give START:STOP:COUNT)")
     return var, np.geomspace(a, b, count)
 
 
@@ -52,7 +53,7 @@ def run(certify_one, var: str, values, bar=None) -> list[dict]:
             tight = certify_one(var, float(v), "tight")
             closed = certify_one(var, float(v), "closed")
         except InputError as exc:  # this value is out of reach; keep the others
-            rows.append({var: float(v), "error": str(exc)})
+            rows.append({var: float(v), "error": str(exc).replace("`", "")})
             if bar is not None:
                 bar.update(1)
             continue

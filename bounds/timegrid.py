@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..numcore import grids
 from ..numcore import units as un
-from ..numcore.checks import InputError, integer, time_window
+from ..numcore.checks import InputError, option, options, time_window
 from ..numcore.io import no_progress
 from ..numcore.mixture import GaussianMixture
 
@@ -34,7 +34,7 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
             or (without ``clip``) a node outside the DDPM schedule's range.
     """
     delta, T = time_window(delta, T)
-    steps = integer("steps", steps, low=1, high=100000)
+    steps, seed = options(steps=steps, seed=seed)
     if kind not in KINDS:
         raise InputError(f"`kind` = {kind!r}: expected one of {', '.join(KINDS)}")
     if bound not in BOUNDS:
@@ -44,7 +44,7 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
         if u not in un.UNITS:
             raise InputError(f"`units` = {u!r}: expected one of {', '.join(un.UNITS)}")
     if bound == "empirical":
-        samples = integer("samples", samples, low=16, high=10**7)
+        samples = option("samples", samples)
     with progress(40, "empirical rate") if bound == "empirical" else no_progress() as bar:
         st = stability(mix, bound, delta, T, samples=samples, seed=seed, progress=bar)
     out = from_stability(st, steps, kind=kind, delta=delta, T=T, units=names, beta_schedule=beta_schedule,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..numcore.checks import InputError, choice, integer, real, split_list, steps_list, time_window
+from ..numcore.checks import (TEACHER_DELTA_MIN, InputError, choice, integer, option, real, split_list, steps_list,
+                              time_window)
 
 GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical")
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
@@ -116,12 +117,41 @@ def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
         if not hasattr(cfg, k):
             raise TypeError(f"unknown option {k}")
         setattr(cfg, k, v)
+    return check_config(cfg)
+
+
+def _memory(cfg: ValidateConfig) -> None:
+    """Refuse, before any work, a run whose largest arrays exceed the memory budget (estimates):
+    the teacher trajectories of every seed at the union of all grid nodes, with the per-job slices
+    and the per-component score terms; and the Jacobians (n, d, d) of the amplification and
+    Lipschitz measurements with their RK4 stages."""
+    from ..numcore.checks import fits_memory, memory_budget
+
+    if not cfg.specs:
+        return
+    d = max(len(s["means"][0]) for s in cfg.specs)
+    K = max(len(s["means"]) for s in cfg.specs)
+    nodes = 1 + len(cfg.grids) * sum(cfg.steps)
+    per_point = 8.0 * d * (nodes + 3 * (max(cfg.steps) + 1) + 5 * K)
+    need = (cfg.n_train + cfg.n_test) * per_point
+    fits_memory("n_train", cfg.n_train, need, f"the teacher trajectories ({cfg.n_train} + {cfg.n_test} samples at up "
+                f"to {nodes} times, d = {d})", largest=max(0, int(memory_budget() / per_point) - cfg.n_test))
+    rotated = any("cov" in s for s in cfg.specs)  # a basis per component: (n, K, d, d) products
+    per_jac = 8.0 * 12 * d * d * (1 + (K if rotated else 0))
+    n_jac = max(cfg.amp_samples, cfg.lip_samples)
+    fits_memory("amp_samples", n_jac, n_jac * per_jac, f"the Jacobians (n, d, d) of the amplification at d = {d}",
+                largest=int(memory_budget() / per_jac))
+
+
+def check_config(cfg: ValidateConfig) -> ValidateConfig:
+    """Check and convert every field of ``cfg`` in place (the options of a new run, and the
+    configuration a resumed run reads back); returns it."""
     cfg.steps = steps_list("steps", cfg.steps, MAX_STEPS)
     cfg.grids = split_list("grids", cfg.grids, GRIDS)
     cfg.bound = choice("bound", cfg.bound, BALANCE_RATES)
     cfg.seeds = integer("seeds", cfg.seeds, low=1, high=1000)
-    cfg.seed = integer("seed", cfg.seed, low=0, high=2**31 - 1)
-    cfg.delta, cfg.T = time_window(cfg.delta, cfg.T)
+    cfg.seed = option("seed", cfg.seed)
+    cfg.delta, cfg.T = time_window(cfg.delta, cfg.T, delta_min=TEACHER_DELTA_MIN)
     cfg.n_train = integer("n_train", cfg.n_train, low=16, high=10**8)
     cfg.n_test = integer("n_test", cfg.n_test, low=16, high=10**8)
     cfg.iters = integer("iters", cfg.iters, low=1, high=10**8)
@@ -144,6 +174,7 @@ def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
     cfg.empirical_samples = integer("empirical_samples", cfg.empirical_samples, low=16, high=10**7)
     if cfg.lip_samples > cfg.n_test:
         cfg.lip_samples = cfg.n_test
+    _memory(cfg)
     if cfg.budget == "total":
         from .students import param_count
 

@@ -19,12 +19,33 @@ def run_local(fn, jobs, on_done):
     return out
 
 
+PARENT_POLL_S = 0.5  # how often a pool worker checks that the process that started it still runs
+
+
+def watch_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Pool-worker initializer: a daemon thread ends this process (os._exit) as soon as its parent is
+    gone (re-parented: getppid() changes), so a killed run leaves no workers behind, even ones busy
+    inside a long job."""
+    import os
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="flowcert-parent-watch", daemon=True).start()
+
+
 def run_process(fn, jobs, on_done, workers: int):
     import multiprocessing as mp
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     out = [None] * len(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=watch_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(fn, ctx, payload): i for i, (ctx, payload) in enumerate(jobs)}
         for fut in as_completed(futures):
             i = futures[fut]

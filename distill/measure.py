@@ -8,7 +8,7 @@
   stability ||Phi_{t->delta}(x) - Phi_{t->delta}(y)|| <= exp(Lambda(t) - Lambda(delta)) ||x - y||,
 
       ||Psi - Phi_{T->delta}||_{L^2(p_T)} <= sum_i eps_i^chain exp(Lambda(t_i) - Lambda(delta))
-                                          <= sum_i eps_i^chain exp(Lambda(t_{i-1}) - Lambda(delta)),
+                                          <= sum_i eps_i^chain exp(max(Lambda(t_{i-1}), Lambda(t_i)) - Lambda(delta)),
 
   with eps_i^chain measured on the chain states (the bound holds for any rate L that bounds the
   one-sided growth of the backward flow where the states lie: ``tri``, ``sharp`` and ``onesided``);
@@ -24,45 +24,70 @@ import math
 import numpy as np
 import torch
 
-Z95 = 1.959963984540054
 FAN_RATES = ("tri", "sharp", "onesided")
 
 
 # ----------------------------------------------------------------------------- estimators
+# Every interval is valid for its sample size or undefined: an end that no sample of this size can
+# give is None (null in JSON, "undefined" in tables).
+def _t(level: float, n: int) -> float:
+    """Two-sided Student-t quantile with n - 1 degrees of freedom."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.5 + level / 2, n - 1))
+
+
 def mean_ci(values, level: float = 0.95) -> dict:
-    """Mean with a CLT interval."""
+    """Mean with a Student-t interval (exact for normal data, the CLT interval for large n);
+    undefined (None) for one value."""
     v = np.asarray(values, float).ravel()
     m = float(v.mean())
-    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
-    return {"value": m, "ci_low": m - Z95 * se, "ci_high": m + Z95 * se, "n": int(v.size)}
+    if v.size < 2:
+        return {"value": m, "ci_low": None, "ci_high": None, "n": int(v.size)}
+    h = _t(level, v.size) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return {"value": m, "ci_low": m - h, "ci_high": m + h, "n": int(v.size)}
 
 
 def rms_ci(sq_values) -> dict:
-    """sqrt(E[v]) of non-negative v, interval from the CLT interval of E[v]."""
+    """sqrt(E[v]) of non-negative v, interval from the interval of E[v] (cut at 0)."""
     e = mean_ci(sq_values)
-    return {"value": math.sqrt(e["value"]), "ci_low": math.sqrt(max(e["ci_low"], 0.0)),
-            "ci_high": math.sqrt(max(e["ci_high"], 0.0)), "n": e["n"]}
+    root = lambda x: None if x is None else math.sqrt(max(x, 0.0))  # noqa: E731
+    return {"value": math.sqrt(e["value"]), "ci_low": root(e["ci_low"]), "ci_high": root(e["ci_high"]),
+            "n": e["n"]}
 
 
 def ratio_ci(num, den) -> dict:
-    """E[num] / E[den] with a delta-method 95% interval."""
+    """E[num] / E[den] with a delta-method interval (Student-t quantile); undefined for one pair."""
     a, b = np.asarray(num, float), np.asarray(den, float)
     n = a.size
     ma, mb = a.mean(), b.mean()
     R = ma / mb
+    if n < 2:
+        return {"value": float(R), "ci_low": None, "ci_high": None, "n": int(n)}
     var = (a.var(ddof=1) - 2 * R * np.cov(a, b)[0, 1] + R * R * b.var(ddof=1)) / (n * mb * mb)
-    se = math.sqrt(max(var, 0.0))
-    return {"value": float(R), "ci_low": float(R - Z95 * se), "ci_high": float(R + Z95 * se), "n": int(n)}
+    h = _t(0.95, n) * math.sqrt(max(var, 0.0))
+    return {"value": float(R), "ci_low": float(R - h), "ci_high": float(R + h), "n": int(n)}
 
 
-def quantile_ci(values, q: float) -> dict:
-    """Sample q-quantile with a distribution-free order-statistic 95% interval."""
+def quantile_ci(values, q: float, level: float = 0.95) -> dict:
+    """Sample q-quantile with the distribution-free order-statistic interval [x_(l), x_(u)].
+
+    l and u are the ranks whose binomial tail probabilities are at most (1 - level)/2 each, so the
+    interval covers the true quantile with probability >= level for any continuous distribution.
+    An end that no rank reaches at this sample size is None: the upper end of the 99th percentile
+    needs n >= 368 (1 - 0.99^n >= 0.975)."""
+    from scipy.stats import binom
+
     v = np.sort(np.asarray(values, float).ravel())
     n = v.size
-    k = q * n
-    half = Z95 * math.sqrt(n * q * (1 - q))
-    lo, hi = int(max(0, math.floor(k - half))), int(min(n - 1, math.ceil(k + half)))
-    return {"value": float(np.quantile(v, q)), "ci_low": float(v[lo]), "ci_high": float(v[hi]), "n": int(n)}
+    value = float(np.quantile(v, q))
+    a = (1.0 - level) / 2
+    cdf = binom.cdf(np.arange(n), n, q)  # cdf[k] = P(#{x_i <= xi_q} <= k); x_(k+1) is v[k]
+    low_k = np.nonzero(cdf <= a)[0]
+    high_k = np.nonzero(cdf >= 1.0 - a)[0]
+    lo = min(float(v[low_k[-1]]), value) if low_k.size else None
+    hi = max(float(v[high_k[0]]), value) if high_k.size else None
+    return {"value": value, "ci_low": lo, "ci_high": hi, "n": int(n)}
 
 
 def spread(values) -> dict:
@@ -83,13 +108,15 @@ def relative_error_stats(pred: torch.Tensor, ref: torch.Tensor) -> dict:
 
 
 def fan_bound(eps, Lambda_nodes, which: str = "start") -> float:
-    """sum_i eps_i exp(Lambda(t) - Lambda(delta)) at t = t_{i-1} (``start``) or t_i (``end``).
+    """sum_i eps_i exp(Lambda(t) - Lambda(delta)): ``end`` takes t = t_i (where segment i's error is
+    made), ``start`` the larger of Lambda(t_{i-1}) and Lambda(t_i) (the t_{i-1} form for a rate
+    >= 0, and still a bound where the one-sided rate is negative and Lambda decreases in t).
 
     ``Lambda_nodes`` holds Lambda(t_0 = T), ..., Lambda(t_N = delta); computed in log space."""
     eps = np.asarray(eps, float)
     L = np.asarray(Lambda_nodes, float)
     L = L - L[-1]
-    expo = L[:-1] if which == "start" else L[1:]
+    expo = np.maximum(L[:-1], L[1:]) if which == "start" else L[1:]
     pos = eps > 0
     if not pos.any():
         return 0.0

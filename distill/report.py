@@ -32,13 +32,22 @@ def t_interval(values, level=0.95):
     return m, m - h, m + h
 
 
+def _flowcert_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flowcert")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def versions() -> dict:
     import numba
     import scipy
     import torch
 
     return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-            "torch": torch.__version__, "numba": numba.__version__, "flowcert": "0.1.0"}
+            "torch": torch.__version__, "numba": numba.__version__, "flowcert": _flowcert_version()}
 
 
 def summarise(results) -> list[dict]:
@@ -53,7 +62,7 @@ def summarise(results) -> list[dict]:
         if lo is None:
             only = seeds[sorted(seeds)[0]]["rel_mse"]
             lo, hi = only["ci_low"], only["ci_high"]
-        lo = max(lo, 0.0)  # a relative MSE is >= 0: the interval is intersected with its support
+        lo = max(lo, 0.0) if lo is not None else None  # a relative MSE is >= 0: cut at its support
         row = {"mixture": seeds[sorted(seeds)[0]]["mixture"], "mkey": mk, "grid": grid, "N": N,
                "seeds": sorted(seeds), "rel_mse": m, "rel_mse_ci": [lo, hi], "rel_mse_per_seed": vals,
                "params_total": seeds[sorted(seeds)[0]]["params_total"]}
@@ -85,13 +94,19 @@ def assemble(cfg, info, amp, results, *, device, executor, wall_s) -> dict:
     }
 
 
+def _g(x) -> str:
+    """A number for a table; an interval end that this sample size cannot give is 'undefined'."""
+    return "undefined" if x is None or x != x else f"{x:.3g}"
+
+
 def _fmt_ci(v, ci, pct=False):
     if v is None:
         return "-"
     f = (lambda x: f"{100 * x:+.1f}%") if pct else (lambda x: f"{x:.3e}")
-    if not ci or ci[0] is None:
+    if not ci or (ci[0] is None and ci[1] is None):
         return f(v)
-    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+    end = lambda x: "undefined" if x is None or x != x else f(x)  # noqa: E731
+    return f"{f(v)} [{end(ci[0])}, {end(ci[1])}]"
 
 
 def summary_markdown(doc) -> str:
@@ -111,7 +126,9 @@ def summary_markdown(doc) -> str:
                      f"{_fmt_ci(r['rel_mse'], r['rel_mse_ci'])} | "
                      f"{_fmt_ci(r.get('change_vs_uniform'), r.get('change_vs_uniform_ci'), pct=True) if r['grid'] != 'uniform' else '-'} |")
     holds = doc["fan_bound_holds_everywhere"]
-    lines += ["", "Fan bound sum_i eps_i exp(Lambda(t_{i-1})) >= measured RMS error in every job: " +
+    tol = doc["jobs"][0]["fan"]["tri"].get("holds_rtol") if doc["jobs"] else None
+    lines += ["", "Fan bound sum_i eps_i exp(max(Lambda(t_{i-1}), Lambda(t_i))) >= measured RMS error in every job"
+              + (f" (relative tolerance {tol:g})" if tol else "") + ": " +
               ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in holds.items())]
     slack = {r: [j["fan"][r]["slack"] for j in doc["jobs"] if j["fan"][r]["measured_rms"] > 0]
              for r in ("tri", "sharp", "onesided")}
@@ -125,8 +142,8 @@ def summary_markdown(doc) -> str:
         name = doc["mixtures"][mk]["describe"]["name"]
         for r in rows:
             m, q = r["mean"], r["p99"]
-            lines.append(f"| {name} | {r['t']:.3g} | {m['value']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}] | "
-                         f"{q['value']:.3g} [{q['ci_low']:.3g}, {q['ci_high']:.3g}] | {r['max']:.3g} | "
+            lines.append(f"| {name} | {r['t']:.3g} | {m['value']:.3g} [{_g(m['ci_low'])}, {_g(m['ci_high'])}] | "
+                         f"{q['value']:.3g} [{_g(q['ci_low'])}, {_g(q['ci_high'])}] | {r['max']:.3g} | "
                          f"{r['predicted']['tri']:.3g} | {r['predicted']['sharp']:.3g} | {r['predicted']['onesided']:.3g} |")
 
     lines += ["", "Lipschitz constants at the largest N (first seed): max over segments of max_x ||D psi_i||_op "

@@ -41,6 +41,15 @@ SW_DIRECTIONS = 256
 FLOOR_REPEATS = 8
 
 
+def memory_bytes(mix, samples: int) -> float:
+    """Peak memory of :func:`run` for ``samples`` points (an estimate, in bytes): per point, the exact
+    teacher path (17 states and the RK4 stages), x_T and the 8 reference samples of p_delta, the
+    per-component terms of the score (K x d, unless the covariance is isotropic) and the
+    sliced-Wasserstein projections."""
+    per_point = 37 * mix.d + (0 if mix.structure == "isotropic" else 5 * mix.K * mix.d) + 2 * SW_DIRECTIONS + 64
+    return 8.0 * samples * per_point
+
+
 @dataclass
 class Row:
     grid: str

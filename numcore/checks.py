@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -71,8 +72,12 @@ def exact_text(x: float) -> str:
 
 def real(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
     """A finite real number, optionally inside [low, high] (open ends on request)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"`{name}` = {show_value(value)}: expected a real number")
     try:
         out = float(value)
+    except OverflowError:
+        raise InputError(f"`{name}` = {show_value(value)}: expected a finite real number") from None
     except (TypeError, ValueError):
         raise InputError(f"`{name}` = {show_value(value)}: expected a real number") from None
     if not math.isfinite(out):
@@ -88,45 +93,126 @@ def real(name: str, value, *, low=None, high=None, low_open=False, high_open=Fal
 
 def integer(name: str, value, *, low=None, high=None) -> int:
     """An integer (floats like 8.0 are accepted), optionally inside [low, high]."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         raise InputError(f"`{name}` = {show_value(value)}: expected an integer")
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` = {show_value(value)}: expected an integer") from None
-    if not math.isfinite(f) or f != int(f):
-        raise InputError(f"`{name}` = {show_value(value)}: expected an integer")
-    out = int(f)
+    if isinstance(value, (int, np.integer)):
+        out = int(value)
+    else:
+        try:
+            f = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"`{name}` = {show_value(value)}: expected an integer") from None
+        if not math.isfinite(f) or f != int(f):
+            raise InputError(f"`{name}` = {show_value(value)}: expected an integer")
+        out = int(f)
     if low is not None and out < low:
-        raise InputError(f"`{name}` = {out}: expected an integer >= {low}")
+        raise InputError(f"`{name}` = {show_value(out)}: expected an integer >= {low}")
     if high is not None and out > high:
-        raise InputError(f"`{name}` = {out}: expected an integer <= {high}")
+        raise InputError(f"`{name}` = {show_value(out)}: expected an integer <= {high}")
     return out
 
 
-def array(name: str, value, *, ndim: int | tuple[int, ...], shape=None, what: str = "") -> np.ndarray:
+MAX_ARRAY_VALUES = 2**24 + 2**21  # the largest spec: K x d x d covariances (2^24) plus means and weights
+MAX_NESTING = 8  # lists inside lists: arrays here have at most 3 dimensions
+
+
+def kind_of(value) -> str:
+    """What a non-number is, in words (the value itself is never shown: it may be a secret)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "a boolean"
+    if isinstance(value, (str, bytes)):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "empty (null)"
+    return f"a {type(value).__name__}"
+
+
+_NUMBER_TYPES = (int, float, np.floating, np.integer)
+_PLAIN = {int, float}  # exact types (bool is its own type): the fast path for parsed files
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, _NUMBER_TYPES) and not isinstance(value, (bool, np.bool_))
+
+
+def numeric_shape(name: str, value, limit: int = MAX_ARRAY_VALUES) -> tuple[int, ...]:
+    """The shape of a nested list of numbers, checked without building an array.
+
+    Every leaf must be a number (int or float, not a boolean, a string or null); the
+    lists must be rectangular; at most ``limit`` numbers are visited, so a structure
+    whose expansion is huge (shared or recursive references, YAML aliases) is refused
+    in time proportional to ``limit``.  Numpy arrays must have a numeric dtype.
+
+    Raises:
+        InputError: naming the first offending position (``means[1][0]``), never its content.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise InputError(f"`{name}` is an array of {value.dtype}: expected numbers only")
+        if value.size > limit:
+            raise InputError(f"`{name}` has {value.size} entries: expected at most {limit}")
+        return value.shape
+    if _is_number(value):
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"`{name}` is {kind_of(value)}: expected numbers only")
+    level = [(value, "")]
+    shape: list[int] = []
+    while True:
+        if len(shape) == MAX_NESTING:
+            raise InputError(f"`{name}` is nested more than {MAX_NESTING} lists deep: expected an array of numbers")
+        n = len(level[0][0])
+        for v, where in level:
+            if len(v) != n:
+                raise InputError(f"`{name}{where}` has {len(v)} entries, `{name}{level[0][1]}` has {n}: "
+                                 "expected a rectangular array (ragged lists)")
+        shape.append(n)
+        if len(level) * n > limit:
+            raise InputError(f"`{name}` expands to more than {limit} entries: expected at most {limit} "
+                             "(shared or repeated references in the spec?)")
+        if n == 0:
+            return tuple(shape)
+        if not isinstance(level[0][0][0], (list, tuple)):  # the innermost level: every entry a number
+            for v, where in level:
+                if set(map(type, v)) <= _PLAIN or all(map(_is_number, v)):
+                    continue
+                i = next(i for i, x in enumerate(v) if not _is_number(x))
+                raise InputError(f"`{name}{where}[{i}]` is {kind_of(v[i])}: expected numbers only")
+            return tuple(shape)
+        nxt = []
+        for v, where in level:
+            for i, x in enumerate(v):
+                if not isinstance(x, (list, tuple)):
+                    what = "a number" if _is_number(x) else kind_of(x)
+                    raise InputError(f"`{name}{where}[{i}]` is {what}: expected a list like its neighbours")
+                nxt.append((x, f"{where}[{i}]"))
+        level = nxt
+
+
+def array(name: str, value, *, ndim: int | tuple[int, ...], shape=None, what: str = "",
+          limit: int = MAX_ARRAY_VALUES) -> np.ndarray:
     """A finite float64 array with ndim (or one of several) and, optionally, a shape.
 
-    ``shape`` entries that are None are free.  ``what`` describes the expected
-    layout in the message (for example "K x d").
+    The value must be numbers only (nested lists or a numeric numpy array: no booleans,
+    strings or nulls), checked by :func:`numeric_shape` before any array is built.
+    ``shape`` entries that are None are free.  ``what`` describes the expected layout in
+    the message (for example "K x d").
     """
-    if isinstance(value, (str, bytes, dict)) or value is None:
-        raise InputError(f"`{name}` = {show_value(value)}: expected {what or 'a numeric array'}")
+    got = numeric_shape(name, value, limit)
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if len(got) not in ndims:
+        raise InputError(f"`{name}` has shape {got}: expected {what or f'{ndims[0]} dimension(s)'}")
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"`{name}` = {show_value(value)}: expected {what or 'a numeric array'} "
-            "(ragged or non-numeric entries)"
-        ) from None
-    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-    if arr.ndim not in ndims:
-        raise InputError(
-            f"`{name}` has shape {arr.shape}: expected {what or f'{ndims[0]} dimension(s)'}"
-        )
+    except OverflowError:  # an integer beyond float64
+        raise InputError(f"`{name}` holds an integer beyond the float64 range: expected finite numbers") from None
     if shape is not None and arr.ndim == len(shape):
-        for got, want in zip(arr.shape, shape):
-            if want is not None and got != want:
+        for g, want in zip(arr.shape, shape):
+            if want is not None and g != want:
                 raise InputError(f"`{name}` has shape {arr.shape}: expected {what}")
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)].ravel()[0]
@@ -141,13 +227,109 @@ def choice(name: str, value: str, options) -> str:
     return value
 
 
-def time_window(delta, T) -> tuple[float, float]:
-    """The OU time window 0 < delta < T <= 50 used by bounds, integrals and grids."""
-    d = real("delta", delta, low=0.0, low_open=True)
-    T_ = real("T", T, low=0.0, low_open=True, high=50.0)
+TEACHER_DELTA_MIN = 1e-10  # smallest OU time of the exact teacher (solvers, validate): VE sigma 1.4e-5
+T_LIMIT = 50.0  # largest OU time: alpha_T = 2e-22, p_T is the prior to float64 precision
+
+
+def time_window(delta, T, *, delta_min: float | None = None) -> tuple[float, float]:
+    """The OU time window 0 < delta < T <= 50 used by bounds, integrals and grids.
+
+    ``delta_min`` (the commands that integrate the exact teacher pass TEACHER_DELTA_MIN): the
+    teacher steps in log sigma_VE, so its work grows without bound as delta -> 0 while nothing
+    changes below the smallest allowed mode width (variance 1e-8, sigma 1e-4)."""
+    if delta_min is None:
+        d = real("delta", delta, low=0.0, low_open=True)
+    else:
+        d = real("delta", delta, low=delta_min)
+        if d < delta_min:  # pragma: no cover - real() has refused it
+            raise InputError(f"`delta` = {exact_text(d)}: expected a number >= {delta_min:g}")
+    T_ = real("T", T, low=0.0, low_open=True, high=T_LIMIT)
     if d >= T_:
         raise InputError(f"`delta` = {exact_text(d)}: expected a value below `T` = {exact_text(T_)}")
     return d, T_
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The domain of one option: integers or reals in [low, high] (open ends on request)."""
+
+    kind: str  # "integer" or "real"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __call__(self, name: str, value):
+        if self.kind == "integer":
+            return integer(name, value, low=self.low, high=self.high)
+        return real(name, value, low=self.low, high=self.high, low_open=self.low_open,
+                    high_open=self.high_open)
+
+
+# Every option of every command, by the name it has in the API (commands and the library check
+# with the same entry).  A new option adds its line here; ``option(key, value)`` checks it.
+OPTIONS: dict[str, Domain] = {
+    "seed": Domain("integer", 0, 2**32 - 1),
+    "points": Domain("integer", 2, 100_000),
+    "empirical": Domain("integer", 0, 10**8),
+    "samples": Domain("integer", 16, 10**7),
+    "steps": Domain("integer", 1, 100_000),
+    "solvers.steps": Domain("integer", 1, 4096),
+    "eps": Domain("real", 0.0, low_open=True),
+    "p": Domain("real", 1.0, 64.0),
+    "t": Domain("real", 0.0, T_LIMIT, low_open=True),
+    "verify": Domain("integer", 0, 10**8),
+    "times": Domain("integer", 2, 100),
+    "ball_mass": Domain("real", 0.0, 1.0, low_open=True, high_open=True),
+    "workers": Domain("integer", 1, 4096),
+}
+
+
+def option(key: str, value, name: str | None = None):
+    """``value`` checked against ``OPTIONS[key]``; the message names ``name`` (default: the key's
+    last part, so ``solvers.steps`` is reported as `steps`)."""
+    return OPTIONS[key](name or key.rsplit(".", 1)[-1], value)
+
+
+def options(**values) -> tuple:
+    """Several options at once (``options(seed=s, points=n)``), checked in the order given."""
+    return tuple(option(k, v) for k, v in values.items())
+
+
+# ----------------------------------------------------------------------------- memory
+MEMORY_ENV = "FLOWCERT_MEMORY_GB"
+MEMORY_DEFAULT_GB = 4.0
+
+
+def memory_budget() -> float:
+    """Bytes one request may allocate: ``$FLOWCERT_MEMORY_GB`` GiB (default 4)."""
+    import os
+
+    text = os.environ.get(MEMORY_ENV, "")
+    try:
+        gb = float(text) if text else MEMORY_DEFAULT_GB
+    except ValueError:
+        gb = float("nan")
+    if not (math.isfinite(gb) and gb > 0):
+        raise InputError(f"environment variable {MEMORY_ENV} = {show_value(text)}: expected a number of GiB > 0")
+    return gb * 2**30
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def fits_memory(name: str, value, need_bytes: float, what: str, largest=None) -> None:
+    """InputError when ``need_bytes`` (the estimate for ``what``) exceeds :func:`memory_budget`.
+
+    The message names the option, the estimate, the budget and (``largest``) the largest value
+    that fits."""
+    budget = memory_budget()
+    if need_bytes > budget:
+        hint = "" if largest is None else f"; expected at most {largest}" if largest >= 1 else \
+            "; no value fits this budget"
+        raise InputError(f"`{name}` = {value}: {what} needs about {gib(need_bytes)} of memory, above the "
+                         f"budget of {gib(budget)} (set {MEMORY_ENV} to change it){hint}")
 
 
 def split_list(name: str, value, options=None) -> list[str]:

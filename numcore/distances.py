@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.stats import t as student_t
 
 
 class Estimate(NamedTuple):
@@ -23,14 +23,15 @@ class Estimate(NamedTuple):
 
 
 def relative_mse(x, ref, level: float = 0.95) -> Estimate:
-    """R = mean ||x - ref||^2 / mean ||ref||^2 with a CLT/delta-method confidence interval."""
+    """R = mean ||x - ref||^2 / mean ||ref||^2 with a delta-method confidence interval (Student-t
+    quantile with n - 1 degrees of freedom; needs n >= 2)."""
     x, ref = np.asarray(x, float), np.asarray(ref, float)
     e = np.sum((x - ref) ** 2, axis=1)
     q = np.sum(ref**2, axis=1)
     n = e.size
     R = e.mean() / q.mean()
     se = np.std(e - R * q, ddof=1) / np.sqrt(n) / q.mean()
-    z = float(ndtri(0.5 + level / 2))
+    z = float(student_t.ppf(0.5 + level / 2, n - 1))
     return Estimate(float(R), float(max(R - z * se, 0.0)), float(R + z * se), level, n)
 
 

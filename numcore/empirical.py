@@ -78,19 +78,42 @@ def _line_spectra(mix, t, per_segment, rng):
     return allpts, allev
 
 
+CHUNK_FLOATS = 2**22  # samples are drawn and evaluated in chunks of this many floats (32 MiB)
+
+
 def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: int = 257,
-                   radius: float | None = None) -> JacobianStats:
+                   radius: float | None = None, progress=None) -> JacobianStats:
     """Sup and mean of ||J||_op at time t from n samples of p_t and the mean segments.
 
-    With ``radius``, the sup only counts points with ||x|| <= radius (for bounds
-    that hold on a ball)."""
+    Samples are drawn and evaluated in chunks of CHUNK_FLOATS floats, so memory stays bounded for
+    any n (``progress.update`` is called per chunk with its size).  With ``radius``, the sup only
+    counts points with ||x|| <= radius (for bounds that hold on a ball)."""
     rng = np.random.default_rng(rng)
-    x = sample(mix, t, n, rng)
-    ev = jacobian_spectrum(mix, x, t)
-    nrm = np.abs(ev).max(1)
-    inside = np.ones(n, bool) if radius is None else (np.linalg.norm(x, axis=1) <= radius)
-    sup = nrm[inside].max() if inside.any() else -np.inf
-    growth = (-ev[inside, 0]).max() if inside.any() else -np.inf
+    chunk = max(1, CHUNK_FLOATS // max(mix.d, 1))
+    sup = growth = -np.inf
+    total = 0.0
+    mean = 0.0
+    m2 = 0.0  # running sum of squared deviations (Chan et al.'s parallel update)
+    done = 0
+    while done < n:
+        k = min(chunk, n - done)
+        x = sample(mix, t, k, rng)
+        ev = jacobian_spectrum(mix, x, t)
+        nrm = np.abs(ev).max(1)
+        inside = np.ones(k, bool) if radius is None else (np.linalg.norm(x, axis=1) <= radius)
+        if inside.any():
+            sup = max(sup, float(nrm[inside].max()))
+            growth = max(growth, float((-ev[inside, 0]).max()))
+        cm = float(nrm.mean())
+        cm2 = float(((nrm - cm) ** 2).sum())
+        tot = total + k
+        delta = cm - mean
+        mean += delta * k / tot
+        m2 += cm2 + delta * delta * total * k / tot
+        total = tot
+        done += k
+        if progress is not None:
+            progress.update(k)
     seg_sup, seg_growth, nseg = -np.inf, -np.inf, 0
     if mix.K > 1:
         pts, ev_seg = _line_spectra(mix, t, per_segment, 0)
@@ -103,8 +126,8 @@ def jacobian_stats(mix: GaussianMixture, t: float, n: int, rng=0, per_segment: i
         t=float(t),
         sup=float(max(sup, seg_sup)),
         sup_growth=float(max(growth, seg_growth)),
-        mean=float(nrm.mean()),
-        mean_se=float(nrm.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        mean=float(mean),
+        mean_se=float(np.sqrt(m2 / (n - 1) / n)) if n > 1 else float("nan"),
         n_samples=n,
         n_segment_points=nseg,
     )

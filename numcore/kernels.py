@@ -33,7 +33,9 @@ import math
 import numba as nb
 import numpy as np
 
-_JIT = dict(cache=True, fastmath=False, nogil=True)
+from . import jitcache
+
+_JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
 
 @nb.njit(**_JIT)
@@ -235,28 +237,50 @@ def _jacobian_spectrum(x, inv_s, mrot, logc, mats, iso, size, nchunks, out):
                 out[p, 1] = ev[-1]
 
 
+@nb.njit(**_JIT)
+def _scaled_add(nr, p, state):
+    """Add e = nr^p to the scaled sums state = (M, sum (nr_i/M)^p, sum (nr_i/M)^(2p)), M = max nr_i,
+    so that neither e nor e^2 underflows or overflows whatever p."""
+    M = state[0]
+    if nr > M:
+        if M > 0.0:
+            f = (M / nr) ** p
+            state[1] = state[1] * f + 1.0
+            state[2] = state[2] * (f * f) + 1.0
+        else:
+            state[1] = 1.0
+            state[2] = 1.0
+        state[0] = nr
+    elif nr > 0.0:
+        u = (nr / M) ** p
+        state[1] += u
+        state[2] += u * u
+
+
 @nb.njit(parallel=True, **_JIT)
 def _lp_sums(diff_a, diff_b, p, size, nchunks, part):
-    """Per-chunk sums of e and e^2 with e = ||a - b||^p (rows)."""
+    """Per-chunk scaled sums (M, sum (e/M^p), sum (e/M^p)^2) of e = ||a - b||^p (rows); each norm is
+    taken relative to the row's largest entry, so its square cannot underflow either."""
     n, d = diff_a.shape
     for c in nb.prange(nchunks):
-        s1 = 0.0
-        s2 = 0.0
+        state = np.zeros(3)
         for r in range(c * size, min(n, (c + 1) * size)):
-            acc = 0.0
+            big = 0.0
             for i in range(d):
-                v = diff_a[r, i] - diff_b[r, i]
-                acc += v * v
-            e = acc ** (0.5 * p)
-            s1 += e
-            s2 += e * e
-        part[c, 0] = s1
-        part[c, 1] = s2
+                big = max(big, abs(diff_a[r, i] - diff_b[r, i]))
+            acc = 0.0
+            if big > 0.0:
+                for i in range(d):
+                    v = (diff_a[r, i] - diff_b[r, i]) / big
+                    acc += v * v
+            _scaled_add(big * math.sqrt(acc), p, state)
+        for j in range(3):
+            part[c, j] = state[j]
 
 
 @nb.njit(parallel=True, **_JIT)
 def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, mats, size, nchunks, part):
-    """Fused: exact score at x, then per-chunk sums of ||s_hat - s||^p and its square."""
+    """Fused: exact score at x, then per-chunk scaled sums of e = ||s_hat - s||^p (see _lp_sums)."""
     n, d = x.shape
     K = mrot.shape[0]
     for c in nb.prange(nchunks):
@@ -265,17 +289,18 @@ def _score_lp_sums(x, s_hat, p, inv_s, mrot, logc, mats, size, nchunks, part):
         gk = np.empty((K, d))
         out = np.empty(d)
         tmp = np.empty(d)
-        s1 = 0.0
-        s2 = 0.0
+        state = np.zeros(3)
         for r in range(c * size, min(n, (c + 1) * size)):
             _component_terms(x[r], inv_s, mrot, logc, mats, z, lk, gk)
             _rotated_score(gk, lk, mats, tmp, out)
-            acc = 0.0
+            big = 0.0
             for i in range(d):
-                v = s_hat[r, i] - out[i]
-                acc += v * v
-            e = acc ** (0.5 * p)
-            s1 += e
-            s2 += e * e
-        part[c, 0] = s1
-        part[c, 1] = s2
+                big = max(big, abs(s_hat[r, i] - out[i]))
+            acc = 0.0
+            if big > 0.0:
+                for i in range(d):
+                    v = (s_hat[r, i] - out[i]) / big
+                    acc += v * v
+            _scaled_add(big * math.sqrt(acc), p, state)
+        for j in range(3):
+            part[c, j] = state[j]

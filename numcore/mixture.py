@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import InputError, array, show_value
+from .checks import InputError, array, kind_of, show_value
 
 MAX_COMPONENTS = 1024
 MAX_DIM = 1024
 MAX_FULL_ENTRIES = 2**24  # K * d^2 for per-component full covariances
 MAX_FILE_BYTES = 64 * 2**20
+MAX_ABS_MEAN = 1e12  # |mu_ki|: squared distances, precision-weighted distances and their products stay finite
+MAX_VARIANCE = 1e12  # covariance eigenvalues (and |entries|) at most this, at least MIN_VARIANCE
+MIN_VARIANCE = 1e-8
+MAX_NAME = 200
 WEIGHT_TOL = 1e-6
 SPEC_KEYS = ("name", "weights", "means", "variance", "cov")
 
@@ -91,6 +96,14 @@ class GaussianMixture:
         return self._cache["covs"]
 
     @property
+    def coordinate_variances(self) -> np.ndarray:
+        """(K, d) diagonals of the Sigma_k, without building the (K, d, d) matrices."""
+        if self.identity_basis:
+            return self.eigvals
+        U = self.basis[self.group] if self.basis.shape[0] > 1 else self.basis[0][None]
+        return np.einsum("kij,kj->ki", U**2, self.eigvals)
+
+    @property
     def isotropic_components(self) -> bool:
         """Every Sigma_k is a multiple of the identity (variances may differ)."""
         return bool(np.all(self.eigvals == self.eigvals[:, :1]))
@@ -143,13 +156,22 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
     or K numbers) or ``cov`` (one d x d matrix, or K of them); ``name`` optional.
     """
     if not isinstance(spec, dict):
-        raise InputError(f"mixture spec = {show_value(spec)}: expected a mapping with keys means, variance or cov")
+        raise InputError(f"mixture spec is {kind_of(spec)}: expected a mapping with keys means, variance or cov")
     unknown = [k for k in spec if k not in SPEC_KEYS]
     if unknown:
-        raise InputError(
-            f"unknown key {unknown[0]!r} in mixture spec: expected only {', '.join(SPEC_KEYS)}"
-        )
-    name = str(spec.get("name", name))
+        import difflib
+
+        k = unknown[0]  # shown only when it is a plain word (a field name), never arbitrary content
+        word = isinstance(k, str) and re.fullmatch(r"[A-Za-z_]{1,16}", k) is not None
+        near = difflib.get_close_matches(k, SPEC_KEYS, n=1, cutoff=0.7) if word else []
+        shown = (f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else "")) if word else "(not shown)"
+        raise InputError(f"unknown key {shown} in mixture spec: expected only {', '.join(SPEC_KEYS)}")
+    if "name" in spec and spec["name"] is not None:
+        if not isinstance(spec["name"], str) or not 0 < len(spec["name"]) <= MAX_NAME:
+            what = f"a string of {len(spec['name'])} characters" if isinstance(spec["name"], str) \
+                else kind_of(spec["name"])
+            raise InputError(f"`name` is {what}: expected a string of 1 to {MAX_NAME} characters")
+        name = spec["name"]
     if "means" not in spec:
         raise InputError("means is missing: expected a K x d list of component means")
     means = array("means", spec["means"], ndim=(1, 2), what="a K x d list of component means")
@@ -158,6 +180,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
             f"means has shape {means.shape}: expected K x d (write [[m1], [m2]] for d = 1)"
         )
     K, d = means.shape
+    _in_range("means", means, MAX_ABS_MEAN)
     if K == 0 or d == 0:
         raise InputError(f"means has shape {means.shape}: expected at least one component (K >= 1) and d >= 1")
     if K > MAX_COMPONENTS:
@@ -188,6 +211,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
             raise InputError(f"variance has {v.shape[0]} entries: expected a number or {K} numbers (one per mean)")
         if np.any(v <= 0):
             raise InputError(f"variance = {show_value(v)}: expected positive numbers")
+        _in_range("variance", v, MAX_VARIANCE)
         eig = np.broadcast_to(np.reshape(v, (-1, 1)), (K, d)).astype(np.float64).copy()
         structure = "isotropic" if (v.ndim == 0 or np.all(v == v[0])) else "component"
         return _build(w, means, eig, np.zeros((0, d, d)), structure, name)
@@ -202,6 +226,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
             raise InputError(f"cov has {c.shape[0]} matrices: expected 1 or {K} (one per mean)")
     if c.shape[1:] != (d, d):
         raise InputError(f"cov has shape {tuple(c.shape[1:])} per matrix: expected {d} x {d} to match means")
+    _in_range("cov", c, MAX_VARIANCE)
     if not shared and K * d * d > MAX_FULL_ENTRIES:
         raise InputError(
             f"cov has K*d^2 = {K * d * d} entries: expected at most {MAX_FULL_ENTRIES} for per-component covariances"
@@ -243,9 +268,20 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
     return _build(w, means, eig, basis, structure, name)
 
 
+def _in_range(field: str, values: np.ndarray, limit: float) -> None:
+    """Entries of a spec field within [-limit, limit]: beyond it, float64 overflows downstream."""
+    big = np.abs(values).max() if values.size else 0.0
+    if big > limit:
+        raise InputError(f"{field} has an entry of magnitude {big:.3g}: expected at most {limit:g} (beyond it, "
+                         "squared distances, precisions and their products overflow float64; rescale the data)")
+
+
 def _build(w, means, eig, basis, structure, name) -> GaussianMixture:
-    if eig.min() < 1e-8:
-        raise InputError(f"variance {eig.min():.3g} is too small: expected variances >= 1e-8")
+    if eig.min() < MIN_VARIANCE:
+        raise InputError(f"variance {eig.min():.3g} is too small: expected variances >= {MIN_VARIANCE:g}")
+    if eig.max() > MAX_VARIANCE:
+        raise InputError(f"variance {eig.max():.3g} is too large: expected variances <= {MAX_VARIANCE:g} (larger "
+                         "values overflow float64 in products of the covariances; rescale the data)")
     return GaussianMixture(
         weights=np.ascontiguousarray(w),
         means=np.ascontiguousarray(means),
@@ -317,19 +353,74 @@ def builtin(name: str) -> GaussianMixture:
 # ----------------------------------------------------------------------------- files
 
 
+def _yaml(text: str, path: str):
+    """YAML through the safe loader, refusing documents whose aliases expand beyond a spec's size
+    (measured on the node graph, before anything is constructed)."""
+    import yaml
+
+    from .checks import MAX_ARRAY_VALUES
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        state: dict[int, int] = {}  # 1 = on the path (a cycle when met again), 2 = done
+        stack = [(node, False)]
+        while stack:
+            n, closing = stack.pop()
+            key = id(n)
+            if closing:
+                kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
+                sizes[key] = sum(sizes[id(c)] for c in kids) + 1
+                state[key] = 2
+                if sizes[key] > MAX_ARRAY_VALUES:
+                    raise InputError(f"mixture file {path!r} expands to more than {MAX_ARRAY_VALUES} values "
+                                     "through YAML aliases: expected a spec of at most that size")
+                continue
+            if state.get(key) == 2:
+                continue
+            if state.get(key) == 1:
+                raise InputError(f"mixture file {path!r} holds a recursive YAML alias: expected plain lists of numbers")
+            if isinstance(n, yaml.ScalarNode):
+                sizes[key], state[key] = 1, 2
+                continue
+            state[key] = 1
+            stack.append((n, True))
+            kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
+            stack.extend((c, False) for c in kids)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _parse_error(exc) -> str:
+    """Where a parser failed (line and column), without the text around it (it may be a secret)."""
+    mark = getattr(exc, "problem_mark", None)  # yaml
+    if mark is not None:
+        # quoted parts may be file content: keep only single punctuation marks (',', ']', ':')
+        problem = re.sub(r"'([^']*)'|\"([^\"]*)\"",
+                         lambda m: m.group(0) if len(m.group(0)) <= 4 and not any(c.isalnum() for c in m.group(0))
+                         else "(...)", getattr(exc, "problem", None) or "syntax error")[:80]
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = " ".join(str(exc).split())
+    found = re.search(r"\(at line \d+, column \d+\)", text)  # tomllib
+    return (text[: found.end()] if found and found.start() < 80 else "syntax error")[:120]
+
+
 def _read_file(path: str):
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise InputError(f"mixture file {path!r} cannot be read: {exc.strerror}") from None
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"mixture file {path!r} is {size} bytes: expected at most {MAX_FILE_BYTES} bytes")
     ext = os.path.splitext(path)[1].lower()
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise InputError(f"mixture file {path!r} cannot be read: {exc.strerror}") from None
+    if ext not in (".json", ".yaml", ".yml", ".toml"):
+        raise InputError(f"mixture file {path!r} has extension {ext or '(none)'!r}: expected .json, .yaml, .yml "
+                         "or .toml")
+    from .io import read_bounded
+
+    raw = read_bounded(path, "mixture file", MAX_FILE_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -337,16 +428,13 @@ def _read_file(path: str):
     try:
         if ext == ".json":
             return json.loads(text)
-        if ext in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
         if ext == ".toml":
             return tomllib.loads(text)
+        return _yaml(text, path)
+    except InputError:
+        raise
     except Exception as exc:  # parser errors of three libraries
-        first = " ".join(str(exc).split())[:160]
-        raise InputError(f"mixture file {path!r} does not parse as {ext[1:].upper()}: {first}") from None
-    raise InputError(f"mixture file {path!r} has extension {ext or '(none)'!r}: expected .json, .yaml, .yml or .toml")
+        raise InputError(f"mixture file {path!r} does not parse as {ext[1:].upper()}: {_parse_error(exc)}") from None
 
 
 def load(spec: str) -> GaussianMixture:
@@ -359,4 +447,7 @@ def load(spec: str) -> GaussianMixture:
         )
     data = _read_file(spec)
     base = os.path.splitext(os.path.basename(spec))[0]
-    return from_spec(data, name=base)
+    try:
+        return from_spec(data, name=base)
+    except InputError as exc:
+        raise InputError(f"mixture file {spec!r}: {exc}") from None

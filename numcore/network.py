@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import numba as nb
 import numpy as np
 
+from . import jitcache
+
 RELU, REQU = 0, 1
-_JIT = dict(cache=True, fastmath=False, nogil=True)
+_JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
 
 @dataclass(frozen=True)
@@ -149,12 +151,24 @@ class Network:
 
     @classmethod
     def load(cls, path: str) -> "Network":
-        with np.load(path) as z:
-            H = 0
-            while f"W{H}" in z:
-                H += 1
-            layers = [Layer(z[f"W{l}"], z[f"b{l}"], z[f"act{l}"].astype(np.uint8)) for l in range(H)]
-            return cls(layers, z["W_out"], z["b_out"])
+        """A network from a .npz archive written by :meth:`save` (a regular file of at most 1 GiB; no
+        pickled objects); InputError naming the file when it is not one."""
+        import zipfile
+
+        from .checks import InputError
+        from .io import read_bounded
+
+        raw = read_bounded(path, "network file")
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                H = 0
+                while f"W{H}" in z:
+                    H += 1
+                layers = [Layer(z[f"W{l}"], z[f"b{l}"], z[f"act{l}"].astype(np.uint8)) for l in range(H)]
+                return cls(layers, z["W_out"], z["b_out"])
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"network file {path!r} is not a flowcert network archive "
+                             f"({type(exc).__name__})") from None
 
 
 BLOCK = 64  # points evaluated together: the inner loop runs over them (contiguous, vectorised)

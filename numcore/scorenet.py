@@ -38,8 +38,26 @@ from .mixture import GaussianMixture
 from .network import Network
 
 
+def _component_pair(mix: GaussianMixture, s_k: np.ndarray, U: np.ndarray | None):
+    """(A_k, P_k) for eigenvalues s_k in basis U (None: the identity), with round-off below 1e-14 of
+    the largest entry set to zero (so diagonal covariances give exactly diagonal matrices)."""
+    if U is None:
+        return np.diag(s_k ** -0.5), np.diag(1.0 / s_k)
+    A = (U * s_k ** -0.5) @ U.T
+    P = (U / s_k) @ U.T
+    for M in (A, P):
+        M[np.abs(M) < 1e-14 * np.abs(M).max()] = 0.0
+        M[:] = 0.5 * (M + M.T)
+    return A, P
+
+
+def log_normalisers(mix: GaussianMixture, t: float) -> np.ndarray:
+    """logc_k = log pi_k - 1/2 log det S_k(t)."""
+    return np.log(mix.weights) - 0.5 * np.log(mix.marginal_eigvals(t)).sum(1)
+
+
 def component_matrices(mix: GaussianMixture, t: float):
-    """(A_k = S_k^{-1/2}, P_k = S_k^{-1}, logc_k = log pi_k - 1/2 log det S_k) at time t.
+    """(A_k = S_k^{-1/2}, P_k = S_k^{-1}, logc_k = log pi_k - 1/2 log det S_k) at time t, (K, d, d) each.
 
     Round-off below 1e-14 of the largest entry is set to zero, so diagonal
     covariances give exactly diagonal matrices."""
@@ -48,18 +66,27 @@ def component_matrices(mix: GaussianMixture, t: float):
     A = np.zeros((K, d, d))
     P = np.zeros((K, d, d))
     for k in range(K):
-        if mix.identity_basis:
-            A[k] = np.diag(s[k] ** -0.5)
-            P[k] = np.diag(1.0 / s[k])
-        else:
-            U = mix.basis[mix.group[k]]
-            A[k] = (U * s[k] ** -0.5) @ U.T
-            P[k] = (U / s[k]) @ U.T
-            for M in (A[k], P[k]):
-                M[np.abs(M) < 1e-14 * np.abs(M).max()] = 0.0
-                M[:] = 0.5 * (M + M.T)
-    logc = np.log(mix.weights) - 0.5 * np.log(s).sum(1)
-    return A, P, logc
+        A[k], P[k] = _component_pair(mix, s[k], None if mix.identity_basis else mix.basis[mix.group[k]])
+    return A, P, log_normalisers(mix, t)
+
+
+def component_counts(mix: GaussianMixture, t: float) -> tuple[int, int, np.ndarray]:
+    """(nonzeros of all A_k, of all P_k, logc) as :func:`component_matrices` would give them, one
+    matrix at a time (components with the same basis and eigenvalues share one count)."""
+    s = mix.marginal_eigvals(t)
+    if mix.identity_basis:
+        return int(np.count_nonzero(s ** -0.5)), int(np.count_nonzero(1.0 / s)), log_normalisers(mix, t)
+    seen: dict = {}
+    Z_A = Z_P = 0
+    for k in range(mix.K):
+        g = int(mix.group[k])
+        key = (g, s[k].tobytes())
+        if key not in seen:
+            A, P = _component_pair(mix, s[k], mix.basis[g])
+            seen[key] = (int(np.count_nonzero(A)), int(np.count_nonzero(P)))
+        Z_A += seen[key][0]
+        Z_P += seen[key][1]
+    return Z_A, Z_P, log_normalisers(mix, t)
 
 
 def box_radii(mix: GaussianMixture, t: float, R: float) -> np.ndarray:
@@ -70,7 +97,7 @@ def box_radii(mix: GaussianMixture, t: float, R: float) -> np.ndarray:
 
 def logit_shift(mix: GaussianMixture, t: float, R: float) -> float:
     """C with l_k + C >= 1 on the box: C = max_k (r_k^2 / (2 lambda_min(S_k)) - logc_k) + 1."""
-    _, _, logc = component_matrices(mix, t)
+    logc = log_normalisers(mix, t)
     lmin = mix.marginal_eigvals(t).min(1)
     return float(np.max(box_radii(mix, t, R) ** 2 / (2 * lmin) - logc) + 1.0)
 

@@ -53,6 +53,23 @@ def eigen_layout(mix: GaussianMixture):
     return U, m, idx, sig
 
 
+def eigen_counts(mix: GaussianMixture):
+    """(nonzeros of all U_k, zero entries of the rotated means, sigma index, distinct eigenvalues) as
+    :func:`eigen_layout` gives them, without building the (K, d, d) bases."""
+    sig = np.unique(mix.eigvals)
+    idx = np.searchsorted(sig, mix.eigvals)
+    if mix.identity_basis:
+        return mix.K * mix.d, int(np.count_nonzero(mix.means == 0.0)), idx, sig
+    Z_U = Z_m = 0
+    for g in range(mix.basis.shape[0]):
+        U = mix.basis[g].copy()
+        U[np.abs(U) < 1e-15] = 0.0
+        users = np.nonzero(mix.group == g)[0]
+        Z_U += int(np.count_nonzero(U)) * users.size
+        Z_m += int(np.count_nonzero(mix.means[users] @ U == 0.0))
+    return Z_U, Z_m, idx, sig
+
+
 def build_time_input(mix: GaussianMixture, coefs: Coefficients, *, R: float, B: float, m: int, n: int,
                      J: int, G: float, shift: float, cshift: float) -> Network:
     """Materialize the time-input network (see module docstring)."""

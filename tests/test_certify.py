@@ -159,5 +159,7 @@ def test_verify_estimate_matches_brute_force():
     e = np.array([np.linalg.norm(yi - oracles.score(xi, mix.weights, mix.means, mix.covs, t)) ** p
                   for xi, yi in zip(x, net.forward_numpy(x))])
     assert res["mc_error"] == pytest.approx(e.mean() ** (1 / p), rel=1e-6)
-    half = 1.959963984540054 * e.std(ddof=1) / np.sqrt(e.size)
+    from scipy.stats import t as student_t
+
+    half = student_t.ppf(0.975, e.size - 1) * e.std(ddof=1) / np.sqrt(e.size)
     assert res["ci_high"] == pytest.approx((e.mean() + half) ** (1 / p), rel=1e-6)
