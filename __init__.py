@@ -18,9 +18,11 @@ from importlib.metadata import PackageNotFoundError, version
 if __name__ == "flowcert":  # pytest also imports this file, as a bare module or under the folder's name: skip it there
     from .api import (
         InputError,
+        amplification,
         certify,
         describe,
         export,
+        export_grid,
         fit,
         grid,
         lipschitz,
@@ -30,6 +32,7 @@ if __name__ == "flowcert":  # pytest also imports this file, as a bare module or
         model_grid,
         model_lipschitz,
         model_solvers,
+        optimise_grid,
         solvers,
         stability,
         torch_model,
@@ -42,6 +45,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "certify", "solvers", "validate", "load_model", "torch_model", "model_lipschitz", "model_grid",
-           "model_solvers", "fit", "train_example", "InputError", "__version__"]
+__all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
+           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "load_model", "torch_model",
+           "model_lipschitz", "model_grid", "model_solvers", "fit", "train_example", "InputError", "__version__"]

@@ -9,7 +9,7 @@ torch is needed only by :func:`solvers` and :func:`validate` (``pip install "flo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from .numcore.checks import InputError, require
 from .numcore.io import no_progress
@@ -25,14 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .bounds.presets import Export
     from .bounds.stability import Stability
+    from .numcore.gridsearch import SearchResult
     from .numcore.mixture import GaussianMixture
 
 DELTA = 1e-3  # smallest OU time: VE sigma 0.045, below the built-in mixtures' mode widths
 T_MAX = 5.0  # largest OU time: alpha_T = 0.0067, p_T within KL <= e^{-10} KL(p_0 || N(0, I)) of the prior
 
-__all__ = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export",
-           "certify", "solvers", "validate", "load_model", "torch_model", "model_lipschitz", "model_grid",
-           "model_solvers", "fit", "train_example", "InputError"]
+__all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
+           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "load_model", "torch_model",
+           "model_lipschitz", "model_grid", "model_solvers", "fit", "train_example", "InputError"]
 
 
 def _inputs(mixture) -> list:
@@ -76,19 +77,65 @@ def load_mixture(spec: str | dict | GaussianMixture) -> GaussianMixture:
     return load(str(spec))
 
 
-def describe(mixture, *, delta: float = DELTA, T: float = T_MAX) -> dict:
+def describe(mixture, *, delta: float = DELTA, T: float = T_MAX, amp_samples: int = 0,
+             seed: int = 0, step: float = 0.02) -> dict:
     """Sizes and geometry of a mixture, and per bound (tri, sharp) L(delta), Lambda(T) and exp(Lambda(T)).
+
+    Args:
+        amp_samples: with n > 0, n exact trajectories from x_T ~ p_T (``seed``) down to delta
+            give the per-trajectory amplification (see :func:`amplification`).
+        step: RK4 step in log sigma_VE for those trajectories.
 
     Returns the dict of ``flowcert mixture --format json`` (without ``means`` and ``eigvals``):
     ``K``, ``d``, ``structure``, ``diameter``, ``bounds`` (per bound: ``L_at_delta``, ``lambda_T``,
-    ``lambda_T_error``, ``amplification``, ``t_peak_tL``, ``t_half_lambda``), ``scope``, ``where``.
+    ``lambda_T_error``, ``amplification``, ``t_peak_tL``, ``t_half_lambda``), ``scope``, ``where``,
+    and with ``amp_samples`` the field ``amplification``.
 
     Raises:
-        InputError: a bad mixture or window (0 < delta < T <= 50).
+        InputError: a bad mixture or window (0 < delta < T <= 50), a bad sample count or step.
     """
     from .bounds.stability import describe as describe_
+    from .numcore.checks import integer, real
 
-    return describe_(load_mixture(mixture), delta, T)
+    n = integer("amp_samples", amp_samples, low=0, high=10**6)
+    seed = integer("seed", seed, low=0, high=2**63 - 1)
+    step = real("step", step, low=1e-4, high=0.5)
+    mix = load_mixture(mixture)
+    info = describe_(mix, delta, T)
+    if n:
+        from .bounds.amplification import summary
+
+        info["amplification"] = summary(mix, info["delta"], info["T"], samples=n, seed=seed, step=step)
+    return info
+
+
+def amplification(mixture, *, samples: int = 128, seed: int = 0, delta: float = DELTA, T: float = T_MAX,
+                  step: float = 0.02) -> dict:
+    """How much the sampler's flow map Phi_{T->delta} stretches errors: worst case against per trajectory.
+
+    From ``samples`` exact x_T ~ p_T (``seed``) and exact trajectories (numpy RK4 in y = e^t x over
+    rho = log sigma_VE with step ``step``): ``worst_case`` exp(Lambda(T)) per bound (tri, sharp,
+    onesided); ``certified`` per-trajectory upper bounds exp(int lambda_max(-J(x_u, u)) du) with the
+    discretisation error term added (docs: theory, per-trajectory certificate); ``measured``
+    ||D Phi_{T->delta}(x_T)||_op from the propagated Jacobian; ``predicted`` the same integral without
+    the error term (an estimate).  Each of the last three has ``mean``, ``mean_ci``, ``p99``, ``p99_ci``
+    (95% intervals), ``max`` and ``n``.
+
+    Returns:
+        dict as described, plus ``certificate_holds`` (trajectories where certified >= measured),
+        ``max_log_error``, ``what``, ``seconds``.
+
+    Raises:
+        InputError: a bad mixture, window, sample count or step.
+    """
+    from .bounds.amplification import summary
+    from .numcore.checks import integer, real, time_window
+
+    delta, T = time_window(delta, T)
+    samples = integer("samples", samples, low=2, high=10**6)
+    seed = integer("seed", seed, low=0, high=2**63 - 1)
+    step = real("step", step, low=1e-4, high=0.5)
+    return summary(load_mixture(mixture), delta, T, samples=samples, seed=seed, step=step)
 
 
 def lipschitz(mixture, t: float | np.ndarray, bound: str = "sharp", *, ball_mass: float = 1 - 1e-6) -> np.ndarray:
@@ -166,26 +213,41 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
 
 def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri", delta: float = DELTA,
          T: float = T_MAX, units: Iterable[str] = ("t",), beta_schedule: str = "linear", clip: bool = False,
-         samples: int = 4096, seed: int = 0, progress=no_progress) -> dict:
+         samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 4096,
+         test_samples: int = 4096, effort: float = 1.0, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments, t[0] = T, t[N] = delta.
 
     Kinds: ``balanced`` (Lambda(t_i) = (N - i)/N Lambda(T) for the rate ``bound``: equal
     stability budget per segment), ``uniform`` in t, ``edm`` (Karras et al. 2022, rho = 7, in VE
-    sigma), ``logsnr`` (uniform in log-SNR).  ``units`` adds the nodes in sigma (VE), alpha,
-    sigma_vp, logsnr, rf (rectified flow) or ddpm (fractional timesteps of ``beta_schedule``).
+    sigma), ``logsnr`` (uniform in log-SNR), ``kl-optimal`` (Align Your Steps' closed form
+    sigma_i = tan((1 - i/N) atan(sigma_max) + (i/N) atan(sigma_min)), Sabour et al. 2024, Theorem 3.1)
+    and ``optimal``: the grid that minimises ``solver``'s end-to-end relative MSE against the exact
+    flow map on ``train_samples`` trajectories (seed ``seed``), its error reported on
+    ``test_samples`` fresh ones (:func:`optimise_grid` is the search).  ``units`` adds the nodes in
+    sigma (VE), alpha, sigma_vp, logsnr, rf (rectified flow) or ddpm (fractional timesteps of
+    ``beta_schedule``).
+
+    Args:
+        solver: ``euler``, ``heun`` or ``dpmpp_2m``; needed by kind ``optimal``.
+        effort: multiplies the search's evaluation budgets (kind ``optimal``).
 
     Returns:
         dict with ``t`` (N + 1,), ``lambda`` (N + 1,), ``lambda_T``, ``amplification``, one
-        array (N + 1,) per unit, and the request (the JSON of ``flowcert grid``).
+        array (N + 1,) per unit, and the request (the JSON of ``flowcert grid``); kind ``optimal``
+        adds ``solver`` and ``optimal`` (objective, training and test errors with a 95% interval,
+        log-SNR, KL-optimal and EDM on the same test batch, the search's stopping reason), the
+        other kinds ``sampling`` (one line pointing to the grid that wins for sampling).
 
     Raises:
         InputError: a bad kind, bound, unit, ``steps`` or window; a ddpm node outside the
-            schedule's range without ``clip``.
+            schedule's range without ``clip``; kind ``optimal`` without a solver or with more than
+            64 steps.
     """
     from .bounds.timegrid import build
 
     return build(load_mixture(mixture), steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
-                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, progress=progress)
+                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
+                 train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
 
 
 def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip: bool = False,
@@ -235,6 +297,91 @@ def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip
                    scheduler_config=scheduler_config)
 
 
+def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, solver: str | None = None,
+                bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str | None = None,
+                clip: bool = False, shift: float | None = None, scheduler_config: dict | str | None = None,
+                samples: int = 4096, seed: int = 0, train_samples: int = 4096, test_samples: int = 4096,
+                effort: float = 1.0, progress=no_progress) -> dict:
+    """A grid of N = ``steps`` segments exported for one sampler (``flowcert grid --for PRESET``).
+
+    Without ``kind``: the grid that wins for the solver the preset runs (Euler for diffusers-euler,
+    diffusers-edm, diffusers-flowmatch, k-diffusion and comfyui; DPM-Solver++(2M) for
+    diffusers-timesteps; ``solver`` overrides it): the solver's optimal grid or a closed form (log-SNR,
+    KL-optimal, EDM), whichever has the smallest training error once exported, with every candidate's
+    error on a fresh test batch.  With ``kind``: that grid (:func:`grid`), exported.  ``beta_schedule``,
+    ``clip``, ``shift`` and ``scheduler_config`` are those of :func:`export`.
+
+    Returns:
+        dict: ``export`` (:class:`Export`), ``grid`` (the dict of :func:`grid` for the exported kind;
+        for the winner ``kind`` and ``t`` only) and ``selection`` (``kind``, ``solver``, ``rel_mse``,
+        ``rel_mse_ci``, ``baselines``, ``train_rel_mse``, ``objective``, ``measured_on``, ``search``,
+        batch sizes) or None when ``kind`` was given.
+
+    Raises:
+        InputError: an unknown preset, kind or solver; bad steps or window; a grid the preset cannot take.
+    """
+    from .bounds.presets import check
+    from .numcore.checks import option, time_window
+
+    check(preset)
+    delta, T = time_window(delta, T)
+    if scheduler_config is not None and not isinstance(scheduler_config, dict):
+        from .numcore.io import read_json
+
+        scheduler_config = read_json(scheduler_config)
+    if kind is not None:
+        g = grid(mixture, steps, kind=kind, bound=bound, delta=delta, T=T, beta_schedule=beta_schedule or "linear",
+                 clip=clip, samples=samples, seed=seed, solver=solver, train_samples=train_samples,
+                 test_samples=test_samples, effort=effort, progress=progress)
+        return {"export": export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                                 scheduler_config=scheduler_config), "grid": g, "selection": None}
+    from .bounds.optimal import winning_export
+
+    mix = load_mixture(mixture)
+    steps = option("steps", steps)
+    ex, rec = winning_export(mix, steps, preset, solver=solver, delta=delta, T=T, beta_schedule=beta_schedule,
+                             clip=clip, shift=shift, scheduler_config=scheduler_config, train=train_samples,
+                             test=test_samples, seed=seed, effort=effort, progress=progress)
+    g = {"mixture": mix.name, "kind": rec["kind"], "bound": bound, "steps": steps, "delta": delta, "T": T,
+         "t": ex.t, "solver": rec["solver"]}
+    return {"export": ex, "grid": g, "selection": rec}
+
+
+def optimise_grid(error: Callable[[np.ndarray], float], steps: int, *, delta: float = DELTA, T: float = T_MAX,
+                  starts: dict | None = None, effort: float = 1.0) -> SearchResult:
+    """The grid of N = ``steps`` segments on [delta, T] that minimises ``error`` (any solver, any model).
+
+    The search of ``flowcert grid --kind optimal``, for a model of your own: ``error`` maps a grid
+    (OU times, shape (N + 1,), descending, t[0] = T, t[N] = delta) to a positive number, typically the
+    relative MSE of your sampler's end points against a teacher's on a fixed batch, built with
+    ``flowcert.numcore.gridsearch.endpoint_error(sample, target)``.  Nelder-Mead over the N - 1 interior
+    log-sigmas up to N = 8, coarse to fine (the optimum at ceil(N/2), refined with L-BFGS-B) above;
+    deterministic; the nodes stay strictly decreasing.
+
+    Args:
+        starts: {name: grid (N + 1,)}; default the closed forms log-SNR, KL-optimal and EDM. The search
+            starts at the one with the smallest error and never returns a worse grid.
+        effort: multiplies the evaluation budgets.
+
+    Returns:
+        the search's result (``flowcert.numcore.gridsearch.SearchResult``) with ``t``, ``value``, ``start``,
+        ``start_values``, ``evaluations``, ``iterations``, ``stop`` (the optimiser's stopping reason),
+        ``method`` and ``seconds``.
+
+    Raises:
+        InputError: ``steps`` outside 1..64, a bad window or effort.
+    """
+    from .bounds.optimal import baseline_grids, check_steps
+    from .numcore.checks import option, time_window
+    from .numcore.gridsearch import search
+
+    delta, T = time_window(delta, T)
+    steps = check_steps(steps)
+    effort = option("effort", effort)
+    return search(error, steps, delta, T, starts if starts is not None else baseline_grids(steps, delta, T),
+                  effort=effort)
+
+
 def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delta: float = DELTA,
             T: float = T_MAX, certificate: str = "tight", verify: int = 0, times: int = 6, seed: int = 0,
             export: str | None = None, sweep: Iterable[str] = (), plot: str | None = None, latex: bool = False,
@@ -266,44 +413,70 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
                progress=progress, inputs=_inputs(mixture))
 
 
-def solvers(mixture, steps: Iterable[int] = (4, 8, 16, 32), *, delta: float = DELTA, T: float = T_MAX,
-            samples: int = 10000, seed: int = 0, plot: str | None = None, progress=no_progress) -> dict:
+def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
+            T: float = T_MAX, samples: int = 10000, seed: int = 0, train_samples: int = 4096, effort: float = 1.0,
+            plot: str | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate against the exact flow map.
 
-    From ``samples`` exact x_T ~ p_T and the exact denoiser, every grid kind and every N in
-    ``steps``; relative MSE to the exact teacher endpoint Phi_{T->delta}(x_T) with a 95% CI,
-    and sliced W2 to an independent sample of p_delta.  Needs ``flowcert[torch]``.
+    From ``samples`` exact x_T ~ p_T and the exact denoiser, every grid kind (balanced on the tri,
+    sharp and empirical rates, uniform, EDM, log-SNR, KL-optimal, and each solver's optimal grid,
+    fitted on ``train_samples`` other trajectories) and every N in ``steps``; relative MSE to the
+    exact endpoint Phi_{T->delta}(x_T) with a 95% CI, and sliced W2 to an independent sample of
+    p_delta.  ``random`` adds that many seeded random mixtures (families isotropic, shared-full and
+    per-component; d in 1..8, K in 2..8; seed ``seed``) and a league table over all mixtures.  Runs on
+    the base install (numba kernels, no torch).
+
+    Args:
+        mixture: a spec, a list of specs, or None (then ``random`` must be >= 1).
 
     Returns:
-        the dict of ``flowcert solvers --format json``: ``rows`` (grid, solver, steps, nfe,
-        engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``.
+        one mixture: the dict of ``flowcert solvers --format json``: ``rows`` (grid, solver, steps, nfe,
+        engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``, ``optimal`` (the optimal grids and
+        their searches), ``teacher``, ``league``.  Several: ``studies`` (one such dict each, without
+        ``league``) and ``league`` (per solver and N, each grid's relative MSE over the optimal grid's:
+        geometric mean over mixtures with a 95% interval, the fraction within 1.1x, the best closed form).
 
     Raises:
-        InputError: bad steps, samples, seed or window; torch not installed; an unwritable ``plot``;
-            a study whose estimated memory exceeds the budget (``FLOWCERT_MEMORY_GB``, default 4 GiB).
+        InputError: bad steps, samples, seed, random or window; no mixture; an unwritable ``plot``; a study
+            whose estimated memory exceeds the budget (``FLOWCERT_MEMORY_GB``, default 4 GiB).
     """
     from .numcore.checks import OPTIONS, TEACHER_DELTA_MIN, fits_memory, options, steps_list, time_window
     from .numcore.io import check_outputs
+    from .numcore.mixture import random_mixtures
 
-    require("torch", "torch", "solvers")
     delta, T = time_window(delta, T, delta_min=TEACHER_DELTA_MIN)
     ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
-    samples, seed = options(samples=samples, seed=seed)
-    check_outputs({"plot": plot}, _inputs(mixture))
-    mix = load_mixture(mixture)
+    samples, seed, train_samples, random, effort = options(samples=samples, seed=seed, train_samples=train_samples,
+                                                           random=random, effort=effort)
+    specs = [] if mixture is None else ([mixture] if isinstance(mixture, (str, dict)) else list(mixture))
+    check_outputs({"plot": plot}, [f for m in specs for f in _inputs(m)])
+    mixes = [load_mixture(m) for m in specs] + random_mixtures(random, seed)
+    if not mixes:
+        raise InputError("`mixture` missing: expected a mixture SPEC or `random` >= 1")
     from .distill import solver_study
 
-    need = solver_study.memory_bytes(mix, samples)
-    fits_memory("samples", samples, need, f"the study at d = {mix.d}",
-                largest=int(samples * _budget() / need))
-
-    with progress(16, "exact teacher") as tbar, \
-            progress(len(solver_study.GRIDS) * len(ns) * len(solver_study.SOLVERS), "solvers") as bar:
-        res = solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar, teacher_bar=tbar,
-                               empirical_samples=min(samples, 4096))
+    for mix in mixes:
+        need = solver_study.memory_bytes(mix, samples + train_samples)
+        fits_memory("samples", samples, need, f"the study of {mix.name} at d = {mix.d}",
+                    largest=int(samples * _budget() / need))
+    studies = []
+    per = (len(solver_study.LABELS) + 1) * len(ns) * len(solver_study.SOLVERS)  # runs and searches
+    with progress(len(mixes) * per, "solvers") as bar:
+        for mix in mixes:
+            studies.append(solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar,
+                                            empirical_samples=min(samples, 4096), train_samples=train_samples,
+                                            effort=effort, teacher_progress=progress if len(mixes) == 1
+                                            else no_progress))
+    league = solver_study.league(studies)
+    if len(mixes) == 1 and not random:
+        res = {**studies[0], "league": league}
+        if plot is not None:
+            solver_study.plot(res, plot)
+        return res
     if plot is not None:
-        solver_study.plot(res, plot)
-    return res
+        solver_study.plot_league(league, plot)
+    return {"studies": studies, "league": league, "random": random, "seed": seed, "steps": ns, "samples": samples,
+            "train_samples": train_samples, "delta": delta, "T": T}
 
 
 def validate(specs=(), *, out: str | None = None, resume: str | None = None, preset: str | None = None,

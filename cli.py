@@ -153,6 +153,11 @@ def model_options(data_help: str):
     return deco
 
 
+def given(value, default):
+    """An option's value, or its default when the option was not given (0 stays 0: the checks refuse it)."""
+    return default if value is None else value
+
+
 def spec_or_model(spec, model) -> None:
     """Exactly one of a mixture SPEC and --model."""
     if (spec is None) == (model is None):
@@ -178,17 +183,23 @@ def main():
 @main.command("mixture")
 @click.argument("spec")
 @window_options
+@click.option("--amp-samples", type=int, default=128, show_default=True,
+              help="Exact trajectories from x_T ~ p_T for the per-trajectory amplification (0: skip it).")
+@seed_option("Seed of the --amp-samples draws.")
 @format_option("table", "json")
-def mixture_cmd(spec, delta, T, fmt):
+def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
     """Describe a mixture: sizes, geometry, and where its Lipschitz bound L(t) peaks.
 
     Reports the triangle and sharp bounds at t = delta, the stability integral
     Lambda(T) = int_delta^T L and the amplification exp(Lambda(T)), the time
     where t*L(t) (the stability spent per unit of log t) peaks, and the time
-    below which half of Lambda(T) is spent.
+    below which half of Lambda(T) is spent.  Beside the worst case exp(Lambda(T)),
+    the amplification ||D Phi_{T->delta}(x_T)||_op over --amp-samples exact
+    trajectories: measured, certified per trajectory (an upper bound for each
+    trajectory) and predicted (an estimate); JSON field `amplification`.
     """
     mix = api.load_mixture(spec)
-    info = api.describe(mix, delta=delta, T=T)
+    info = api.describe(mix, delta=delta, T=T, amp_samples=amp_samples, seed=seed)
     if fmt == "json":
         click.echo(render.to_json({**info, "means": mix.means, "eigvals": mix.eigvals}))
     else:
@@ -293,10 +304,16 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @main.command("grid")
 @click.argument("spec", required=False)
 @model_options("With --model: data x_0 whose p_t is sampled for the empirical rate (else the model's own ODE).")
-@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr"]), default="balanced",
-              show_default=True,
+@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr", "kl-optimal", "optimal"]),
+              default=None,
               help="balanced: equal Lambda per segment; uniform in t; edm: Karras rho=7 in VE sigma; "
-                   "logsnr: uniform in log-SNR.")
+                   "logsnr: uniform in log-SNR; kl-optimal: Align Your Steps' closed form (uniform in atan sigma); "
+                   "optimal: the grid that minimises --solver's error against the exact flow map (with --model: "
+                   "against the model's own many-step teacher).  "
+                   "[default: balanced; with --for: the grid that wins for the preset's solver]")
+@click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
+              help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
+                   "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default=None,
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
                    "||J||_op (data-aware; uses --samples and --seed).  [default: tri; empirical with --model, "
@@ -316,7 +333,17 @@ def output_format(fmt: str | None, output: str | None) -> str:
                                            "range (with a warning) instead of failing.")
 @click.option("--samples", type=int, default=None,
               help="Samples of p_t per table time for --bound empirical. [default: 4096; 256 with --model]")
-@seed_option("Seed for --bound empirical.")
+@seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
+@click.option("--train-samples", type=int, default=None,
+              help="Trajectories the optimal grid is fitted on (exact, or the model's teacher). "
+                   "[default: 4096; 256 with --model]")
+@click.option("--test-samples", type=int, default=None,
+              help="Fresh trajectories its error (and the closed forms') is measured on. "
+                   "[default: 4096; 512 with --model]")
+@click.option("--teacher-steps", type=int, default=64, show_default=True,
+              help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
+@click.option("--effort", type=float, default=1.0, show_default=True,
+              help="Multiplies the grid search's evaluation budgets (a longer search: 4).")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
@@ -330,48 +357,57 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
-def grid_cmd(spec, model, data, kind, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, preset, shift,
-             scheduler_config, fmt, output):
+def grid_cmd(spec, model, data, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed,
+             train_samples, test_samples, teacher_steps, effort, preset, shift, scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
-    so each segment carries the same stability budget.  Nodes are descending,
-    t[0] = T and t[N] = delta.  JSON holds `t`, `lambda` (Lambda at each node
-    under --bound), `kind`, `bound`, `steps` and each requested unit under its name.
-    With --model the balanced grid is balanced on the network's p_t-average of
-    ||J||_op, and JSON adds `model` and `cost` (seconds, network passes).
+    so each segment carries the same stability budget.  With --for PRESET and no
+    --kind, the grid that makes the preset's solver most accurate (measured against
+    the exact flow map, or with --model against the model's own many-step teacher,
+    with log-SNR, KL-optimal and EDM on the same fresh batch).  Nodes are descending,
+    t[0] = T and t[N] = delta.  JSON holds `t`, `lambda` (Lambda at each node under
+    --bound), `kind`, `bound`, `steps` and each requested unit under its name.  With
+    --model the balanced grid is balanced on the network's p_t-average of ||J||_op,
+    and JSON adds `model` and `cost` (seconds, model evaluations).
     """
-    from .bounds.presets import check
-
     from .numcore.units import UNITS
 
     spec_or_model(spec, model)
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
     check_outputs({"output": output}, [spec, scheduler_config, data])
-    if preset is not None:
-        check(preset)
-    elif scheduler_config is not None:
+    if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
-    common = dict(kind=kind, delta=delta, T=T, units=names if preset is None else ("t",),
-                  beta_schedule=beta_schedule or "linear", clip=clip, seed=seed, progress=bars())
     if model is not None:
-        g = api.model_grid(model, steps, bound=bound or "empirical", samples=samples or 256, data=data, **common)
-    else:
-        common.update(delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T)
-        g = api.grid(spec, steps, bound=bound or "tri", samples=samples or 4096, **common)
-    if preset is None:
+        g = api.model_grid(model, steps, kind=kind or "balanced", bound=bound or "empirical", delta=delta, T=T,
+                           units=names if preset is None else ("t",), beta_schedule=beta_schedule or "linear",
+                           clip=clip, samples=given(samples, 256), data=data, seed=seed, progress=bars())
         for w in g.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
-        emit(render.grid_output(g, names, fmt, samples or (256 if model is not None else 4096), seed), output)
-        return
-    if scheduler_config is None and model is not None:  # a diffusers model's exports follow its own scheduler
-        scheduler_config = g["model"].get("scheduler_config")
-    ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                    scheduler_config=scheduler_config)
-    for w in ex.warnings:
+        if preset is None:
+            emit(render.grid_output(g, names, fmt, given(samples, 256), seed), output)
+            return
+        ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                        scheduler_config=scheduler_config or g["model"].get("scheduler_config"))
+        out = {"export": ex, "grid": g, "selection": None}
+    else:
+        common = dict(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
+                      T=api.T_MAX if T is None else T, clip=clip, samples=given(samples, 4096), seed=seed,
+                      solver=solver, train_samples=given(train_samples, 4096),
+                      test_samples=given(test_samples, 4096), effort=effort, progress=bars())
+        if preset is None:
+            g = api.grid(spec, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
+                         **common)
+            for w in g.get("warnings", []):
+                click.echo(f"warning: {w}", err=True)
+            emit(render.grid_output(g, names, fmt, common["samples"], seed), output)
+            return
+        out = api.export_grid(spec, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
+                              scheduler_config=scheduler_config, **common)
+    for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
-    emit(render.preset_output(ex, g, fmt), output)
+    emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)
 
 
 # ----------------------------------------------------------------------------- certify
@@ -423,7 +459,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 
 
 @main.command("solvers")
-@click.argument("spec", required=False)
+@click.argument("specs", nargs=-1, metavar="[SPEC...]")
 @model_options("With --model: data x_0 whose p_t is sampled for the balanced grid's empirical rate (else the "
                "model's own ODE).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
@@ -433,43 +469,55 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
               help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
 @click.option("--steps", default=None, help="Comma-separated numbers of steps N to compare. "
               "[default: 4,8,16,32; 4,8,16 with --model]")
+@click.option("--random", type=int, default=0, show_default=True,
+              help="Add this many seeded random mixtures (isotropic, shared-full, per-component; d in 1..8, K in "
+                   "2..8) and summarise every grid against the optimal one over all mixtures (the league).")
 @click.option("--samples", type=int, default=None,
-              help="Exact samples x_T ~ p_T (and the size of the p_delta reference for the sliced W2); the "
-                   "empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time. "
+              help="Exact samples x_T ~ p_T (the test batch, and the size of the p_delta reference for the sliced "
+                   "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time. "
                    "With --model: x_T ~ N(0, I). [default: 10000; 512 with --model]")
-@seed_option("Seed of the samples and projections.")
+@click.option("--train-samples", type=int, default=None,
+              help="Trajectories the optimal grids are fitted on (independent of --samples; with --model the "
+                   "model's teacher's). [default: 4096; 256 with --model]")
+@click.option("--effort", type=float, default=1.0, show_default=True,
+              help="Multiplies the grid search's evaluation budgets.")
+@seed_option("Seed of the samples, projections and random mixtures.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
 @format_option("table", "json")
 @output_option
-@plot_option("Plot relative MSE and sliced W2 against N per grid and solver.")
-def solvers_cmd(spec, model, data, reference, teacher_steps, steps, samples, seed, delta, T, fmt, output, plot):
+@plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
+def solvers_cmd(specs, model, data, reference, teacher_steps, steps, random, samples, train_samples, effort, seed,
+                delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
-    EDM rho = 7; log-SNR) and each N, runs Euler (diffusers' EulerDiscreteScheduler
-    when diffusers is installed), Heun and DPM-Solver++(2M) (flowcert's own:
-    diffusers' versions take only integer timesteps) from exact x_T ~ p_T with
-    the exact denoiser, and reports the relative MSE against the exact teacher
-    endpoint Phi_{T->delta}(x_T) with a 95% CI, and the sliced W2 distance to an
-    independent sample of p_delta with its Monte-Carlo noise floor.  JSON holds
-    `rows` (grid, solver, steps, nfe, engine, rel_mse, rel_mse_ci, sw), `sw_floor`
-    and `summary` (winner per solver and N, factor over the runner-up).  Needs
-    the torch extra: pip install 'flowcert[torch]'.
+    EDM rho = 7; log-SNR; KL-optimal; and each solver's optimal grid, fitted on
+    --train-samples other trajectories) and each N, runs Euler, Heun and
+    DPM-Solver++(2M) from exact x_T ~ p_T with the exact denoiser, and reports the
+    relative MSE against the exact endpoint Phi_{T->delta}(x_T) with a 95% CI, and
+    the sliced W2 distance to an independent sample of p_delta with its Monte-Carlo
+    noise floor.  JSON holds `rows` (grid, solver, steps, nfe, engine, rel_mse,
+    rel_mse_ci, sw), `sw_floor`, `summary` (winner per solver and N), `optimal` and
+    `league` (every grid's error over the optimal grid's, geometric mean over the
+    mixtures with a 95% interval); with several mixtures `studies` and `league`.
 
     With --model (a trained network): x_T ~ N(0, I), the reference is the model's
     own many-step teacher (RK4 in log sigma; its step count and self-convergence
     are printed), and --reference gives held-out data for the distribution distance.
     """
-    spec_or_model(spec, model)
-    check_outputs({"output": output, "plot": plot}, [spec, data, reference])
     if model is not None:
-        res = api.model_solvers(model, steps or "4,8,16", samples=samples or 512, data=data, reference=reference,
+        spec_or_model(specs[0] if specs else None, model)
+    check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
+    if model is not None:
+        res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, reference=reference,
                                 teacher_steps=teacher_steps, delta=delta, T=T, seed=seed, plot=plot, progress=bars())
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
-    res = api.solvers(spec, steps or "4,8,16,32", delta=api.DELTA if delta is None else delta,
-                      T=api.T_MAX if T is None else T, samples=samples or 10000, seed=seed, plot=plot, progress=bars())
+    res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
+                      delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
+                      samples=given(samples, 10000), seed=seed, train_samples=given(train_samples, 4096), effort=effort,
+                      plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
 
@@ -591,9 +639,12 @@ def validate_options(f):
                          default=listing(d.steps))),
         ("--grids", dict(metavar="G1,G2,...", default=listing(d.grids),
                          help=f"Grids to compare ({', '.join(GRIDS)}); empirical is balanced on the data-aware "
-                              "p_t-average rate.")),
+                              "p_t-average rate; kl-optimal is Align Your Steps' closed form; optimal is the grid "
+                              "that minimises --solver's error against the exact flow map.")),
         ("--bound", dict(type=click.Choice(["tri", "sharp", "onesided", "empirical"]), default=d.bound,
                          help="Rate the balanced grid is uniform in (empirical: the same as the grid named empirical).")),
+        ("--solver", dict(type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=d.solver,
+                          help="The solver whose optimal grid (on the exact mixture) the grid named optimal is.")),
         ("--seeds", dict(type=int, default=d.seeds, help="Number of seeds (teacher data and initial weights).")),
         ("--seed", dict(type=int, default=d.seed, help="First seed.")),
         ("--delta", dict(type=float, default=d.delta, help="Smallest OU time.")),

@@ -12,8 +12,9 @@ import numpy as np
 from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
-           "preset_output", "certify_text", "solvers_text", "model_lipschitz_output", "model_solvers_text", "spec_text", "fit_text",
-           "train_text"]
+           "preset_output", "certify_text", "solvers_text", "league_text", "optimal_lines", "selection_lines",
+           "amplification_lines", "model_lipschitz_output", "model_solvers_text", "spec_text",
+           "fit_text", "train_text"]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -65,8 +66,32 @@ def mixture_text(info: dict, weights) -> str:
             f"(+-{b['lambda_T_error']:.1g}), exp(Lambda) = {b['amplification']:.4g}; "
             f"t*L(t) peaks at t = {b['t_peak_tL']:.3g}; half of Lambda below t = {b['t_half_lambda']:.3g}"
         )
+    if "amplification" in info:
+        lines += amplification_lines(info["amplification"], info["delta"], info["T"])
     lines += [f"  note: {note}" for note in info["notes"]]
     return "\n".join(lines)
+
+
+def amplification_lines(a: dict, delta: float, T: float) -> list[str]:
+    """The amplification block of ``flowcert mixture`` from :func:`flowcert.amplification`."""
+    def g(x):  # an interval end that no sample of this size can give is None
+        return "undefined" if x is None else f"{x:.4g}"
+
+    def row(name, s, tag):
+        return (f"    {name:<10} mean {s['mean']:.4g} [{g(s['mean_ci'][0])}, {g(s['mean_ci'][1])}], "
+                f"p99 {s['p99']:.4g} [{g(s['p99_ci'][0])}, {g(s['p99_ci'][1])}], max {s['max']:.4g}   ({tag})")
+
+    worst = ", ".join(f"{k} 10^{v:.1f}" for k, v in a["worst_case_log10"].items())
+    return [
+        f"  amplification ||D Phi_(T->delta)(x_T)||_op over {a['trajectories']} exact trajectories from x_T ~ p_T "
+        f"(T = {T:g} -> delta = {delta:g}, RK4 step {a['step']:g} in log sigma, seed {a['seed']}, "
+        f"{a['seconds']:.1f} s):",
+        row("measured", a["measured"], "propagated Jacobian"),
+        row("certified", a["certified"], f"upper bound per trajectory; holds on {a['certificate_holds']}/"
+                                          f"{a['trajectories']}"),
+        row("predicted", a["predicted"], "estimate: Gronwall integral without its error term"),
+        f"    worst case exp(Lambda(T)): {worst}   (worst-case bounds, where the Lipschitz bounds hold)",
+    ]
 
 
 # ----------------------------------------------------------------------------- lipschitz
@@ -74,6 +99,8 @@ def lipschitz_columns(out: dict, which) -> dict:
     cols = {"t": out["t"], **{w: out[w] for w in which}}
     if "empirical_sup" in out:
         cols.update(empirical_sup=out["empirical_sup"], empirical_mean=out["empirical_mean"])
+    if "trajectory_rate_mean" in out:
+        cols.update(trajectory_rate_mean=out["trajectory_rate_mean"], trajectory_rate_p99=out["trajectory_rate_p99"])
     if out["scope"] == "ball":
         cols["radius"] = out["radius"]
     return cols
@@ -86,6 +113,9 @@ def lipschitz_text(out: dict, which) -> str:
     if "empirical_sup" in out:
         head.append(f"# empirical: {out['empirical_samples']} samples of p_t per time "
                     f"(seed {out['empirical_seed']}) + mean segments")
+    if "trajectory_rate_mean" in out:
+        head.append("# trajectory_rate: lambda_max(-J(x_t, t)) over the samples (states of exact trajectories "
+                    "from x_T ~ p_T), mean and p99; its integral along a trajectory is that trajectory's certificate")
     return "\n".join(head) + "\n" + table(lipschitz_columns(out, which))
 
 
@@ -141,21 +171,65 @@ def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | byte
     if "cost" in g and "model_passes_per_sample" in g["cost"]:
         head += (f"\n# cost: {g['cost']['seconds']:.1f} s, {g['cost']['model_passes_per_sample']} network passes per "
                  "sample")
+    if "optimal" in g:
+        head += "\n" + "\n".join(optimal_lines(g["optimal"]))
+    if "sampling" in g:
+        head += f"\n# {g['sampling']}"
     return head + "\n" + table({"i": [str(i) for i in range(t.size)], **lam, "t": t, **extra})
 
 
-def preset_output(ex, g: dict, fmt: str) -> str | bytes:
-    """``flowcert grid --for PRESET`` in format ``fmt``: what one sampler takes (bytes for npy)."""
+def _err(e: dict) -> str:
+    lo, hi = e["rel_mse_ci"]
+    return f"{e['rel_mse']:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def optimal_lines(rec: dict) -> list[str]:
+    """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``)."""
+    s = rec["search"]
+    base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
+    return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh exact "
+            f"trajectories (seed {rec['seed']}); on the same batch {base}; "
+            f"{rec['gain_over_best_baseline']:.3g}x below the best ({rec['best_baseline']})",
+            f"# objective: {rec['objective']}; fitted on {rec['train_samples']} trajectories (training value "
+            f"{rec['train_rel_mse']:.3g}); search {s['method']} from {s['start']}, {s['evaluations']} evaluations, "
+            f"{s['seconds']:.2f} s, stopped: {s['stop']}"]
+
+
+def selection_lines(rec: dict) -> list[str]:
+    """Comment lines for a winning export (:func:`flowcert.export_grid` without ``kind``)."""
+    base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
+    s = rec["search"]
+    return [f"# grid: {rec['kind']} for {rec['solver']} ({rec['solver_from']}), the smallest training error among "
+            f"optimal, {', '.join(rec['baselines'])}; relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
+            f"exact trajectories (seed {rec['seed']}); on the same batch {base}" +
+            ("" if rec["kind"] == "optimal" else f"; optimal {_err(rec['optimal'])}"),
+            f"# objective: {rec['objective']}; optimal fitted on {rec['train_samples']} trajectories, "
+            f"{s['method']}, {s['evaluations']} evaluations, {s['seconds']:.2f} s, stopped: {s['stop']}",
+            f"# measured on {rec['measured_on']}"]
+
+
+def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str | bytes:
+    """``flowcert grid --for PRESET`` in format ``fmt``: what one sampler takes (bytes for npy).
+
+    ``selection``: the record of the winning export (kind, solver, measured errors), when no kind was given."""
     if fmt == "txt":
         return ex.text()
     if fmt == "npy":
         return npy_bytes(ex.values)
     if fmt == "json":
-        return to_json({"for": ex.preset, "argument": ex.argument, ex.argument: ex.values,
-                        "scheduler_config": ex.config, "schedule": ex.schedule, "t": ex.t,
-                        "conventions": ex.conventions, "warnings": list(ex.warnings), "mixture": g["mixture"],
-                        "kind": g["kind"], "bound": g["bound"], "steps": g["steps"], "delta": g["delta"],
-                        "T": g["T"]})
+        doc = {"for": ex.preset, "argument": ex.argument, ex.argument: ex.values,
+               "scheduler_config": ex.config, "schedule": ex.schedule, "t": ex.t,
+               "conventions": ex.conventions, "warnings": list(ex.warnings), "mixture": g["mixture"],
+               "kind": g["kind"], "bound": g["bound"], "steps": g["steps"], "delta": g["delta"],
+               "T": g["T"], "solver": g.get("solver")}
+        if selection is not None:
+            doc["selection"] = selection
+            doc.update(rel_mse=selection["rel_mse"], rel_mse_ci=selection["rel_mse_ci"],
+                       baselines=selection["baselines"])
+        elif "optimal" in g:
+            doc.update(rel_mse=g["optimal"]["rel_mse"], rel_mse_ci=g["optimal"]["rel_mse_ci"],
+                       baselines=g["optimal"]["baselines"], optimal=g["optimal"])
+        return to_json(doc)
     n = ex.values.size
     if fmt == "csv":
         return csv_text({"i": np.arange(n), ex.argument: ex.values, "schedule": ex.schedule[:n]})
@@ -169,9 +243,10 @@ def preset_output(ex, g: dict, fmt: str) -> str | bytes:
     cols = {"i": [str(i) for i in range(n)],
             ex.argument: [value_text(v) for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
-    rate = f" ({g['bound']})" if g["bound"] else ""
-    head = [f"# {ex.preset}: {g['kind']} grid{rate}, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] "
-            f"for {g['mixture']}",
+    what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" and g["bound"] else "")
+    opt = optimal_lines(g["optimal"]) if "optimal" in g else []
+    head = [f"# {ex.preset}: {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] for {g['mixture']}",
+            *(selection_lines(selection) if selection is not None else []), *opt,
             f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config, indent=None)}",
             f"# {ex.conventions}"]
     if ex.schedule.size > n:
@@ -235,7 +310,13 @@ def certify_text(d: dict) -> str:
 
 # ----------------------------------------------------------------------------- solvers
 def solvers_text(res: dict) -> str:
-    """The table and winners of ``flowcert solvers`` from :func:`flowcert.solvers`."""
+    """The table, winners and league of ``flowcert solvers`` from :func:`flowcert.solvers`."""
+    if "studies" in res:
+        per = ["# per mixture: the winning grid per solver (geometric mean over N) and its factor over the runner-up"]
+        for st in res["studies"]:
+            per.append(f"#   {st['mixture']}: " + "; ".join(
+                f"{s} {v['overall_winner']} x{v['overall_factor']:.2f}" for s, v in st["summary"].items()))
+        return "\n".join(per) + "\n" + league_text(res["league"])
     rows = res["rows"]
     cols = {
         "grid": [r["grid"] for r in rows], "solver": [r["solver"] for r in rows],
@@ -246,11 +327,15 @@ def solvers_text(res: dict) -> str:
     }
     fl = res["sw_floor"]
     engines = sorted({f"{r['solver']}: {r['engine']}" for r in rows})
+    opt = res["optimal"]
     head = [f"# {res['mixture']}: {res['samples']} exact samples x_T ~ p_T, T = {res['T']:g} -> delta = "
             f"{res['delta']:g}, seed {res['seed']}; rel_MSE = sum|x - Phi(x_T)|^2 / sum|Phi(x_T)|^2",
             f"# SW2 to an independent p_delta sample ({res['sw_directions']} directions); noise floor "
             f"{fl['value']:.4f} (SW2 of the exact endpoints to the same sample; over {fl['repeats']} reference "
             f"samples {fl['mean']:.4f} +- {fl['sd']:.4f})",
+            f"# exact endpoints: RK4 step {res['teacher']['step']:g} in log sigma, estimated relative RMS error "
+            f"{res['teacher']['relative_rms_error']:.1e}; optimal grids fitted on {opt['train_samples']} other "
+            "exact trajectories, measured here on the study's samples",
             "# engines: " + "; ".join(engines)]
     lines = ["", "winners (smallest relative MSE; factor = runner-up / winner):"]
     for solver, s in res["summary"].items():
@@ -259,7 +344,29 @@ def solvers_text(res: dict) -> str:
         lines.append(f"  {'':9s} over all N (geometric mean): {s['overall_winner']} x{s['overall_factor']:.2f} "
                      f"over the next; edm / winner = {s['vs']['edm']:.3g}, balanced-empirical / winner = "
                      f"{s['vs']['balanced-empirical']:.3g}, balanced-tri / winner = {s['vs']['balanced-tri']:.3g}")
-    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
+    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines) + "\n" + league_text(res["league"])
+
+
+def league_text(lg: dict) -> str:
+    """The league: per solver and N, each grid's relative MSE over the optimal grid's (geometric mean over the
+    mixtures, 95% interval) and how often it is within 1.1x."""
+    M = len(lg["mixtures"])
+    lines = [f"\nleague over {M} mixture(s): relative MSE / optimal grid's (geometric mean"
+             + (", 95% interval" if M > 1 else "") + f"; in parentheses the share of mixtures within "
+             f"{lg['within_factor']:g}x of the optimum)"]
+    for solver, per in lg["table"].items():
+        steps = list(per)
+        grids_ = list(per[steps[0]]["grids"])
+        cols = {"grid": grids_}
+        for N in steps:
+            cell = per[N]["grids"]
+            cols[f"N={N}"] = [f"{cell[g]['geo_mean']:.3g}" + (f" [{cell[g]['ci'][0]:.3g}, {cell[g]['ci'][1]:.3g}]"
+                                                             if cell[g]["ci"] else "")
+                              + f" ({cell[g]['within']:.0%})" for g in grids_]
+        lines += [f"{solver}: best closed form per N: "
+                  + ", ".join(f"N={N} {per[N]['best_baseline']}" for N in steps), table(cols)]
+    return "\n".join(lines)
+
 
 
 def model_solvers_text(res: dict) -> str:

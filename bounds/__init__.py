@@ -7,5 +7,6 @@ sizes, and the grids and sampler exports built on them.
 * :mod:`.certificate`, :mod:`.certificate_time`, :mod:`.verification`, :mod:`.size_sweep`,
   :mod:`.size_text`, :mod:`.certify`  certificates, their measured check, size tables, one report
 * :mod:`.timegrid`, :mod:`.presets`  a grid for a mixture; what each external sampler takes
+* :mod:`.optimal`   a solver's optimal grid on a mixture, and the export that wins for a preset
 * :mod:`.plots`  L(t) and certified sizes as pictures
 """

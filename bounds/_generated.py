@@ -36,6 +36,26 @@ def ball_spread_pair(t, lmin_k, lmin_j, dS, dmu, nmu_k, nmu_j, R):
     return (1/4)*(R*alpha**2*dS/((alpha**2*lmin_j + beta2)*(alpha**2*lmin_k + beta2)) + alpha*numpy.minimum(alpha**2*dS*nmu_j/((alpha**2*lmin_j + beta2)*(alpha**2*lmin_k + beta2)) + dmu/(alpha**2*lmin_k + beta2), alpha**2*dS*nmu_k/((alpha**2*lmin_j + beta2)*(alpha**2*lmin_k + beta2)) + dmu/(alpha**2*lmin_j + beta2)))**2
 
 
+def pair_c(a_p, a_m, phi0, Q, b_N, R):
+    """C_kj: ||g_k - g_j||^2 <= C_kj - D_kj (l_k - l_j) on the ball |x| <= R"""
+    return 2*a_p*(Q + (1/2)*R**2*a_m + R*b_N + phi0) + (R*a_m + b_N)**2
+
+
+def pair_d(a_p):
+    """D_kj = 2 a_+"""
+    return 2*a_p
+
+
+def weighted_spread(C, D, K):
+    """V >= lambda_max Cov_w[g] from the largest C_kj and D_kj over pairs of K components"""
+    return (1/4)*numpy.sqrt(2)*D*(K - 1)/numpy.sqrt(K) + (1/2)*(K - 1)*numpy.maximum(0, C)/K
+
+
+def weighted_spread_qp(q, D, K):
+    """V >= lambda_max Cov_w[g] from q = max_w w^T C^+ w over the simplex and the largest D_kj"""
+    return (1/4)*numpy.sqrt(2)*D*(K - 1)/numpy.sqrt(K) + (1/2)*q
+
+
 def ball_radius_k(t, nmu_k, trS, frob2, lmax_k, u, d):
     """radius holding component k's p_t-mass >= 1 - e^{-u}"""
     alpha = numpy.exp(-t)

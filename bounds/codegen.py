@@ -60,7 +60,7 @@ def _name(sym) -> str:
         r"\|\Sigma_k-\Sigma_j\|": "dS", r"\|\mu_k-\mu_j\|": "dmu", r"\|\mu_k\|": "nmu_k",
         r"\|\mu_j\|": "nmu_j", r"\mathrm{tr}\Sigma_k": "trS", r"\|\Sigma_k\|_F^2": "frob2",
         "lambda": "lam", "lambda_min": "lam_min", "lambda_max": "lam_max",
-        "lambda_min_k": "lmin_k", "lambda_min_j": "lmin_j", "lambda_max_k": "lmax_k",
+        "lambda_min_k": "lmin_k", "a_+": "a_p", "a_-": "a_m", r"\varphi_0": "phi0", "lambda_min_j": "lmin_j", "lambda_max_k": "lmax_k",
     }
     raw = table.get(raw, raw)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw):

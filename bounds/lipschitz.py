@@ -28,11 +28,51 @@ WHAT = {
 MAX_BINS = 16  # eigen-direction groups kept exactly in D_P(t)
 MAX_PRUNE_PAIRS = 512
 EXACT_NORM_FLOPS = 2e8  # beyond this, ||Sigma_k - Sigma_j||_op <= ||.||_F
+PAIR_FORM_FLOPS = 4e6  # per time: pairs x d^3 (own bases) or pairs x d; beyond it only the diameter form
+PAIR_SPLITS = (1.0, 0.5, 0.1, 1e-2, 1e-4, 0.0)
+QP_MAX_K = 8  # exact max of w^T C w over the simplex by enumerating faces up to this many components  # a_i >= split * a_max joins the positive set (0: every a_i > 0)
 
 
 def _pairs(K):
     k, j = np.triu_indices(K, 1)
     return k, j
+
+
+def _faces(K):
+    """Supports S (|S| >= 2) of the faces of the K-simplex, grouped by size: {size: (faces, size) index array}."""
+    from itertools import combinations
+
+    return {m: np.array(list(combinations(range(K), m))) for m in range(2, K + 1)}
+
+
+def simplex_max(Cpairs: np.ndarray, K: int) -> np.ndarray:
+    """q = max over the probability simplex of w^T C w, C symmetric with zero diagonal and entries
+    ``Cpairs`` (n, pairs) >= 0 in ``np.triu_indices(K, 1)`` order.  Exact: the maximiser lies in the relative
+    interior of some face S where C_S w_S = q 1 (Lagrange), so q = 1 / (1^T C_S^{-1} 1) for a face with a
+    positive solution; along a null direction of a singular C_S the value is constant up to a smaller face,
+    so nonsingular faces suffice.  A relative 1e-9 is added for round-off."""
+    n = Cpairs.shape[0]
+    k, j = np.triu_indices(K, 1)
+    C = np.zeros((n, K, K))
+    C[:, k, j] = Cpairs
+    C[:, j, k] = Cpairs
+    best = Cpairs.max(1) / 2.0 if Cpairs.size else np.zeros(n)  # edges: w = (1/2, 1/2)
+    for m, faces in _faces(K).items():
+        if m == 2:
+            continue
+        sub = C[:, faces[:, :, None], faces[:, None, :]]  # (n, F, m, m)
+        ones = np.ones(sub.shape[:-1])
+        with np.errstate(all="ignore"):
+            sign, logdet = np.linalg.slogdet(sub)
+            scale = np.log(np.maximum(np.linalg.norm(sub, axis=-1), 1e-300)).sum(-1)  # Hadamard: |det| <= prod
+            ok = (sign != 0) & (logdet - scale > np.log(1e-12))
+            safe = np.where(ok[..., None, None], sub, np.eye(m))
+            x = np.linalg.solve(safe, ones[..., None])[..., 0]
+            s1 = x.sum(-1)
+            valid = ok & (s1 > 0) & np.all(x > 0, axis=-1)
+            val = np.where(valid, 1.0 / np.where(valid, s1, 1.0), 0.0)
+        best = np.maximum(best, val.max(1))
+    return best * (1.0 + 1e-9)
 
 
 class LipschitzBound:
@@ -117,6 +157,14 @@ class LipschitzBound:
             dmu=np.linalg.norm(mix.means[k] - mix.means[j], axis=1), nmu_k=nmu[k], nmu_j=nmu[j],
         )
         self.comp = dict(nmu_k=nmu, trS=mix.eigvals.sum(1), frob2=(mix.eigvals**2).sum(1), lmax_k=lmax)
+        G = mix.basis.shape[0]
+        cost = k.size * (mix.d**3 if G > 1 else mix.d)
+        self.pair_form = cost <= PAIR_FORM_FLOPS
+        if not self.pair_form:
+            self.notes.append(f"{k.size} pairs in d = {mix.d}: only the diameter form of V (the weighted pair "
+                              f"form is skipped above {PAIR_FORM_FLOPS:g} operations per time)")
+        # means in the common eigenbasis (G <= 1), or as they are (own bases)
+        self._mrot = mix.means @ mix.basis[0] if G == 1 else mix.means
 
     # --------------------------------------------------------------- evaluation
     def radius(self, t) -> np.ndarray:
@@ -148,6 +196,85 @@ class LipschitzBound:
             out[i:i + step] = gen.ball_spread_pair(
                 tt, b["lmin_k"], b["lmin_j"], b["dS"], b["dmu"], b["nmu_k"], b["nmu_j"], R[i:i + step, None]
             ).max(1)
+        if self.pair_form:
+            out = np.minimum(out, self.weighted_spread(t, R))
+        return out
+
+    def _pair_geometry(self, t):
+        """For times t (n,) and pairs k < j: eigenvalues a (n, p, d) of A = P_k - P_j, b = alpha (P_k mu_k -
+        P_j mu_j) in A's eigenbasis (n, p, d), and phi(0) = l_k(0) - l_j(0) (n, p)."""
+        mix = self.mixture
+        k, j = _pairs(mix.K)
+        alpha = np.exp(-t)[:, None, None]
+        s = np.exp(-2.0 * t)[:, None, None] * mix.eigvals[None] + (-np.expm1(-2.0 * t))[:, None, None]
+        inv = 1.0 / s  # (n, K, d)
+        logdet = np.log(s).sum(2)
+        if mix.basis.shape[0] <= 1:  # diagonal in one basis: A's eigenvectors are that basis
+            m = self._mrot[None]  # (1, K, d)
+            Pm = alpha * inv * m  # P_k alpha mu_k in the basis
+            a = inv[:, k] - inv[:, j]
+            bvec = Pm[:, k] - Pm[:, j]
+            quad = alpha[..., 0] ** 2 * (inv * m**2).sum(2)  # alpha^2 mu_k^T P_k mu_k
+        else:
+            U = mix.basis  # (K, d, d)
+            P = np.einsum("kab,nkb,kcb->nkac", U, inv, U)
+            Pm = np.einsum("nkab,kb->nka", P, mix.means) * alpha
+            quad = alpha[..., 0] * np.einsum("nka,ka->nk", Pm, mix.means)
+            a, E = np.linalg.eigh(P[:, k] - P[:, j])
+            bvec = np.einsum("npab,npa->npb", E, Pm[:, k] - Pm[:, j])
+        lw = np.log(mix.weights)
+        phi0 = lw[k] - lw[j] - 0.5 * (logdet[:, k] - logdet[:, j]) - 0.5 * (quad[:, k] - quad[:, j])
+        return a, bvec, phi0
+
+    def pair_constants(self, t, R=None):
+        """(C, D, sign), each (n, pairs) for pairs k < j (``np.triu_indices(K, 1)``): on the ball ||x|| <= R(t),
+        ||g_k - g_j||^2 <= C - D * sign * (l_k(x) - l_j(x)).
+
+        For each orientation (sign +1: phi = l_k - l_j, -1: phi = l_j - l_k) and each split of A's
+        eigen-directions (:data:`PAIR_SPLITS`), C and D come from the generated ``pair_c``/``pair_d``; every
+        choice is a valid bound, and the one with the smallest combined value is kept per pair."""
+        t = np.atleast_1d(np.asarray(t, float))
+        R = self.radius(t) if R is None else np.asarray(R, float)
+        K = self.mixture.K
+        a0, b0, p0 = self._pair_geometry(t)
+        Rr = R[:, None]
+        bestC = np.full(p0.shape, np.inf)
+        bestD = np.full(p0.shape, np.inf)
+        bestS = np.full(p0.shape, np.inf)
+        sign = np.ones(p0.shape)
+        for sgn in (1.0, -1.0):
+            a, b, phi = sgn * a0, sgn * b0, sgn * p0
+            amax = a.max(2, keepdims=True)
+            for split in PAIR_SPLITS:
+                pos = (a > 0) & (a >= split * amax)
+                ap = np.where(pos.any(2), amax[..., 0], 0.0)
+                am = np.where(pos, 0.0, np.maximum(-a, 0.0)).max(2)
+                Q = np.where(pos, b**2 / np.where(pos, 2.0 * a, 1.0), 0.0).sum(2)
+                bn = np.sqrt(np.where(pos, 0.0, b**2).sum(2))
+                C = gen.pair_c(ap, am, phi, Q, bn, Rr)
+                D = gen.pair_d(ap)
+                S = gen.weighted_spread(C, D, K)
+                better = S < bestS
+                bestC, bestD, bestS = (np.where(better, C, bestC), np.where(better, D, bestD),
+                                       np.where(better, S, bestS))
+                sign = np.where(better, sgn, sign)
+        return bestC, bestD, sign
+
+    def weighted_spread(self, t, R=None) -> np.ndarray:
+        """The weighted pair form of V(t) on the ball ||x|| <= R(t) (per-component covariances):
+        generated ``weighted_spread`` of the largest C_kj and D_kj of :meth:`pair_constants`."""
+        t = np.atleast_1d(np.asarray(t, float))
+        R = self.radius(t) if R is None else np.asarray(R, float)
+        K, d = self.mixture.K, self.mixture.d
+        per_t = K * (K - 1) // 2 * d * (d if self.mixture.basis.shape[0] > 1 else 1)
+        step = max(1, int(2e6 // max(1, per_t)))
+        out = np.empty(t.shape)
+        for i in range(0, t.size, step):
+            C, D, _ = self.pair_constants(t[i:i + step], R[i:i + step])
+            out[i:i + step] = gen.weighted_spread(C.max(1), D.max(1), K)
+            if 2 < K <= QP_MAX_K:
+                q = simplex_max(np.maximum(C, 0.0), K)
+                out[i:i + step] = np.minimum(out[i:i + step], gen.weighted_spread_qp(q, D.max(1), K))
         return out
 
     def parts(self, t):
@@ -186,7 +313,13 @@ class LipschitzBound:
             lines.append(r"V = " + sp.latex(f.display(f.SHARED_SPREAD)) + r",\quad D_P^2(t) = \max_{k,j}\sum_i "
                          + sp.latex(f.display(f.PAIR_TERM)).replace("E", "E_{kj,i}"))
         else:
-            lines.append(r"V = \max_{k,j} " + sp.latex(f.display(f.BALL_SPREAD_PAIR)))
+            lines.append(r"V = \min\Big(\max_{k,j} " + sp.latex(f.display(f.BALL_SPREAD_PAIR)) + r",\ "
+                         + sp.latex(f.WEIGHTED_SPREAD).replace("C", r"\max_{k<j} C_{kj}").replace(
+                             "D", r"\max_{k<j} D_{kj}") + r"\Big)")
+            lines.append(r"C_{kj} = " + sp.latex(f.PAIR_C) + r",\quad D_{kj} = " + sp.latex(f.PAIR_D))
+            lines.append(r"\text{per pair: } P_k - P_j = E\,\mathrm{diag}(a)E^\top,\ b = E^\top \alpha(P_k\mu_k - P_j\mu_j),"
+                         r"\ \varphi_0 = l_k(0) - l_j(0),\ Q = \sum_{i \in \mathcal{P}} b_i^2/(2a_i),\ "
+                         r"b_N = \lVert b_{\mathcal{N}}\rVert,\ a_+ = \max_{\mathcal{P}} a_i,\ a_- = \max_{\mathcal{N}} (-a_i)^+")
             lines.append(r"R(t) = \max_k " + sp.latex(f.display(f.BALL_RADIUS_K)))
         for w in which:
             name = {"tri": r"L_{\mathrm{tri}}", "sharp": r"L_{\mathrm{sharp}}", "onesided": r"m"}[w]
@@ -211,7 +344,10 @@ def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: floa
     Fields (the JSON of ``flowcert lipschitz``): ``t`` (points,), one array per bound, ``lambda_T``,
     ``scope``, ``where``, ``what``; ``radius`` and ``ball_mass`` for ball-local bounds; with
     ``empirical``: ``empirical_sup``, ``empirical_growth_sup``, ``empirical_mean``,
-    ``empirical_mean_se``, ``empirical_samples``, ``empirical_seed`` and ``tightness`` (per bound:
+    ``empirical_mean_se``, ``trajectory_rate_mean`` with ``trajectory_rate_mean_se`` and
+    ``trajectory_rate_p99`` (lambda_max(-J) over the samples of p_t, which are the states at time t of
+    exact trajectories from x_T ~ p_T: the rate whose time integral along one trajectory is its
+    stability certificate), ``empirical_samples``, ``empirical_seed`` and ``tightness`` (per bound:
     ``max_ratio`` of sup to bound, ``holds_at_all_points``).
 
     Raises:
@@ -265,7 +401,7 @@ def _holds(out: dict, which: str) -> np.ndarray:
 def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
     from ..numcore.empirical import jacobian_stats
 
-    sup, growth, mean, se = [], [], [], []
+    sup, growth, mean, se, gmean, gse, gp99 = [], [], [], [], [], [], []
     seeds = np.random.SeedSequence(seed).spawn(ts.size)
     radius = lb.radius(ts) if lb.scope == "ball" else None
     with progress(ts.size * samples, "brute-force ||J|| (samples)") as bar:
@@ -273,8 +409,11 @@ def _brute_force(mix, lb, ts, samples, seed, progress) -> dict:
             r = jacobian_stats(mix, t, samples, np.random.default_rng(seeds[i]),
                                radius=radius[i] if radius is not None else None, progress=bar)
             sup.append(r.sup), growth.append(r.sup_growth), mean.append(r.mean), se.append(r.mean_se)
+            gmean.append(r.growth_mean), gse.append(r.growth_mean_se), gp99.append(r.growth_p99)
     return {"empirical_sup": np.array(sup), "empirical_growth_sup": np.array(growth),
             "empirical_mean": np.array(mean), "empirical_mean_se": np.array(se),
+            "trajectory_rate_mean": np.array(gmean), "trajectory_rate_mean_se": np.array(gse),
+            "trajectory_rate_p99": np.array(gp99),
             "empirical_samples": samples, "empirical_seed": seed}
 
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, choice, integer, limit_text, real, show_value
+from ..numcore.checks import InputError, choice, integer, kind_of, limit_text, real
 from ..numcore.units import (
     DDPM_STEPS,
     betas as unit_betas,
@@ -247,11 +247,11 @@ def _flag(cfg: dict, key: str, default: bool = False) -> bool:
     if v is None:
         return default
     if not isinstance(v, bool):
-        raise InputError(f"`scheduler_config` key {key!r} = {show_value(v)}: expected true or false")
+        raise InputError(f"`scheduler_config` key {key!r} is {kind_of(v)}: expected true or false")
     return v
 
 
-def _kind_of(cfg: dict) -> str:
+def _scheduler_kind(cfg: dict) -> str:
     """'flow', 'edm' or 'ddpm': the family of a diffusers scheduler configuration."""
     name = str(cfg.get("_class_name") or "")
     if name.startswith("FlowMatch") or cfg.get("prediction_type") == "flow_prediction" or _flag(cfg, "use_flow_sigmas"):
@@ -273,8 +273,8 @@ FAMILY_NAMES = {"ddpm": "a DDPM-type (beta schedule)", "edm": "an EDM (sigma_min
 def scheduler_family(cfg: dict, preset: str) -> str:
     """The family of ``cfg``, checked against the preset (one line naming both when they do not fit)."""
     if not isinstance(cfg, dict):
-        raise InputError(f"`scheduler_config` = {show_value(cfg)}: expected a JSON object (a scheduler_config.json)")
-    kind = _kind_of(cfg)
+        raise InputError(f"`scheduler_config` is {kind_of(cfg)}: expected a JSON object (a scheduler_config.json)")
+    kind = _scheduler_kind(cfg)
     if preset not in FAMILY_PRESETS[kind]:
         cls = cfg.get("_class_name") or "scheduler"
         raise InputError(

@@ -7,7 +7,8 @@
 * :mod:`.executors`  in-process, process-pool and Ray execution of independent jobs
 * :mod:`.validation` phases, jobs, atomic checkpoints and resume;  :mod:`.runfiles` its files
 * :mod:`.report`     results.json, summary table, plots
-* :mod:`.solver_study`, :mod:`.diffusers_sampling`  which grid suits which solver; diffusers' schedulers
+* :mod:`.solver_study`  which grid suits which solver, and the league over many mixtures (needs no torch)
+* :mod:`.diffusers_sampling`  diffusers' own schedulers on the exact denoiser
 * :mod:`.torch_network`  a certified network as a torch module
 
 Importing this package does not import torch; its modules do.

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from ..numcore.checks import (TEACHER_DELTA_MIN, InputError, choice, integer, option, real, split_list, steps_list,
                               time_window)
 
-GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical")
+GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical", "kl-optimal", "optimal")
+SOLVERS = ("euler", "heun", "dpmpp_2m")
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "process", "ray")
@@ -46,6 +47,7 @@ class ValidateConfig:
     steps: list = field(default_factory=lambda: [1, 2, 4, 8, 16])
     grids: list = field(default_factory=lambda: ["uniform", "balanced", "edm", "logsnr"])
     bound: str = "tri"
+    solver: str = "euler"  # the solver whose optimal grid the grid `optimal` is
     seeds: int = 3
     seed: int = 0
     delta: float = 1e-3
@@ -149,6 +151,7 @@ def check_config(cfg: ValidateConfig) -> ValidateConfig:
     cfg.steps = steps_list("steps", cfg.steps, MAX_STEPS)
     cfg.grids = split_list("grids", cfg.grids, GRIDS)
     cfg.bound = choice("bound", cfg.bound, BALANCE_RATES)
+    cfg.solver = choice("solver", cfg.solver, SOLVERS)
     cfg.seeds = integer("seeds", cfg.seeds, low=1, high=1000)
     cfg.seed = option("seed", cfg.seed)
     cfg.delta, cfg.T = time_window(cfg.delta, cfg.T, delta_min=TEACHER_DELTA_MIN)
@@ -172,6 +175,9 @@ def check_config(cfg: ValidateConfig) -> ValidateConfig:
     cfg.amp_samples = integer("amp_samples", cfg.amp_samples, low=2, high=10**7)
     cfg.lip_samples = integer("lip_samples", cfg.lip_samples, low=1, high=10**7)
     cfg.empirical_samples = integer("empirical_samples", cfg.empirical_samples, low=16, high=10**7)
+    if "optimal" in cfg.grids and max(cfg.steps) > 64:
+        raise InputError(f"`steps` = {max(cfg.steps)}: expected at most 64 with `grids` optimal (the grid search's "
+                         "limit)")
     if cfg.lip_samples > cfg.n_test:
         cfg.lip_samples = cfg.n_test
     _memory(cfg)

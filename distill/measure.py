@@ -24,30 +24,12 @@ import math
 import numpy as np
 import torch
 
+from ..numcore.estimators import Z95, mean_ci, quantile_ci, spread, t_quantile  # noqa: F401  (re-exported)
+
 FAN_RATES = ("tri", "sharp", "onesided")
 
 
 # ----------------------------------------------------------------------------- estimators
-# Every interval is valid for its sample size or undefined: an end that no sample of this size can
-# give is None (null in JSON, "undefined" in tables).
-def _t(level: float, n: int) -> float:
-    """Two-sided Student-t quantile with n - 1 degrees of freedom."""
-    from scipy.stats import t as student_t
-
-    return float(student_t.ppf(0.5 + level / 2, n - 1))
-
-
-def mean_ci(values, level: float = 0.95) -> dict:
-    """Mean with a Student-t interval (exact for normal data, the CLT interval for large n);
-    undefined (None) for one value."""
-    v = np.asarray(values, float).ravel()
-    m = float(v.mean())
-    if v.size < 2:
-        return {"value": m, "ci_low": None, "ci_high": None, "n": int(v.size)}
-    h = _t(level, v.size) * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return {"value": m, "ci_low": m - h, "ci_high": m + h, "n": int(v.size)}
-
-
 def rms_ci(sq_values) -> dict:
     """sqrt(E[v]) of non-negative v, interval from the interval of E[v] (cut at 0)."""
     e = mean_ci(sq_values)
@@ -65,35 +47,8 @@ def ratio_ci(num, den) -> dict:
     if n < 2:
         return {"value": float(R), "ci_low": None, "ci_high": None, "n": int(n)}
     var = (a.var(ddof=1) - 2 * R * np.cov(a, b)[0, 1] + R * R * b.var(ddof=1)) / (n * mb * mb)
-    h = _t(0.95, n) * math.sqrt(max(var, 0.0))
+    h = t_quantile(0.95, n) * math.sqrt(max(var, 0.0))
     return {"value": float(R), "ci_low": float(R - h), "ci_high": float(R + h), "n": int(n)}
-
-
-def quantile_ci(values, q: float, level: float = 0.95) -> dict:
-    """Sample q-quantile with the distribution-free order-statistic interval [x_(l), x_(u)].
-
-    l and u are the ranks whose binomial tail probabilities are at most (1 - level)/2 each, so the
-    interval covers the true quantile with probability >= level for any continuous distribution.
-    An end that no rank reaches at this sample size is None: the upper end of the 99th percentile
-    needs n >= 368 (1 - 0.99^n >= 0.975)."""
-    from scipy.stats import binom
-
-    v = np.sort(np.asarray(values, float).ravel())
-    n = v.size
-    value = float(np.quantile(v, q))
-    a = (1.0 - level) / 2
-    cdf = binom.cdf(np.arange(n), n, q)  # cdf[k] = P(#{x_i <= xi_q} <= k); x_(k+1) is v[k]
-    low_k = np.nonzero(cdf <= a)[0]
-    high_k = np.nonzero(cdf >= 1.0 - a)[0]
-    lo = min(float(v[low_k[-1]]), value) if low_k.size else None
-    hi = max(float(v[high_k[0]]), value) if high_k.size else None
-    return {"value": value, "ci_low": lo, "ci_high": hi, "n": int(n)}
-
-
-def spread(values) -> dict:
-    """mean, p99 and max of a sample (the max is a lower estimate of the sup)."""
-    v = np.asarray(values, float)
-    return {"mean": mean_ci(v), "p99": quantile_ci(v, 0.99), "max": float(v.max())}
 
 
 # ----------------------------------------------------------------------------- errors

@@ -78,7 +78,7 @@ def summarise(results) -> list[dict]:
     return rows
 
 
-def assemble(cfg, info, amp, results, *, device, executor, wall_s) -> dict:
+def assemble(cfg, info, amp, results, *, device, executor, wall_s, trajectory=None) -> dict:
     fan_holds = {r: all(j["fan"][r]["holds"] for j in results) for r in ("tri", "sharp", "onesided")}
     return {
         "config": cfg.to_dict(),
@@ -87,6 +87,7 @@ def assemble(cfg, info, amp, results, *, device, executor, wall_s) -> dict:
         "device": device,
         "mixtures": info,
         "amplification": amp,
+        "trajectory": trajectory or {},
         "jobs": results,
         "summary": summarise(results),
         "fan_bound_holds_everywhere": fan_holds,
@@ -135,16 +136,43 @@ def summary_markdown(doc) -> str:
     lines.append("Fan bound slack (bound / measured), min .. max over jobs: " +
                  ", ".join(f"{r} {min(v):.2g} .. {max(v):.2g}" for r, v in slack.items() if v))
 
-    lines += ["", "Amplification ||D Phi_{t->delta}(x)||_op over x ~ p_t (measured) against exp(Lambda(t)):", "",
-              "| mixture | t | mean [95% CI] | p99 [95% CI] | max | exp(Lambda) tri | sharp | onesided |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    trajs = [j["fan_trajectory"] for j in doc["jobs"] if j.get("fan_trajectory") and j["fan"]["tri"]["measured_rms"] > 0]
+    if trajs:
+        ratio = [f["estimate_end"] / f["measured_rms"] for f in trajs]
+        lines.append("Fan estimate from per-trajectory factors sum_i eps_i q_i (q_i: RMS certified factor from t_i to "
+                     f"delta; an estimate, not a bound) / measured, min .. max over jobs: {min(ratio):.2g} .. "
+                     f"{max(ratio):.2g}")
+
+    lines += ["", "Amplification ||D Phi_{t->delta}(x)||_op over x ~ p_t: measured, certified per trajectory "
+              "(an upper bound for each trajectory) and the worst case exp(Lambda(t)):", "",
+              "| mixture | t | mean [95% CI] | p99 [95% CI] | max | certified p99 / max (holds) | "
+              "exp(Lambda) tri | sharp | onesided |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mk, rows in doc["amplification"].items():
         name = doc["mixtures"][mk]["describe"]["name"]
         for r in rows:
             m, q = r["mean"], r["p99"]
+            c = (f"{r['certified']['p99']['value']:.3g} / {r['certified']['max']:.3g} "
+                 f"({r['certificate_holds']}/{r['certificate_checked']})" if "certified" in r else "-")
             lines.append(f"| {name} | {r['t']:.3g} | {m['value']:.3g} [{_g(m['ci_low'])}, {_g(m['ci_high'])}] | "
-                         f"{q['value']:.3g} [{_g(q['ci_low'])}, {_g(q['ci_high'])}] | {r['max']:.3g} | "
+                         f"{q['value']:.3g} [{_g(q['ci_low'])}, {_g(q['ci_high'])}] | {r['max']:.3g} | {c} | "
                          f"{r['predicted']['tri']:.3g} | {r['predicted']['sharp']:.3g} | {r['predicted']['onesided']:.3g} |")
+
+    if doc.get("trajectory"):
+        lines += ["", "Lipschitz mismatch, from per-trajectory factors on exact trajectories x_T ~ p_T: the Lipschitz "
+                  "constant a one-step student needs (max over x_T of ||D Phi_{T->delta}||: measured, certified) against "
+                  "what each block of an N-step student needs (max over segments and x of ||D Phi_{t_{i-1}->t_i}||):", "",
+                  "| mixture | one-step measured | one-step certified | grid | N | block measured | block certified | "
+                  "ratio one-step / block (certified) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for mk, tr in doc["trajectory"].items():
+            name = doc["mixtures"][mk]["describe"]["name"]
+            one = tr["one_step"]
+            for key, g in tr["grids"].items():
+                kind, N = key.split("/")
+                bm = max(s["measured_max"] for s in g["segments"])
+                bc = max(s["certified_max"] for s in g["segments"])
+                lines.append(f"| {name} | {one['measured_max']:.3g} | {one['certified_max']:.3g} | {kind} | {N} | "
+                             f"{bm:.3g} | {bc:.3g} | {one['certified_max'] / bc:.3g} |")
 
     lines += ["", "Lipschitz constants at the largest N (first seed): max over segments of max_x ||D psi_i||_op "
               "(trained block) and of max_x ||D Phi_{t_{i-1}->t_i}||_op (teacher), same points:", "",

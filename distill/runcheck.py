@@ -211,6 +211,35 @@ def load_amplification(out: Path, cfg, mixes) -> dict:
     return data
 
 
+def load_trajectory(out: Path, info: dict, mixes) -> dict:
+    """trajectory.json (per-trajectory factors along the grid nodes), checked against the grids it serves."""
+    path = out / "trajectory.json"
+    data = _json(path, redo_file(out))
+    try:
+        mapping(data, "the document", tuple(mixes))
+        for mk in mixes:
+            entry = mapping(data[mk], mk, ("one_step", "grids"))
+            one = mapping(entry["one_step"], f"{mk}.one_step",
+                          ("certified_max", "certified_p99", "estimate_max", "measured_max", "measured_p99", "holds", "n"))
+            for k in ("certified_max", "certified_p99", "estimate_max", "measured_max", "measured_p99"):
+                num(one[k], f"{mk}.one_step.{k}", low=0.0)
+            grids = mapping(entry["grids"], f"{mk}.grids", tuple(info[mk]["grids"]))
+            for key, g in info[mk]["grids"].items():
+                where = f"{mk}.grids.{key}"
+                gg = mapping(grids[key], where, ("segments", "rms_certified_to_delta"))
+                N = len(g["nodes"]) - 1
+                nums(gg["rms_certified_to_delta"], f"{where}.rms_certified_to_delta", N + 1, low=0.0)
+                if not isinstance(gg["segments"], list) or len(gg["segments"]) != N:
+                    raise _Bad(f"{where} does not hold {N} segments")
+                for i, seg in enumerate(gg["segments"]):
+                    seg = mapping(seg, f"{where}.segments[{i}]", ("certified_max", "estimate_max", "measured_max", "holds"))
+                    for k in ("certified_max", "estimate_max", "measured_max"):
+                        num(seg[k], f"{where}.segments[{i}].{k}", low=0.0)
+    except _Bad as exc:
+        raise damaged(path, f"is damaged ({exc})", redo_file(out)) from None
+    return data
+
+
 # ----------------------------------------------------------------------------- torch files
 def _torch_load(path, remedy):
     import pickle

@@ -71,6 +71,7 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
     path = out / "grids.json"
     if path.exists():
         return runcheck.load_grids(out, cfg, mixes)
+    from ..bounds.optimal import optimal_grid
     from ..bounds.stability import stability
     from ..numcore import grids as G
 
@@ -88,6 +89,8 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
                         nodes = G.build("balanced", N, cfg.delta, cfg.T, stability=st[cfg.bound].integral)
                     elif kind == "empirical":
                         nodes = G.build("balanced", N, cfg.delta, cfg.T, stability=st["empirical"].integral)
+                    elif kind == "optimal":  # the solver's optimal grid on the exact mixture
+                        nodes = optimal_grid(mix, N, cfg.solver, delta=cfg.delta, T=cfg.T, seed=cfg.seed)["t"]
                     else:
                         nodes = G.build(kind, N, cfg.delta, cfg.T)
                     nodes = np.asarray(nodes, float)
@@ -166,15 +169,85 @@ def amplification_phase(cfg, mixes, info, out: Path, device: str, progress=True)
         with _bar(len(mixes) * cfg.amp_times, "amplification", progress) as bar:
             for mk, mix in mixes.items():
                 teacher = Teacher(mix, device, torch.float64, cfg.teacher_step)
-                rows = amplification(teacher, mix, info[mk]["amp_times"], cfg.delta, cfg.amp_samples,
-                                     seed_of("amplification", mk, cfg.seed), progress=bar)
+                seed = seed_of("amplification", mk, cfg.seed)
+                rows = amplification(teacher, mix, info[mk]["amp_times"], cfg.delta, cfg.amp_samples, seed,
+                                     progress=bar)
                 for j, row in enumerate(rows):
                     row["predicted"] = {r: float(np.exp(min(info[mk]["amp_Lambda"][r][j], 700.0))) for r in RATES}
                     row["holds"] = {r: holds(row["predicted"][r], row["max"]) for r in RATES}
                     row["holds_rtol"] = HOLDS_RTOL
+                    row.update(per_trajectory_row(mix, row["t"], cfg.delta, cfg.amp_samples, [seed, j]))
                 result[mk] = rows
     finally:
         torch.set_num_threads(threads)
+    write_json(path, result)
+    return result
+
+
+def per_trajectory_row(mix, t: float, delta: float, n: int, seed) -> dict:
+    """Per-trajectory factors of ||D Phi_{t->delta}|| on the same samples as :func:`measure.amplification`:
+    ``certified`` (an upper bound per trajectory) and ``trajectory_estimate`` (the Gronwall integral without
+    its error term), each as mean/p99/max, and ``certificate_holds`` against the propagated Jacobian."""
+    from ..numcore.estimators import spread
+    from ..numcore.marginal import sample
+    from ..numcore.trajectory import gronwall
+
+    x = sample(mix, float(t), n, np.random.default_rng(seed))
+    g = gronwall(mix, x, float(t), delta, step=0.02)
+    measured = g.measured  # the numpy RK4 Jacobian on the same samples (agrees with the torch teacher's)
+    return {"certified": spread(g.certified), "trajectory_estimate": spread(g.predicted),
+            "certificate_holds": int((g.certified >= measured).sum()), "certificate_checked": int(n)}
+
+
+# ----------------------------------------------------------------------------- phase 3b
+def trajectory_phase(cfg, mixes, info, out: Path, progress=True) -> dict:
+    """Per-trajectory factors along the union of grid nodes, from x_T ~ p_T (``amp_samples`` exact
+    trajectories, numpy): per grid the certified, estimated and measured factor of every segment and of
+    the whole map T -> delta, and per node the RMS certified factor to delta (for the fan estimate)."""
+    path = out / "trajectory.json"
+    if path.exists():
+        return runcheck.load_trajectory(out, info, mixes)
+    from ..numcore.marginal import sample
+    from ..numcore.trajectory import gronwall
+
+    result = {}
+    with _bar(sum(len(info[mk]["union_nodes"]) - 1 for mk in mixes), "per-trajectory", progress) as bar:
+        for mk, mix in mixes.items():
+            union = info[mk]["union_nodes"]
+            x = sample(mix, cfg.T, cfg.amp_samples, np.random.default_rng(seed_of("trajectory", mk, cfg.seed)))
+            cert, est, jac = [], [], []
+            for a, b in zip(union, union[1:]):
+                g = gronwall(mix, x, a, b, step=0.02)
+                cert.append(g.log_certified), est.append(g.log_predicted), jac.append(g.jacobian)
+                x = g.endpoints
+                bar.update(1)
+            cert, est = np.array(cert), np.array(est)  # (segments, n)
+            pos = {t: i for i, t in enumerate(union)}
+            grids = {}
+            for key, g in info[mk]["grids"].items():
+                idx = [pos[t] for t in g["nodes"]]
+                segs = []
+                for i0, i1 in zip(idx, idx[1:]):
+                    W = jac[i0]
+                    for k in range(i0 + 1, i1):
+                        W = jac[k] @ W
+                    m = np.linalg.norm(W, ord=2, axis=(1, 2))
+                    c, e = np.exp(np.minimum(cert[i0:i1].sum(0), 700)), np.exp(np.minimum(est[i0:i1].sum(0), 700))
+                    segs.append({"certified_max": float(c.max()), "estimate_max": float(e.max()),
+                                 "measured_max": float(m.max()), "holds": int((c >= m).sum())})
+                to_end = [np.exp(np.minimum(cert[i:idx[-1]].sum(0), 700)) for i in idx]
+                grids[key] = {"segments": segs,
+                              "rms_certified_to_delta": [float(np.sqrt((v**2).mean())) for v in to_end]}
+            W = jac[0]
+            for k in range(1, len(jac)):
+                W = jac[k] @ W
+            m = np.linalg.norm(W, ord=2, axis=(1, 2))
+            c, e = np.exp(np.minimum(cert.sum(0), 700)), np.exp(np.minimum(est.sum(0), 700))
+            result[mk] = {"one_step": {"certified_max": float(c.max()), "certified_p99": float(np.quantile(c, 0.99)),
+                                       "estimate_max": float(e.max()), "measured_max": float(m.max()),
+                                       "measured_p99": float(np.quantile(m, 0.99)), "holds": int((c >= m).sum()),
+                                       "n": int(c.size)},
+                          "grids": grids}
     write_json(path, result)
     return result
 
@@ -288,6 +361,14 @@ def run_job(ctx: dict, payload=None) -> dict:
                       "holds": holds(start, measured), "holds_end": holds(end, measured), "holds_rtol": HOLDS_RTOL,
                       "slack": start / measured if measured > 0 else float("inf"),
                       "slack_end": end / measured if measured > 0 else float("inf")}
+        fan_traj = None
+        if ctx.get("rms_certified"):
+            rms = ctx["rms_certified"]  # nodes t_0..t_N
+            fan_traj = {"estimate_end": float(sum(e * r for e, r in zip(eps, rms[1:]))),
+                        "estimate_start": float(sum(e * r for e, r in zip(eps, rms[:-1]))),
+                        "measured_rms": measured,
+                        "what": "sum_i eps_i q_i with q_i the RMS over trajectories of the certified per-trajectory "
+                                "factor from t_i (end) or t_{i-1} (start) to delta: a first-order estimate, not a bound"}
         lip = []
         n_lip = cfg.lip_samples
         for i in range(N):
@@ -307,7 +388,7 @@ def run_job(ctx: dict, payload=None) -> dict:
             "params_total": N * param_count(d, width, cfg.depth),
             "train_loss": losses, "finetune_loss": finetune_loss,
             "rel_mse": rel, "local_error_teacher": local_teacher, "local_error_chain": local_chain,
-            "fan": fan, "lipschitz": lip, "timing": timing,
+            "fan": fan, "fan_trajectory": fan_traj, "lipschitz": lip, "timing": timing,
         }
         write_json(done, result)
         return result
@@ -369,6 +450,7 @@ def _run(cfg, out: Path, *, resume, executor, workers, address, progress, plots)
     info = stability_phase(cfg, mixes, out, progress)
     teacher_phase(cfg, mixes, info, out, device, progress)
     amp = amplification_phase(cfg, mixes, info, out, device, progress)
+    traj = trajectory_phase(cfg, mixes, info, out, progress)
 
     jobs = jobs_of(cfg, mixes)
     payloads = {}
@@ -381,7 +463,8 @@ def _run(cfg, out: Path, *, resume, executor, workers, address, progress, plots)
         ctx = {"job": job, "config": cfg.to_dict(), "spec": cfg.specs[int(mk.split("-", 1)[0])],
                "nodes": g["nodes"], "node_index": [pos[t] for t in g["nodes"]], "Lambda": g["Lambda"],
                "dir": str(out / "jobs" / job_key(job)), "device": device, "out": str(out), "union": union,
-               "teacher_path": str(teacher_path(out, mk, job["seed"]))}
+               "teacher_path": str(teacher_path(out, mk, job["seed"])),
+               "rms_certified": traj[mk]["grids"][f"{job['grid']}/{job['N']}"]["rms_certified_to_delta"]}
         payload = None
         if executor in ("local", "ray") and not (Path(ctx["dir"]) / "result.json").exists():
             key = (mk, job["seed"])
@@ -401,7 +484,7 @@ def _run(cfg, out: Path, *, resume, executor, workers, address, progress, plots)
 
     with bar:
         results = execute(run_job, tasks, on_done, executor, workers, address)
-    results_doc = report.assemble(cfg, info, amp, results, device=device, executor=executor,
+    results_doc = report.assemble(cfg, info, amp, results, device=device, executor=executor, trajectory=traj,
                                   wall_s=time.perf_counter() - t_start)
     report.write(out, results_doc, plots=plots, progress=progress)
     return results_doc

@@ -8,7 +8,9 @@
 * :mod:`.empirical` brute-force sup and mean of ||J||_op;  :mod:`.lp` Monte-Carlo L^p errors
 * :mod:`.integral`  Lambda(t) by adaptive Gauss-Kronrod in log t, and its inverse
 * :mod:`.units`, :mod:`.grids`, :mod:`.samplers`, :mod:`.distances`  time units, grid kinds,
-  k-diffusion-style samplers, error measures
+  k-diffusion-style samplers (and their compiled twins with gradients), error measures
+* :mod:`.flowmap`   the exact probability-flow map (RK4 in log sigma_VE), without torch
+* :mod:`.gridsearch` the search for the grid that minimises a solver's error
 * :mod:`.network`, :mod:`.gadgets`, :mod:`.scorenet`, :mod:`.scorenet_time`, :mod:`.timecoef`
   framework-free ReLU-ReQU networks and the constructive score networks
 

@@ -274,7 +274,7 @@ OPTIONS: dict[str, Domain] = {
     "empirical": Domain("integer", 0, 10**8),
     "samples": Domain("integer", 16, 10**7),
     "steps": Domain("integer", 1, 100_000),
-    "solvers.steps": Domain("integer", 1, 4096),
+    "solvers.steps": Domain("integer", 1, 64),  # every N gets each solver's optimal grid
     "eps": Domain("real", 0.0, low_open=True),
     "p": Domain("real", 1.0, 64.0),
     "t": Domain("real", 0.0, T_LIMIT, low_open=True),
@@ -282,6 +282,11 @@ OPTIONS: dict[str, Domain] = {
     "times": Domain("integer", 2, 100),
     "ball_mass": Domain("real", 0.0, 1.0, low_open=True, high_open=True),
     "workers": Domain("integer", 1, 4096),
+    "train_samples": Domain("integer", 16, 10**7),
+    "test_samples": Domain("integer", 16, 10**7),
+    "effort": Domain("real", 0.05, 100.0),
+    "random": Domain("integer", 0, 1000),
+    "optimal.steps": Domain("integer", 1, 64),
 }
 
 

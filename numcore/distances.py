@@ -41,18 +41,30 @@ def directions(d: int, n: int, rng) -> np.ndarray:
     return th / np.linalg.norm(th, axis=1, keepdims=True)
 
 
-def sliced_wasserstein(x, y, theta) -> float:
+def sorted_projections(x, theta) -> np.ndarray:
+    """The projections theta . x_i, sorted per direction: shape (directions, n)."""
+    return np.sort(np.asarray(theta, float) @ np.asarray(x, float).T, axis=1)
+
+
+def sliced_wasserstein(x, y, theta, y_sorted=None) -> float:
     """SW_2 between the empirical measures of x (n, d) and y (m, d) along the directions theta (k, d).
 
     Equal sizes pair the sorted projections; unequal sizes integrate (F_x^{-1}(u) - F_y^{-1}(u))^2 over
     u in (0, 1) exactly (both quantile functions are steps, on the union of their breakpoints).
+    ``y_sorted``: :func:`sorted_projections` of y, when y is compared with many x (computed once).
     """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"sliced_wasserstein: shapes {x.shape} and {y.shape} do not match")
-    px = np.sort(x @ theta.T, axis=0)
-    py = np.sort(y @ theta.T, axis=0)
-    return float(np.sqrt(np.mean(_w2_sq_sorted(px, py))))
+    x, theta = np.asarray(x, float), np.asarray(theta, float)
+    if y_sorted is None:
+        y = np.asarray(y, float)
+        if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or theta.shape[-1] != x.shape[1]:
+            raise ValueError(f"sliced_wasserstein: shapes {x.shape} and {y.shape} do not match")
+        py = sorted_projections(y, theta)
+    else:
+        py = np.asarray(y_sorted, float)
+        if x.ndim != 2 or py.ndim != 2 or py.shape[0] != len(theta) or theta.shape[-1] != x.shape[1]:
+            raise ValueError(f"sliced_wasserstein: shapes {x.shape} and {py.shape} (sorted) do not match")
+    px = sorted_projections(x, theta)
+    return float(np.sqrt(np.mean(_w2_sq_sorted(px.T, py.T))))
 
 
 def _w2_sq_sorted(px, py) -> np.ndarray:

@@ -292,6 +292,44 @@ def _build(w, means, eig, basis, structure, name) -> GaussianMixture:
     )
 
 
+# ----------------------------------------------------------------------------- random mixtures
+RANDOM_FAMILIES = ("isotropic", "shared-full", "per-component")
+
+
+def random_spec(rng: np.random.Generator, d: int, K: int, family: str, *, var_lo: float = 0.01, var_hi: float = 1.0,
+                spread: float = 2.0) -> dict:
+    """A random mixture spec: weights Dirichlet(2) (floored at 1e-3), means N(0, spread^2 I), variances
+    log-uniform in [var_lo, var_hi]; ``family`` is ``isotropic`` (one variance shared by every component and
+    direction), ``shared-full`` (one full covariance, random rotation) or ``per-component`` (a full covariance
+    per component)."""
+    w = np.maximum(rng.dirichlet(np.full(K, 2.0)), 1e-3)
+    spec = {"weights": (w / w.sum()).tolist(), "means": rng.normal(scale=spread, size=(K, d)).tolist()}
+    logv = lambda size: np.exp(rng.uniform(np.log(var_lo), np.log(var_hi), size=size))  # noqa: E731
+    if family == "isotropic":
+        spec["variance"] = float(logv(None))
+        return spec
+    if family not in RANDOM_FAMILIES:
+        raise InputError(f"`family` = {family!r}: expected one of {', '.join(RANDOM_FAMILIES)}")
+    covs = []
+    for _ in range(1 if family == "shared-full" else K):
+        Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        covs.append((Q * logv(d)) @ Q.T)
+    spec["cov"] = covs[0].tolist() if family == "shared-full" else [c.tolist() for c in covs]
+    return spec
+
+
+def random_mixtures(count: int, seed: int = 0, *, d_max: int = 8, K_min: int = 2, K_max: int = 8) -> list:
+    """``count`` seeded random mixtures: family cycling through :data:`RANDOM_FAMILIES`, d uniform in
+    1..d_max, K uniform in K_min..K_max (:func:`random_spec`); mixture i depends on (seed, i) only."""
+    out = []
+    for i in range(int(count)):
+        rng = np.random.default_rng([int(seed), i])
+        family = RANDOM_FAMILIES[i % len(RANDOM_FAMILIES)]
+        d, K = int(rng.integers(1, d_max + 1)), int(rng.integers(K_min, K_max + 1))
+        out.append(from_spec(random_spec(rng, d, K, family), name=f"random{seed}-{i}-{family}-d{d}-K{K}"))
+    return out
+
+
 # ----------------------------------------------------------------------------- built-ins
 
 

@@ -92,9 +92,52 @@ SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp
 EVALS_PER_STEP = {"euler": 1, "heun": 2, "dpmpp_2m": 1}
 
 
-def sample_grid(mix, x_T, t, solver: str):
-    """Run ``solver`` on the OU-time grid t (descending, t[0] = T) from x_T ~ p_T; returns x at t[-1] (OU scale)."""
+SOLVER_IDS = {"euler": 0, "heun": 1, "dpmpp_2m": 2}
+PARALLEL_WORK = 2**16  # points x steps from which the compiled solver runs in parallel
+
+
+def sample_grid(mix, x_T, t, solver: str, *, compiled: bool = True):
+    """Run ``solver`` with the exact denoiser on the OU-time grid t (descending, t[0] = T, t[-1] > 0) from
+    x_T (n, d), OU scale; returns x at t[-1] (n, d), OU scale.
+
+    ``compiled`` runs the whole solver in one numba kernel (:func:`numcore.kernels._solve_grid`, every point
+    on its own); otherwise the loops above with :func:`mixture_denoiser` (the reference it is tested against).
+    """
     t = np.asarray(t, float)
     sigmas = np.sqrt(np.expm1(2.0 * t))
-    y = SAMPLERS[solver](mixture_denoiser(mix), np.asarray(x_T, float) * np.exp(t[0]), sigmas)
+    y = np.array(np.asarray(x_T, float) * np.exp(t[0]), order="C")
+    if compiled:
+        from . import kernels as kn
+        from .flowmap import tables
+
+        inv_s, mrot, logc, mats = tables(mix, t)
+        size, nch = kn._chunks(y.shape[0])
+        kernel = kn._solve_grid if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._solve_grid_serial
+        kernel(y, sigmas, SOLVER_IDS[solver], 2.0 * np.sinh(t), np.exp(-t), inv_s, mrot, logc, mats,
+                       size, nch)
+    else:
+        y = SAMPLERS[solver](mixture_denoiser(mix), y, sigmas)
     return y * np.exp(-t[-1])
+
+
+def squared_error_and_grad(mix, x_T, target, t, solver: str):
+    """(sum_i |x_i - target_i|^2, its gradient with respect to rho_k = log sigma_VE(t_k)) for ``solver`` with the
+    exact denoiser on the grid t from x_T (OU scale); x_i are the end points at t[-1] and target (n, d) is in OU
+    scale too.  The gradient has shape (N + 1,) (every node; the ends' entries are there but the ends are
+    usually fixed).  Reverse-mode differentiation through the compiled solver (:func:`numcore.kernels
+    ._solve_grid_grad`), checked against finite differences in the tests."""
+    from . import kernels as kn
+    from .flowmap import tables
+
+    t = np.asarray(t, float)
+    sigmas = np.sqrt(np.expm1(2.0 * t))
+    y = np.ascontiguousarray(np.asarray(x_T, float) * np.exp(t[0]))
+    tgt = np.ascontiguousarray(np.asarray(target, float) * np.exp(t[-1]))  # VE scale at the last node
+    inv_s, mrot, logc, mats = tables(mix, t)
+    size, nch = kn._chunks(y.shape[0])
+    loss, grad = np.zeros(nch), np.zeros((nch, t.size))
+    kernel = kn._solve_grid_grad if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._solve_grid_grad_serial
+    kernel(y, tgt, sigmas, SOLVER_IDS[solver], 2.0 * np.sinh(t), np.exp(-t), inv_s, mrot, logc, mats,
+                        size, nch, loss, grad)
+    scale2 = np.exp(-2.0 * t[-1])  # back to OU scale: x = e^{-t_N} y
+    return float(loss.sum()) * scale2, grad.sum(0) * scale2

@@ -117,3 +117,86 @@ def test_isotropic_closed_form_expression_equals_generated():
 def test_latex_mentions_each_bound():
     tex = LipschitzBound(builtin("hetero3")).latex()
     assert r"L_{\mathrm{tri}}" in tex and r"L_{\mathrm{sharp}}" in tex and "R(t)" in tex
+
+
+@settings(max_examples=30, deadline=None)
+@given(mix=mixtures(structures=("iso_k", "diag_k", "full_k"), K_min=2, K_max=5, d_max=5, var_lo=0.01),
+       t=TIMES, seed=st.integers(0, 1000))
+def test_pair_inequality_holds_in_the_ball(mix, t, seed):
+    """||g_k - g_j||^2 <= C - D sign (l_k - l_j) at random points of the ball and of its sphere (numpy oracle)."""
+    from oracles import logpdf_terms
+
+    lb = LipschitzBound(mix)
+    R = lb.radius(t)[0]
+    C, D, sign = (v[0] for v in lb.pair_constants(t))
+    k, j = np.triu_indices(mix.K, 1)
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((60, mix.d))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    pts = np.concatenate([z[:30] * R, z[30:] * R * rng.uniform(0, 1, (30, 1)) ** (1 / mix.d),
+                          np.exp(-t) * mix.means])
+    for x in pts:
+        l, g, _ = logpdf_terms(x, mix.weights, mix.means, mix.covs, t)
+        lhs = ((g[k] - g[j]) ** 2).sum(1)
+        rhs = C - D * sign * (l[k] - l[j])
+        assert np.all(lhs <= rhs * (1 + 1e-9) + 1e-9 * np.abs(C) + 1e-12), (lhs - rhs).max()
+
+
+@settings(max_examples=15, deadline=None)
+@given(mix=mixtures(structures=("iso_k", "full_k"), K_min=2, K_max=5, d_max=4, var_lo=0.01), t=TIMES)
+def test_ball_bounds_exceed_the_strong_oracle(mix, t):
+    """Samples, mean lines and local maximisation in the ball (seeded on pair saddles) stay below the bounds."""
+    lb = LipschitzBound(mix)
+    R = lb.radius(t)[0]
+    r = jacobian_stats(mix, t, 500, 0, per_segment=33, radius=R, refine=8)
+    assert r.sup <= lb(t, "sharp")[0] * (1 + 1e-9) + 1e-12
+    m = lb(t, "onesided")[0]
+    assert r.sup_growth <= m + 1e-9 * abs(m) + 1e-12
+
+
+def test_weighted_pair_form_tightens_per_component_bounds():
+    """The weighted pair form is never above the diameter form's minimum and is far below it at low noise."""
+    mix = from_spec({"means": [[-1.5, 0.0], [1.5, 0.5], [0.0, 2.0]], "variance": [0.01, 0.3, 1.0]})
+    lb = LipschitzBound(mix)
+    ts = np.geomspace(1e-3, 1.0, 9)
+    V = lb.spread(ts)
+    assert np.all(V <= lb.weighted_spread(ts) * (1 + 1e-12))
+    R = lb.radius(ts)
+    b = lb.ball
+    from flowcert.bounds import _generated as gen
+
+    diameter = gen.ball_spread_pair(ts[:, None], b["lmin_k"], b["lmin_j"], b["dS"], b["dmu"], b["nmu_k"], b["nmu_j"],
+                                    R[:, None]).max(1)
+    assert np.all(V <= diameter * (1 + 1e-12)) and V[0] < 0.1 * diameter[0]
+
+
+def test_bound_check_tool_quick_setting_finds_no_violation():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bound_check.py"
+    spec = importlib.util.spec_from_file_location("bound_check", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run(**mod.QUICK)
+    assert res["violations"] == {"sharp": 0, "tri": 0, "onesided": 0}
+    assert set(res["tightness"]) == set(mod.STRUCTURES)
+    for v in res["tightness"].values():
+        assert 0 < v["sharp"]["median"] <= 1 and v["sharp"]["max"] <= 1 + 1e-9
+
+
+@settings(max_examples=20, deadline=None)
+@given(K=st.integers(2, 8), seed=st.integers(0, 10**6))
+def test_simplex_max_is_the_maximum_of_the_quadratic_form(K, seed):
+    """q >= w^T C w at many random points of the simplex, and q is reached (within 10%) by the best of them."""
+    from flowcert.bounds.lipschitz import simplex_max
+
+    rng = np.random.default_rng(seed)
+    k, j = np.triu_indices(K, 1)
+    Cp = rng.exponential(size=(1, k.size)) ** 3
+    q = simplex_max(Cp, K)[0]
+    C = np.zeros((K, K))
+    C[k, j] = C[j, k] = Cp[0]
+    w = np.concatenate([rng.dirichlet(np.full(K, a), size=20000) for a in (0.2, 1.0)])
+    vals = np.einsum("sa,ab,sb->s", w, C, w)
+    assert vals.max() <= q and vals.max() >= 0.9 * q or K == 2 and vals.max() <= q

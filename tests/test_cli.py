@@ -58,9 +58,12 @@ def test_lipschitz_json_and_plot(runner, tmp_path):
     r = run(runner, "lipschitz", "line2", "--points", "6", "--empirical", "500", "--format", "json", "--plot", str(png))
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    for key in ("t", "tri", "sharp", "onesided", "empirical_sup", "empirical_mean"):
+    for key in ("t", "tri", "sharp", "onesided", "empirical_sup", "empirical_mean", "trajectory_rate_mean",
+                "trajectory_rate_p99"):
         assert len(out[key]) == 6
     assert np.all(np.array(out["empirical_sup"]) <= np.array(out["sharp"]) * (1 + 1e-9))
+    # the along-trajectory rate lambda_max(-J) never exceeds the one-sided bound
+    assert np.all(np.array(out["trajectory_rate_p99"]) <= np.array(out["onesided"]) * (1 + 1e-9) + 1e-12)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -70,9 +73,28 @@ def test_lipschitz_ball_scope_reports_radius(runner):
 
 
 def test_mixture_summary(runner):
-    r = run(runner, "mixture", "ring8", "--format", "json")
+    r = run(runner, "mixture", "ring8", "--format", "json", "--amp-samples", "0")
     out = json.loads(r.output)
     assert out["K"] == 8 and out["d"] == 2 and out["bounds"]["tri"]["lambda_T"] > 0
+    assert "amplification" not in out
+
+
+def test_mixture_amplification_fields(runner):
+    r = run(runner, "mixture", "line2", "--format", "json", "--amp-samples", "24", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    a = json.loads(r.output)["amplification"]
+    assert set(a["worst_case"]) == {"tri", "sharp", "onesided"}
+    for key in ("certified", "measured", "predicted"):
+        s = a[key]
+        assert s["n"] == 24 and s["mean_ci"][0] <= s["mean"] <= s["mean_ci"][1] and s["p99"] <= s["max"]
+    assert a["certificate_holds"] == a["trajectories"] == 24
+    assert a["measured"]["max"] <= a["certified"]["max"] < a["worst_case"]["sharp"]
+    # d = 1: the Gronwall integral is the log of the flow Jacobian
+    assert abs(a["predicted"]["max"] / a["measured"]["max"] - 1) < 1e-3
+    text = run(runner, "mixture", "line2", "--amp-samples", "8").output
+    assert "certified" in text and "upper bound per trajectory" in text and "estimate" in text
+    bad = runner.invoke(main, ["mixture", "line2", "--amp-samples", "-1"])
+    assert bad.exit_code == 2 and "--amp-samples" in bad.output
 
 
 def test_latex(runner):

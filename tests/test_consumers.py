@@ -322,7 +322,8 @@ def test_the_limits_printed_in_the_docs_are_accepted():
 
 
 def test_comfyui_text_is_plain_decimals_that_its_parser_reads_back():
-    r = run("grid", "ring8", "--steps", 8, "--T", 2.68, "--delta", "1e-9", "--for", "comfyui", "--format", "txt")
+    r = run("grid", "ring8", "--steps", 8, "--T", 2.68, "--delta", "1e-9", "--kind", "balanced", "--for", "comfyui",
+            "--format", "txt")
     assert r.exit_code == 0, r.output
     assert "e" not in r.stdout.lower()
     assert "0.000044721359572356476" in r.stdout

@@ -81,13 +81,25 @@ def test_sliced_wasserstein_brute_force_and_gaussian_shift():
 def test_solvers_command_json_and_plot(tmp_path):
     out, png = tmp_path / "s.json", tmp_path / "s.png"
     r = CliRunner().invoke(main, ["solvers", "line2", "--steps", "2,4", "--samples", "200", "--T", "3",
-                                  "--delta", "0.01", "--format", "json", "-o", str(out), "--plot", str(png)])
+                                  "--delta", "0.01", "--train-samples", "128", "--format", "json", "-o", str(out),
+                                  "--plot", str(png)])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert png.stat().st_size > 10000
-    assert len(res["rows"]) == 6 * 2 * 3
+    assert len(res["rows"]) == 8 * 2 * 3
     assert {row["grid"] for row in res["rows"]} == {"balanced-tri", "balanced-sharp", "balanced-empirical",
-                                                    "uniform", "edm", "logsnr"}
+                                                    "uniform", "edm", "logsnr", "kl-optimal", "optimal"}
+    assert res["teacher"]["relative_rms_error"] < 1e-5 and res["optimal"]["train_samples"] == 128
+    for solver in ("euler", "heun", "dpmpp_2m"):
+        for N in ("2", "4"):
+            opt = res["optimal"]["grids"][solver][N]
+            assert len(opt["t"]) == int(N) + 1 and opt["stop"]
+            # the league of one mixture: every grid over the optimal one on the same batch
+            cell = res["league"]["table"][solver][N]["grids"]
+            err = {row["grid"]: row["rel_mse"] for row in res["rows"] if row["solver"] == solver
+                   and row["steps"] == int(N)}
+            assert cell["logsnr"]["geo_mean"] == pytest.approx(err["logsnr"] / err["optimal"], rel=1e-12)
+            assert cell["optimal"]["geo_mean"] == 1.0
     for row in res["rows"]:
         assert row["rel_mse_ci"][0] <= row["rel_mse"] <= row["rel_mse_ci"][1]
         assert row["nfe"] == row["steps"] * (2 if row["solver"] == "heun" else 1)
@@ -97,11 +109,34 @@ def test_solvers_command_json_and_plot(tmp_path):
     assert res["sw_floor"]["mean"] > 0
 
 
+def test_league_over_random_mixtures():
+    from flowcert import solvers
+    from flowcert.numcore.mixture import RANDOM_FAMILIES, random_mixtures
+
+    mixes = random_mixtures(3, seed=4)
+    assert [m.structure for m in mixes] == ["isotropic", "shared", "component"] and len(RANDOM_FAMILIES) == 3
+    assert all(1 <= m.d <= 8 and 2 <= m.K <= 8 for m in mixes)
+    again = random_mixtures(3, seed=4)
+    assert all(np.array_equal(a.means, b.means) for a, b in zip(mixes, again))
+    res = solvers(None, [2], random=2, seed=4, samples=128, train_samples=64, T=3.0, delta=0.01)
+    assert [s["mixture"] for s in res["studies"]] == [m.name for m in mixes[:2]]
+    cell = res["league"]["table"]["euler"][2]
+    logs = [np.log({r["grid"]: r["rel_mse"] for r in s["rows"] if r["solver"] == "euler"}["kl-optimal"]
+                   / {r["grid"]: r["rel_mse"] for r in s["rows"] if r["solver"] == "euler"}["optimal"])
+            for s in res["studies"]]
+    assert cell["grids"]["kl-optimal"]["geo_mean"] == pytest.approx(np.exp(np.mean(logs)), rel=1e-12)
+    lo, hi = cell["grids"]["kl-optimal"]["ci"]
+    assert lo <= cell["grids"]["kl-optimal"]["geo_mean"] <= hi
+    assert cell["grids"]["kl-optimal"]["within"] == np.mean(np.exp(logs) <= 1.1)
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--steps", "4,0"), "--steps = 0: expected an integer >= 1"),
     (("--steps", "four"), "--steps = 'four': expected an integer"),
     (("--samples", "3"), "--samples = 3: expected an integer >= 16"),
     (("--delta", "6"), "--delta = 6: expected a value below --T = 5"),
+    (("--steps", "65"), "--steps = 65: expected an integer <= 64"),
+    (("--random", "-1"), "--random = -1: expected an integer >= 0"),
 ])
 def test_solvers_bad_input(args, needle):
     r = CliRunner().invoke(main, ["solvers", "ring8", *args])

@@ -1,4 +1,4 @@
-"""Stability integral, inversion, grids and units against scipy quad/brentq and closed forms."""
+"""Stability integral, inversion, grids and units against scipy quad and closed forms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.integrate import quad
-from scipy.optimize import brentq
 
 from flowcert.bounds.lipschitz import LipschitzBound
 from flowcert.bounds.stability import stability
@@ -18,23 +17,29 @@ from flowcert.numcore.integral import StabilityIntegral
 
 @settings(max_examples=15, deadline=None)
 @given(mix=mixtures(), which=st.sampled_from(["tri", "sharp"]))
-def test_lambda_matches_quad_and_grid_matches_brentq(mix, which):
+def test_lambda_matches_quad_and_grid_nodes_solve_lambda_equal_levels(mix, which):
     delta, T = 1e-3, 5.0
     lb = LipschitzBound(mix)
     L = lambda u: lb(u, which)[0]  # noqa: E731
+
+    def oracle(x):  # quad with dense log-spaced breakpoints: with few, its own error estimate can be fooled
+        # by the peak of L near delta and by kinks of the max over mean pairs (seen: 1.2e-6 off)
+        return quad(L, delta, x, points=list(np.geomspace(delta, x, 200)[1:-1]), limit=5000,
+                    epsabs=0, epsrel=1e-13)
+
     st_ = stability(mix, which, delta, T, bound=lb)
-    brk = list(np.geomspace(delta, T, 30)[1:-1])
-    ref, _ = quad(L, delta, T, points=brk, limit=2000, epsabs=0, epsrel=1e-12)
-    assert st_.integral.total == pytest.approx(ref, rel=1e-9)
+    ref, err = oracle(T)
+    # per-component bounds take the best of several valid forms, so L(t) can step where the best one changes
+    # (by < 1% of V); quad then reports a larger error of its own, which the comparison allows
+    assert st_.integral.total == pytest.approx(ref, rel=1e-9, abs=2 * err)
     assert st_.integral.error < 1e-6 * ref
     t = grids.balanced(8, st_.integral)
     for i, ti in enumerate(t[1:-1], start=1):
         level = ref * (8 - i) / 8
-        # breakpoints as for the total: without them quad's own error estimate can be fooled by the
-        # peak of L near delta (seen: 1.2e-6 off on a shared full-covariance mixture)
-        f = lambda x: quad(L, delta, x, points=list(np.geomspace(delta, x, 30)[1:-1]), limit=2000,  # noqa: E731
-                           epsabs=0, epsrel=1e-12)[0] - level
-        assert ti == pytest.approx(brentq(f, delta, T, xtol=1e-14, rtol=1e-13), rel=1e-8)
+        # t_i solves Lambda(t) = level; as dLambda/dt = L, an error dt in t_i moves Lambda by L(t_i) dt:
+        # the node is within relative 1e-8 of the exact root (plus quad's own error where the bound steps)
+        value, err_i = oracle(ti)
+        assert abs(value - level) <= 1e-8 * ti * L(ti) + 2 * (err + err_i)
 
 
 def test_balanced_grid_equalises_lambda():

@@ -1,0 +1,204 @@
+"""The grid that makes one few-step solver most accurate on a mixture, and the export that wins for a sampler.
+
+On a Gaussian mixture the flow map is known exactly (:mod:`numcore.flowmap`), so a solver's end-to-end
+error on a grid can be measured and minimised directly:
+
+    objective(t) = sum_i |S_t(x_i) - Phi_{T->delta}(x_i)|^2 / sum_i |Phi_{T->delta}(x_i)|^2,   x_i ~ p_T,
+
+S_t the solver (Euler, Heun or DPM-Solver++(2M), :mod:`numcore.samplers`) with the exact denoiser on the
+grid t, over a training batch; :func:`numcore.gridsearch.search` minimises it from the best closed-form grid
+(log-SNR, KL-optimal, EDM).  The reported error is measured on a separate fresh batch, with a 95% interval,
+next to the closed forms' errors on the same batch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..numcore import flowmap, grids, gridsearch
+from ..numcore.checks import TEACHER_DELTA_MIN, InputError, choice, option, real
+from ..numcore.distances import relative_mse
+from ..numcore.io import no_progress
+from ..numcore.marginal import sample
+from ..numcore.mixture import GaussianMixture
+from ..numcore.samplers import sample_grid, squared_error_and_grad
+
+SOLVERS = ("euler", "heun", "dpmpp_2m")
+BASELINES = ("logsnr", "kl-optimal", "edm")
+TRAIN_SAMPLES = 4096
+SCREEN_SAMPLES = 1024  # the search runs on these first training trajectories, then refines on all of them
+TEST_SAMPLES = 4096
+TEACHER_STEP = 0.05  # RK4 step in log sigma_VE: relative RMS error ~3e-7 on ring8 (estimated in every run)
+MAX_STEPS = gridsearch.MAX_STEPS
+# the solver a sampler preset runs (its default); --solver overrides it
+PRESET_SOLVER = {
+    "diffusers-euler": "euler",  # EulerDiscreteScheduler
+    "diffusers-edm": "euler",  # EDMEulerScheduler
+    "diffusers-flowmatch": "euler",  # FlowMatchEulerDiscreteScheduler (Euler in r = Euler in VE sigma)
+    "diffusers-timesteps": "dpmpp_2m",  # DPMSolverMultistepScheduler (DPM-Solver++(2M) by default)
+    "k-diffusion": "euler",  # sample_euler
+    "comfyui": "euler",  # KSampler's default sampler
+}
+OBJECTIVE = ("relative MSE sum |x - Phi_{T->delta}(x_T)|^2 / sum |Phi_{T->delta}(x_T)|^2 of the solver's end "
+             "points x at delta against the exact flow map, x_T ~ p_T, exact denoiser")
+
+
+class Batches:
+    """Training and test start points x_T ~ p_T with their exact end points Phi_{T->delta}(x_T).
+
+    ``x_train`` (train, d), ``y_train``; ``x_test`` (test, d), ``y_test``; ``teacher_error``: the estimated
+    relative RMS integration error of the end points (:func:`numcore.flowmap.endpoints`)."""
+
+    def __init__(self, mix: GaussianMixture, delta: float, T: float, train: int = TRAIN_SAMPLES,
+                 test: int = TEST_SAMPLES, seed: int = 0, progress=no_progress):
+        rng = np.random.default_rng(seed)
+        self.x_train, self.x_test = sample(mix, T, train, rng), sample(mix, T, test, rng)
+        y, self.teacher_error = flowmap.endpoints(mix, np.vstack([self.x_test, self.x_train]), T, delta,
+                                                  step=TEACHER_STEP, progress=progress)
+        self.y_test, self.y_train = y[:test], y[test:]
+        self.mix, self.delta, self.T, self.seed = mix, delta, T, seed
+
+    @property
+    def sizes(self) -> dict:
+        return {"train_samples": len(self.x_train), "test_samples": len(self.x_test), "seed": self.seed,
+                "teacher_step": TEACHER_STEP, "teacher_error": self.teacher_error}
+
+    def training_error(self, solver: str, first: int | None = None):
+        """error(t): the solver's relative MSE on the training batch (the search's objective), or on its
+        ``first`` trajectories (the screening estimate)."""
+        mix, x, y = self.mix, self.x_train[:first], self.y_train[:first]
+        return gridsearch.endpoint_error(lambda t: sample_grid(mix, x, t, solver), y,
+                                         lambda t: squared_error_and_grad(mix, x, y, t, solver))
+
+    def test_error(self, t, solver: str) -> dict:
+        """The solver's relative MSE on the test batch with its 95% interval: {rel_mse, rel_mse_ci}."""
+        e = relative_mse(sample_grid(self.mix, self.x_test, t, solver), self.y_test)
+        return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
+
+
+def check_solver(solver) -> str:
+    return choice("solver", solver, SOLVERS)
+
+
+def check_steps(steps) -> int:
+    return option("optimal.steps", steps)
+
+
+def check_window(delta: float, T: float) -> None:
+    """The exact teacher integrates down to delta: delta >= TEACHER_DELTA_MIN."""
+    real("delta", delta, low=TEACHER_DELTA_MIN)
+
+
+def baseline_grids(steps: int, delta: float, T: float) -> dict:
+    """{name: t} for the closed-form grids the search starts from and is compared with."""
+    return {name: grids.build(name, steps, delta, T) for name in BASELINES}
+
+
+def optimal_grid(mix: GaussianMixture, steps: int, solver: str, *, delta: float, T: float,
+                 train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0,
+                 screen: int = SCREEN_SAMPLES, batches: Batches | None = None, starts: dict | None = None,
+                 progress=no_progress) -> dict:
+    """The grid of ``steps`` segments that minimises ``solver``'s end-to-end error on this mixture.
+
+    Returns a JSON-ready dict: ``t`` (N + 1,), ``solver``, ``objective``, ``train_rel_mse`` (the objective
+    at the optimum), ``rel_mse`` and ``rel_mse_ci`` (fresh test batch, 95%), ``baselines`` ({name: the
+    same on the same test batch} for log-SNR, KL-optimal and EDM), ``search`` (method, stopping reason,
+    evaluations, iterations, seconds, starting grid and every start's training error), the batch sizes,
+    seed and the teacher's step and estimated error.
+
+    Raises:
+        InputError: an unknown solver, ``steps`` outside 1..MAX_STEPS, bad batch sizes or effort.
+    """
+    solver = check_solver(solver)
+    steps = check_steps(steps)
+    effort = option("effort", effort)
+    if batches is None:
+        check_window(delta, T)
+        batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed,
+                          progress)
+    base = baseline_grids(steps, delta, T)
+    clock = time.perf_counter()
+    res = search(batches, solver, steps, {**base, **(starts or {})}, effort, screen)
+    out = {"t": res.t, "solver": solver, "steps": steps, "objective": OBJECTIVE,
+           "train_rel_mse": res.value, **batches.test_error(res.t, solver),
+           "baselines": {name: batches.test_error(t, solver) for name, t in base.items()},
+           "search": {"method": res.method, "stop": res.stop, "evaluations": res.evaluations,
+                      "iterations": res.iterations, "seconds": time.perf_counter() - clock, "effort": effort,
+                      "start": res.start, "start_train_rel_mse": res.start_values},
+           **batches.sizes}
+    best = min(out["baselines"], key=lambda k: out["baselines"][k]["rel_mse"])
+    out["best_baseline"] = best
+    out["gain_over_best_baseline"] = out["baselines"][best]["rel_mse"] / out["rel_mse"]
+    return out
+
+
+def search(batches: Batches, solver: str, steps: int, starts: dict, effort: float = 1.0,
+           screen: int = SCREEN_SAMPLES, coarse=None) -> gridsearch.SearchResult:
+    """:func:`numcore.gridsearch.search` on the training batch.  Up to 8 steps the simplex runs on the whole
+    batch (few-step errors are heavy-tailed: a smaller batch can choose a basin that fresh trajectories do not
+    confirm); above, the coarse-to-fine stages run on its ``screen`` first trajectories and one L-BFGS-B run
+    with exact gradients finishes on all of them."""
+    error = batches.training_error(solver)
+    cheap = None
+    if len(batches.x_train) > screen and steps > gridsearch.FULL_SIMPLEX:
+        cheap = batches.training_error(solver, screen)
+    return gridsearch.search(error, steps, batches.delta, batches.T, starts, effort=effort, screen=cheap,
+                             coarse=coarse)
+
+
+def implied_solver(preset: str, solver: str | None) -> str:
+    """The solver a preset runs unless ``solver`` names another (:data:`PRESET_SOLVER`)."""
+    return check_solver(solver) if solver is not None else PRESET_SOLVER[preset]
+
+
+def winning_export(mix: GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,
+                   T: float, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
+                   scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES,
+                   seed: int = 0, effort: float = 1.0, progress=no_progress):
+    """The grid that wins for the solver a sampler preset runs, exported for that preset.
+
+    Candidates: the solver's optimal grid (:func:`optimal_grid`) and the closed forms log-SNR, KL-optimal
+    and EDM, each exported for ``preset`` (rounded or clipped as the preset does); the one with the smallest
+    error on the training batch is exported, and every candidate's error on the fresh test batch, measured on
+    the nodes actually exported, is reported.
+
+    Returns:
+        (Export, record): the export and a JSON-ready dict: ``kind`` (the chosen grid), ``solver``,
+        ``rel_mse``, ``rel_mse_ci`` (test batch, 95%), ``baselines`` ({name: {rel_mse, rel_mse_ci}} on the
+        same batch), ``train_rel_mse`` ({candidate: training error}), ``objective``, ``measured_on``,
+        ``search`` and the batch sizes.
+
+    Raises:
+        InputError: an unknown preset or solver, ``steps`` beyond MAX_STEPS, a grid the preset cannot take.
+    """
+    from .presets import check, export
+
+    check(preset)
+    given = solver is not None
+    solver = implied_solver(preset, solver)
+    steps = check_steps(steps)
+    options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config)
+    export(preset, baseline_grids(steps, delta, T)["logsnr"], **options)  # the preset's own checks, before the work
+    check_window(delta, T)
+    batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed, progress)
+    opt = optimal_grid(mix, steps, solver, delta=delta, T=T, effort=effort, batches=batches)
+    exports = {"optimal": export(preset, opt["t"], **options)}
+    skipped = {}
+    for name, t in baseline_grids(steps, delta, T).items():
+        try:
+            exports[name] = export(preset, t, **options)
+        except InputError as exc:  # e.g. nodes that round onto one timestep: not a candidate
+            skipped[name] = str(exc)
+    train_err = {name: batches.training_error(solver)(ex.t) for name, ex in exports.items()}
+    kind = min(train_err, key=train_err.get)
+    test_err = {name: batches.test_error(ex.t, solver) for name, ex in exports.items()}
+    record = {"kind": kind, "solver": solver, "solver_from": "given" if given else f"implied by {preset}",
+              **test_err[kind], "baselines": {k: v for k, v in test_err.items() if k != "optimal"},
+              "optimal": test_err["optimal"], "train_rel_mse": train_err, "objective": OBJECTIVE,
+              "measured_on": "the exported nodes (after the preset's rounding or clipping), the solver's N steps "
+                             "from the first to the last node; a consumer that appends sigma = 0 runs one more "
+                             "step (the denoiser at the last node), not included",
+              "search": opt["search"], "skipped": skipped, **batches.sizes}
+    return exports[kind], record

@@ -1,0 +1,307 @@
+"""The grid a solver integrates most accurately: a search over the N - 1 interior nodes of a time grid.
+
+The search knows nothing about mixtures or solvers: it minimises any function ``error(t)`` of a grid
+(OU times, descending, t[0] = T, t[N] = delta), for instance the end-to-end relative MSE of a sampler
+against exact flow-map end points on a training batch (:func:`endpoint_error`).  Grids are parametrised so
+that every point of the search space is a valid grid: in rho = log sigma_VE the N gaps are
+
+    rho_{i-1} - rho_i = (rho(T) - rho(delta)) softmax(z_1, ..., z_{N-1}, 0)_i,
+
+so the nodes are strictly decreasing and the ends fixed for every z in R^{N-1}.  The objective is
+log error(t).  Up to ``FULL_SIMPLEX`` steps a Nelder-Mead simplex searches all N - 1 coordinates; above,
+the search first solves the problem with ceil(N/2) steps, inserts a node in the middle of each of its
+gaps (in rho) and refines that grid with L-BFGS-B (coarse to fine), with exact gradients when ``error``
+provides them (``error.value_and_grad``) and forward differences otherwise.  With a ``screen`` (a cheaper
+estimate of the same error, e.g. on part of the batch) all of that runs on the screen, and one L-BFGS-B run
+on ``error`` finishes.  Every run starts at the best of the given starting grids, and the result is never
+worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
+starting grids and the options.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .flowmap import rho_from_t, t_from_rho
+
+MAX_STEPS = 64  # the largest N the search accepts
+FULL_SIMPLEX = 8  # up to this N, Nelder-Mead over every interior node
+MIN_GAP = 1e-9  # smallest gap in rho, relative to the whole range: closer nodes are rejected
+SIMPLEX_EVALS = 300  # Nelder-Mead budget per free node
+REFINE_EVALS = 40  # L-BFGS-B budget per free node (coarse to fine, finite-difference gradients)
+GRADIENT_EVALS = 200  # L-BFGS-B budget per run with exact gradients
+STALL_ITERATIONS, STALL_GAIN = 10, 0.005  # ... which stops once 10 iterations gain less than 0.5% together
+
+
+def to_params(t) -> np.ndarray:
+    """z in R^{N-1} of a grid t (descending, N + 1 nodes): z_i = log(gap_i / gap_N) in rho."""
+    gaps = -np.diff(rho_from_t(np.asarray(t, float)))
+    return np.log(gaps[:-1] / gaps[-1])
+
+
+def from_params(z, delta: float, T: float) -> np.ndarray:
+    """The grid t (N + 1,) of parameters z (N - 1,): gaps in rho = range x softmax(z, 0)."""
+    r0, r1 = float(rho_from_t(T)), float(rho_from_t(delta))
+    logits = np.append(np.asarray(z, float), 0.0)
+    w = np.exp(logits - logits.max())
+    w /= w.sum()
+    rho = r0 - (r0 - r1) * np.concatenate([[0.0], np.cumsum(w)])
+    t = t_from_rho(rho)
+    t[0], t[-1] = T, delta
+    return t
+
+
+def resample(t, steps: int) -> np.ndarray:
+    """A grid of ``steps`` segments that follows t: rho interpolated linearly in i/N (doubling N inserts the
+    midpoint of every gap in rho)."""
+    rho = rho_from_t(np.asarray(t, float))
+    u = np.linspace(0.0, 1.0, rho.size)
+    out = t_from_rho(np.interp(np.linspace(0.0, 1.0, steps + 1), u, rho))
+    out[0], out[-1] = t[0], t[-1]
+    return out
+
+
+@dataclass
+class SearchResult:
+    """The outcome of :func:`search`.
+
+    t : (N + 1,) the best grid found (OU time, descending).
+    value : error(t), the objective (the training error).
+    start : name of the starting grid of the final run; start_values : error of every starting grid.
+    evaluations : calls of ``error`` (all stages); iterations : optimiser iterations (all stages).
+    stop : the final stage's stopping reason, in words.
+    method : the stages that ran; seconds : wall time.
+    ladder : {N': (grid, value)} for every N' the coarse-to-fine stages optimised on the way (N included).
+    """
+
+    t: np.ndarray
+    value: float
+    start: str
+    start_values: dict
+    evaluations: int
+    iterations: int
+    stop: str
+    method: str
+    seconds: float
+    history: list = field(default_factory=list, repr=False)
+    ladder: dict = field(default_factory=dict, repr=False)
+
+
+class _Counted:
+    """The objective log error(t) of the parameters z, counting evaluations and rejecting degenerate grids."""
+
+    def __init__(self, error, delta, T):
+        self.error, self.delta, self.T = error, delta, T
+        self.calls, self.history = 0, []
+
+    def grid_error(self, t) -> float:
+        self.calls += 1
+        e = float(self.error(t))
+        self.history.append(e)
+        return e
+
+    def _valid(self, t) -> bool:
+        gaps = -np.diff(rho_from_t(t))
+        return bool(np.all(np.isfinite(t)) and gaps.min() >= MIN_GAP * gaps.sum())
+
+    def __call__(self, z) -> float:
+        t = from_params(z, self.delta, self.T)
+        if not self._valid(t):
+            return 1e300
+        e = self.grid_error(t)
+        return math.log(e) if e > 0 else -1e300
+
+    def value_and_grad(self, z):
+        """(log error, its gradient in z) from ``error.value_and_grad(t)`` = (error, d error / d rho_k)."""
+        z = np.asarray(z, float)
+        t = from_params(z, self.delta, self.T)
+        if not self._valid(t):
+            return 1e300, np.zeros_like(z)
+        self.calls += 1
+        e, g_rho = self.error.value_and_grad(t)
+        self.history.append(float(e))
+        if not e > 0:
+            return -1e300, np.zeros_like(z)
+        # rho_i = rho_0 - sum_{j <= i} w_j, w = R softmax(z, 0): chain rule through the gaps
+        R = float(rho_from_t(self.T) - rho_from_t(self.delta))
+        logits = np.append(z, 0.0)
+        w = np.exp(logits - logits.max())
+        w *= R / w.sum()
+        G = -np.cumsum(np.asarray(g_rho, float)[1:-1][::-1])[::-1]  # d e / d w_j = -sum_{i >= j} d e / d rho_i
+        G = np.append(G, 0.0)
+        dzeta = w * (G - np.dot(w, G) / R)
+        return math.log(e), dzeta[:-1] / e
+
+
+class _Stall:
+    """An L-BFGS-B callback that stops the run once ``window`` iterations lowered log error by less than
+    ``gain`` (relative) together."""
+
+    def __init__(self, window: int, gain: float):
+        self.window, self.gain, self.values, self.stopped = max(window, 2), gain, [], False
+
+    def __call__(self, intermediate_result):
+        self.values.append(float(intermediate_result.fun))
+        if len(self.values) > self.window and self.values[-self.window - 1] - self.values[-1] < self.gain:
+            self.stopped = True
+            raise StopIteration
+
+
+def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: float, starts: dict, *,
+           effort: float = 1.0, xtol: float = 1e-3, ftol: float = 1e-5, screen=None, coarse=None) -> SearchResult:
+    """Minimise ``error(t)`` over grids of ``steps`` segments on [delta, T], from the best of ``starts``.
+
+    Args:
+        error: maps a grid t (N + 1,) (OU time, descending, t[0] = T, t[N] = delta) to a positive float
+            (e.g. :func:`endpoint_error`), for any N; never called with an invalid grid.
+        steps: N, 1..MAX_STEPS (N = 1 has no free node: the grid is [T, delta]).
+        delta, T: the fixed ends (OU time).
+        starts: {name: grid (N + 1,)}: candidate starting grids (closed forms, a previous optimum); the
+            search starts at the one with the smallest error.
+        effort: multiplies every evaluation budget (a longer search: 4 or 10).
+        xtol, ftol: Nelder-Mead tolerances in z and in log error (scaled down by ``effort``).
+        screen: a cheaper estimate of the same error (e.g. on a subset of the batch): the whole search runs on
+            it first; L-BFGS-B on ``error`` (with exact gradients when ``error`` has ``value_and_grad``) refines
+            the best of its optimum and the starts.
+        coarse: an optimal grid with fewer steps (any number), known already: above FULL_SIMPLEX steps it
+            replaces the coarse stage (resampled to N, it joins the starts).
+
+    Returns:
+        SearchResult; its ``value`` is never above the best start's error.
+
+    Raises:
+        ValueError: ``steps`` outside 1..MAX_STEPS, a start grid with another number of nodes.
+    """
+    from scipy.optimize import minimize
+
+    N = int(steps)
+    if not 1 <= N <= MAX_STEPS:
+        raise ValueError(f"steps = {N}: expected 1..{MAX_STEPS}")
+    if screen is not None:
+        return _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse)
+    clock = time.perf_counter()
+    f = _Counted(error, delta, T)
+    starts = {name: np.asarray(g, float) for name, g in starts.items()}
+    for name, g in starts.items():
+        if g.shape != (N + 1,):
+            raise ValueError(f"start {name!r} has {g.size} nodes: expected {N + 1}")
+    iterations, stages, ladder = 0, [], {}
+    if N > FULL_SIMPLEX and coarse is not None:
+        starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
+    elif N > FULL_SIMPLEX:  # coarse to fine: the optimum with half the steps, every gap halved in rho
+        coarse = search(error, -(-N // 2), delta, T,
+                        {k: resample(g, -(-N // 2)) for k, g in starts.items()}, effort=effort, xtol=xtol, ftol=ftol)
+        f.calls, f.history = coarse.evaluations, list(coarse.history)
+        iterations, stages, ladder = coarse.iterations, [coarse.method], dict(coarse.ladder)
+        starts = {**starts, f"optimal N={-(-N // 2)} resampled": resample(coarse.t, N)}
+    values = {name: f.grid_error(g) for name, g in starts.items()}
+    best = min(values, key=values.get)
+    if N == 1:
+        return SearchResult(starts[best], values[best], best, values, f.calls, 0, "N = 1: no interior node",
+                            "none", time.perf_counter() - clock, f.history, {1: (starts[best], values[best])})
+    z0 = to_params(starts[best])
+    gradient = hasattr(error, "value_and_grad")
+    if N <= FULL_SIMPLEX:
+        res = minimize(f, z0, method="Nelder-Mead",
+                       options=dict(maxfev=int(effort * SIMPLEX_EVALS * (N - 1)), xatol=xtol / effort,
+                                    fatol=ftol / effort, adaptive=N > 5,
+                                    initial_simplex=np.vstack([z0, z0 + 0.5 * np.eye(N - 1)])))
+        stages.append(f"nelder-mead({N - 1})")
+    elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
+        stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+        res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
+                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
+        if stall.stopped:
+            res.message = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last "
+                           f"{stall.window} iterations")
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
+    else:
+        res = minimize(f, z0, method="L-BFGS-B",
+                       options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,
+                                    eps=1e-6))
+        stages.append(f"l-bfgs-b({N - 1}, finite differences)")
+    iterations += int(getattr(res, "nit", 0))
+    stop = " ".join(str(res.message).split())
+    if not res.fun < math.log(values[best]):
+        t, value, stop = starts[best], values[best], stop + "; no improvement on the start grid: kept it"
+    else:
+        t, value = from_params(res.x, delta, T), float(math.exp(res.fun))
+    ladder[N] = (t, value)
+    return SearchResult(t, value, best, values, f.calls, iterations, stop, " then ".join(stages),
+                        time.perf_counter() - clock, f.history, ladder)
+
+
+def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool):
+    """One L-BFGS-B run from z0 with the budgets and the stall rule; returns (result, stop reason)."""
+    from scipy.optimize import minimize
+
+    stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+    if gradient:
+        res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
+                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
+    else:
+        res = minimize(f, z0, method="L-BFGS-B", callback=stall,
+                       options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,
+                                    eps=1e-6))
+    stop = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last {stall.window} "
+            "iterations") if stall.stopped else " ".join(str(res.message).split())
+    return res, stop
+
+
+def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) -> SearchResult:
+    """The search on ``screen``, then L-BFGS-B on ``error`` from the best (on ``error``) of its optimum and the
+    starts."""
+    clock = time.perf_counter()
+    first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse)
+    f = _Counted(error, delta, T)
+    cand = {"screened optimum": first.t, **{k: np.asarray(g, float) for k, g in starts.items()}}
+    values = {k: f.grid_error(v) for k, v in cand.items()}
+    best = min(values, key=values.get)
+    t, value, stop, stage, iterations = cand[best], values[best], first.stop, "", first.iterations
+    if N > 1:
+        res, stop_ = _lbfgsb(f, to_params(t), N, effort, hasattr(error, "value_and_grad"))
+        iterations += int(getattr(res, "nit", 0))
+        if res.fun < math.log(value):
+            t, value, stop = from_params(res.x, delta, T), float(math.exp(res.fun)), stop_
+        else:
+            stop = stop_ + "; no improvement on the whole batch: kept the start"
+        stage = f" then l-bfgs-b({N - 1}) on the whole batch"
+    ladder = {**first.ladder, N: (t, value)}
+    return SearchResult(t, value, best, values, first.evaluations + f.calls, iterations, stop,
+                        f"[{first.method}] on the screening batch{stage}", time.perf_counter() - clock,
+                        first.history + f.history, ladder)
+
+
+def endpoint_error(sample: Callable[[np.ndarray], np.ndarray], target, squared_error_and_grad=None):
+    """error(t) = sum_i |sample(t)_i - target_i|^2 / sum_i |target_i|^2: a solver's end-to-end relative MSE.
+
+    Args:
+        sample: runs the solver along the grid t (OU time, descending) on a fixed batch of start points
+            x_T and returns its end points (n, d) at t[-1].
+        target: (n, d) the exact flow-map end points Phi_{T->delta}(x_T) of the same batch (a teacher's).
+        squared_error_and_grad: optional t -> (sum_i |sample(t)_i - target_i|^2, its gradient with respect to
+            rho_k = log sigma_VE(t_k), shape (N + 1,)); with it the search refines with exact gradients.
+
+    Returns:
+        the function t -> relative MSE (a float >= 0) that :func:`search` minimises (with a
+        ``value_and_grad`` method when ``squared_error_and_grad`` is given).
+    """
+    target = np.asarray(target, float)
+    norm = float(np.sum(target**2))
+
+    class Error:
+        def __call__(self, t):
+            return float(np.sum((sample(t) - target) ** 2)) / norm
+
+    if squared_error_and_grad is not None:
+        def value_and_grad(t):
+            v, g = squared_error_and_grad(t)
+            return v / norm, np.asarray(g, float) / norm
+
+        Error.value_and_grad = staticmethod(value_and_grad)
+    return Error()

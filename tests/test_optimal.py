@@ -1,0 +1,179 @@
+"""KL-optimal against its closed form and ComfyUI's scheduler; the grid search against exhaustive search; the
+optimal grid against the closed forms on a fresh batch; the winning export's record and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
+
+from flowcert.bounds import optimal
+from flowcert.cli import main
+from flowcert.numcore import flowmap, grids, gridsearch
+from flowcert.numcore.mixture import BUILTINS, builtin
+
+DELTA, T = 1e-3, 5.0
+
+
+# ----------------------------------------------------------------------------- kl-optimal
+@pytest.mark.parametrize("N", [1, 4, 8, 16])
+def test_kl_optimal_is_the_closed_form(N):
+    smax, smin = math.sqrt(math.expm1(2 * T)), math.sqrt(math.expm1(2 * DELTA))
+    want = [math.tan((1 - i / N) * math.atan(smax) + (i / N) * math.atan(smin)) for i in range(N + 1)]
+    got = np.sqrt(np.expm1(2 * grids.kl_optimal(N, DELTA, T)))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[0] == pytest.approx(smax, rel=1e-14) and np.all(np.diff(got) < 0)
+
+
+def comfyui_kl_optimal(n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
+    """ComfyUI's `kl_optimal` scheduler as its users get it: n sigmas (float32) from sigma_max to sigma_min,
+    adj_i = i/(n - 1), sigma_i = tan(adj_i atan(sigma_min) + (1 - adj_i) atan(sigma_max)), then a trailing 0."""
+    adj = np.arange(n, dtype=np.float32) / np.float32(n - 1)
+    s = np.tan(adj * np.float32(math.atan(sigma_min)) + (1 - adj) * np.float32(math.atan(sigma_max)))
+    return np.append(s.astype(np.float32), np.float32(0.0))
+
+
+@pytest.mark.parametrize("N", [4, 8, 20])
+def test_kl_optimal_is_what_comfyui_users_get(N):
+    t = grids.kl_optimal(N, DELTA, T)
+    sig = np.sqrt(np.expm1(2 * t))
+    comfy = comfyui_kl_optimal(N + 1, float(sig[-1]), float(sig[0]))  # steps = N + 1 nodes, then 0
+    # ComfyUI computes in float32: equal to its rounding in atan(sigma), where the schedule is uniform (tan near
+    # pi/2 magnifies float32 rounding of the first node to ~1e-5 relative)
+    np.testing.assert_allclose(np.arctan(sig), np.arctan(comfy[:-1].astype(float)), rtol=0, atol=4e-7)
+    np.testing.assert_allclose(sig, comfy[:-1], rtol=2e-5)
+    assert comfy[-1] == 0
+
+
+# ----------------------------------------------------------------------------- the search
+@settings(max_examples=30, deadline=None)
+@given(z=st.lists(st.floats(-8, 8), min_size=1, max_size=12))
+def test_every_parameter_is_a_valid_grid_and_round_trips(z):
+    t = gridsearch.from_params(np.array(z), DELTA, T)
+    assert t[0] == T and t[-1] == DELTA and np.all(np.diff(t) < 0)
+    np.testing.assert_allclose(gridsearch.to_params(t), z, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return optimal.Batches(builtin("ring8"), DELTA, T, train=256, test=256, seed=5)
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpmpp_2m"])
+def test_two_steps_equal_a_dense_scan(small, solver):
+    # N = 2: one free node; the exhaustive answer is a dense scan of log sigma
+    err = small.training_error(solver)
+    r0, r1 = flowmap.rho_from_t(T), flowmap.rho_from_t(DELTA)
+    rho = np.linspace(r0, r1, 4002)[1:-1]
+    scan = np.array([err(np.array([T, float(flowmap.t_from_rho(r)), DELTA])) for r in rho])
+    res = gridsearch.search(err, 2, DELTA, T, optimal.baseline_grids(2, DELTA, T))
+    assert res.value <= scan.min() * (1 + 1e-6)
+    assert abs(float(flowmap.rho_from_t(res.t[1])) - rho[scan.argmin()]) < 2 * (rho[0] - rho[1])
+
+
+def test_three_steps_equal_an_exhaustive_grid_of_candidates(small):
+    err = small.training_error("euler")
+    r0, r1 = float(flowmap.rho_from_t(T)), float(flowmap.rho_from_t(DELTA))
+    cand = np.linspace(r0, r1, 122)[1:-1]  # 120 candidate nodes: every ordered pair
+    best = min((err(flowmap.t_from_rho(np.array([r0, a, b, r1]))), a, b)
+               for i, a in enumerate(cand) for b in cand[i + 1:])
+    res = gridsearch.search(err, 3, DELTA, T, optimal.baseline_grids(3, DELTA, T))
+    # the continuous optimum is at least as good as the best candidate pair, and next to it
+    assert res.value <= best[0] * (1 + 1e-9)
+    assert np.abs(flowmap.rho_from_t(res.t[1:3]) - np.array(best[1:])).max() < 2 * (cand[0] - cand[1])
+
+
+def test_the_search_is_deterministic_and_never_worse_than_its_start(small):
+    err = small.training_error("heun")
+    starts = optimal.baseline_grids(12, DELTA, T)
+    a = gridsearch.search(err, 12, DELTA, T, starts)
+    b = gridsearch.search(err, 12, DELTA, T, starts)
+    assert np.array_equal(a.t, b.t) and a.value == b.value
+    assert a.value <= min(a.start_values.values())
+    assert np.all(np.diff(a.t) < 0) and a.t[0] == T and a.t[-1] == DELTA
+    assert set(a.ladder) == {6, 12} and a.ladder[12][1] == a.value
+
+
+def test_a_known_minimum_is_found():
+    target = flowmap.rho_from_t(grids.edm(6, DELTA, T))
+
+    def error(t):
+        return 1.0 + float(np.sum((flowmap.rho_from_t(t) - target) ** 2))
+
+    res = gridsearch.search(error, 6, DELTA, T, {"logsnr": grids.logsnr(6, DELTA, T)})
+    np.testing.assert_allclose(flowmap.rho_from_t(res.t), target, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- against the closed forms
+@pytest.mark.parametrize("name", list(BUILTINS))
+def test_optimal_beats_every_closed_form_on_a_fresh_batch(name):
+    mix = builtin(name)
+    batches = optimal.Batches(mix, DELTA, T, seed=0)
+    for solver in ("euler", "dpmpp_2m"):
+        for N in (4, 8):
+            rec = optimal.optimal_grid(mix, N, solver, delta=DELTA, T=T, batches=batches)
+            best = min(v["rel_mse"] for v in rec["baselines"].values())
+            assert rec["rel_mse"] <= best, (name, solver, N, rec["rel_mse"], rec["baselines"])
+
+
+# ----------------------------------------------------------------------------- the command line
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_for_without_kind_exports_the_winner_with_its_record(tmp_path):
+    out = tmp_path / "s.json"
+    r = run("grid", "square4", "--steps", "4", "--for", "diffusers-timesteps", "--train-samples", "256",
+            "--test-samples", "512", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["kind"] in ("optimal", "logsnr", "kl-optimal", "edm") and doc["solver"] == "dpmpp_2m"
+    sel = doc["selection"]
+    assert sel["solver_from"] == "implied by diffusers-timesteps"
+    assert set(doc["baselines"]) == {"logsnr", "kl-optimal", "edm"}
+    assert doc["rel_mse"] == sel["rel_mse"] and doc["rel_mse_ci"][0] <= doc["rel_mse"] <= doc["rel_mse_ci"][1]
+    assert sel["train_samples"] == 256 and sel["test_samples"] == 512 and sel["search"]["stop"]
+    for key in ("for", "argument", "timesteps", "scheduler_config", "schedule", "t", "conventions", "warnings",
+                "mixture", "bound", "steps", "delta", "T"):
+        assert key in doc
+    assert len(doc["timesteps"]) == 5
+
+
+def test_for_with_solver_and_text_output():
+    r = run("grid", "ring8", "--steps", "4", "--for", "k-diffusion", "--solver", "heun", "--train-samples", "256",
+            "--test-samples", "256")
+    assert r.exit_code == 0, r.output
+    assert "for heun (given)" in r.output and "logsnr" in r.output and "kl-optimal" in r.output
+
+
+def test_kind_optimal_json_and_plain_grid_points_to_it():
+    r = run("grid", "ring8", "--steps", "4", "--kind", "optimal", "--solver", "euler", "--train-samples", "256",
+            "--test-samples", "256", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["kind"] == "optimal" and doc["solver"] == "euler" and len(doc["t"]) == 5
+    rec = doc["optimal"]
+    assert rec["train_samples"] == 256 and "relative MSE" in rec["objective"] and rec["search"]["stop"]
+    plain = json.loads(run("grid", "ring8", "--steps", "4", "--format", "json").output)
+    assert plain["kind"] == "balanced" and "--kind optimal" in plain["sampling"]
+    kl = json.loads(run("grid", "ring8", "--steps", "4", "--kind", "kl-optimal", "--format", "json").output)
+    np.testing.assert_allclose(kl["t"], grids.kl_optimal(4, DELTA, T), rtol=1e-14)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--kind", "optimal"), "--solver missing"),
+    (("--kind", "optimal", "--solver", "rk4"), "'rk4' is not one of"),
+    (("--for", "k-diffusion", "--solver", "lms"), "'lms' is not one of"),
+    (("--kind", "optimal", "--solver", "euler", "--steps", "65"), "--steps = 65: expected an integer <= 64"),
+    (("--for", "comfyui", "--steps", "80"), "--steps = 80: expected an integer <= 64"),
+    (("--kind", "optimal", "--solver", "euler", "--train-samples", "3"), "--train-samples = 3"),
+    (("--kind", "optimal", "--solver", "euler", "--effort", "0"), "--effort = 0"),
+])
+def test_bad_input_one_line_exit_2(args, needle):
+    r = run("grid", "ring8", *args)
+    assert r.exit_code == 2, r.output
+    assert needle in r.output and "Traceback" not in r.output
