@@ -29,6 +29,7 @@ if __name__ == "flowcert":  # pytest also imports this file, as a bare module or
         lipschitz_report,
         load_mixture,
         load_model,
+        model_export_grid,
         model_grid,
         model_lipschitz,
         model_solvers,
@@ -47,4 +48,4 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 
 __all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
            "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "load_model", "torch_model",
-           "model_lipschitz", "model_grid", "model_solvers", "fit", "train_example", "InputError", "__version__"]
+           "model_lipschitz", "model_grid", "model_export_grid", "model_solvers", "fit", "train_example", "InputError", "__version__"]

@@ -33,7 +33,7 @@ T_MAX = 5.0  # largest OU time: alpha_T = 0.0067, p_T within KL <= e^{-10} KL(p_
 
 __all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
            "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "load_model", "torch_model",
-           "model_lipschitz", "model_grid", "model_solvers", "fit", "train_example", "InputError"]
+           "model_lipschitz", "model_grid", "model_export_grid", "model_solvers", "fit", "train_example", "InputError"]
 
 
 def _inputs(mixture) -> list:
@@ -620,19 +620,32 @@ def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int =
 def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
                delta: float | None = None, T: float | None = None, units: Iterable[str] = ("t",),
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
-               data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, progress=no_progress) -> dict:
+               data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
+               train_samples: int = 256, test_samples: int = 512, teacher_steps: int = 64, effort: float = 0.25,
+               progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model.
 
     ``balanced`` is balanced on the model's p_t-average of ||J||_op (see :func:`model_lipschitz`);
-    ``uniform``, ``edm`` and ``logsnr`` are closed forms.  The window defaults to [1e-3, 5] inside the
-    model's trained sigma range.
+    ``optimal`` minimises ``solver``'s relative MSE against the model's own many-step teacher (RK4 in log
+    sigma, ``teacher_steps`` steps, its self-convergence reported) on ``train_samples`` trajectories from
+    x_T ~ N(0, I), with the search of :func:`optimise_grid` started from the best of log-SNR, KL-optimal,
+    EDM and the GITS-style grid of the same trajectories; its error and the closed forms' are measured on
+    ``test_samples`` fresh ones.  ``uniform``, ``edm``, ``logsnr`` and ``kl-optimal`` are closed forms.
+    The window defaults to [1e-3, 5] inside the model's trained sigma range.
+
+    Args:
+        solver: ``euler``, ``heun`` or ``dpmpp_2m`` (kind ``optimal``).
+        effort: multiplies the search's evaluation budgets (0.25: a quarter of a mixture's).
 
     Returns:
         the dict of :func:`grid` (``t``, ``lambda``, ``lambda_T``, units, ...) plus ``model`` and
-        ``cost`` (seconds, network passes per sample).
+        ``cost`` (seconds, network passes per sample); kind ``optimal`` adds ``solver`` and ``optimal``
+        (the search's record, the teacher, ``gits`` and ``cost``: model evaluations and seconds of the
+        teacher, the search and the GITS-style search).
 
     Raises:
-        InputError: a bound other than ``empirical``, a bad kind, unit, steps or window, bad data.
+        InputError: a bound other than ``empirical``, a bad kind, unit, steps, window or batch size, bad
+            data; kind ``optimal`` without a solver.
     """
     from .distill.model_grids import data_for, grid as grid_
 
@@ -640,17 +653,57 @@ def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced
     delta, T = _model_window(m, delta, T)
     return grid_(m, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
                  beta_schedule=beta_schedule, clip=clip, samples=samples, data=data_for(m, data), seed=seed,
-                 points=points, progress=progress)
+                 points=points, solver=solver, train_samples=train_samples, test_samples=test_samples,
+                 teacher_steps=teacher_steps, effort=effort, progress=progress)
+
+
+def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind: str | None = None,
+                      solver: str | None = None, bound: str = "empirical", delta: float | None = None,
+                      T: float | None = None, beta_schedule: str | None = None, clip: bool = False,
+                      shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
+                      data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 256,
+                      test_samples: int = 512, teacher_steps: int = 64, effort: float = 0.25,
+                      progress=no_progress) -> dict:
+    """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``).
+
+    As :func:`export_grid`, against the model's own teacher: without ``kind`` the grid that wins for the
+    solver the preset runs (its optimal grid or a closed form, smallest training error once exported);
+    with ``kind`` that grid (:func:`model_grid`).  A diffusers model's exports follow its own scheduler
+    config unless ``scheduler_config`` is given.
+
+    Returns:
+        dict: ``export`` (:class:`Export`), ``grid`` and ``selection`` (None when ``kind`` was given; else
+        as :func:`export_grid`'s, plus ``cost``: model evaluations and seconds of the teacher, the search
+        and the GITS-style search).
+
+    Raises:
+        InputError: an unknown preset, kind or solver; bad steps, window or batch sizes; a grid the preset
+            cannot take.
+    """
+    from .distill.model_grids import data_for, export as export_
+
+    if scheduler_config is not None and not isinstance(scheduler_config, dict):
+        from .numcore.io import read_json
+
+        scheduler_config = read_json(scheduler_config)
+    m = load_model(model)
+    delta, T = _model_window(m, delta, T)
+    return export_(m, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
+                   beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config,
+                   samples=samples, data=data_for(m, data), seed=seed, train_samples=train_samples,
+                   test_samples=test_samples, teacher_steps=teacher_steps, effort=effort, progress=progress)
 
 
 def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
                   data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
-                  rate_samples: int = 256, plot: str | None = None, progress=no_progress) -> dict:
+                  rate_samples: int = 256, train_samples: int = 256, effort: float = 0.25, plot: str | None = None,
+                  progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model.
 
-    From ``samples`` x_T ~ N(0, I): every grid (balanced on the model's E||J||, uniform, EDM, log-SNR)
-    and N in ``steps``; relative MSE to the model's own many-step teacher endpoint from the same x_T
+    From ``samples`` x_T ~ N(0, I): every grid (balanced on the model's E||J||, uniform, EDM, log-SNR,
+    KL-optimal, the GITS-style grid and each solver's optimal grid, both fitted on ``train_samples`` other
+    teacher trajectories) and N in ``steps``; relative MSE to the model's own many-step teacher endpoint from the same x_T
     (RK4, ``teacher_steps`` steps; its self-convergence against twice the steps is reported) with a 95%
     interval, and with ``reference`` (held-out data) the sliced W2 to it at p_delta with a bootstrap
     interval.
@@ -674,7 +727,7 @@ def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 1
     teacher_steps = integer("teacher_steps", teacher_steps, low=1, high=100000)
     res = solvers_(m, ns, delta=delta, T=T, samples=samples, reference=data_for(m, reference) if reference is not None
                    else None, data=data_for(m, data), seed=seed, teacher_steps=teacher_steps,
-                   rate_samples=rate_samples, progress=progress)
+                   rate_samples=rate_samples, train_samples=train_samples, effort=effort, progress=progress)
     if plot is not None:
         from .distill.model_grids import plot as plot_
 
@@ -707,7 +760,7 @@ def fit(data: np.ndarray | str, *, max_components: int = 32, covariance_type: st
                     seed=seed, name=name, progress=bar)
 
 
-def train_example(example: str = "digits", out: str = "models/digits", *, threads: int | None = None,
+def train_example(example: str = "digits", out: str = "flowcert-digits", *, threads: int | None = None,
                   progress=no_progress, **options: float) -> dict:
     """Train the example diffusers model: a small ``UNet2DModel`` on scikit-learn's 8 x 8 digits.
 

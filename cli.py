@@ -342,8 +342,9 @@ def output_format(fmt: str | None, output: str | None) -> str:
                    "[default: 4096; 512 with --model]")
 @click.option("--teacher-steps", type=int, default=64, show_default=True,
               help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
-@click.option("--effort", type=float, default=1.0, show_default=True,
-              help="Multiplies the grid search's evaluation budgets (a longer search: 4).")
+@click.option("--effort", type=float, default=None,
+              help="Multiplies the grid search's evaluation budgets (a longer search: 4). [default: 1; 0.25 with "
+                   "--model, whose evaluations cost a network pass]")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
@@ -379,32 +380,27 @@ def grid_cmd(spec, model, data, kind, solver, bound, steps, delta, T, units, bet
     check_outputs({"output": output}, [spec, scheduler_config, data])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
+    common = dict(clip=clip, seed=seed, solver=solver, effort=given(effort, 1.0 if model is None else 0.25),
+                  progress=bars())
     if model is not None:
-        g = api.model_grid(model, steps, kind=kind or "balanced", bound=bound or "empirical", delta=delta, T=T,
-                           units=names if preset is None else ("t",), beta_schedule=beta_schedule or "linear",
-                           clip=clip, samples=given(samples, 256), data=data, seed=seed, progress=bars())
+        common.update(bound=bound or "empirical", delta=delta, T=T, samples=given(samples, 256), data=data,
+                      train_samples=given(train_samples, 256), test_samples=given(test_samples, 512),
+                      teacher_steps=teacher_steps)
+        grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
+    else:
+        common.update(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
+                      T=api.T_MAX if T is None else T, samples=given(samples, 4096),
+                      train_samples=given(train_samples, 4096), test_samples=given(test_samples, 4096))
+        grid_fn, export_fn, source = api.grid, api.export_grid, spec
+    if preset is None:
+        g = grid_fn(source, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
+                    **common)
         for w in g.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
-        if preset is None:
-            emit(render.grid_output(g, names, fmt, given(samples, 256), seed), output)
-            return
-        ex = api.export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                        scheduler_config=scheduler_config or g["model"].get("scheduler_config"))
-        out = {"export": ex, "grid": g, "selection": None}
-    else:
-        common = dict(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
-                      T=api.T_MAX if T is None else T, clip=clip, samples=given(samples, 4096), seed=seed,
-                      solver=solver, train_samples=given(train_samples, 4096),
-                      test_samples=given(test_samples, 4096), effort=effort, progress=bars())
-        if preset is None:
-            g = api.grid(spec, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
-                         **common)
-            for w in g.get("warnings", []):
-                click.echo(f"warning: {w}", err=True)
-            emit(render.grid_output(g, names, fmt, common["samples"], seed), output)
-            return
-        out = api.export_grid(spec, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
-                              scheduler_config=scheduler_config, **common)
+        emit(render.grid_output(g, names, fmt, common["samples"], seed), output)
+        return
+    out = export_fn(source, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
+                    scheduler_config=scheduler_config, **common)
     for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
     emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)
@@ -479,8 +475,8 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @click.option("--train-samples", type=int, default=None,
               help="Trajectories the optimal grids are fitted on (independent of --samples; with --model the "
                    "model's teacher's). [default: 4096; 256 with --model]")
-@click.option("--effort", type=float, default=1.0, show_default=True,
-              help="Multiplies the grid search's evaluation budgets.")
+@click.option("--effort", type=float, default=None,
+              help="Multiplies the grid search's evaluation budgets. [default: 1; 0.25 with --model]")
 @seed_option("Seed of the samples, projections and random mixtures.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
@@ -511,12 +507,15 @@ def solvers_cmd(specs, model, data, reference, teacher_steps, steps, random, sam
     check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
     if model is not None:
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, reference=reference,
-                                teacher_steps=teacher_steps, delta=delta, T=T, seed=seed, plot=plot, progress=bars())
+                                teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
+                                train_samples=given(train_samples, 256), effort=given(effort, 0.25), plot=plot,
+                                progress=bars())
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
     res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
                       delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
-                      samples=given(samples, 10000), seed=seed, train_samples=given(train_samples, 4096), effort=effort,
+                      samples=given(samples, 10000), seed=seed, train_samples=given(train_samples, 4096),
+                      effort=given(effort, 1.0),
                       plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
@@ -562,7 +561,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
 
 @main.command("train-example")
 @click.argument("example", type=click.Choice(["digits"]))
-@click.option("--out", type=click.Path(file_okay=False), default="models/digits", show_default=True,
+@click.option("--out", type=click.Path(file_okay=False), default="flowcert-digits", show_default=True,
               help="Folder for the checkpoint and the saved model (resumes from its checkpoint.pt).")
 @click.option("--steps", type=int, default=None, help="Training steps. [default: 4000]")
 @click.option("--batch", type=int, default=None, help="Batch size. [default: 128]")

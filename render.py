@@ -159,7 +159,7 @@ def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | byte
         cols = {"t": t, **lam, **extra}
         return csv_text(cols) if fmt == "csv" else npy_record(cols)
     if g["lambda"] is None:
-        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] (closed form: no rate computed)"
+        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] (" + ("searched" if g["kind"] == "optimal" else "closed form") + ": no rate computed)"
     else:
         head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
                f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
@@ -183,16 +183,40 @@ def _err(e: dict) -> str:
     return f"{e['rel_mse']:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
+def _trajectories(rec: dict) -> str:
+    if rec.get("against") == "teacher":
+        return f"teacher trajectories of the model ({rec['teacher_steps']} RK4 steps)"
+    return "exact trajectories"
+
+
+def cost_lines(rec: dict) -> list[str]:
+    """Comment lines for the teacher and the cost of a model's optimal grid (empty for a mixture's)."""
+    if rec.get("against") != "teacher":
+        return []
+    te, c = rec["teacher"], rec["cost"]
+    sc = te.get("self_convergence")
+    out = [f"# teacher: {te['method']}, {te['steps']} steps ({te['nfe']} evaluations per sample)"
+           + (f"; self-convergence against {sc['against_steps']} steps: relative MSE {sc['rel_mse']:.2g} "
+              f"[{sc['ci'][0]:.2g}, {sc['ci'][1]:.2g}] on {sc['samples']} samples" if sc else "")]
+    parts = [f"teacher {c['teacher']['model_evaluations']:,} evaluations {c['teacher']['seconds']:.1f} s",
+             f"search {c['search']['model_evaluations']:,} evaluations {c['search']['seconds']:.1f} s",
+             f"GITS-style search {c['gits']['model_evaluations']:,} evaluations {c['gits']['seconds']:.1f} s"]
+    out.append("# cost (model evaluations, one per sample and network pass): " + "; ".join(parts))
+    if "gits" in rec:
+        out.append(f"# GITS-style grid on the same test batch: relative MSE {_err(rec['gits'])}")
+    return out
+
+
 def optimal_lines(rec: dict) -> list[str]:
-    """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``)."""
+    """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``, or a model's)."""
     s = rec["search"]
     base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
-    return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh exact "
-            f"trajectories (seed {rec['seed']}); on the same batch {base}; "
+    return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
+            f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}; "
             f"{rec['gain_over_best_baseline']:.3g}x below the best ({rec['best_baseline']})",
             f"# objective: {rec['objective']}; fitted on {rec['train_samples']} trajectories (training value "
             f"{rec['train_rel_mse']:.3g}); search {s['method']} from {s['start']}, {s['evaluations']} evaluations, "
-            f"{s['seconds']:.2f} s, stopped: {s['stop']}"]
+            f"{s['seconds']:.2f} s, stopped: {s['stop']}", *cost_lines(rec)]
 
 
 def selection_lines(rec: dict) -> list[str]:
@@ -201,11 +225,11 @@ def selection_lines(rec: dict) -> list[str]:
     s = rec["search"]
     return [f"# grid: {rec['kind']} for {rec['solver']} ({rec['solver_from']}), the smallest training error among "
             f"optimal, {', '.join(rec['baselines'])}; relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
-            f"exact trajectories (seed {rec['seed']}); on the same batch {base}" +
+            f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}" +
             ("" if rec["kind"] == "optimal" else f"; optimal {_err(rec['optimal'])}"),
             f"# objective: {rec['objective']}; optimal fitted on {rec['train_samples']} trajectories, "
             f"{s['method']}, {s['evaluations']} evaluations, {s['seconds']:.2f} s, stopped: {s['stop']}",
-            f"# measured on {rec['measured_on']}"]
+            f"# measured on {rec['measured_on']}", *cost_lines(rec)]
 
 
 def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str | bytes:

@@ -91,6 +91,43 @@ def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
     return out
 
 
+def nodes(model, x_T, T: float, delta: float, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
+          counter: Counter | None = None) -> dict:
+    """The teacher of :func:`flow` from T to delta, keeping every node: ``steps`` RK4 steps uniform in rho, the
+    VE states y (``steps`` + 1, n, d) at the nodes and the denoiser D(y, sigma) at each node (its first RK4
+    stage; one more evaluation at the last node).  The OU end points are ``y[-1] * alpha(delta)``.
+
+    Returns:
+        dict with ``y`` and ``denoised`` (float64 numpy, (steps + 1, n, d)), ``sigma`` (steps + 1,) and
+        ``nfe`` (model evaluations per sample: 4 steps + 1).
+    """
+    D = counter or Counter(model)
+    r = np.linspace(_rho(T), _rho(delta), int(steps) + 1)
+    x = torch.as_tensor(x_T, dtype=torch.float64)
+    n = x.shape[0]
+    Y = np.empty((r.size, n, x.shape[1]))
+    Dn = np.empty_like(Y)
+    with torch.no_grad():
+        for lo in range(0, n, batch):
+            y = x[lo:lo + batch] * math.exp(T)
+            for i in range(r.size):
+                d0 = D(y, math.exp(r[i])).double()
+                Y[i, lo:lo + batch], Dn[i, lo:lo + batch] = y.numpy(), d0.numpy()
+                if i == r.size - 1:
+                    break
+                h = r[i + 1] - r[i]
+
+                def f(yy, rr):
+                    return yy - D(yy, math.exp(rr)).double()
+
+                k1 = y - d0
+                k2 = f(y + 0.5 * h * k1, r[i] + 0.5 * h)
+                k3 = f(y + 0.5 * h * k2, r[i] + 0.5 * h)
+                k4 = f(y + h * k3, r[i] + h)
+                y = y + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+    return {"y": Y, "denoised": Dn, "sigma": np.exp(r), "nfe": 4 * int(steps) + 1}
+
+
 def teacher(model, x_T, T: float, delta: float, steps: int = DEFAULT_TEACHER_STEPS, check: int = 64,
             progress=None) -> dict:
     """The many-step teacher endpoint Phi_{T->delta}(x_T) of the model's own ODE, with its self-convergence.
