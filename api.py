@@ -575,6 +575,16 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
                 sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name)
 
 
+def _threads(threads: int | None) -> None:
+    """torch's CPU threads for the model functions (None: torch's default, one per core)."""
+    if threads is not None:
+        from .numcore.checks import integer
+
+        import torch
+
+        torch.set_num_threads(integer("threads", threads, low=1, high=1024))
+
+
 def _model_window(model, delta, T):
     from .distill.model_grids import window
 
@@ -584,7 +594,7 @@ def _model_window(model, delta, T):
 def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int = 256,
                     data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
-                    teacher_steps: int = 64, progress=no_progress) -> dict:
+                    teacher_steps: int = 64, threads: int | None = None, progress=no_progress) -> dict:
     """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times.
 
     ||J||_op by batched power iteration (Lanczos on J^T J with torch.func vector-Jacobian products),
@@ -599,6 +609,7 @@ def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int =
         iters: Lanczos iterations at most per point (default 20).
         tol: relative tolerance on the Ritz residual or the Ritz value's growth (default 1e-3).
         teacher_steps: RK4 steps of the model ODE (without ``data``).
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
 
     Returns:
         the dict of ``flowcert lipschitz --model --format json``: ``t`` (points,), ``empirical_mean``,
@@ -611,6 +622,7 @@ def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int =
     """
     from .distill.model_grids import data_for, lipschitz
 
+    _threads(threads)
     m = load_model(model)
     delta, T = _model_window(m, delta, T)
     return lipschitz(m, points=points, samples=samples, data=data_for(m, data), delta=delta, T=T, seed=seed,
@@ -622,7 +634,7 @@ def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 256, test_samples: int = 512, teacher_steps: int = 64, effort: float = 0.25,
-               progress=no_progress) -> dict:
+               threads: int | None = None, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model.
 
     ``balanced`` is balanced on the model's p_t-average of ||J||_op (see :func:`model_lipschitz`);
@@ -636,6 +648,7 @@ def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced
     Args:
         solver: ``euler``, ``heun`` or ``dpmpp_2m`` (kind ``optimal``).
         effort: multiplies the search's evaluation budgets (0.25: a quarter of a mixture's).
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
 
     Returns:
         the dict of :func:`grid` (``t``, ``lambda``, ``lambda_T``, units, ...) plus ``model`` and
@@ -649,6 +662,7 @@ def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced
     """
     from .distill.model_grids import data_for, grid as grid_
 
+    _threads(threads)
     m = load_model(model)
     delta, T = _model_window(m, delta, T)
     return grid_(m, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
@@ -663,13 +677,16 @@ def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind:
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 256,
                       test_samples: int = 512, teacher_steps: int = 64, effort: float = 0.25,
-                      progress=no_progress) -> dict:
+                      threads: int | None = None, progress=no_progress) -> dict:
     """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``).
 
     As :func:`export_grid`, against the model's own teacher: without ``kind`` the grid that wins for the
     solver the preset runs (its optimal grid or a closed form, smallest training error once exported);
     with ``kind`` that grid (:func:`model_grid`).  A diffusers model's exports follow its own scheduler
     config unless ``scheduler_config`` is given.
+
+    Args:
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
 
     Returns:
         dict: ``export`` (:class:`Export`), ``grid`` and ``selection`` (None when ``kind`` was given; else
@@ -686,6 +703,7 @@ def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind:
         from .numcore.io import read_json
 
         scheduler_config = read_json(scheduler_config)
+    _threads(threads)
     m = load_model(model)
     delta, T = _model_window(m, delta, T)
     return export_(m, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
@@ -698,7 +716,7 @@ def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 1
                   data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, train_samples: int = 256, effort: float = 0.25, plot: str | None = None,
-                  progress=no_progress) -> dict:
+                  threads: int | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model.
 
     From ``samples`` x_T ~ N(0, I): every grid (balanced on the model's E||J||, uniform, EDM, log-SNR,
@@ -707,6 +725,9 @@ def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 1
     (RK4, ``teacher_steps`` steps; its self-convergence against twice the steps is reported) with a 95%
     interval, and with ``reference`` (held-out data) the sliced W2 to it at p_delta with a bootstrap
     interval.
+
+    Args:
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
 
     Returns:
         the dict of ``flowcert solvers --model --format json``: ``rows`` (grid, solver, steps, nfe,
@@ -721,6 +742,7 @@ def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 1
 
     if plot is not None:
         check_destination(plot, "plot")
+    _threads(threads)
     m = load_model(model)
     delta, T = _model_window(m, delta, T)
     ns = steps_list("steps", steps, 1024)

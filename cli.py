@@ -146,6 +146,9 @@ def model_options(data_help: str):
     """--model and --data, shared by the commands that take a trained model."""
 
     def deco(f):
+        f = click.option("--threads", type=int, default=None,
+                         help="With --model: torch CPU threads [default: one per core; on a busy machine 1 is "
+                              "faster]")(f)
         f = click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
                          help=data_help)(f)
         return click.option("--model", default=None, metavar="MODEL", help=MODEL_HELP)(f)
@@ -237,7 +240,7 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
 @output_option
 @plot_option("Plot the bounds (and the empirical sup/mean) against t on log axes.")
 @click.option("--latex", is_flag=True, help="Print the formulas as LaTeX (with this mixture's constants) and exit.")
-def lipschitz_cmd(spec, model, data, bounds, points, empirical, iters, tol, seed, ball_mass, delta, T, fmt, output,
+def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, tol, seed, ball_mass, delta, T, fmt, output,
                   plot, latex):
     """Lipschitz bounds L(t) of the probability-flow velocity v = -x - grad log p_t.
 
@@ -257,7 +260,8 @@ def lipschitz_cmd(spec, model, data, bounds, points, empirical, iters, tol, seed
     check_outputs({"output": output, "plot": plot}, [spec, data])
     if model is not None:
         out = api.model_lipschitz(model, points=points or 40, samples=256 if empirical is None else empirical,
-                                  data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, progress=bars())
+                                  data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
+                                  progress=bars())
         if plot:
             from .bounds.plots import lipschitz
 
@@ -358,7 +362,7 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
-def grid_cmd(spec, model, data, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed,
+def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed,
              train_samples, test_samples, teacher_steps, effort, preset, shift, scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
@@ -385,7 +389,7 @@ def grid_cmd(spec, model, data, kind, solver, bound, steps, delta, T, units, bet
     if model is not None:
         common.update(bound=bound or "empirical", delta=delta, T=T, samples=given(samples, 256), data=data,
                       train_samples=given(train_samples, 256), test_samples=given(test_samples, 512),
-                      teacher_steps=teacher_steps)
+                      teacher_steps=teacher_steps, threads=threads)
         grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
     else:
         common.update(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
@@ -483,7 +487,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @format_option("table", "json")
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
-def solvers_cmd(specs, model, data, reference, teacher_steps, steps, random, samples, train_samples, effort, seed,
+def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, random, samples, train_samples, effort, seed,
                 delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
@@ -506,7 +510,8 @@ def solvers_cmd(specs, model, data, reference, teacher_steps, steps, random, sam
         spec_or_model(specs[0] if specs else None, model)
     check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
     if model is not None:
-        res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, reference=reference,
+        res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, threads=threads,
+                                reference=reference,
                                 teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
                                 train_samples=given(train_samples, 256), effort=given(effort, 0.25), plot=plot,
                                 progress=bars())
