@@ -340,14 +340,14 @@ def output_format(fmt: str | None, output: str | None) -> str:
 @seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
 @click.option("--train-samples", type=int, default=None,
               help="Trajectories the optimal grid is fitted on (exact, or the model's teacher). "
-                   "[default: 4096; 256 with --model]")
+                   "[default: 4096; 128 with --model]")
 @click.option("--test-samples", type=int, default=None,
               help="Fresh trajectories its error (and the closed forms') is measured on. "
-                   "[default: 4096; 512 with --model]")
+                   "[default: 4096; 256 with --model]")
 @click.option("--teacher-steps", type=int, default=64, show_default=True,
               help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
 @click.option("--effort", type=float, default=None,
-              help="Multiplies the grid search's evaluation budgets (a longer search: 4). [default: 1; 0.25 with "
+              help="Multiplies the grid search's evaluation budgets (a longer search: 4). [default: 1; 0.1 with "
                    "--model, whose evaluations cost a network pass]")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
@@ -384,11 +384,11 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
     check_outputs({"output": output}, [spec, scheduler_config, data])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
-    common = dict(clip=clip, seed=seed, solver=solver, effort=given(effort, 1.0 if model is None else 0.25),
+    common = dict(clip=clip, seed=seed, solver=solver, effort=given(effort, 1.0 if model is None else 0.1),
                   progress=bars())
     if model is not None:
         common.update(bound=bound or "empirical", delta=delta, T=T, samples=given(samples, 256), data=data,
-                      train_samples=given(train_samples, 256), test_samples=given(test_samples, 512),
+                      train_samples=given(train_samples, 128), test_samples=given(test_samples, 256),
                       teacher_steps=teacher_steps, threads=threads)
         grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
     else:
@@ -478,9 +478,9 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
                    "With --model: x_T ~ N(0, I). [default: 10000; 512 with --model]")
 @click.option("--train-samples", type=int, default=None,
               help="Trajectories the optimal grids are fitted on (independent of --samples; with --model the "
-                   "model's teacher's). [default: 4096; 256 with --model]")
+                   "model's teacher's). [default: 4096; 128 with --model]")
 @click.option("--effort", type=float, default=None,
-              help="Multiplies the grid search's evaluation budgets. [default: 1; 0.25 with --model]")
+              help="Multiplies the grid search's evaluation budgets. [default: 1; 0.1 with --model]")
 @seed_option("Seed of the samples, projections and random mixtures.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
@@ -513,7 +513,7 @@ def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, ra
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, threads=threads,
                                 reference=reference,
                                 teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
-                                train_samples=given(train_samples, 256), effort=given(effort, 0.25), plot=plot,
+                                train_samples=given(train_samples, 128), effort=given(effort, 0.1), plot=plot,
                                 progress=bars())
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return

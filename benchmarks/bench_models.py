@@ -10,7 +10,10 @@
 * the model's own teacher: RK4 in log sigma, 64 steps (256 evaluations) for 512 samples, and its
   self-convergence against 128 steps;
 * a GITS-style teacher search for the same model (dynamic programming over the teacher's 65 log-sigma
-  nodes for N = 8 Euler steps, Chen et al. 2024): its teacher trajectories and cost matrix.
+  nodes for N = 8 Euler steps, Chen et al. 2024): its teacher trajectories and cost matrix;
+* ``--optimal``: ``flowcert grid --model digits --steps 8 --kind optimal --solver euler`` with its defaults
+  (128 training and 256 test teacher trajectories, 64 RK4 steps, effort 0.1), teacher included, and its cost
+  in model evaluations beside the GITS-style search on the same trajectories.  ``--only-optimal`` skips the rest.
 
 Prints the machine load (``os.getloadavg``) before and after: the machine these figures come from is
 shared, so each is given with its load.
@@ -35,6 +38,8 @@ def main():
     ap.add_argument("--points", type=int, default=40)
     ap.add_argument("--quick", action="store_true", help="4 table times and 64 samples")
     ap.add_argument("--json", default=None, help="write the figures to this file")
+    ap.add_argument("--optimal", action="store_true", help="time the optimal grid for N = 8 with its teacher")
+    ap.add_argument("--only-optimal", action="store_true", help="time only the optimal grid")
     args = ap.parse_args()
     if args.quick:
         args.points, args.samples = 4, 64
@@ -51,6 +56,10 @@ def main():
     print(f"digits UNet: d = {m.d}, {m.info['parameters']} parameters; torch threads {args.threads}; "
           f"load {out['load_before'][0]:.1f}")
 
+    if args.optimal or args.only_optimal:
+        out["optimal"] = optimal_figure(m)
+    if args.only_optimal:
+        return finish(out, args)
     x = torch.as_tensor(data[: args.samples])
     with torch.no_grad():
         m.denoise(x, 1.0)
@@ -110,6 +119,37 @@ def main():
     out["gits"] = {k: v for k, v in g.items() if k != "t"}
     print(f"GITS-style search (N = 8, Euler, 256 trajectories, 65 candidate nodes): {g['seconds']:.1f} s, "
           f"{g['nfe_per_sample']} evaluations per trajectory ({g['nfe_total']} in all)")
+    finish(out, args)
+
+
+def optimal_figure(m) -> dict:
+    """The optimal grid for N = 8 (Euler) with the defaults of ``flowcert grid --model``, teacher included."""
+    import flowcert
+
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    g = flowcert.model_grid(m, 8, kind="optimal", solver="euler")
+    secs = time.perf_counter() - t0
+    o = g["optimal"]
+    c = o["cost"]
+    sc = o["teacher"]["self_convergence"]
+    print(f"optimal grid N = 8 (Euler), {o['train_samples']} training and {o['test_samples']} test trajectories, "
+          f"teacher {o['teacher_steps']} RK4 steps (self-convergence {sc['rel_mse']:.1e} on {sc['samples']}): "
+          f"{secs:.1f} s in all (load {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    print(f"   teacher {c['teacher']['model_evaluations']:,} evaluations {c['teacher']['seconds']:.1f} s; search "
+          f"{c['search']['model_evaluations']:,} evaluations {c['search']['seconds']:.1f} s "
+          f"({o['search']['evaluations']} objective evaluations, {o['search']['stop']}); GITS-style on the same "
+          f"trajectories {c['gits']['model_evaluations']:,} evaluations {c['gits']['seconds']:.1f} s")
+    print(f"   test relative MSE: optimal {o['rel_mse']:.3g} [{o['rel_mse_ci'][0]:.2g}, {o['rel_mse_ci'][1]:.2g}], "
+          f"GITS-style {o['gits']['rel_mse']:.3g}, " + ", ".join(f"{k} {v['rel_mse']:.3g}"
+                                                               for k, v in o["baselines"].items()))
+    return {"seconds": secs, "load_before": load, "load_after": os.getloadavg(), "cost": c,
+            "train_samples": o["train_samples"], "test_samples": o["test_samples"], "teacher_steps": o["teacher_steps"],
+            "self_convergence": sc, "search": o["search"], "rel_mse": o["rel_mse"], "rel_mse_ci": o["rel_mse_ci"],
+            "gits": {k: o["gits"][k] for k in ("rel_mse", "rel_mse_ci")}, "baselines": o["baselines"]}
+
+
+def finish(out: dict, args) -> None:
     out["load_after"] = os.getloadavg()
     print(f"load after: {out['load_after'][0]:.1f}")
     if args.json:

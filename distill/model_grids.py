@@ -23,8 +23,10 @@ from ..numcore.io import no_progress
 
 DEFAULT_SAMPLES = 256
 DEFAULT_POINTS = 40
-MODEL_TRAIN_SAMPLES, MODEL_TEST_SAMPLES = 256, 512  # teacher trajectories the optimal grid is fitted / measured on
-MODEL_EFFORT = 0.25  # the search's budgets for a network (1 = a mixture's, where one evaluation is cheap)
+# teacher trajectories the optimal grid of a model is fitted / measured on, and the search's budgets (1 = a
+# mixture's, where one evaluation is cheap): sized so that N = 8 with its teacher takes about 2 minutes on 2 cores
+MODEL_TRAIN_SAMPLES, MODEL_TEST_SAMPLES = 128, 256
+MODEL_EFFORT = 0.1
 NO_BOUNDS = ("analytic bounds (tri, sharp, onesided) need an exact Gaussian mixture: for a trained model only "
              "the sampled statistics of ||J||_op are reported")
 
