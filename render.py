@@ -416,8 +416,10 @@ def model_solvers_text(res: dict) -> str:
             "# rel_MSE = sum|x - teacher(x_T)|^2 / sum|teacher(x_T)|^2 (95% CI)",
             f"# balanced-empirical: rate from {res['rate']['samples']} samples per time at {res['rate']['points']} "
             f"times ({res['rate']['seconds']:.1f} s, {res['rate']['passes']} network passes per sample)",
-            f"# gits: {res['gits']['method']}; {res['gits']['samples']} trajectories x {res['gits']['nfe_per_sample']} "
-            f"evaluations ({res['gits']['seconds']:.1f} s)"]
+            f"# gits: {res['gits']['method']}; {res['gits']['samples']} teacher trajectories x "
+            f"{res['gits']['nfe_per_sample']} evaluations (shared with the optimal grids' training batch)",
+            f"# optimal: each solver's grid searched against the teacher on those {res['train_samples']} trajectories "
+            f"(coarse to fine over N)"]
     if has_sw:
         fl = res["sw_floor"]
         line = (f"# SW2 to {res['reference']['n']} held-out samples at p_delta ({res['sw_directions']} directions, "

@@ -2,10 +2,12 @@
 
     flowcert solvers --model digits --steps 4,8,16 --samples 512 --data distill/assets/digits/data/train.npy \\
         --reference distill/assets/digits/data/test.npy --format json -o solvers_digits.json
-    python benchmarks/digits_table.py solvers_digits.json [--readme]
+    python benchmarks/digits_table.py solvers_digits.json [--readme] [--optimal optimal_digits.json]
 
 Prints, for Euler and DPM-Solver++(2M) at each N, every grid's relative MSE to the model's teacher (95%
 interval) and sliced W2 to the held-out digits (bootstrap 95% interval), the best of each column in bold.
+``--optimal`` adds the rows of ``benchmarks/digits_optimal.py`` (each solver's optimal grid, measured on the
+same test batch; Heun's cells then show only the study's grids).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def compact(res: dict) -> None:
 
 def main(path: str) -> None:
     res = json.load(open(path))
+    if "--optimal" in sys.argv:
+        extra = json.load(open(sys.argv[sys.argv.index("--optimal") + 1]))
+        res["rows"] = [r for r in res["rows"] if r["grid"] != "optimal"] + extra["rows"]
+        res["grids"] = ["optimal"] + [g for g in res["grids"] if g != "optimal"]
     if "--readme" in sys.argv:
         compact(res)
         return
