@@ -23,13 +23,21 @@ if __name__ == "flowcert":  # pytest also imports this file, as a bare module or
         describe,
         export,
         export_grid,
+        fit,
         grid,
         lipschitz,
         lipschitz_report,
         load_mixture,
+        load_model,
+        model_export_grid,
+        model_grid,
+        model_lipschitz,
+        model_solvers,
         optimise_grid,
         solvers,
         stability,
+        torch_model,
+        train_example,
         validate,
     )
 
@@ -39,4 +47,5 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
     __version__ = "0+unknown"
 
 __all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
-           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError", "__version__"]
+           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "load_model", "torch_model",
+           "model_lipschitz", "model_grid", "model_export_grid", "model_solvers", "fit", "train_example", "InputError", "__version__"]

@@ -15,7 +15,13 @@ from .numcore.checks import InputError, require
 from .numcore.io import no_progress
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+    from typing import Callable
+
     import numpy as np
+    import torch
+
+    from .distill.model import TorchModel
 
     from .bounds.presets import Export
     from .bounds.stability import Stability
@@ -26,7 +32,8 @@ DELTA = 1e-3  # smallest OU time: VE sigma 0.045, below the built-in mixtures' m
 T_MAX = 5.0  # largest OU time: alpha_T = 0.0067, p_T within KL <= e^{-10} KL(p_0 || N(0, I)) of the prior
 
 __all__ = ["load_mixture", "describe", "amplification", "lipschitz", "lipschitz_report", "stability", "grid",
-           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "InputError"]
+           "export", "export_grid", "optimise_grid", "certify", "solvers", "validate", "load_model", "torch_model",
+           "model_lipschitz", "model_grid", "model_export_grid", "model_solvers", "fit", "train_example", "InputError"]
 
 
 def _inputs(mixture) -> list:
@@ -501,3 +508,304 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
     specs = [load_mixture(s) if isinstance(s, dict) else s for s in specs]
     return start(specs, out=out, resume=resume, preset=preset, executor=executor, workers=workers,
                  address=ray_address, progress=progress, plots=plots, **options)
+
+
+# ----------------------------------------------------------------------------- trained models
+
+
+def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, prediction: str | None = None,
+               device: str = "cpu") -> TorchModel:
+    """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time.
+
+    Args:
+        source: a diffusers folder on disk (a pipeline folder with ``model_index.json``, or a model
+            folder with ``config.json`` + weights and a scheduler config beside it or in
+            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.distill.model.TorchModel` (see
+            :func:`torch_model`) or a function of no arguments returning one; ``mixture:SPEC`` or a
+            :class:`GaussianMixture` (its exact score as a torch module); ``digits`` (the model shipped
+            with flowcert, unless a folder of that name exists); or a TorchModel (returned as is).
+        prediction: override a diffusers scheduler's ``prediction_type`` (epsilon, sample, v_prediction).
+        device: torch device.
+
+    Returns:
+        the model, with ``denoise(y, sigma)`` (y of shape (n, d) in VE coordinates, one sigma > 0),
+        ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape (n, d), OU time t),
+        ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
+
+    Raises:
+        InputError: no such folder or file, a folder without a model, an unsupported model class, a
+            scheduler without alphas_cumprod, an unsupported prediction type; torch or diffusers missing.
+    """
+    require("torch", "torch", "a trained model")
+    from .distill.model import load
+
+    return load(source, prediction=prediction, device=device)
+
+
+def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
+                noise: str = "sigma", log_alphabar: np.ndarray | None = None,
+                sigma_range: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
+                device: str = "cpu", name: str | None = None) -> TorchModel:
+    """Declare how a torch callable ``fn(inputs, cond)`` is parametrised, so flowcert can use it as a denoiser.
+
+    Args:
+        fn: ``fn(inputs, cond) -> output``; ``inputs`` of shape (n, *shape), ``cond`` of shape (n,).
+        shape: the shape of one sample, e.g. ``(64,)`` or ``(1, 8, 8)``.
+        prediction: what ``fn`` returns: ``sample`` (the denoiser D = E[x_0 | x]), ``epsilon``,
+            ``v_prediction`` or ``score`` (grad log p of its input variable).
+        scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z) or ``vp`` (x = alpha x_0 + sigma_vp z).
+        noise: what ``cond`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr`` or ``ddpm`` (fractional
+            timestep of ``log_alphabar``).
+        log_alphabar: log alphas_cumprod of the training steps (``noise="ddpm"``).
+        sigma_range: (sigma_min, sigma_max), the VE range it was trained on (grids stay inside it).
+        dtype: torch dtype of its inputs (default float32).
+
+    Returns:
+        the model (as :func:`load_model` returns it).
+
+    Raises:
+        InputError: an unknown prediction, scaling or noise, or a bad shape.
+    """
+    require("torch", "torch", "a trained model")
+    import torch
+
+    from .distill.model import torch_model as make
+
+    return make(fn, shape=shape, prediction=prediction, scaling=scaling, noise=noise, log_alphabar=log_alphabar,
+                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name)
+
+
+def _threads(threads: int | None) -> None:
+    """torch's CPU threads for the model functions (None: torch's default, one per core)."""
+    if threads is not None:
+        from .numcore.checks import integer
+
+        import torch
+
+        torch.set_num_threads(integer("threads", threads, low=1, high=1024))
+
+
+def _model_window(model, delta, T):
+    from .distill.model_grids import window
+
+    return window(model, delta, T, DELTA, T_MAX)
+
+
+def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int = 256,
+                    data: np.ndarray | str | None = None, delta: float | None = None,
+                    T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
+                    teacher_steps: int = 64, threads: int | None = None, progress=no_progress) -> dict:
+    """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times.
+
+    ||J||_op by batched power iteration (Lanczos on J^T J with torch.func vector-Jacobian products),
+    at ``samples`` points of p_t per time: from ``data`` (x_t = alpha x_0 + sigma_vp z) or, without it,
+    from the model's own ODE pushed forward from N(0, I).  No analytic bound exists for a network.
+
+    Args:
+        model: anything :func:`load_model` takes.
+        points: times, log-spaced on [delta, T] (default window: [1e-3, 5] inside the trained range).
+        samples: points of p_t per time.
+        data: (n, d) array or .npy file of data x_0 (images are flattened).
+        iters: Lanczos iterations at most per point (default 20).
+        tol: relative tolerance on the Ritz residual or the Ritz value's growth (default 1e-3).
+        teacher_steps: RK4 steps of the model ODE (without ``data``).
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+
+    Returns:
+        the dict of ``flowcert lipschitz --model --format json``: ``t`` (points,), ``empirical_mean``,
+        ``empirical_mean_se``, ``empirical_mean_ci`` (points, 2), ``empirical_sup``, ``iterations_mean``,
+        ``iterations_max``, ``converged_fraction``, ``samples_from``, ``power_iteration``, ``seconds``,
+        ``passes``, ``model``.
+
+    Raises:
+        InputError: bad options, a window outside the trained range, data of the wrong shape or with NaN.
+    """
+    from .distill.model_grids import data_for, lipschitz
+
+    _threads(threads)
+    m = load_model(model)
+    delta, T = _model_window(m, delta, T)
+    return lipschitz(m, points=points, samples=samples, data=data_for(m, data), delta=delta, T=T, seed=seed,
+                     iters=iters, tol=tol, teacher_steps=teacher_steps, progress=progress)
+
+
+def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
+               delta: float | None = None, T: float | None = None, units: Iterable[str] = ("t",),
+               beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
+               data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
+               train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
+               threads: int | None = None, progress=no_progress) -> dict:
+    """A descending time grid of N = ``steps`` segments for a trained model.
+
+    ``balanced`` is balanced on the model's p_t-average of ||J||_op (see :func:`model_lipschitz`);
+    ``optimal`` minimises ``solver``'s relative MSE against the model's own many-step teacher (RK4 in log
+    sigma, ``teacher_steps`` steps, its self-convergence reported) on ``train_samples`` trajectories from
+    x_T ~ N(0, I), with the search of :func:`optimise_grid` started from the best of log-SNR, KL-optimal,
+    EDM and the GITS-style grid of the same trajectories; its error and the closed forms' are measured on
+    ``test_samples`` fresh ones.  ``uniform``, ``edm``, ``logsnr`` and ``kl-optimal`` are closed forms.
+    The window defaults to [1e-3, 5] inside the model's trained sigma range.
+
+    Args:
+        solver: ``euler``, ``heun`` or ``dpmpp_2m`` (kind ``optimal``).
+        effort: multiplies the search's evaluation budgets (0.1: a tenth of a mixture's).
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+
+    Returns:
+        the dict of :func:`grid` (``t``, ``lambda``, ``lambda_T``, units, ...) plus ``model`` and
+        ``cost`` (seconds, network passes per sample); kind ``optimal`` adds ``solver`` and ``optimal``
+        (the search's record, the teacher, ``gits`` and ``cost``: model evaluations and seconds of the
+        teacher, the search and the GITS-style search).
+
+    Raises:
+        InputError: a bound other than ``empirical``, a bad kind, unit, steps, window or batch size, bad
+            data; kind ``optimal`` without a solver.
+    """
+    from .distill.model_grids import data_for, grid as grid_
+
+    _threads(threads)
+    m = load_model(model)
+    delta, T = _model_window(m, delta, T)
+    return grid_(m, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
+                 beta_schedule=beta_schedule, clip=clip, samples=samples, data=data_for(m, data), seed=seed,
+                 points=points, solver=solver, train_samples=train_samples, test_samples=test_samples,
+                 teacher_steps=teacher_steps, effort=effort, progress=progress)
+
+
+def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind: str | None = None,
+                      solver: str | None = None, bound: str = "empirical", delta: float | None = None,
+                      T: float | None = None, beta_schedule: str | None = None, clip: bool = False,
+                      shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
+                      data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
+                      test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
+                      threads: int | None = None, progress=no_progress) -> dict:
+    """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``).
+
+    As :func:`export_grid`, against the model's own teacher: without ``kind`` the grid that wins for the
+    solver the preset runs (its optimal grid or a closed form, smallest training error once exported);
+    with ``kind`` that grid (:func:`model_grid`).  A diffusers model's exports follow its own scheduler
+    config unless ``scheduler_config`` is given.
+
+    Args:
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+
+    Returns:
+        dict: ``export`` (:class:`Export`), ``grid`` and ``selection`` (None when ``kind`` was given; else
+        as :func:`export_grid`'s, plus ``cost``: model evaluations and seconds of the teacher, the search
+        and the GITS-style search).
+
+    Raises:
+        InputError: an unknown preset, kind or solver; bad steps, window or batch sizes; a grid the preset
+            cannot take.
+    """
+    from .distill.model_grids import data_for, export as export_
+
+    if scheduler_config is not None and not isinstance(scheduler_config, dict):
+        from .numcore.io import read_json
+
+        scheduler_config = read_json(scheduler_config)
+    _threads(threads)
+    m = load_model(model)
+    delta, T = _model_window(m, delta, T)
+    return export_(m, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
+                   beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config,
+                   samples=samples, data=data_for(m, data), seed=seed, train_samples=train_samples,
+                   test_samples=test_samples, teacher_steps=teacher_steps, effort=effort, progress=progress)
+
+
+def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
+                  data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
+                  teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
+                  rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1, plot: str | None = None,
+                  threads: int | None = None, progress=no_progress) -> dict:
+    """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model.
+
+    From ``samples`` x_T ~ N(0, I): every grid (balanced on the model's E||J||, uniform, EDM, log-SNR,
+    KL-optimal, the GITS-style grid and each solver's optimal grid, both fitted on ``train_samples`` other
+    teacher trajectories) and N in ``steps``; relative MSE to the model's own many-step teacher endpoint from the same x_T
+    (RK4, ``teacher_steps`` steps; its self-convergence against twice the steps is reported) with a 95%
+    interval, and with ``reference`` (held-out data) the sliced W2 to it at p_delta with a bootstrap
+    interval.
+
+    Args:
+        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+
+    Returns:
+        the dict of ``flowcert solvers --model --format json``: ``rows`` (grid, solver, steps, nfe,
+        rel_mse, rel_mse_ci, sw, sw_ci), ``teacher``, ``sw_floor``, ``summary``, ``grid_nodes``, ``rate``.
+
+    Raises:
+        InputError: bad steps, samples, window or data; an unwritable ``plot``.
+    """
+    from .distill.model_grids import data_for, solvers as solvers_
+    from .numcore.checks import integer, steps_list
+    from .numcore.io import check_destination
+
+    if plot is not None:
+        check_destination(plot, "plot")
+    _threads(threads)
+    m = load_model(model)
+    delta, T = _model_window(m, delta, T)
+    ns = steps_list("steps", steps, 1024)
+    teacher_steps = integer("teacher_steps", teacher_steps, low=1, high=100000)
+    res = solvers_(m, ns, delta=delta, T=T, samples=samples, reference=data_for(m, reference) if reference is not None
+                   else None, data=data_for(m, data), seed=seed, teacher_steps=teacher_steps,
+                   rate_samples=rate_samples, train_samples=train_samples, effort=effort, progress=progress)
+    if plot is not None:
+        from .distill.model_grids import plot as plot_
+
+        plot_(res, plot)
+    return res
+
+
+def fit(data: np.ndarray | str, *, max_components: int = 32, covariance_type: str = "full", reg_covar: float = 1e-6, seed: int = 0,
+        name: str = "fitted", progress=no_progress) -> dict:
+    """A Gaussian-mixture surrogate of data (scikit-learn ``GaussianMixture``, K by BIC) as a flowcert spec.
+
+    Args:
+        data: (n, d) array or .npy file (images are flattened).
+        max_components: K = 1..max_components are fitted.
+        covariance_type: ``full``, ``tied``, ``diag``, ``spherical`` or ``auto`` (all four).
+        reg_covar: added to every covariance's diagonal (the surrogate's smallest variance).
+
+    Returns:
+        dict with ``spec`` (pass it to :func:`load_mixture`), ``K``, ``covariance_type``, ``bic`` (one
+        row per fit), ``n``, ``d``, ``seconds``.
+
+    Raises:
+        InputError: data with NaN or of the wrong shape, bad options.
+    """
+    from .numcore.fit import COVARIANCE_TYPES, fit as fit_
+
+    n_types = len(COVARIANCE_TYPES) if covariance_type == "auto" else 1
+    with progress(n_types * int(max_components) if str(max_components).isdigit() else 0, "fit") as bar:
+        return fit_(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
+                    seed=seed, name=name, progress=bar)
+
+
+def train_example(example: str = "digits", out: str = "flowcert-digits", *, threads: int | None = None,
+                  progress=no_progress, **options: float) -> dict:
+    """Train the example diffusers model: a small ``UNet2DModel`` on scikit-learn's 8 x 8 digits.
+
+    Resumes from ``out/checkpoint.pt``; saves the EMA model with ``save_pretrained`` as a
+    ``DDPMPipeline`` folder plus ``data/train.npy`` and ``data/test.npy`` (held-out digits).
+
+    Args:
+        example: ``digits``.
+        out: the folder.
+        threads: torch threads.
+        options: ``steps``, ``batch``, ``lr``, ``warmup``, ``ema``, ``seed``, ``held_out``, ``checkpoint_every``.
+
+    Returns:
+        dict with ``out``, ``files``, ``config``, ``parameters``, ``steps_done``, ``resumed_from``,
+        ``final_loss``, ``seconds``.
+
+    Raises:
+        InputError: an unknown example, bad options, a checkpoint of another configuration; torch,
+            diffusers or scikit-learn missing.
+    """
+    require("torch", "torch", "train-example")
+    require("diffusers", "torch", "train-example")
+    require("sklearn", None, "train-example", "scikit-learn")
+    from .distill.digits import train
+
+    return train(example, out, progress=progress, threads=threads, **options)

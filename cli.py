@@ -137,6 +137,37 @@ def seed_option(what: str):
     return click.option("--seed", type=int, default=0, show_default=True, help=what)
 
 
+MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pipeline or model folder with its "
+              "scheduler config), FILE.py:NAME (a flowcert.torch_model), mixture:SPEC (the exact mixture as a torch "
+              "model), or digits (the shipped example). Needs the torch extra.")
+
+
+def model_options(data_help: str):
+    """--model and --data, shared by the commands that take a trained model."""
+
+    def deco(f):
+        f = click.option("--threads", type=int, default=None,
+                         help="With --model: torch CPU threads [default: one per core; on a busy machine 1 is "
+                              "faster]")(f)
+        f = click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
+                         help=data_help)(f)
+        return click.option("--model", default=None, metavar="MODEL", help=MODEL_HELP)(f)
+
+    return deco
+
+
+def given(value, default):
+    """An option's value, or its default when the option was not given (0 stays 0: the checks refuse it)."""
+    return default if value is None else value
+
+
+def spec_or_model(spec, model) -> None:
+    """Exactly one of a mixture SPEC and --model."""
+    if (spec is None) == (model is None):
+        raise InputError("`spec` " + ("and `model`: expected one of them, not both" if spec else
+                                      "missing: expected a mixture SPEC or --model MODEL"))
+
+
 @click.group(cls=FlowcertGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="flowcert", prog_name="flowcert")
 def main():
@@ -182,23 +213,35 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
 
 
 @main.command("lipschitz")
-@click.argument("spec")
+@click.argument("spec", required=False)
+@model_options("With --model: data x_0 (n x d, or n images) whose p_t is sampled as alpha x_0 + sigma_vp z; "
+               "without it, p_t is sampled from the model's own ODE started at N(0, I).")
 @click.option("--bound", "bounds", multiple=True, default=("tri", "sharp", "onesided"), show_default=True,
               help="Bounds to evaluate (repeat or comma-separate): tri = |a| + b (triangle form), "
                    "sharp = both ends of J's spectrum, onesided = backward growth rate m(t) (may be < 0).")
-@click.option("--points", type=int, default=50, show_default=True, help="Number of log-spaced times in [delta, T].")
-@click.option("--empirical", type=int, default=0, metavar="NSAMPLES",
+@click.option("--points", type=int, default=None, help="Number of log-spaced times in [delta, T]. "
+              "[default: 50; 40 with --model]")
+@click.option("--empirical", type=int, default=None, metavar="NSAMPLES",
               help="Overlay the brute-force sup and the p_t-mean of ||J||_op from NSAMPLES samples of p_t "
-                   "(plus dense points on the segments between means) at each time.")
+                   "(plus dense points on the segments between means) at each time.  With --model: samples "
+                   "per time for the power iteration. [default: 0; 256 with --model]")
+@click.option("--iters", type=int, default=None, help="With --model: Lanczos iterations at most per point. "
+              "[default: 20]")
+@click.option("--tol", type=float, default=None, help="With --model: relative Ritz residual that ends a point's "
+              "iteration. [default: 1e-4]")
 @seed_option("Seed of the --empirical sampling.")
 @click.option("--ball-mass", type=float, default=1 - 1e-6, show_default=True,
               help="For per-component covariances: the bound holds on a ball of at least this p_t-mass.")
-@window_options
+@click.option("--delta", type=float, default=None, help=DELTA_HELP + " With --model: inside its trained range. "
+              "[default: 0.001]")
+@click.option("--T", "T", type=float, default=None, help=T_HELP + " With --model: inside its trained range. "
+              "[default: 5]")
 @format_option("table", "json", "csv")
 @output_option
 @plot_option("Plot the bounds (and the empirical sup/mean) against t on log axes.")
 @click.option("--latex", is_flag=True, help="Print the formulas as LaTeX (with this mixture's constants) and exit.")
-def lipschitz_cmd(spec, bounds, points, empirical, seed, ball_mass, delta, T, fmt, output, plot, latex):
+def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, tol, seed, ball_mass, delta, T, fmt, output,
+                  plot, latex):
     """Lipschitz bounds L(t) of the probability-flow velocity v = -x - grad log p_t.
 
     Every bound is an upper bound of sup_x ||J(x,t)||_op, J = dv/dx (onesided:
@@ -206,14 +249,31 @@ def lipschitz_cmd(spec, bounds, points, empirical, seed, ball_mass, delta, T, fm
     of stated p_t-mass for per-component covariances.  JSON holds `t`, one array
     per bound under its name, Lambda(T) per bound, and with --empirical
     `empirical_sup`, `empirical_mean` and `empirical_mean_se`.
+
+    With --model (a trained network): no analytic bound exists, so the table holds
+    the p_t-mean of ||J||_op with its 95% Monte-Carlo interval, the sampled sup, and
+    the power iteration's record (iterations, converged fraction).
     """
     from .bounds.lipschitz import BOUNDS, LipschitzBound, violations
 
+    spec_or_model(spec, model)
+    check_outputs({"output": output, "plot": plot}, [spec, data])
+    if model is not None:
+        out = api.model_lipschitz(model, points=points or 40, samples=256 if empirical is None else empirical,
+                                  data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
+                                  progress=bars())
+        if plot:
+            from .bounds.plots import lipschitz
+
+            lipschitz(out, (), plot)
+        emit(render.model_lipschitz_output(out, fmt), output)
+        return
     which = split_list("bounds", bounds, BOUNDS)
+    points, empirical = points or 50, empirical or 0
+    delta, T = api.DELTA if delta is None else delta, api.T_MAX if T is None else T
     if latex:
         click.echo(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
         return
-    check_outputs({"output": output, "plot": plot}, [spec])
     out = api.lipschitz_report(spec, bounds=which, points=points, delta=delta, T=T, empirical=empirical,
                                seed=seed, ball_mass=ball_mass, progress=bars())
     for w, n in violations(out).items():
@@ -246,21 +306,27 @@ def output_format(fmt: str | None, output: str | None) -> str:
 
 
 @main.command("grid")
-@click.argument("spec")
+@click.argument("spec", required=False)
+@model_options("With --model: data x_0 whose p_t is sampled for the empirical rate (else the model's own ODE).")
 @click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr", "kl-optimal", "optimal"]),
               default=None,
               help="balanced: equal Lambda per segment; uniform in t; edm: Karras rho=7 in VE sigma; "
                    "logsnr: uniform in log-SNR; kl-optimal: Align Your Steps' closed form (uniform in atan sigma); "
-                   "optimal: the grid that minimises --solver's error against the exact flow map.  "
+                   "optimal: the grid that minimises --solver's error against the exact flow map (with --model: "
+                   "against the model's own many-step teacher).  "
                    "[default: balanced; with --for: the grid that wins for the preset's solver]")
 @click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
               help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
                    "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
-@click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default="tri", show_default=True,
+@click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default=None,
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
-                   "||J||_op (data-aware; uses --samples and --seed).")
+                   "||J||_op (data-aware; uses --samples and --seed).  [default: tri; empirical with --model, "
+                   "the only rate a trained network has]")
 @click.option("--steps", type=int, default=8, show_default=True, help="Number of segments N (N + 1 nodes).")
-@window_options
+@click.option("--delta", type=float, default=None, help=DELTA_HELP + " With --model: inside its trained range. "
+              "[default: 0.001]")
+@click.option("--T", "T", type=float, default=None, help=T_HELP + " With --model: inside its trained range. "
+              "[default: 5]")
 @click.option("--units", multiple=True, default=("t",), show_default=True,
               help="Extra units to output (repeat or comma-separate): t, sigma (VE/EDM), alpha, sigma_vp, logsnr, "
                    "rf (rectified flow), ddpm (fractional timestep of --beta-schedule, 1000 steps).")
@@ -269,15 +335,20 @@ def output_format(fmt: str | None, output: str | None) -> str:
                    "[default: linear, or the --scheduler-config's].")
 @click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
                                            "range (with a warning) instead of failing.")
-@click.option("--samples", type=int, default=4096, show_default=True,
-              help="Samples of p_t per table time for --bound empirical.")
+@click.option("--samples", type=int, default=None,
+              help="Samples of p_t per table time for --bound empirical. [default: 4096; 256 with --model]")
 @seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
-@click.option("--train-samples", type=int, default=4096, show_default=True,
-              help="Exact trajectories the optimal grid is fitted on.")
-@click.option("--test-samples", type=int, default=4096, show_default=True,
-              help="Fresh exact trajectories its error (and the closed forms') is measured on.")
-@click.option("--effort", type=float, default=1.0, show_default=True,
-              help="Multiplies the grid search's evaluation budgets (a longer search: 4).")
+@click.option("--train-samples", type=int, default=None,
+              help="Trajectories the optimal grid is fitted on (exact, or the model's teacher). "
+                   "[default: 4096; 128 with --model]")
+@click.option("--test-samples", type=int, default=None,
+              help="Fresh trajectories its error (and the closed forms') is measured on. "
+                   "[default: 4096; 256 with --model]")
+@click.option("--teacher-steps", type=int, default=64, show_default=True,
+              help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
+@click.option("--effort", type=float, default=None,
+              help="Multiplies the grid search's evaluation budgets (a longer search: 4). [default: 1; 0.1 with "
+                   "--model, whose evaluations cost a network pass]")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
@@ -291,36 +362,49 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
-def grid_cmd(spec, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed, train_samples,
-             test_samples, effort, preset, shift, scheduler_config, fmt, output):
+def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed,
+             train_samples, test_samples, teacher_steps, effort, preset, shift, scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
     so each segment carries the same stability budget.  With --for PRESET and no
-    --kind, the grid that makes the preset's solver most accurate on this mixture
-    (measured against the exact flow map, with log-SNR, KL-optimal and EDM on the
-    same fresh batch).  Nodes are descending, t[0] = T and t[N] = delta.  JSON holds
-    `t`, `lambda` (Lambda at each node under --bound), `kind`, `bound`, `steps` and
-    each requested unit under its name.
+    --kind, the grid that makes the preset's solver most accurate (measured against
+    the exact flow map, or with --model against the model's own many-step teacher,
+    with log-SNR, KL-optimal and EDM on the same fresh batch).  Nodes are descending,
+    t[0] = T and t[N] = delta.  JSON holds `t`, `lambda` (Lambda at each node under
+    --bound), `kind`, `bound`, `steps` and each requested unit under its name.  With
+    --model the balanced grid is balanced on the network's p_t-average of ||J||_op,
+    and JSON adds `model` and `cost` (seconds, model evaluations).
     """
     from .numcore.units import UNITS
 
+    spec_or_model(spec, model)
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    check_outputs({"output": output}, [spec, scheduler_config])
+    check_outputs({"output": output}, [spec, scheduler_config, data])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
-    common = dict(bound=bound, delta=delta, T=T, clip=clip, samples=samples, seed=seed, solver=solver,
-                  train_samples=train_samples, test_samples=test_samples, effort=effort, progress=bars())
+    common = dict(clip=clip, seed=seed, solver=solver, effort=given(effort, 1.0 if model is None else 0.1),
+                  progress=bars())
+    if model is not None:
+        common.update(bound=bound or "empirical", delta=delta, T=T, samples=given(samples, 256), data=data,
+                      train_samples=given(train_samples, 128), test_samples=given(test_samples, 256),
+                      teacher_steps=teacher_steps, threads=threads)
+        grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
+    else:
+        common.update(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
+                      T=api.T_MAX if T is None else T, samples=given(samples, 4096),
+                      train_samples=given(train_samples, 4096), test_samples=given(test_samples, 4096))
+        grid_fn, export_fn, source = api.grid, api.export_grid, spec
     if preset is None:
-        g = api.grid(spec, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
-                     **common)
+        g = grid_fn(source, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
+                    **common)
         for w in g.get("warnings", []):
             click.echo(f"warning: {w}", err=True)
-        emit(render.grid_output(g, names, fmt, samples, seed), output)
+        emit(render.grid_output(g, names, fmt, common["samples"], seed), output)
         return
-    out = api.export_grid(spec, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
-                          scheduler_config=scheduler_config, **common)
+    out = export_fn(source, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
+                    scheduler_config=scheduler_config, **common)
     for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
     emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)
@@ -376,23 +460,35 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 
 @main.command("solvers")
 @click.argument("specs", nargs=-1, metavar="[SPEC...]")
-@click.option("--steps", default="4,8,16,32", show_default=True, help="Comma-separated numbers of steps N to compare.")
+@model_options("With --model: data x_0 whose p_t is sampled for the balanced grid's empirical rate (else the "
+               "model's own ODE).")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
+              help="With --model: held-out data; the sliced W2 of each solver's samples to it (pushed to p_delta) "
+                   "is reported with a bootstrap interval.")
+@click.option("--teacher-steps", type=int, default=64, show_default=True,
+              help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
+@click.option("--steps", default=None, help="Comma-separated numbers of steps N to compare. "
+              "[default: 4,8,16,32; 4,8,16 with --model]")
 @click.option("--random", type=int, default=0, show_default=True,
               help="Add this many seeded random mixtures (isotropic, shared-full, per-component; d in 1..8, K in "
                    "2..8) and summarise every grid against the optimal one over all mixtures (the league).")
-@click.option("--samples", type=int, default=10000, show_default=True,
+@click.option("--samples", type=int, default=None,
               help="Exact samples x_T ~ p_T (the test batch, and the size of the p_delta reference for the sliced "
-                   "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time.")
-@click.option("--train-samples", type=int, default=4096, show_default=True,
-              help="Exact trajectories the optimal grids are fitted on (independent of --samples).")
-@click.option("--effort", type=float, default=1.0, show_default=True,
-              help="Multiplies the grid search's evaluation budgets.")
+                   "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time. "
+                   "With --model: x_T ~ N(0, I). [default: 10000; 512 with --model]")
+@click.option("--train-samples", type=int, default=None,
+              help="Trajectories the optimal grids are fitted on (independent of --samples; with --model the "
+                   "model's teacher's). [default: 4096; 128 with --model]")
+@click.option("--effort", type=float, default=None,
+              help="Multiplies the grid search's evaluation budgets. [default: 1; 0.1 with --model]")
 @seed_option("Seed of the samples, projections and random mixtures.")
-@window_options
+@click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
+@click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
 @format_option("table", "json")
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
-def solvers_cmd(specs, steps, random, samples, train_samples, effort, seed, delta, T, fmt, output, plot):
+def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, random, samples, train_samples, effort, seed,
+                delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
@@ -405,11 +501,92 @@ def solvers_cmd(specs, steps, random, samples, train_samples, effort, seed, delt
     rel_mse_ci, sw), `sw_floor`, `summary` (winner per solver and N), `optimal` and
     `league` (every grid's error over the optimal grid's, geometric mean over the
     mixtures with a 95% interval); with several mixtures `studies` and `league`.
+
+    With --model (a trained network): x_T ~ N(0, I), the reference is the model's
+    own many-step teacher (RK4 in log sigma; its step count and self-convergence
+    are printed), and --reference gives held-out data for the distribution distance.
     """
-    check_outputs({"output": output, "plot": plot}, list(specs))
-    res = api.solvers(list(specs) or None, steps, random=random, delta=delta, T=T, samples=samples, seed=seed,
-                      train_samples=train_samples, effort=effort, plot=plot, progress=bars())
+    if model is not None:
+        spec_or_model(specs[0] if specs else None, model)
+    check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
+    if model is not None:
+        res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, threads=threads,
+                                reference=reference,
+                                teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
+                                train_samples=given(train_samples, 128), effort=given(effort, 0.1), plot=plot,
+                                progress=bars())
+        emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
+        return
+    res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
+                      delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
+                      samples=given(samples, 10000), seed=seed, train_samples=given(train_samples, 4096),
+                      effort=given(effort, 1.0),
+                      plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+@main.command("fit")
+@click.argument("data", metavar="DATA.npy")
+@click.option("--max-components", type=int, default=32, show_default=True,
+              help="Fit K = 1..this many components and keep the smallest BIC.")
+@click.option("--covariance", "covariance_type", type=click.Choice(["full", "tied", "diag", "spherical", "auto"]),
+              default="full", show_default=True,
+              help="Covariance type (tied: one shared covariance, where the analytic bounds hold for every x); "
+                   "auto tries all four.")
+@click.option("--reg-covar", type=float, default=1e-6, show_default=True,
+              help="Added to every covariance's diagonal: the surrogate's smallest variance.")
+@click.option("--name", default=None, help="Name of the mixture in the spec [default: the output file's stem].")
+@seed_option("Seed of scikit-learn's initialisation.")
+@format_option("table", "json")
+@output_option
+def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, output):
+    """A Gaussian-mixture surrogate of data, as a flowcert mixture spec (BIC over K).
+
+    Fits scikit-learn's GaussianMixture for K = 1..--max-components to DATA
+    (an .npy array of n samples, or n images, flattened) and keeps the
+    smallest BIC.  -o writes the spec (.yaml, .json) for every analytic
+    command (lipschitz, grid, certify, solvers, validate); the table lists
+    every fit's BIC.
+    """
+    check_outputs({"output": output}, [data])
+    stem = os.path.splitext(os.path.basename(output))[0] if output else "fitted"
+    res = api.fit(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
+                  seed=seed, name=name or stem, progress=bars())
+    if output is not None:
+        write_atomic(output, render.spec_text(res["spec"], output))
+    click.echo(render.to_json({k: v for k, v in res.items() if k != "spec"}) if fmt == "json"
+               else render.fit_text(res, output))
+
+
+# ----------------------------------------------------------------------------- train-example
+
+
+@main.command("train-example")
+@click.argument("example", type=click.Choice(["digits"]))
+@click.option("--out", type=click.Path(file_okay=False), default="flowcert-digits", show_default=True,
+              help="Folder for the checkpoint and the saved model (resumes from its checkpoint.pt).")
+@click.option("--steps", type=int, default=None, help="Training steps. [default: 4000]")
+@click.option("--batch", type=int, default=None, help="Batch size. [default: 128]")
+@click.option("--lr", type=float, default=None, help="Peak Adam learning rate. [default: 2e-3]")
+@click.option("--threads", type=int, default=None,
+              help="Torch threads (1 is fastest on a machine busy with other work).")
+@seed_option("Seed of the data split, initial weights and batches.")
+def train_example_cmd(example, out, steps, batch, lr, threads, seed):
+    """Train the example model: a small diffusers UNet2DModel on scikit-learn's digits.
+
+    The 1797 8 x 8 handwritten digits ship inside scikit-learn (no download):
+    1437 train it, 360 are held out (written to OUT/data/).  The model is a
+    DDPM epsilon predictor (linear betas, continuous timesteps) saved with
+    save_pretrained as a DDPMPipeline folder.  A few minutes on 2 CPU cores;
+    the checkpoint in OUT makes a killed run resumable with the same result.
+    """
+    check_folder(out, "out")
+    res = api.train_example(example, out, threads=threads, steps=steps, batch=batch, lr=lr, seed=seed,
+                            progress=bars())
+    click.echo(render.train_text(res))
 
 
 # ----------------------------------------------------------------------------- demo

@@ -13,7 +13,8 @@ from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
            "preset_output", "certify_text", "solvers_text", "league_text", "optimal_lines", "selection_lines",
-           "amplification_lines"]
+           "amplification_lines", "model_lipschitz_output", "model_solvers_text", "spec_text",
+           "fit_text", "train_text"]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -118,6 +119,32 @@ def lipschitz_text(out: dict, which) -> str:
     return "\n".join(head) + "\n" + table(lipschitz_columns(out, which))
 
 
+def model_lipschitz_columns(out: dict) -> dict:
+    ci = np.asarray(out["empirical_mean_ci"])
+    return {"t": out["t"], "mean": out["empirical_mean"], "ci_low": ci[:, 0], "ci_high": ci[:, 1],
+            "sampled_sup": out["empirical_sup"], "iters_mean": out["iterations_mean"],
+            "iters_max": out["iterations_max"], "converged": out["converged_fraction"]}
+
+
+def model_lipschitz_output(out: dict, fmt: str) -> str:
+    """``flowcert lipschitz --model`` in format ``fmt`` from :func:`flowcert.model_lipschitz`."""
+    if fmt == "json":
+        return to_json(out)
+    cols = model_lipschitz_columns(out)
+    if fmt == "csv":
+        return csv_text(cols)
+    m, pi = out["model"], out["power_iteration"]
+    head = [f"# model {m['name']} ({m['source']}; {m.get('class', 'torch')}, d = {m['d']}, {m['prediction']} "
+            "prediction)",
+            "# no analytic bounds: they need an exact Gaussian mixture; below are sampled statistics of ||J(x,t)||_op",
+            f"# mean: p_t-average over {out['empirical_samples']} samples per time (seed {out['empirical_seed']}) with "
+            f"its {out['level']:.0%} Monte-Carlo interval; sampled_sup: the largest value sampled (not a bound)",
+            f"# samples of p_t: {out['samples_from']}",
+            f"# ||J||_op by Lanczos on J^T J (at most {pi['max_iterations']} iterations, relative residual "
+            f"{pi['tol']:g}); {out['seconds']:.1f} s, {out['passes']} network passes per sample"]
+    return "\n".join(head) + "\n" + table(cols)
+
+
 # ----------------------------------------------------------------------------- grid
 def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | bytes:
     """``flowcert grid`` in format ``fmt`` from :func:`flowcert.grid` (bytes for npy)."""
@@ -127,19 +154,28 @@ def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | byte
         return to_json(g)
     if fmt == "txt":
         return "\n".join(repr(float(v)) for v in t) + "\n"
+    lam = {} if g["lambda"] is None else {"lambda": g["lambda"]}
     if fmt in ("csv", "npy"):
-        cols = {"t": t, "lambda": g["lambda"], **extra}
+        cols = {"t": t, **lam, **extra}
         return csv_text(cols) if fmt == "csv" else npy_record(cols)
-    head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
-           f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
+    if g["lambda"] is None:
+        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] (" + ("searched" if g["kind"] == "optimal" else "closed form") + ": no rate computed)"
+    else:
+        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
+               f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
+    if "model" in g:
+        head += f"\n# model {g['model']['name']} ({g['model']['source']})"
     if g["bound"] == "empirical":
         lo, hi = g["bound_info"]["lambda_T_mc_interval"]
         head += f"\n# empirical rate: {samples} samples per time, seed {seed}, Lambda(T) MC interval {lo:.4g}..{hi:.4g}"
+    if "cost" in g and "model_passes_per_sample" in g["cost"]:
+        head += (f"\n# cost: {g['cost']['seconds']:.1f} s, {g['cost']['model_passes_per_sample']} network passes per "
+                 "sample")
     if "optimal" in g:
         head += "\n" + "\n".join(optimal_lines(g["optimal"]))
     if "sampling" in g:
         head += f"\n# {g['sampling']}"
-    return head + "\n" + table({"i": [str(i) for i in range(t.size)], "lambda": g["lambda"], "t": t, **extra})
+    return head + "\n" + table({"i": [str(i) for i in range(t.size)], **lam, "t": t, **extra})
 
 
 def _err(e: dict) -> str:
@@ -147,16 +183,40 @@ def _err(e: dict) -> str:
     return f"{e['rel_mse']:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
+def _trajectories(rec: dict) -> str:
+    if rec.get("against") == "teacher":
+        return f"teacher trajectories of the model ({rec['teacher_steps']} RK4 steps)"
+    return "exact trajectories"
+
+
+def cost_lines(rec: dict) -> list[str]:
+    """Comment lines for the teacher and the cost of a model's optimal grid (empty for a mixture's)."""
+    if rec.get("against") != "teacher":
+        return []
+    te, c = rec["teacher"], rec["cost"]
+    sc = te.get("self_convergence")
+    out = [f"# teacher: {te['method']}, {te['steps']} steps ({te['nfe']} evaluations per sample)"
+           + (f"; self-convergence against {sc['against_steps']} steps: relative MSE {sc['rel_mse']:.2g} "
+              f"[{sc['ci'][0]:.2g}, {sc['ci'][1]:.2g}] on {sc['samples']} samples" if sc else "")]
+    parts = [f"teacher {c['teacher']['model_evaluations']:,} evaluations {c['teacher']['seconds']:.1f} s",
+             f"search {c['search']['model_evaluations']:,} evaluations {c['search']['seconds']:.1f} s",
+             f"GITS-style search {c['gits']['model_evaluations']:,} evaluations {c['gits']['seconds']:.1f} s"]
+    out.append("# cost (model evaluations, one per sample and network pass): " + "; ".join(parts))
+    if "gits" in rec:
+        out.append(f"# GITS-style grid on the same test batch: relative MSE {_err(rec['gits'])}")
+    return out
+
+
 def optimal_lines(rec: dict) -> list[str]:
-    """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``)."""
+    """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``, or a model's)."""
     s = rec["search"]
     base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
-    return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh exact "
-            f"trajectories (seed {rec['seed']}); on the same batch {base}; "
+    return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
+            f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}; "
             f"{rec['gain_over_best_baseline']:.3g}x below the best ({rec['best_baseline']})",
             f"# objective: {rec['objective']}; fitted on {rec['train_samples']} trajectories (training value "
             f"{rec['train_rel_mse']:.3g}); search {s['method']} from {s['start']}, {s['evaluations']} evaluations, "
-            f"{s['seconds']:.2f} s, stopped: {s['stop']}"]
+            f"{s['seconds']:.2f} s, stopped: {s['stop']}", *cost_lines(rec)]
 
 
 def selection_lines(rec: dict) -> list[str]:
@@ -165,11 +225,11 @@ def selection_lines(rec: dict) -> list[str]:
     s = rec["search"]
     return [f"# grid: {rec['kind']} for {rec['solver']} ({rec['solver_from']}), the smallest training error among "
             f"optimal, {', '.join(rec['baselines'])}; relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
-            f"exact trajectories (seed {rec['seed']}); on the same batch {base}" +
+            f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}" +
             ("" if rec["kind"] == "optimal" else f"; optimal {_err(rec['optimal'])}"),
             f"# objective: {rec['objective']}; optimal fitted on {rec['train_samples']} trajectories, "
             f"{s['method']}, {s['evaluations']} evaluations, {s['seconds']:.2f} s, stopped: {s['stop']}",
-            f"# measured on {rec['measured_on']}"]
+            f"# measured on {rec['measured_on']}", *cost_lines(rec)]
 
 
 def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str | bytes:
@@ -207,10 +267,10 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
     cols = {"i": [str(i) for i in range(n)],
             ex.argument: [value_text(v) for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
-    what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" else "")
+    what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" and g["bound"] else "")
+    opt = optimal_lines(g["optimal"]) if "optimal" in g else []
     head = [f"# {ex.preset}: {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] for {g['mixture']}",
-            *(selection_lines(selection) if selection is not None else []),
-            *(optimal_lines(g["optimal"]) if "optimal" in g else []),
+            *(selection_lines(selection) if selection is not None else []), *opt,
             f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config, indent=None)}",
             f"# {ex.conventions}"]
     if ex.schedule.size > n:
@@ -330,3 +390,86 @@ def league_text(lg: dict) -> str:
         lines += [f"{solver}: best closed form per N: "
                   + ", ".join(f"N={N} {per[N]['best_baseline']}" for N in steps), table(cols)]
     return "\n".join(lines)
+
+
+
+def model_solvers_text(res: dict) -> str:
+    """The table of ``flowcert solvers --model`` from :func:`flowcert.model_solvers`."""
+    rows = res["rows"]
+    has_sw = res["sw_floor"] is not None
+    cols = {
+        "grid": [r["grid"] for r in rows], "solver": [r["solver"] for r in rows],
+        "N": [str(r["steps"]) for r in rows], "NFE": [str(r["nfe"]) for r in rows],
+        "rel_MSE": [f"{r['rel_mse']:.3e}" for r in rows],
+        "95% CI": [f"[{r['rel_mse_ci'][0]:.3e}, {r['rel_mse_ci'][1]:.3e}]" for r in rows],
+    }
+    if has_sw:
+        cols["SW2"] = [f"{r['sw']:.4f}" for r in rows]
+        cols["SW2 95% CI"] = [f"[{r['sw_ci'][0]:.4f}, {r['sw_ci'][1]:.4f}]" for r in rows]
+    te = res["teacher"]
+    sc = te.get("self_convergence")
+    head = [f"# model {res['model']['name']} ({res['model']['source']}): {res['samples']} x_T ~ N(0, I), "
+            f"T = {res['T']:g} -> delta = {res['delta']:g}, seed {res['seed']}",
+            f"# teacher: the model's own ODE, {te['method']}, {te['steps']} steps ({te['nfe']} evaluations per sample, "
+            f"{te['seconds']:.1f} s)" + (f"; self-convergence against {sc['against_steps']} steps: relative MSE "
+                                          f"{sc['rel_mse']:.2e} on {sc['samples']} samples" if sc else ""),
+            "# rel_MSE = sum|x - teacher(x_T)|^2 / sum|teacher(x_T)|^2 (95% CI)",
+            f"# balanced-empirical: rate from {res['rate']['samples']} samples per time at {res['rate']['points']} "
+            f"times ({res['rate']['seconds']:.1f} s, {res['rate']['passes']} network passes per sample)",
+            f"# gits: {res['gits']['method']}; {res['gits']['samples']} teacher trajectories x "
+            f"{res['gits']['nfe_per_sample']} evaluations (shared with the optimal grids' training batch)",
+            f"# optimal: each solver's grid searched against the teacher on those {res['train_samples']} trajectories "
+            f"(coarse to fine over N)"]
+    if has_sw:
+        fl = res["sw_floor"]
+        line = (f"# SW2 to {res['reference']['n']} held-out samples at p_delta ({res['sw_directions']} directions, "
+                f"bootstrap 95% CI); the teacher's own SW2: {fl['value']:.4f} [{fl['ci'][0]:.4f}, {fl['ci'][1]:.4f}]")
+        if "data" in fl:
+            line += f"; training data's: {fl['data']['value']:.4f}"
+        head.append(line)
+    lines = ["", "winners (smallest relative MSE; factor = runner-up / winner):"]
+    for solver, s in res["summary"].items():
+        per = ", ".join(f"N={n}: {w['winner']} x{w['factor']:.2f}" for n, w in s["per_steps"].items())
+        lines.append(f"  {solver:9s} {per}")
+    return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
+
+
+def spec_text(spec: dict, path: str) -> str:
+    """A mixture spec as YAML (.yaml, .yml) or JSON (any other extension)."""
+    import os
+
+    if os.path.splitext(path)[1].lower() in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=120)
+    return to_json(spec) + "\n"
+
+
+def fit_text(res: dict, path: str | None) -> str:
+    """The summary of ``flowcert fit`` from :func:`flowcert.fit`."""
+    best = {}
+    for r in res["bic"]:
+        if r["covariance_type"] not in best or r["bic"] < best[r["covariance_type"]]["bic"]:
+            best[r["covariance_type"]] = r
+    lines = [f"# Gaussian mixture fitted to {res['n']} samples in d = {res['d']} (scikit-learn GaussianMixture, "
+             f"reg_covar {res['reg_covar']:g}, seed {res['seed']}); {res['criterion']}",
+             f"# chosen: K = {res['K']}, covariance {res['covariance_type']}, BIC {res['bic_best']:.6g} "
+             f"({res['seconds']:.1f} s)"]
+    cols = {"covariance": [r["covariance_type"] for r in res["bic"]], "K": [str(r["K"]) for r in res["bic"]],
+            "BIC": [f"{r['bic']:.6g}" for r in res["bic"]],
+            "loglik/sample": [f"{r['log_likelihood']:.5g}" for r in res["bic"]],
+            "converged": ["yes" if r["converged"] else "no" for r in res["bic"]]}
+    text = "\n".join(lines) + "\n" + table(cols)
+    if path:
+        text += f"\nwrote {path}"
+    return text
+
+
+def train_text(res: dict) -> str:
+    """The summary of ``flowcert train-example``."""
+    c = res["config"]
+    resumed = f", resumed at step {res['resumed_from']}" if res.get("resumed_from") else ""
+    return (f"trained {res['example']}: diffusers UNet2DModel, {res['parameters']} parameters, {res['steps_done']} "
+            f"steps of batch {c['batch']} ({res['seconds']:.0f} s{resumed}); final loss (EMA) {res['final_loss']:.4f}\n"
+            f"data: {res['train_size']} training and {res['test_size']} held-out images ({res['data']})\n"
+            f"wrote {', '.join(res['files'])} into {res['out']}/")

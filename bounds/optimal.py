@@ -52,9 +52,14 @@ class Batches:
     relative RMS integration error of the end points (:func:`numcore.flowmap.endpoints`)."""
 
     def __init__(self, mix: GaussianMixture, delta: float, T: float, train: int = TRAIN_SAMPLES,
-                 test: int = TEST_SAMPLES, seed: int = 0, progress=no_progress):
-        rng = np.random.default_rng(seed)
-        self.x_train, self.x_test = sample(mix, T, train, rng), sample(mix, T, test, rng)
+                 test: int = TEST_SAMPLES, seed: int = 0, progress=no_progress, points=None):
+        """``points``: (x_train, x_test) start points to use instead of drawing them from p_T (e.g. the
+        x_T ~ N(0, I) of a model's batches, to compare both paths on the same trajectories)."""
+        if points is None:
+            rng = np.random.default_rng(seed)
+            points = sample(mix, T, train, rng), sample(mix, T, test, rng)
+        self.x_train, self.x_test = (np.asarray(p, float) for p in points)
+        test = len(self.x_test)
         y, self.teacher_error = flowmap.endpoints(mix, np.vstack([self.x_test, self.x_train]), T, delta,
                                                   step=TEACHER_STEP, progress=progress)
         self.y_test, self.y_train = y[:test], y[test:]
@@ -96,11 +101,16 @@ def baseline_grids(steps: int, delta: float, T: float) -> dict:
     return {name: grids.build(name, steps, delta, T) for name in BASELINES}
 
 
-def optimal_grid(mix: GaussianMixture, steps: int, solver: str, *, delta: float, T: float,
+def optimal_grid(mix: GaussianMixture | None, steps: int, solver: str, *, delta: float, T: float,
                  train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0,
                  screen: int = SCREEN_SAMPLES, batches: Batches | None = None, starts: dict | None = None,
                  progress=no_progress) -> dict:
     """The grid of ``steps`` segments that minimises ``solver``'s end-to-end error on this mixture.
+
+    ``batches``: the training and test batches when built already (then ``mix`` is not used): a
+    :class:`Batches`, or any object with the same ``x_train``, ``delta``, ``T``, ``training_error``,
+    ``test_error``, ``sizes`` (and optionally ``objective``), such as a trained model's teacher batches
+    (:class:`flowcert.distill.model_grids.ModelBatches`).
 
     Returns a JSON-ready dict: ``t`` (N + 1,), ``solver``, ``objective``, ``train_rel_mse`` (the objective
     at the optimum), ``rel_mse`` and ``rel_mse_ci`` (fresh test batch, 95%), ``baselines`` ({name: the
@@ -121,7 +131,7 @@ def optimal_grid(mix: GaussianMixture, steps: int, solver: str, *, delta: float,
     base = baseline_grids(steps, delta, T)
     clock = time.perf_counter()
     res = search(batches, solver, steps, {**base, **(starts or {})}, effort, screen)
-    out = {"t": res.t, "solver": solver, "steps": steps, "objective": OBJECTIVE,
+    out = {"t": res.t, "solver": solver, "steps": steps, "objective": getattr(batches, "objective", OBJECTIVE),
            "train_rel_mse": res.value, **batches.test_error(res.t, solver),
            "baselines": {name: batches.test_error(t, solver) for name, t in base.items()},
            "search": {"method": res.method, "stop": res.stop, "evaluations": res.evaluations,
@@ -153,10 +163,11 @@ def implied_solver(preset: str, solver: str | None) -> str:
     return check_solver(solver) if solver is not None else PRESET_SOLVER[preset]
 
 
-def winning_export(mix: GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,
-                   T: float, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
-                   scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES,
-                   seed: int = 0, effort: float = 1.0, progress=no_progress):
+def winning_export(mix: GaussianMixture | None, steps: int, preset: str, *, solver: str | None = None,
+                   delta: float, T: float, beta_schedule: str | None = None, clip: bool = False,
+                   shift: float | None = None, scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES,
+                   test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0, batches=None, starts=None,
+                   progress=no_progress):
     """The grid that wins for the solver a sampler preset runs, exported for that preset.
 
     Candidates: the solver's optimal grid (:func:`optimal_grid`) and the closed forms log-SNR, KL-optimal
@@ -181,9 +192,11 @@ def winning_export(mix: GaussianMixture, steps: int, preset: str, *, solver: str
     steps = check_steps(steps)
     options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config)
     export(preset, baseline_grids(steps, delta, T)["logsnr"], **options)  # the preset's own checks, before the work
-    check_window(delta, T)
-    batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed, progress)
-    opt = optimal_grid(mix, steps, solver, delta=delta, T=T, effort=effort, batches=batches)
+    if batches is None:
+        check_window(delta, T)
+        batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed,
+                          progress)
+    opt = optimal_grid(mix, steps, solver, delta=delta, T=T, effort=effort, batches=batches, starts=starts)
     exports = {"optimal": export(preset, opt["t"], **options)}
     skipped = {}
     for name, t in baseline_grids(steps, delta, T).items():
@@ -196,7 +209,7 @@ def winning_export(mix: GaussianMixture, steps: int, preset: str, *, solver: str
     test_err = {name: batches.test_error(ex.t, solver) for name, ex in exports.items()}
     record = {"kind": kind, "solver": solver, "solver_from": "given" if given else f"implied by {preset}",
               **test_err[kind], "baselines": {k: v for k, v in test_err.items() if k != "optimal"},
-              "optimal": test_err["optimal"], "train_rel_mse": train_err, "objective": OBJECTIVE,
+              "optimal": test_err["optimal"], "train_rel_mse": train_err, "objective": opt["objective"],
               "measured_on": "the exported nodes (after the preset's rounding or clipping), the solver's N steps "
                              "from the first to the last node; a consumer that appends sigma = 0 runs one more "
                              "step (the denoiser at the last node), not included",

@@ -22,7 +22,8 @@ def lipschitz(out: dict, which, path) -> str:
         else:
             ax.plot(t, y, label=f"L_{w}(t)")
     if "empirical_sup" in out:
-        ax.plot(t, out["empirical_sup"], "k.", ms=4, label="brute-force sup ||J||")
+        sampled = out.get("scope") == "sampled"  # a trained model: no bounds, no mean lines
+        ax.plot(t, out["empirical_sup"], "k.", ms=4, label="largest sampled ||J||" if sampled else "brute-force sup ||J||")
         m, se = np.asarray(out["empirical_mean"]), np.asarray(out["empirical_mean_se"])
         ax.plot(t, m, "k-", lw=1, label="p_t-mean ||J|| (+-2 se)")
         ax.fill_between(t, np.maximum(m - 2 * se, 1e-300), m + 2 * se, color="k", alpha=0.2)

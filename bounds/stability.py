@@ -75,21 +75,28 @@ def stability(mix: GaussianMixture, name: str, delta: float, T: float, *, sample
               panels: int = 256) -> Stability:
     """Rate ``name`` (one of :data:`RATES`) and Lambda on [delta, T]."""
     if name == "empirical":
-        rate = EmpiricalRate.estimate(mix, delta, T, samples, seed, progress=progress)
-        integral = StabilityIntegral(rate, delta, T, panels)
-        lo = StabilityIntegral(rate.shifted(-2.0), delta, T, panels).total
-        hi = StabilityIntegral(rate.shifted(2.0), delta, T, panels).total
-        meta = {
-            "what": "p_t-average of ||J(x,t)||_op (Monte Carlo; a typical rate, not a bound)",
-            "samples": samples, "seed": seed, "table_points": int(rate.t.size),
-            "lambda_T_mc_interval": [lo, hi],
-        }
-        return Stability(name, rate, integral, meta)
+        return empirical_stability(EmpiricalRate.estimate(mix, delta, T, samples, seed, progress=progress),
+                                   delta, T, panels)
     lb = bound if bound is not None else LipschitzBound(mix, ball_mass)
     rate = lambda t: lb(t, name)  # noqa: E731
     integral = StabilityIntegral(rate, delta, T, panels)
     meta = {"what": lb.where(), "scope": lb.scope}
     return Stability(name, rate, integral, meta)
+
+
+def empirical_stability(rate: EmpiricalRate, delta: float, T: float, panels: int = 256,
+                        what: str = "p_t-average of ||J(x,t)||_op (Monte Carlo; a typical rate, not a bound)"
+                        ) -> Stability:
+    """Lambda of a tabulated empirical rate, with the interval from the rate shifted by -2 and +2 standard errors.
+
+    Used for mixtures (numcore's closed-form Jacobians) and for trained models (power iteration).
+    """
+    integral = StabilityIntegral(rate, delta, T, panels)
+    lo = StabilityIntegral(rate.shifted(-2.0), delta, T, panels).total
+    hi = StabilityIntegral(rate.shifted(2.0), delta, T, panels).total
+    meta = {"what": what, "samples": rate.samples, "seed": rate.seed, "table_points": int(rate.t.size),
+            "lambda_T_mc_interval": [lo, hi]}
+    return Stability("empirical", rate, integral, meta)
 
 
 def describe(mix: GaussianMixture, delta: float = 1e-3, T: float = 5.0) -> dict:

@@ -65,7 +65,7 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
         samples = option("samples", samples)
     with progress(40, "empirical rate") if bound == "empirical" else no_progress() as bar:
         st = stability(mix, bound, delta, T, samples=samples, seed=seed, progress=bar)
-    extra = {}
+    t, extra = None, {"sampling": SAMPLING_NOTE}
     if kind == "optimal":
         from .optimal import optimal_grid
 
@@ -73,13 +73,26 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
                            seed=seed, effort=effort, progress=progress)
         t = rec.pop("t")
         extra = {"solver": solver, "optimal": rec}
-    else:
-        t = grids.build(kind, steps, delta, T, st.integral)
-        extra = {"sampling": SAMPLING_NOTE}
-    out = {"mixture": mix.name, "kind": kind, "bound": bound, "steps": steps, "delta": delta, "T": T,
-           "t": t, "lambda": st.integral(t), "lambda_T": st.integral.total, "lambda_error": st.integral.error,
-           "amplification": st.amplification, "log10_amplification": st.log10_amplification,
-           "bound_info": st.meta, **extra}
+    out = from_stability(st, steps, kind=kind, delta=delta, T=T, units=names, beta_schedule=beta_schedule,
+                         clip=clip, t=t, extra=extra)
+    return {"mixture": mix.name, **out}
+
+
+def from_stability(st, steps: int, *, kind: str, delta: float, T: float, units=("t",),
+                   beta_schedule: str = "linear", clip: bool = False, t=None, extra: dict | None = None) -> dict:
+    """The grid of :func:`build` from a computed :class:`~bounds.stability.Stability` (or None for kinds that
+    need no rate: then ``lambda`` and the amplification are None), with the nodes ``t`` when they were
+    computed already (the optimal grid) and ``extra`` fields.  Inputs are assumed checked."""
+    if t is None:
+        t = grids.build(kind, steps, delta, T, st.integral if st is not None else None)
+    out = {"kind": kind, "bound": st.name if st is not None else None, "steps": steps, "delta": delta, "T": T,
+           "t": t, "lambda": st.integral(t) if st is not None else None,
+           "lambda_T": st.integral.total if st is not None else None,
+           "lambda_error": st.integral.error if st is not None else None,
+           "amplification": st.amplification if st is not None else None,
+           "log10_amplification": st.log10_amplification if st is not None else None,
+           "bound_info": st.meta if st is not None else None, **(extra or {})}
+    names = list(dict.fromkeys(units))
     for u in names:
         if u == "t":
             continue

@@ -357,12 +357,16 @@ def steps_list(name: str, value, high: int) -> list[int]:
     return sorted({integer(name, v, low=1, high=high) for v in split_list(name, value)})
 
 
-def require(module: str, extra: str, what: str) -> None:
-    """InputError saying what to install when an optional dependency is missing."""
+def require(module: str, extra: str | None, what: str, package: str | None = None) -> None:
+    """InputError saying what to install when an optional dependency is missing.
+
+    ``extra`` names flowcert's extra that brings the module; with ``extra`` None (a base dependency),
+    the hint is ``pip install PACKAGE`` (``package`` defaults to the module's name).
+    """
     import importlib
 
     try:
         importlib.import_module(module)
     except ImportError:
-        raise InputError(f"{what} needs the {module} package, which is not installed: "
-                         f"pip install 'flowcert[{extra}]'") from None
+        hint = f"pip install 'flowcert[{extra}]'" if extra else f"pip install {package or module}"
+        raise InputError(f"{what} needs the {module} package, which is not installed: {hint}") from None

@@ -14,7 +14,8 @@ import flowcert
 
 ROOT = Path(__file__).resolve().parents[1]
 API = ["load_mixture", "describe", "lipschitz", "lipschitz_report", "stability", "grid", "export", "certify",
-       "solvers", "validate", "InputError"]
+       "solvers", "validate", "load_model", "torch_model", "model_lipschitz", "model_grid", "model_solvers", "fit",
+       "train_example", "InputError"]
 
 
 def run_python(code: str, **kw) -> subprocess.CompletedProcess:
@@ -53,6 +54,10 @@ def test_the_wheel_holds_only_flowcert(tmp_path):
                    "flowcert/bounds/_generated.py", "flowcert/distill/teacher.py"):
         assert module in names
     assert not any(n.startswith(("flowcert/tests/", "flowcert/benchmarks/", "flowcert/docs/")) for n in names)
+    for shipped in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                    "scheduler/scheduler_config.json", "data/train.npy", "data/test.npy"):
+        assert f"flowcert/distill/assets/digits/{shipped}" in names, shipped
+    assert not any(n.endswith("checkpoint.pt") for n in names)
 
 
 def test_an_editable_install_imports_the_source_tree(tmp_path):
@@ -120,6 +125,15 @@ def test_without_torch_the_torch_commands_say_what_to_install():
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'flowcert[torch]'" in lines[0], r.stderr
+    for args in (["lipschitz", "--model", "digits"], ["grid", "--model", "mixture:ring8"],
+                 ["train-example", "digits", "--steps", "1"]):
+        r = run_python(NO_TORCH + f"main({args!r})")
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pip install 'flowcert[torch]'" in lines[0], r.stderr
+    r = run_python("import sys; sys.modules['sklearn'] = None\nfrom flowcert.cli import main\n"
+                   "main(['fit', 'x.npy'])")
+    assert r.returncode == 2 and "pip install scikit-learn" in r.stderr, r.stderr
     r = run_python(NO_TORCH + "main(['solvers', 'line2', '--steps', '2', '--samples', '64', '--train-samples', '32'])")
     assert r.returncode == 0, r.stderr  # the solver study needs no torch
     r = run_python(NO_TORCH + "main(['grid', 'ring8', '--steps', '4', '--for', 'k-diffusion', '--train-samples', '256'])")
