@@ -9,6 +9,7 @@ torch is needed only by :func:`solvers` and :func:`validate` (``pip install "flo
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .numcore.checks import InputError, require
@@ -448,7 +449,10 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
     ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
     samples, seed, train_samples, random, effort = options(samples=samples, seed=seed, train_samples=train_samples,
                                                            random=random, effort=effort)
-    specs = [] if mixture is None else ([mixture] if isinstance(mixture, (str, dict)) else list(mixture))
+    from .numcore.mixture import GaussianMixture
+
+    single = isinstance(mixture, (str, dict, GaussianMixture, os.PathLike))
+    specs = [] if mixture is None else ([mixture] if single else list(mixture))
     check_outputs({"plot": plot}, [f for m in specs for f in _inputs(m)])
     mixes = [load_mixture(m) for m in specs] + random_mixtures(random, seed)
     if not mixes:

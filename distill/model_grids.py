@@ -195,7 +195,12 @@ def export(model, steps: int, preset: str, *, kind: str | None = None, solver: s
     from ..numcore.checks import option
 
     check(preset)
-    scheduler_config = scheduler_config or model.describe().get("scheduler_config")
+    if scheduler_config is None:  # the model's own scheduler: describe() gives the path of its config file
+        scheduler_config = model.describe().get("scheduler_config")
+        if isinstance(scheduler_config, str):
+            from ..numcore.io import read_json
+
+            scheduler_config = read_json(scheduler_config)
     if kind is not None:
         g = grid(model, steps, kind=kind, bound=bound, delta=delta, T=T, beta_schedule=beta_schedule or "linear",
                  clip=clip, samples=samples, data=data, seed=seed, solver=solver, train_samples=train_samples,

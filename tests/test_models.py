@@ -5,6 +5,7 @@ answers, fit and train-example, and one-line errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -432,3 +433,27 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
         assert cross <= rec_a["train_rel_mse"] * (1 + 2e-3)
         # and the search improved on every start (closed forms and GITS-style) on the training batch
         assert rec_m["train_rel_mse"] <= min(rec_m["search"]["start_train_rel_mse"].values()) * (1 + 1e-12)
+
+
+def test_model_export_reads_the_models_own_scheduler_config(runner, tmp_path):
+    """A diffusers folder's export follows its scheduler_config.json (read from the path the model gives)."""
+    out = tmp_path / "sigmas.json"
+    r = run(runner, "grid", "--model", "digits", "--steps", "4", "--kind", "logsnr", "--for", "diffusers-euler",
+            "--threads", "1", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    import flowcert.distill
+
+    shipped = json.loads((Path(flowcert.distill.__file__).parent / "assets" / "digits" / "scheduler"
+                          / "scheduler_config.json").read_text())
+    assert doc["scheduler_config"]["num_train_timesteps"] == shipped["num_train_timesteps"]
+    assert doc["scheduler_config"]["beta_schedule"] == shipped["beta_schedule"]
+
+
+def test_solvers_api_takes_a_loaded_mixture_and_a_path(tmp_path):
+    mix = flowcert.load_mixture("line2")
+    spec = tmp_path / "two.json"
+    spec.write_text(json.dumps({"means": [[0.0], [3.0]], "variance": 0.1}))
+    for arg, name in ((mix, "line2"), (spec, "two")):
+        res = flowcert.solvers(arg, steps=[2], samples=64, train_samples=64)
+        assert res["mixture"] == name and res["rows"]
