@@ -580,7 +580,7 @@ def train_example_cmd(example, out, steps, batch, lr, threads, seed):
     The 1797 8 x 8 handwritten digits ship inside scikit-learn (no download):
     1437 train it, 360 are held out (written to OUT/data/).  The model is a
     DDPM epsilon predictor (linear betas, continuous timesteps) saved with
-    save_pretrained as a DDPMPipeline folder.  A few minutes on 2 CPU cores;
+    save_pretrained as a DDPMPipeline folder.  About 17 minutes on 2 busy CPU cores;
     the checkpoint in OUT makes a killed run resumable with the same result.
     """
     check_folder(out, "out")
