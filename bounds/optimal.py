@@ -87,6 +87,18 @@ def check_solver(solver) -> str:
     return choice("solver", solver, SOLVERS)
 
 
+def check_optimal(solver, steps: int) -> str:
+    """The solver of an ``optimal`` grid (required) and its step count (at most MAX_STEPS); returns the solver."""
+    if solver is None:
+        raise InputError("`solver` missing: `kind` optimal is the grid of one solver: expected one of "
+                         + ", ".join(SOLVERS))
+    solver = check_solver(solver)
+    if steps > MAX_STEPS:
+        raise InputError(f"`steps` = {steps}: expected an integer <= {MAX_STEPS} for `kind` optimal "
+                         "(the grid search's limit)")
+    return solver
+
+
 def check_steps(steps) -> int:
     return option("optimal.steps", steps)
 

@@ -46,15 +46,9 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
     if kind not in KINDS:
         raise InputError(f"`kind` = {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "optimal":
-        from .optimal import MAX_STEPS, check_solver
+        from .optimal import check_optimal
 
-        if solver is None:
-            raise InputError("`solver` missing: `kind` optimal is the grid of one solver: expected one of "
-                             "euler, heun, dpmpp_2m")
-        solver = check_solver(solver)
-        if steps > MAX_STEPS:
-            raise InputError(f"`steps` = {steps}: expected an integer <= {MAX_STEPS} for `kind` optimal "
-                             "(the grid search's limit)")
+        solver = check_optimal(solver, steps)
     if bound not in BOUNDS:
         raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(BOUNDS)}")
     names = list(dict.fromkeys(units))

@@ -101,7 +101,7 @@ KINDS = grids.KINDS + ("optimal",)
 
 def check_grid(kind: str, bound: str, units, steps: int, solver: str | None) -> tuple[int, str | None]:
     """Checked (steps, solver) of a model grid request."""
-    from ..bounds.optimal import MAX_STEPS, check_solver
+    from ..bounds.optimal import check_optimal
     from ..numcore import units as un
 
     steps = integer("steps", steps, low=1, high=100000)
@@ -114,13 +114,7 @@ def check_grid(kind: str, bound: str, units, steps: int, solver: str | None) -> 
         if u not in un.UNITS:
             raise InputError(f"`units` = {u!r}: expected one of {', '.join(un.UNITS)}")
     if kind == "optimal":
-        if solver is None:
-            raise InputError("`solver` missing: `kind` optimal is the grid of one solver: expected one of "
-                             "euler, heun, dpmpp_2m")
-        solver = check_solver(solver)
-        if steps > MAX_STEPS:
-            raise InputError(f"`steps` = {steps}: expected an integer <= {MAX_STEPS} for `kind` optimal "
-                             "(the grid search's limit)")
+        solver = check_optimal(solver, steps)
     return steps, solver
 
 
