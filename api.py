@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .distill.model import TorchModel
+    from .models.model import TorchModel
 
-    from .bounds.presets import Export
+    from .exports.presets import Export
     from .bounds.stability import Stability
     from .numcore.gridsearch import SearchResult
     from .numcore.mixture import GaussianMixture
@@ -244,7 +244,7 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
             schedule's range without ``clip``; kind ``optimal`` without a solver or with more than
             64 steps.
     """
-    from .bounds.timegrid import build
+    from .studies.timegrid import build
 
     return build(load_mixture(mixture), steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
                  beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
@@ -288,7 +288,7 @@ def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip
             cannot represent, a scheduler config of another family or that disagrees with
             ``beta_schedule`` / ``shift``.
     """
-    from .bounds.presets import export as export_
+    from .exports.presets import export as export_
 
     if scheduler_config is not None and not isinstance(scheduler_config, dict):
         from .numcore.io import read_json
@@ -321,7 +321,7 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
     Raises:
         InputError: an unknown preset, kind or solver; bad steps or window; a grid the preset cannot take.
     """
-    from .bounds.presets import check
+    from .exports.presets import check
     from .numcore.checks import option, time_window
 
     check(preset)
@@ -336,7 +336,7 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
                  test_samples=test_samples, effort=effort, progress=progress)
         return {"export": export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
                                  scheduler_config=scheduler_config), "grid": g, "selection": None}
-    from .bounds.optimal import winning_export
+    from .studies.optimal import winning_export
 
     mix = load_mixture(mixture)
     steps = option("steps", steps)
@@ -372,7 +372,7 @@ def optimise_grid(error: Callable[[np.ndarray], float], steps: int, *, delta: fl
     Raises:
         InputError: ``steps`` outside 1..64, a bad window or effort.
     """
-    from .bounds.optimal import baseline_grids, check_steps
+    from .studies.optimal import baseline_grids, check_steps
     from .numcore.checks import option, time_window
     from .numcore.gridsearch import search
 
@@ -457,7 +457,7 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
     mixes = [load_mixture(m) for m in specs] + random_mixtures(random, seed)
     if not mixes:
         raise InputError("`mixture` missing: expected a mixture SPEC or `random` >= 1")
-    from .distill import solver_study
+    from .studies import solver_study
 
     for mix in mixes:
         need = solver_study.memory_bytes(mix, samples + train_samples)
@@ -524,7 +524,7 @@ def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, pred
     Args:
         source: a diffusers folder on disk (a pipeline folder with ``model_index.json``, or a model
             folder with ``config.json`` + weights and a scheduler config beside it or in
-            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.distill.model.TorchModel` (see
+            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.models.model.TorchModel` (see
             :func:`torch_model`) or a function of no arguments returning one; ``mixture:SPEC`` or a
             :class:`GaussianMixture` (its exact score as a torch module); ``digits`` (the model shipped
             with flowcert, unless a folder of that name exists); or a TorchModel (returned as is).
@@ -541,7 +541,7 @@ def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, pred
             scheduler without alphas_cumprod, an unsupported prediction type; torch or diffusers missing.
     """
     require("torch", "torch", "a trained model")
-    from .distill.model import load
+    from .models.model import load
 
     return load(source, prediction=prediction, device=device)
 
@@ -573,7 +573,7 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
     require("torch", "torch", "a trained model")
     import torch
 
-    from .distill.model import torch_model as make
+    from .models.model import torch_model as make
 
     return make(fn, shape=shape, prediction=prediction, scaling=scaling, noise=noise, log_alphabar=log_alphabar,
                 sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name)
@@ -590,7 +590,7 @@ def _threads(threads: int | None) -> None:
 
 
 def _model_window(model, delta, T):
-    from .distill.model_grids import window
+    from .studies.model_grids import window
 
     return window(model, delta, T, DELTA, T_MAX)
 
@@ -624,7 +624,7 @@ def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int =
     Raises:
         InputError: bad options, a window outside the trained range, data of the wrong shape or with NaN.
     """
-    from .distill.model_grids import data_for, lipschitz
+    from .studies.model_grids import data_for, lipschitz
 
     _threads(threads)
     m = load_model(model)
@@ -664,7 +664,7 @@ def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced
         InputError: a bound other than ``empirical``, a bad kind, unit, steps, window or batch size, bad
             data; kind ``optimal`` without a solver.
     """
-    from .distill.model_grids import data_for, grid as grid_
+    from .studies.model_grids import data_for, grid as grid_
 
     _threads(threads)
     m = load_model(model)
@@ -701,7 +701,7 @@ def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind:
         InputError: an unknown preset, kind or solver; bad steps, window or batch sizes; a grid the preset
             cannot take.
     """
-    from .distill.model_grids import data_for, export as export_
+    from .studies.model_grids import data_for, export as export_
 
     if scheduler_config is not None and not isinstance(scheduler_config, dict):
         from .numcore.io import read_json
@@ -740,7 +740,7 @@ def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 1
     Raises:
         InputError: bad steps, samples, window or data; an unwritable ``plot``.
     """
-    from .distill.model_grids import data_for, solvers as solvers_
+    from .studies.model_grids import data_for, solvers as solvers_
     from .numcore.checks import integer, steps_list
     from .numcore.io import check_destination
 
@@ -755,7 +755,7 @@ def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 1
                    else None, data=data_for(m, data), seed=seed, teacher_steps=teacher_steps,
                    rate_samples=rate_samples, train_samples=train_samples, effort=effort, progress=progress)
     if plot is not None:
-        from .distill.model_grids import plot as plot_
+        from .studies.model_grids import plot as plot_
 
         plot_(res, plot)
     return res
@@ -810,6 +810,6 @@ def train_example(example: str = "digits", out: str = "flowcert-digits", *, thre
     require("torch", "torch", "train-example")
     require("diffusers", "torch", "train-example")
     require("sklearn", None, "train-example", "scikit-learn")
-    from .distill.digits import train
+    from .examples.digits.train import train
 
     return train(example, out, progress=progress, threads=threads, **options)

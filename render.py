@@ -261,7 +261,7 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
     if integer:
         value_text = str
     elif ex.preset == "comfyui":  # ComfyUI's number parser reads no exponents: plain decimals
-        from .bounds.presets import plain_decimal as value_text
+        from .exports.presets import plain_decimal as value_text
     else:
         value_text = "{:.9g}".format
     cols = {"i": [str(i) for i in range(n)],

@@ -45,13 +45,13 @@ def main():
         args.points, args.samples = 4, 64
     torch.set_num_threads(args.threads)
     import flowcert
-    from flowcert.distill.model_flow import prior, teacher
-    from flowcert.distill.model_jacobian import table
+    from flowcert.models.flow import prior, teacher
+    from flowcert.models.jacobian import table
 
     out = {"threads": args.threads, "samples": args.samples, "points": args.points,
            "load_before": os.getloadavg()}
     m = flowcert.load_model("digits")
-    root = flowcert.distill.model.builtin_folder("digits")
+    root = flowcert.models.model.builtin_folder("digits")
     data = np.load(os.path.join(root, "data", "train.npy")).astype(np.float64)
     print(f"digits UNet: d = {m.d}, {m.info['parameters']} parameters; torch threads {args.threads}; "
           f"load {out['load_before'][0]:.1f}")
@@ -98,7 +98,7 @@ def main():
     out.update(dense_seconds_per_time=one, dense_table_seconds=one * args.points, dense_how=how)
     print(f"baseline, dense Jacobian ({how}) + SVD: {one:.1f} s per time, {one * args.points:.1f} s for the table "
           f"-> Lanczos is {one * args.points / secs:.2f}x faster")
-    from flowcert.distill.model_jacobian import opnorm
+    from flowcert.models.jacobian import opnorm
 
     r = opnorm(m, xt, t)
     err = float((r["norm"] / dense - 1).abs().max())
@@ -112,7 +112,7 @@ def main():
     print(f"teacher: RK4 64 steps ({te['nfe']} evaluations per sample) for 512 samples: {te['seconds']:.1f} s; "
           f"self-convergence against 128 steps: relative MSE {te['self_convergence']['rel_mse']:.2e}")
 
-    from flowcert.distill.model_grids import gits_search
+    from flowcert.studies.model_grids import gits_search
 
     t0 = time.perf_counter()
     g = gits_search(m, prior(m, 256, 1), 8, delta=1e-3, T=5.0, teacher_steps=64)

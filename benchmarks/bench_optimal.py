@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from flowcert.bounds import optimal
-from flowcert.bounds.presets import export
+from flowcert.studies import optimal
+from flowcert.exports.presets import export
 from flowcert.numcore.mixture import BUILTINS, builtin
 
 DELTA, T = 1e-3, 5.0

@@ -31,9 +31,9 @@ def main() -> None:
     ap.add_argument("--solvers", default="euler,dpmpp_2m")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from flowcert.distill.model import builtin_folder, load
-    from flowcert.distill.model_flow import solve
-    from flowcert.distill.model_grids import SW_DIRECTIONS, ModelBatches, _push, optimal
+    from flowcert.models.model import builtin_folder, load
+    from flowcert.models.flow import solve
+    from flowcert.studies.model_grids import SW_DIRECTIONS, ModelBatches, _push, optimal
     from flowcert.numcore.distances import directions, relative_mse, sliced_wasserstein_ci
     from flowcert.numcore.io import write_json
 

@@ -1,7 +1,7 @@
 """The digits results table of docs/results.md from ``flowcert solvers --model ... --format json`` output.
 
-    flowcert solvers --model digits --steps 4,8,16 --samples 512 --data distill/assets/digits/data/train.npy \\
-        --reference distill/assets/digits/data/test.npy --format json -o solvers_digits.json
+    flowcert solvers --model digits --steps 4,8,16 --samples 512 --data examples/digits/assets/data/train.npy \\
+        --reference examples/digits/assets/data/test.npy --format json -o solvers_digits.json
     python benchmarks/digits_table.py solvers_digits.json [--readme] [--optimal optimal_digits.json]
 
 Prints, for Euler and DPM-Solver++(2M) at each N, every grid's relative MSE to the model's teacher (95%

@@ -5,7 +5,7 @@
 
 Each mixture's study is written to OUT_DIR/<i>-<name>.json as soon as it is done (a killed run continues where
 it stopped); `--part i/k` takes every k-th mixture, so k processes can share the work.  The study of each mixture
-is exactly the one `flowcert solvers` runs (`flowcert.distill.solver_study.run` with the command's defaults and
+is exactly the one `flowcert solvers` runs (`flowcert.studies.solver_study.run` with the command's defaults and
 the same seed), so `--combine` gives the command's result.
 """
 
@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from flowcert.distill import solver_study
+from flowcert.studies import solver_study
 from flowcert.numcore.io import to_json, write_atomic
 from flowcert.numcore.mixture import BUILTINS, builtin, random_mixtures
 

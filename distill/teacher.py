@@ -1,12 +1,5 @@
-"""The exact teacher: the mixture score and the probability-flow maps Phi_{t->s}, in torch.
-
-Score of p_t = sum_k pi_k N(alpha mu_k, S_k(t)), S_k = U diag(s_k) U^T, s_k = alpha^2 lam_k + 1 - alpha^2:
-
-    z_k = U^T (x - alpha mu_k),   l_k = log pi_k - 1/2 sum log s_k - 1/2 |z_k|^2_{1/s_k},
-    g_k = -U (z_k / s_k),          w = softmax(l),   s(x, t) = sum_k w_k g_k.
-
-Hessian-vector products (for Jacobians of the flow):  H V = -sum_k w_k P_k V + sum_k w_k (g_k - s)(g_k - s)^T V,
-in the centred form (no cancellation far from the means).
+"""The exact teacher of the students: the mixture's probability-flow maps Phi_{t->s} and their Jacobians, in torch
+(the score and Hessian-vector products are :class:`~flowcert.models.exact.TorchMixture`'s).
 
 Flow maps.  The PF-ODE dx/dt = -x - s(x, t) is integrated backwards in time (t from T down to delta)
 in the coordinates
@@ -27,6 +20,8 @@ import math
 import numpy as np
 import torch
 
+from ..models.exact import TorchMixture
+
 DEFAULT_STEP = 0.01  # RK4 step in rho = log sigma_VE (step halving changes ring8 endpoints by ~1e-6)
 
 
@@ -38,70 +33,6 @@ def rho_from_t(t: float) -> float:
 def t_from_rho(rho: float) -> float:
     """t = 1/2 log(1 + e^{2 rho})."""
     return 0.5 * math.log1p(math.exp(2.0 * rho))
-
-
-class TorchMixture:
-    """The mixture's arrays as tensors, with the score and Hessian-vector products of p_t."""
-
-    def __init__(self, mix, device="cpu", dtype=torch.float64):
-        self.mix, self.device, self.dtype = mix, torch.device(device), dtype
-        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=self.device)  # noqa: E731
-        self.log_w = as_t(np.log(mix.weights))
-        self.means = as_t(mix.means)
-        self.eigvals = as_t(mix.eigvals)
-        self.U = None if mix.identity_basis else as_t(mix.basis[mix.group])  # (K, d, d), columns eigvecs
-        # one shared variance sigma^2 for every component and direction: s(t) is a scalar
-        self.iso_var = float(mix.eigvals[0, 0]) if mix.structure == "isotropic" else None
-        self.half_sq_means = 0.5 * (self.means**2).sum(1)
-
-    @property
-    def d(self) -> int:
-        return self.mix.d
-
-    def _terms(self, x, t: float):
-        """(w (n,K), z/s (n,K,d) in the eigenbasis, 1/s (K,d), score (n,d), g (n,K,d))."""
-        alpha = math.exp(-t)
-        s = alpha * alpha * self.eigvals + (-math.expm1(-2.0 * t))
-        diff = x[:, None, :] - alpha * self.means[None]
-        z = diff if self.U is None else torch.einsum("nkd,kde->nke", diff, self.U)
-        zs = z / s
-        logits = self.log_w - 0.5 * torch.log(s).sum(1) - 0.5 * (z * zs).sum(2)
-        w = torch.softmax(logits, dim=1)
-        g = -zs if self.U is None else -torch.einsum("nke,kde->nkd", zs, self.U)
-        score = (w[:, :, None] * g).sum(1)
-        return w, s, score, g
-
-    def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """s(x, t) = grad log p_t(x) for x of shape (n, d).
-
-        Shared isotropic variance: s(t) is a scalar and the softmax logits reduce to
-        log pi_k + (alpha x.mu_k - alpha^2 |mu_k|^2 / 2) / s (the |x|^2 term cancels), so
-        s(x, t) = -(x - alpha sum_k w_k mu_k) / s.
-        """
-        if self.iso_var is None:
-            return self._terms(x, t)[2]
-        alpha = math.exp(-t)
-        s = alpha * alpha * self.iso_var + (-math.expm1(-2.0 * t))
-        logits = self.log_w + (alpha * (x @ self.means.T) - (alpha * alpha) * self.half_sq_means) / s
-        w = torch.softmax(logits, dim=1)
-        return (alpha * (w @ self.means) - x) / s
-
-    def score_and_hvp(self, x: torch.Tensor, t: float, V: torch.Tensor):
-        """(s(x, t), H(x, t) V) with V of shape (n, d, m)."""
-        w, s, score, g = self._terms(x, t)
-        c = g - score[:, None, :]  # (n,K,d)
-        cov_v = torch.einsum("nk,nkd,nkm->ndm", w, c, torch.einsum("nke,nem->nkm", c, V))
-        if self.U is None:
-            prec_v = (w @ (1.0 / s))[:, :, None] * V
-        else:
-            Vr = torch.einsum("kde,ndm->nkem", self.U, V)  # U^T V per component
-            prec_v = torch.einsum("nk,kde,ke,nkem->ndm", w, self.U, 1.0 / s, Vr)
-        return score, cov_v - prec_v
-
-    def hessian(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        """H(x, t) of shape (n, d, d)."""
-        eye = torch.eye(self.d, dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
-        return self.score_and_hvp(x, t, eye)[1]
 
 
 class Teacher:

@@ -71,7 +71,7 @@ def stability_phase(cfg: ValidateConfig, mixes, out: Path, progress=True) -> dic
     path = out / "grids.json"
     if path.exists():
         return runcheck.load_grids(out, cfg, mixes)
-    from ..bounds.optimal import optimal_grid
+    from ..studies.optimal import optimal_grid
     from ..bounds.stability import stability
     from ..numcore import grids as G
 

@@ -120,7 +120,7 @@ def test_numba_numpy_torch_and_npz_agree(tmp_path):
     y = net(x)
     np.testing.assert_allclose(net.forward_numpy(x), y, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
-        from flowcert.distill.torch_network import to_torch
+        from torch_network import to_torch
 
         yt = to_torch(net)(torch.as_tensor(x)).numpy()
     np.testing.assert_allclose(yt, y, rtol=1e-10, atol=1e-10)

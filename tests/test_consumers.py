@@ -29,7 +29,7 @@ from consumers import (
     diffusers_loop,
     gaussian_denoiser,
 )
-from flowcert.bounds import presets
+from flowcert.exports import presets
 from flowcert.cli import main
 from flowcert.numcore import grids, units
 from flowcert.numcore.checks import InputError

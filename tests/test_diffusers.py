@@ -12,8 +12,8 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
 )
 
-from flowcert.distill import diffusers_sampling as ds
-from flowcert.bounds import presets
+import diffusers_sampling as ds
+from flowcert.exports import presets
 from flowcert.numcore import grids, marginal, samplers, units
 from flowcert.numcore.distances import relative_mse
 from flowcert.numcore.mixture import builtin

@@ -16,8 +16,8 @@ diffusers = pytest.importorskip("diffusers")
 
 import flowcert  # noqa: E402
 from flowcert.cli import main  # noqa: E402
-from flowcert.distill.model import TorchModel, load_diffusers, mixture_model, torch_model  # noqa: E402
-from flowcert.distill.model_jacobian import dense_opnorm, opnorm  # noqa: E402
+from flowcert.models.model import TorchModel, load_diffusers, mixture_model, torch_model  # noqa: E402
+from flowcert.models.jacobian import dense_opnorm, opnorm  # noqa: E402
 from flowcert.numcore.marginal import denoiser, jacobian_opnorm, sample, score  # noqa: E402
 
 
@@ -187,7 +187,7 @@ def test_model_path_reproduces_numcores_empirical_table(name):
 
 
 def test_model_path_solvers_equal_numcores_on_the_exact_mixture():
-    from flowcert.distill.model_flow import solve
+    from flowcert.models.flow import solve
     from flowcert.numcore import grids
     from flowcert.numcore.samplers import sample_grid
 
@@ -201,7 +201,7 @@ def test_model_path_solvers_equal_numcores_on_the_exact_mixture():
 
 
 def test_model_teacher_matches_the_exact_flow_map():
-    from flowcert.distill.model_flow import teacher
+    from flowcert.models.flow import teacher
     from flowcert.distill.teacher import Teacher
 
     mix = flowcert.load_mixture("ring8")
@@ -226,7 +226,7 @@ def test_model_grid_balanced_matches_the_mixture_grid():
 def test_shipped_digits_model_denoises_held_out_digits():
     m = flowcert.load_model("digits")
     assert m.info["class"] == "UNet2DModel" and m.d == 64 and m.info["parameters"] < 400_000
-    test = np.load(flowcert.distill.model.builtin_folder("digits") + "/data/test.npy")
+    test = np.load(flowcert.models.model.builtin_folder("digits") + "/data/test.npy")
     x0 = torch.as_tensor(test[:200], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     # measured on the shipped model: 0.41 of the noise left at sigma 0.1, 0.11 at sigma 1 (an untrained net: > 1)
@@ -326,7 +326,7 @@ def test_module_file_model(runner, tmp_path):
         "import flowcert\n"
         "mix = flowcert.load_mixture('line2')\n"
         "def build():\n"
-        "    from flowcert.distill.model import mixture_model\n"
+        "    from flowcert.models.model import mixture_model\n"
         "    return mixture_model(mix)\n"
         "plain = lambda x, s: x\n")
     r = run(runner, "grid", "--model", f"{src}:build", "--kind", "logsnr", "--steps", "3", "--format", "json")
@@ -366,7 +366,7 @@ def test_train_example_resumes_and_saves_a_loadable_pipeline(tmp_path):
 def test_gits_dynamic_programme_equals_exhaustive_search():
     from itertools import combinations
 
-    from flowcert.distill.model_grids import gits_search
+    from flowcert.studies.model_grids import gits_search
     from flowcert.numcore.units import sigma_from_t
 
     mix = flowcert.load_mixture("ring8")
@@ -409,8 +409,8 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
     that, so the grids coincide (measured: identical nodes); we allow 0.02 in every log sigma, far below
     a grid's spacing (> 1) and below the search's own tolerance (gaps within ~0.4% of the 8.4 range: 0.035).
     """
-    from flowcert.bounds.optimal import Batches, optimal_grid
-    from flowcert.distill.model_grids import ModelBatches, optimal
+    from flowcert.studies.optimal import Batches, optimal_grid
+    from flowcert.studies.model_grids import ModelBatches, optimal
     from flowcert.numcore.units import sigma_from_t
 
     mix = flowcert.load_mixture("ring8")
@@ -442,9 +442,9 @@ def test_model_export_reads_the_models_own_scheduler_config(runner, tmp_path):
             "--threads", "1", "-o", str(out))
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
-    import flowcert.distill
+    import flowcert.examples.digits
 
-    shipped = json.loads((Path(flowcert.distill.__file__).parent / "assets" / "digits" / "scheduler"
+    shipped = json.loads((Path(flowcert.examples.digits.__file__).parent / "assets" / "scheduler"
                           / "scheduler_config.json").read_text())
     assert doc["scheduler_config"]["num_train_timesteps"] == shipped["num_train_timesteps"]
     assert doc["scheduler_config"]["beta_schedule"] == shipped["beta_schedule"]

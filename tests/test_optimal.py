@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
-from flowcert.bounds import optimal
+from flowcert.studies import optimal
 from flowcert.cli import main
 from flowcert.numcore import flowmap, grids, gridsearch
 from flowcert.numcore.mixture import BUILTINS, builtin

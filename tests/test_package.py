@@ -56,7 +56,7 @@ def test_the_wheel_holds_only_flowcert(tmp_path):
     assert not any(n.startswith(("flowcert/tests/", "flowcert/benchmarks/", "flowcert/docs/")) for n in names)
     for shipped in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                     "scheduler/scheduler_config.json", "data/train.npy", "data/test.npy"):
-        assert f"flowcert/distill/assets/digits/{shipped}" in names, shipped
+        assert f"flowcert/examples/digits/assets/{shipped}" in names, shipped
     assert not any(n.endswith("checkpoint.pt") for n in names)
 
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowcert.cli import main
-from flowcert.bounds import presets
+from flowcert.exports import presets
 from flowcert.numcore import grids, units
 from flowcert.numcore.checks import InputError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..numcore.network import REQU, Network
+from flowcert.numcore.network import REQU, Network
 
 
 class ReLUReQU(torch.nn.Module):

@@ -12,7 +12,7 @@ from ..numcore.checks import InputError, option, options, time_window
 from ..numcore.io import no_progress
 from ..numcore.mixture import GaussianMixture
 
-from .stability import stability
+from ..bounds.stability import stability
 
 KINDS = grids.KINDS + ("optimal",)
 BOUNDS = ("tri", "sharp", "empirical")
@@ -32,7 +32,7 @@ def build(mix: GaussianMixture, steps: int = 8, *, kind: str = "balanced", bound
     ``bound_info``, ``kind``, ``bound``, ``steps``, ``delta``, ``T``, ``mixture``, each requested unit
     under its name (``sigma``, ``alpha``, ``sigma_vp``, ``logsnr``, ``rf``, ``ddpm``), and
     ``beta_schedule`` when ``ddpm`` is asked for, and ``warnings`` (a list of lines) when times were clipped.
-    Kind ``optimal`` adds ``solver`` and ``optimal`` (the search's record, :func:`bounds.optimal.optimal_grid`:
+    Kind ``optimal`` adds ``solver`` and ``optimal`` (the search's record, :func:`studies.optimal.optimal_grid`:
     training and test errors, closed forms on the same test batch, stopping reason); the other kinds carry
     ``sampling`` (one line pointing to that grid).
 

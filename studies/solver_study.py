@@ -2,7 +2,7 @@
 
 For every grid (balanced from the tri, sharp and empirical rates; uniform in t; EDM rho = 7; uniform
 log-SNR; Align Your Steps' KL-optimal closed form; and each solver's own optimal grid,
-:mod:`bounds.optimal`), every N and every solver (Euler, Heun, DPM-Solver++(2M), :mod:`numcore.samplers`),
+:mod:`studies.optimal`), every N and every solver (Euler, Heun, DPM-Solver++(2M), :mod:`numcore.samplers`),
 start from exact samples x_T ~ p_T and integrate with the exact denoiser, then compare with
 
 * the exact endpoint Phi_{T->delta}(x_T) (:mod:`numcore.flowmap`; relative MSE, paired, with a 95% CI), and
@@ -82,7 +82,7 @@ def build_grids(mix, steps, delta, T, empirical_samples=4096, seed=0):
 def optimal_grids(batches, solver: str, steps, effort: float = 1.0) -> dict:
     """{N: (t, search record)}: the solver's optimal grid for every N, smallest N first; above 8 steps each
     search starts from the closed forms and the next smaller N's optimum (which replaces its coarse stage)."""
-    from ..bounds.optimal import baseline_grids, search
+    from .optimal import baseline_grids, search
 
     out, previous = {}, None
     for N in sorted(steps):
@@ -99,7 +99,7 @@ def run(mix, steps, delta: float, T: float, samples: int = 10000, seed: int = 0,
 
     ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress`` is a
     progress factory for the exact flow map."""
-    from ..bounds.optimal import TEACHER_STEP, Batches
+    from .optimal import TEACHER_STEP, Batches
 
     batches = Batches(mix, delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
     x_T, exact = batches.x_test, batches.y_test

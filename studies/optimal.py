@@ -122,7 +122,7 @@ def optimal_grid(mix: GaussianMixture | None, steps: int, solver: str, *, delta:
     ``batches``: the training and test batches when built already (then ``mix`` is not used): a
     :class:`Batches`, or any object with the same ``x_train``, ``delta``, ``T``, ``training_error``,
     ``test_error``, ``sizes`` (and optionally ``objective``), such as a trained model's teacher batches
-    (:class:`flowcert.distill.model_grids.ModelBatches`).
+    (:class:`flowcert.studies.model_grids.ModelBatches`).
 
     Returns a JSON-ready dict: ``t`` (N + 1,), ``solver``, ``objective``, ``train_rel_mse`` (the objective
     at the optimum), ``rel_mse`` and ``rel_mse_ci`` (fresh test batch, 95%), ``baselines`` ({name: the
@@ -196,7 +196,7 @@ def winning_export(mix: GaussianMixture | None, steps: int, preset: str, *, solv
     Raises:
         InputError: an unknown preset or solver, ``steps`` beyond MAX_STEPS, a grid the preset cannot take.
     """
-    from .presets import check, export
+    from ..exports.presets import check, export
 
     check(preset)
     given = solver is not None

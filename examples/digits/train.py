@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from ..numcore.checks import InputError, integer, real
-from ..numcore.io import no_progress, npy_bytes, write_atomic
+from ...numcore.checks import InputError, integer, real
+from ...numcore.io import no_progress, npy_bytes, write_atomic
 
 TRAIN_DEFAULTS = dict(steps=4000, batch=128, lr=2e-3, warmup=200, ema=0.999, seed=0, held_out=360,
                       checkpoint_every=250)

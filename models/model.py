@@ -50,7 +50,7 @@ PREDICTIONS = ("sample", "epsilon", "v_prediction", "score")
 SCALINGS = ("ve", "vp")
 NOISES = ("sigma", "t", "logsnr", "ddpm")
 DENOISER_COMPONENTS = ("unet", "transformer", "prior", "decoder")
-BUILTIN_MODELS = {"digits": "assets/digits"}  # shipped with the package (relative to this folder, distill/)
+BUILTIN_MODELS = {"digits": "examples/digits/assets"}  # shipped with the package (relative to the package root)
 
 
 @dataclass
@@ -214,7 +214,7 @@ def mixture_model(mix, dtype=torch.float64, device: str = "cpu") -> TorchModel:
     Differentiable in x by autograd, so Jacobians of the model path can be checked against numcore's
     closed-form Hessians.
     """
-    from .teacher import TorchMixture
+    from .exact import TorchMixture
 
     tm = TorchMixture(mix, device, dtype)
 
@@ -402,7 +402,7 @@ def builtin_folder(name: str) -> str | None:
     rel = BUILTIN_MODELS.get(name)
     if rel is None:
         return None
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), rel)
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), rel)
     return path if os.path.isdir(path) else None
 
 

@@ -35,9 +35,9 @@ def euler_discrete(mix, x_T, t, prediction_type: str = "epsilon", beta_schedule:
     torch = _torch()
     from diffusers import EulerDiscreteScheduler
 
-    from ..numcore.marginal import denoiser
-    from ..bounds.presets import Export, diffusers_euler
-    from ..numcore.units import sigma_from_t
+    from flowcert.numcore.marginal import denoiser
+    from flowcert.exports.presets import Export, diffusers_euler
+    from flowcert.numcore.units import sigma_from_t
 
     if check_range:
         ex = diffusers_euler(t, beta_schedule, clip)
@@ -67,9 +67,9 @@ def flowmatch_euler(mix, x_T, t, shift: float = 1.0):
     torch = _torch()
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from ..numcore.marginal import denoiser
-    from ..bounds.presets import diffusers_flowmatch
-    from ..numcore.units import t_from_rf
+    from flowcert.numcore.marginal import denoiser
+    from flowcert.exports.presets import diffusers_flowmatch
+    from flowcert.numcore.units import t_from_rf
 
     ex = diffusers_flowmatch(t, shift)
     sched = FlowMatchEulerDiscreteScheduler(**ex.config)
@@ -99,7 +99,7 @@ def dpmsolver_multistep(mix, x_start, export, **config):
     torch = _torch()
     from diffusers import DPMSolverMultistepScheduler
 
-    from ..numcore.marginal import score
+    from flowcert.numcore.marginal import score
 
     sched = DPMSolverMultistepScheduler(**{**export.config, **config})
     sched.set_timesteps(timesteps=export.values.tolist())

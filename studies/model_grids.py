@@ -1,4 +1,4 @@
-"""Lipschitz tables, grids and the solver study for a trained model (any :class:`~distill.model.TorchModel`).
+"""Lipschitz tables, grids and the solver study for a trained model (any :class:`~models.model.TorchModel`).
 
 * :func:`lipschitz` -- E||J||_op and the sampled sup along t (power iteration), the table of
   ``flowcert lipschitz --empirical`` without the analytic bounds (they need an exact mixture).
@@ -56,7 +56,7 @@ def data_for(model, data):
     """Data x_0 (n, d) float64 for a model, or None."""
     if data is None:
         return None
-    from .model_jacobian import load_data
+    from ..models.jacobian import load_data
 
     return load_data(data, model.d)
 
@@ -66,7 +66,7 @@ def lipschitz(model, *, points: int = DEFAULT_POINTS, samples: int = DEFAULT_SAM
               teacher_steps: int = 64, progress=no_progress) -> dict:
     """E||J(x, t)||_op (with its Monte-Carlo interval), the sampled sup, and the power-iteration record on
     ``points`` log-spaced times of [delta, T]; the JSON of ``flowcert lipschitz --model``."""
-    from .model_jacobian import DEFAULT_ITERS, DEFAULT_TOL, table
+    from ..models.jacobian import DEFAULT_ITERS, DEFAULT_TOL, table
 
     points = integer("points", points, low=2, high=10000)
     samples = integer("empirical", samples, low=2, high=10**7)
@@ -101,7 +101,7 @@ KINDS = grids.KINDS + ("optimal",)
 
 def check_grid(kind: str, bound: str, units, steps: int, solver: str | None) -> tuple[int, str | None]:
     """Checked (steps, solver) of a model grid request."""
-    from ..bounds.optimal import check_optimal
+    from .optimal import check_optimal
     from ..numcore import units as un
 
     steps = integer("steps", steps, low=1, high=100000)
@@ -142,7 +142,7 @@ def grid(model, steps: int = 8, *, kind: str = "balanced", bound: str = "empiric
         InputError: a bound other than empirical, a bad kind, steps, units, window or batch size; kind
             ``optimal`` without a solver.
     """
-    from ..bounds.timegrid import SAMPLING_NOTE, from_stability
+    from .timegrid import SAMPLING_NOTE, from_stability
     from ..numcore.checks import option
 
     steps, solver = check_grid(kind, bound, units, steps, solver)
@@ -177,15 +177,15 @@ def export(model, steps: int, preset: str, *, kind: str | None = None, solver: s
            data=None, seed: int = 0, train_samples: int = MODEL_TRAIN_SAMPLES, test_samples: int = MODEL_TEST_SAMPLES,
            teacher_steps: int = 64, effort: float = MODEL_EFFORT, progress=no_progress) -> dict:
     """A model's grid exported for one sampler: with ``kind`` that grid (:func:`grid`), without it the grid that
-    wins for the solver the preset runs (:func:`bounds.optimal.winning_export` on the model's teacher
+    wins for the solver the preset runs (:func:`studies.optimal.winning_export` on the model's teacher
     batches, the GITS-style grid among the search's starts).  A diffusers model's exports follow its own
     scheduler config unless ``scheduler_config`` is given.
 
     Returns:
         dict: ``export``, ``grid`` and ``selection`` (None with ``kind``), as :func:`flowcert.export_grid`.
     """
-    from ..bounds.optimal import winning_export
-    from ..bounds.presets import check, export as export_
+    from .optimal import winning_export
+    from ..exports.presets import check, export as export_
     from ..numcore.checks import option
 
     check(preset)
@@ -203,7 +203,7 @@ def export(model, steps: int, preset: str, *, kind: str | None = None, solver: s
                                   scheduler_config=scheduler_config), "grid": g, "selection": None}
     steps, _ = check_grid("optimal", bound, ("t",), steps, solver or "euler")
     effort = option("effort", effort)
-    from ..bounds.optimal import baseline_grids
+    from .optimal import baseline_grids
 
     # the preset's own checks before the teacher runs (as winning_export does for a mixture)
     export_(preset, baseline_grids(steps, delta, T)["logsnr"], beta_schedule=beta_schedule, clip=clip, shift=shift,
@@ -256,7 +256,7 @@ def solvers(model, steps, *, delta: float, T: float, samples: int = 512, referen
     """
     from ..numcore.distances import directions, relative_mse, sliced_wasserstein_ci
     from ..numcore.checks import option
-    from .model_flow import solve
+    from ..models.flow import solve
     from .solver_study import Row, summarise
 
     samples = integer("samples", samples, low=16, high=10**6)
@@ -342,8 +342,8 @@ def solvers(model, steps, *, delta: float, T: float, samples: int = 512, referen
 
 
 class ModelBatches:
-    """A trained model's counterpart of :class:`bounds.optimal.Batches`: start points x_T ~ N(0, I) and the
-    model's own many-step teacher end points Phi_{T->delta}(x_T) (:mod:`distill.model_flow`: RK4 in log sigma).
+    """A trained model's counterpart of :class:`studies.optimal.Batches`: start points x_T ~ N(0, I) and the
+    model's own many-step teacher end points Phi_{T->delta}(x_T) (:mod:`models.flow`: RK4 in log sigma).
 
     The test batch is ``prior(model, test, seed)`` (the x_T of :func:`solvers` with the same seed and size);
     the training batch is drawn with seed + 1.  The training teacher keeps its nodes (``trajectory``), so a
@@ -353,7 +353,7 @@ class ModelBatches:
 
     def __init__(self, model, delta: float, T: float, train: int = MODEL_TRAIN_SAMPLES, test: int = MODEL_TEST_SAMPLES,
                  seed: int = 0, teacher_steps: int = 64, check: int = 64, progress=no_progress):
-        from .model_flow import Counter, nodes, prior, teacher
+        from ..models.flow import Counter, nodes, prior, teacher
 
         self.model, self.delta, self.T, self.seed, self.teacher_steps = model, delta, T, seed, int(teacher_steps)
         self.counter = Counter(model)
@@ -384,7 +384,7 @@ class ModelBatches:
     def training_error(self, solver: str, first: int | None = None):
         """error(t): the solver's relative MSE against the teacher on the training batch (or its ``first``)."""
         from ..numcore.gridsearch import endpoint_error
-        from .model_flow import solve
+        from ..models.flow import solve
 
         x, y = self.x_train[:first], self.y_train[:first]
         return endpoint_error(lambda t: solve(self.model, x, t, solver, counter=self.counter), y)
@@ -392,7 +392,7 @@ class ModelBatches:
     def test_error(self, t, solver: str) -> dict:
         """The solver's relative MSE against the teacher on the test batch with its 95% interval."""
         from ..numcore.distances import relative_mse
-        from .model_flow import solve
+        from ..models.flow import solve
 
         e = relative_mse(solve(self.model, self.x_test, t, solver, counter=self.counter), self.y_test)
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
@@ -402,13 +402,13 @@ def optimal(model, steps: int, solver: str, *, batches: ModelBatches, effort: fl
             coarse=None) -> dict:
     """The grid of ``steps`` segments that minimises ``solver``'s error against the model's own teacher.
 
-    :func:`bounds.optimal.optimal_grid` (the search of :mod:`numcore.gridsearch`) on ``batches``, started
+    :func:`studies.optimal.optimal_grid` (the search of :mod:`numcore.gridsearch`) on ``batches``, started
     from the best of log-SNR, KL-optimal, EDM and the GITS-style grid of the same training batch (whose
     dynamic programme reuses the teacher's nodes); the record adds ``gits`` (its test error, cost and
     nodes) and ``cost`` (model evaluations and seconds of the teacher and of the search, beside the
     GITS-style search's).
     """
-    from ..bounds.optimal import optimal_grid
+    from .optimal import optimal_grid
 
     clock, e0 = time.perf_counter(), batches.counter.samples
     gits = gits_search(model, None, steps, delta=batches.delta, T=batches.T, trajectory=batches.trajectory)
@@ -442,7 +442,7 @@ def gits_search(model, x_T, steps, *, delta: float, T: float, teacher_steps: int
                 ) -> dict:
     """A GITS-style teacher search (Chen et al. 2024, "On the Trajectory Regularity of ODE-based Diffusion
     Sampling"): teacher trajectories on ``teacher_steps`` + 1 nodes uniform in log sigma (one RK4 step
-    between nodes, the denoiser at each node kept from its first stage: :func:`~distill.model_flow.nodes`),
+    between nodes, the denoiser at each node kept from its first stage: :func:`~models.flow.nodes`),
     the cost of one Euler step from every node i to every later node j (mean squared OU-scale distance to
     the teacher's state at j), and a dynamic programme for the path from T to delta with exactly N steps and
     the least summed cost.
@@ -450,7 +450,7 @@ def gits_search(model, x_T, steps, *, delta: float, T: float, teacher_steps: int
     Args:
         x_T: (n, d) starting states (a search batch, not the test batch).
         steps: N, or a list of N (one dynamic programme each, on the same cost matrix).
-        trajectory: the teacher's :func:`~distill.model_flow.nodes` of x_T when computed already (then no
+        trajectory: the teacher's :func:`~models.flow.nodes` of x_T when computed already (then no
             model evaluation happens here; ``nfe_per_sample`` still states what the teacher cost).
 
     Returns:
@@ -458,7 +458,7 @@ def gits_search(model, x_T, steps, *, delta: float, T: float, teacher_steps: int
         ``nfe_total``, ``seconds``, ``candidates``, ``samples``, ``method``.
     """
     from ..numcore.units import t_from_sigma
-    from .model_flow import nodes
+    from ..models.flow import nodes
 
     t0 = time.time()
     ns = [steps] if isinstance(steps, int) else list(steps)

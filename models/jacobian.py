@@ -160,7 +160,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
     """E||J||_op, the sampled sup and their Monte-Carlo intervals at each OU time of ``ts``.
 
     Args:
-        model: a :class:`~distill.model.TorchModel`.
+        model: a :class:`~models.model.TorchModel`.
         ts: OU times (increasing), shape (m,).
         samples: points of p_t per time.
         data: (n0, d) data x_0, or None to sample p_t from the model's ODE started at N(0, I) at max(ts).
@@ -188,7 +188,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
                   "(exact samples of the data's p_t); the same x_0, z at every time")
         traj = None
     else:
-        from .model_flow import flow, prior
+        from .flow import flow, prior
 
         order = np.argsort(-ts)
         xT = prior(model, samples, seed)

@@ -1,0 +1,1 @@
+"""Worked examples that ship with flowcert: trained models and their data (``--model digits``)."""
