@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .models.model import TorchModel
+    from .models.denoiser import Denoiser, TorchModel
 
     from .exports.presets import Export
     from .bounds.stability import Stability
@@ -517,14 +517,14 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
 # ----------------------------------------------------------------------------- trained models
 
 
-def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, prediction: str | None = None,
-               device: str = "cpu") -> TorchModel:
+def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, prediction: str | None = None,
+               device: str = "cpu") -> Denoiser:
     """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time.
 
     Args:
         source: a diffusers folder on disk (a pipeline folder with ``model_index.json``, or a model
             folder with ``config.json`` + weights and a scheduler config beside it or in
-            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.models.model.TorchModel` (see
+            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.models.denoiser.TorchModel` (see
             :func:`torch_model`) or a function of no arguments returning one; ``mixture:SPEC`` or a
             :class:`GaussianMixture` (its exact score as a torch module); ``digits`` (the model shipped
             with flowcert, unless a folder of that name exists); or a TorchModel (returned as is).
@@ -532,16 +532,17 @@ def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, pred
         device: torch device.
 
     Returns:
-        the model, with ``denoise(y, sigma)`` (y of shape (n, d) in VE coordinates, one sigma > 0),
-        ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape (n, d), OU time t),
-        ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
+        the model, a :class:`~flowcert.models.denoiser.Denoiser`: called as ``model(y, sigma)`` (y of shape
+        (n, d) in VE coordinates, sigma > 0 a float or one per sample, shape (n,); the result in y's dtype and
+        on y's device), with ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape
+        (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
 
     Raises:
         InputError: no such folder or file, a folder without a model, an unsupported model class, a
             scheduler without alphas_cumprod, an unsupported prediction type; torch or diffusers missing.
     """
     require("torch", "torch", "a trained model")
-    from .models.model import load
+    from .models.loaders import load
 
     return load(source, prediction=prediction, device=device)
 
@@ -549,20 +550,23 @@ def load_model(source: str | os.PathLike | GaussianMixture | TorchModel, *, pred
 def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
                 noise: str = "sigma", log_alphabar: np.ndarray | None = None,
                 sigma_range: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
-                device: str = "cpu", name: str | None = None) -> TorchModel:
-    """Declare how a torch callable ``fn(inputs, cond)`` is parametrised, so flowcert can use it as a denoiser.
+                device: str = "cpu", name: str | None = None, cond: dict | None = None) -> TorchModel:
+    """Declare how a torch callable ``fn(x, noise_level, **cond)`` is parametrised, so flowcert can use it as a
+    denoiser (D = c_skip y + c_out fn(c_in y, c_noise, **cond); :mod:`flowcert.models.denoiser`).
 
     Args:
-        fn: ``fn(inputs, cond) -> output``; ``inputs`` of shape (n, *shape), ``cond`` of shape (n,).
+        fn: ``fn(x, noise_level, **cond) -> output``; ``x`` of shape (n, *shape) and ``noise_level`` of shape
+            (n,), both on ``device`` in ``dtype``; the output has prod(shape) numbers per sample.
         shape: the shape of one sample, e.g. ``(64,)`` or ``(1, 8, 8)``.
         prediction: what ``fn`` returns: ``sample`` (the denoiser D = E[x_0 | x]), ``epsilon``,
             ``v_prediction`` or ``score`` (grad log p of its input variable).
         scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z) or ``vp`` (x = alpha x_0 + sigma_vp z).
-        noise: what ``cond`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr`` or ``ddpm`` (fractional
+        noise: what ``noise_level`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr`` or ``ddpm`` (fractional
             timestep of ``log_alphabar``).
         log_alphabar: log alphas_cumprod of the training steps (``noise="ddpm"``).
         sigma_range: (sigma_min, sigma_max), the VE range it was trained on (grids stay inside it).
-        dtype: torch dtype of its inputs (default float32).
+        dtype: torch dtype of its inputs (default float32); ``device``: where it runs (inputs are moved there).
+        cond: keyword arguments passed to every call of ``fn`` untouched (conditioning).
 
     Returns:
         the model (as :func:`load_model` returns it).
@@ -573,10 +577,10 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
     require("torch", "torch", "a trained model")
     import torch
 
-    from .models.model import torch_model as make
+    from .models.denoiser import torch_model as make
 
     return make(fn, shape=shape, prediction=prediction, scaling=scaling, noise=noise, log_alphabar=log_alphabar,
-                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name)
+                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name, cond=cond)
 
 
 def _threads(threads: int | None) -> None:
@@ -595,7 +599,7 @@ def _model_window(model, delta, T):
     return window(model, delta, T, DELTA, T_MAX)
 
 
-def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int = 256,
+def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 256,
                     data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
                     teacher_steps: int = 64, threads: int | None = None, progress=no_progress) -> dict:
@@ -633,7 +637,7 @@ def model_lipschitz(model: str | TorchModel, *, points: int = 40, samples: int =
                      iters=iters, tol=tol, teacher_steps=teacher_steps, progress=progress)
 
 
-def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
+def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
                delta: float | None = None, T: float | None = None, units: Iterable[str] = ("t",),
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
@@ -675,7 +679,7 @@ def model_grid(model: str | TorchModel, steps: int = 8, *, kind: str = "balanced
                  teacher_steps=teacher_steps, effort=effort, progress=progress)
 
 
-def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind: str | None = None,
+def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: str | None = None,
                       solver: str | None = None, bound: str = "empirical", delta: float | None = None,
                       T: float | None = None, beta_schedule: str | None = None, clip: bool = False,
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
@@ -716,7 +720,7 @@ def model_export_grid(model: str | TorchModel, steps: int, preset: str, *, kind:
                    test_samples=test_samples, teacher_steps=teacher_steps, effort=effort, progress=progress)
 
 
-def model_solvers(model: str | TorchModel, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
+def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
                   data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1, plot: str | None = None,

@@ -51,7 +51,7 @@ def main():
     out = {"threads": args.threads, "samples": args.samples, "points": args.points,
            "load_before": os.getloadavg()}
     m = flowcert.load_model("digits")
-    root = flowcert.models.model.builtin_folder("digits")
+    root = flowcert.models.loaders.builtin_folder("digits")
     data = np.load(os.path.join(root, "data", "train.npy")).astype(np.float64)
     print(f"digits UNet: d = {m.d}, {m.info['parameters']} parameters; torch threads {args.threads}; "
           f"load {out['load_before'][0]:.1f}")

@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--solvers", default="euler,dpmpp_2m")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from flowcert.models.model import builtin_folder, load
+    from flowcert.models.loaders import builtin_folder, load
     from flowcert.models.flow import solve
     from flowcert.studies.model_grids import SW_DIRECTIONS, ModelBatches, _push, optimal
     from flowcert.numcore.distances import directions, relative_mse, sliced_wasserstein_ci

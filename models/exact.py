@@ -1,4 +1,5 @@
-"""The exact Gaussian mixture in torch: the score of p_t and Hessian-vector products (any device and dtype).
+"""The exact Gaussian mixture in torch: the score of p_t, Hessian-vector products (any device and dtype), and the
+exact denoiser behind the model interface (:class:`ExactMixture`).
 
 Score of p_t = sum_k pi_k N(alpha mu_k, S_k(t)), S_k = U diag(s_k) U^T, s_k = alpha^2 lam_k + 1 - alpha^2:
 
@@ -12,9 +13,12 @@ in the centred form (no cancellation far from the means).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .denoiser import Denoiser
 
 
 class TorchMixture:
@@ -79,3 +83,56 @@ class TorchMixture:
         """H(x, t) of shape (n, d, d)."""
         eye = torch.eye(self.d, dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
         return self.score_and_hvp(x, t, eye)[1]
+
+
+@dataclass
+class ExactMixture(Denoiser):
+    """The exact denoiser of a flowcert mixture behind the model interface (:class:`~.denoiser.Denoiser`): the
+    oracle every model path is tested against.
+
+    D(y, sigma) = (x + sigma_vp^2 s(x, t)) / alpha at x = alpha y, t = 1/2 log(1 + sigma^2), with the exact score
+    of :class:`TorchMixture`; differentiable in y by autograd, so Jacobians of the model path can be checked
+    against numcore's closed-form Hessians.  A mixture has no conditioning: ``cond`` must be empty.
+    """
+
+    mix: object = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.tm = TorchMixture(self.mix, self.device, self.dtype)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        return {**{k: out[k] for k in ("name", "source", "shape", "d")}, "prediction": "score", "scaling": "vp",
+                "noise": "t", **{k: v for k, v in out.items() if k not in ("name", "source", "shape", "d")}}
+
+    def _at(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+        alpha = 1.0 / math.sqrt(1.0 + sigma * sigma)
+        sig_vp = sigma * alpha
+        t = 0.5 * math.log1p(sigma * sigma)
+        x = alpha * y
+        return (x + sig_vp * sig_vp * self.tm.score(x, t)) / alpha
+
+    def __call__(self, y: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
+        from .denoiser import InputError, per_sample
+
+        if cond:
+            raise InputError(f"`cond` = {sorted(cond)}: a Gaussian mixture takes no conditioning")
+        n = y.shape[0]
+        s = per_sample(sigma, n)
+        yd = y.to(device=self.device, dtype=self.dtype)
+        values = torch.unique(s)
+        if values.numel() == 1:
+            out = self._at(yd, float(values[0]))
+        else:
+            out = torch.empty_like(yd)
+            for v in values.tolist():
+                rows = (s == v).to(yd.device)
+                out[rows] = self._at(yd[rows], v)
+        return out.to(device=y.device, dtype=y.dtype)
+
+
+def exact_model(mix, dtype=torch.float64, device: str = "cpu") -> ExactMixture:
+    """The exact denoiser of a flowcert mixture as a model (:class:`ExactMixture`)."""
+    return ExactMixture(shape=(mix.d,), dtype=dtype, device=device, name=mix.name,
+                        source="flowcert mixture (exact score)", mix=mix)

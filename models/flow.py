@@ -49,7 +49,7 @@ def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
     """States of the model's PF-ODE at each of ``times`` (descending OU times; x at times[0]).
 
     Args:
-        model: a :class:`~models.model.TorchModel`.
+        model: a :class:`~models.denoiser.Denoiser`.
         x: (n, d) OU-scale states at times[0].
         times: descending OU times (len m).
         steps: RK4 steps over the whole span (at least one per interval).

@@ -160,7 +160,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
     """E||J||_op, the sampled sup and their Monte-Carlo intervals at each OU time of ``ts``.
 
     Args:
-        model: a :class:`~models.model.TorchModel`.
+        model: a :class:`~models.denoiser.Denoiser`.
         ts: OU times (increasing), shape (m,).
         samples: points of p_t per time.
         data: (n0, d) data x_0, or None to sample p_t from the model's ODE started at N(0, I) at max(ts).

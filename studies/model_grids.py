@@ -1,4 +1,4 @@
-"""Lipschitz tables, grids and the solver study for a trained model (any :class:`~models.model.TorchModel`).
+"""Lipschitz tables, grids and the solver study for a trained model (any :class:`~models.denoiser.Denoiser`).
 
 * :func:`lipschitz` -- E||J||_op and the sampled sup along t (power iteration), the table of
   ``flowcert lipschitz --empirical`` without the analytic bounds (they need an exact mixture).

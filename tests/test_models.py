@@ -16,7 +16,9 @@ diffusers = pytest.importorskip("diffusers")
 
 import flowcert  # noqa: E402
 from flowcert.cli import main  # noqa: E402
-from flowcert.models.model import TorchModel, load_diffusers, mixture_model, torch_model  # noqa: E402
+from flowcert.models.denoiser import NOISE_MAPS, PREDICTIONS, SCALINGS, TorchModel, torch_model  # noqa: E402
+from flowcert.models.exact import exact_model as mixture_model  # noqa: E402
+from flowcert.models.loaders import load_diffusers  # noqa: E402
 from flowcert.models.jacobian import dense_opnorm, opnorm  # noqa: E402
 from flowcert.numcore.marginal import denoiser, jacobian_opnorm, sample, score  # noqa: E402
 
@@ -60,9 +62,9 @@ def _exact_fn(mix, prediction, scaling, noise, log_alphabar=None):
     return fn
 
 
-@pytest.mark.parametrize("prediction", ["sample", "epsilon", "v_prediction", "score"])
-@pytest.mark.parametrize("scaling", ["ve", "vp"])
-@pytest.mark.parametrize("noise", ["sigma", "t", "logsnr", "ddpm"])
+@pytest.mark.parametrize("prediction", list(PREDICTIONS))
+@pytest.mark.parametrize("scaling", list(SCALINGS))
+@pytest.mark.parametrize("noise", list(NOISE_MAPS))
 def test_each_parametrisation_gives_the_exact_denoiser(prediction, scaling, noise):
     mix = flowcert.load_mixture("hetero3")
     la = np.log(np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)))
@@ -226,7 +228,7 @@ def test_model_grid_balanced_matches_the_mixture_grid():
 def test_shipped_digits_model_denoises_held_out_digits():
     m = flowcert.load_model("digits")
     assert m.info["class"] == "UNet2DModel" and m.d == 64 and m.info["parameters"] < 400_000
-    test = np.load(flowcert.models.model.builtin_folder("digits") + "/data/test.npy")
+    test = np.load(flowcert.models.loaders.builtin_folder("digits") + "/data/test.npy")
     x0 = torch.as_tensor(test[:200], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     # measured on the shipped model: 0.41 of the noise left at sigma 0.1, 0.11 at sigma 1 (an untrained net: > 1)
@@ -326,8 +328,8 @@ def test_module_file_model(runner, tmp_path):
         "import flowcert\n"
         "mix = flowcert.load_mixture('line2')\n"
         "def build():\n"
-        "    from flowcert.models.model import mixture_model\n"
-        "    return mixture_model(mix)\n"
+        "    from flowcert.models.exact import exact_model\n"
+        "    return exact_model(mix)\n"
         "plain = lambda x, s: x\n")
     r = run(runner, "grid", "--model", f"{src}:build", "--kind", "logsnr", "--steps", "3", "--format", "json")
     assert r.exit_code == 0, r.output
