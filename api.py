@@ -96,11 +96,9 @@ def describe(mixture, *, delta: float = DELTA, T: float = T_MAX, amp_samples: in
         InputError: a bad mixture or window (0 < delta < T <= 50), a bad sample count or step.
     """
     from .bounds.stability import describe as describe_
-    from .numcore.checks import integer, real
+    from .numcore.checks import options
 
-    n = integer("amp_samples", amp_samples, low=0, high=10**6)
-    seed = integer("seed", seed, low=0, high=2**63 - 1)
-    step = real("step", step, low=1e-4, high=0.5)
+    n, seed, step = options(amp_samples=amp_samples, seed=seed, step=step)
     mix = load_mixture(mixture)
     info = describe_(mix, delta, T)
     if n:
@@ -130,12 +128,11 @@ def amplification(mixture, *, samples: int = 128, seed: int = 0, delta: float = 
         InputError: a bad mixture, window, sample count or step.
     """
     from .bounds.amplification import summary
-    from .numcore.checks import integer, real, time_window
+    from .numcore.checks import option, options, time_window
 
     delta, T = time_window(delta, T)
-    samples = integer("samples", samples, low=2, high=10**6)
-    seed = integer("seed", seed, low=0, high=2**63 - 1)
-    step = real("step", step, low=1e-4, high=0.5)
+    samples = option("amplification.samples", samples)
+    seed, step = options(seed=seed, step=step)
     return summary(load_mixture(mixture), delta, T, samples=samples, seed=seed, step=step)
 
 
@@ -244,10 +241,11 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
             schedule's range without ``clip``; kind ``optimal`` without a solver or with more than
             64 steps.
     """
+    from .studies.targets import MixtureTarget
     from .studies.timegrid import build
 
-    return build(load_mixture(mixture), steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
-                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
+    return build(MixtureTarget(load_mixture(mixture)), steps, kind=kind, bound=bound, delta=delta, T=T,
+                 units=tuple(units), beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
                  train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
 
 
@@ -290,12 +288,8 @@ def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip
     """
     from .exports.presets import export as export_
 
-    if scheduler_config is not None and not isinstance(scheduler_config, dict):
-        from .numcore.io import read_json
-
-        scheduler_config = read_json(scheduler_config)
     return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                   scheduler_config=scheduler_config)
+                   scheduler_config=_config(scheduler_config))
 
 
 def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, solver: str | None = None,
@@ -321,31 +315,22 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
     Raises:
         InputError: an unknown preset, kind or solver; bad steps or window; a grid the preset cannot take.
     """
-    from .exports.presets import check
-    from .numcore.checks import option, time_window
+    from .studies.targets import MixtureTarget
+    from .studies.timegrid import export as export_
 
-    check(preset)
-    delta, T = time_window(delta, T)
+    return export_(MixtureTarget(load_mixture(mixture)), steps, preset, kind=kind, solver=solver, bound=bound,
+                   delta=delta, T=T, beta_schedule=beta_schedule, clip=clip, shift=shift,
+                   scheduler_config=_config(scheduler_config), samples=samples, seed=seed,
+                   train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
+
+
+def _config(scheduler_config):
+    """A scheduler config given as a dict or as the path of a scheduler_config.json."""
     if scheduler_config is not None and not isinstance(scheduler_config, dict):
         from .numcore.io import read_json
 
-        scheduler_config = read_json(scheduler_config)
-    if kind is not None:
-        g = grid(mixture, steps, kind=kind, bound=bound, delta=delta, T=T, beta_schedule=beta_schedule or "linear",
-                 clip=clip, samples=samples, seed=seed, solver=solver, train_samples=train_samples,
-                 test_samples=test_samples, effort=effort, progress=progress)
-        return {"export": export(g["t"], preset, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                                 scheduler_config=scheduler_config), "grid": g, "selection": None}
-    from .studies.optimal import winning_export
-
-    mix = load_mixture(mixture)
-    steps = option("steps", steps)
-    ex, rec = winning_export(mix, steps, preset, solver=solver, delta=delta, T=T, beta_schedule=beta_schedule,
-                             clip=clip, shift=shift, scheduler_config=scheduler_config, train=train_samples,
-                             test=test_samples, seed=seed, effort=effort, progress=progress)
-    g = {"mixture": mix.name, "kind": rec["kind"], "bound": bound, "steps": steps, "delta": delta, "T": T,
-         "t": ex.t, "solver": rec["solver"]}
-    return {"export": ex, "grid": g, "selection": rec}
+        return read_json(scheduler_config)
+    return scheduler_config
 
 
 def optimise_grid(error: Callable[[np.ndarray], float], steps: int, *, delta: float = DELTA, T: float = T_MAX,
@@ -458,17 +443,19 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
     if not mixes:
         raise InputError("`mixture` missing: expected a mixture SPEC or `random` >= 1")
     from .studies import solver_study
+    from .studies.targets import MixtureTarget
 
-    for mix in mixes:
-        need = solver_study.memory_bytes(mix, samples + train_samples)
-        fits_memory("samples", samples, need, f"the study of {mix.name} at d = {mix.d}",
+    targets = [MixtureTarget(mix) for mix in mixes]
+    for target in targets:
+        need = target.study_memory(samples + train_samples)
+        fits_memory("samples", samples, need, f"the study of {target.name} at d = {target.d}",
                     largest=int(samples * _budget() / need))
     studies = []
-    per = (len(solver_study.LABELS) + 1) * len(ns) * len(solver_study.SOLVERS)  # runs and searches
+    per = (len(solver_study.labels(targets[0])) + 1) * len(ns) * len(solver_study.SOLVERS)  # runs and searches
     with progress(len(mixes) * per, "solvers") as bar:
-        for mix in mixes:
-            studies.append(solver_study.run(mix, ns, delta, T, samples=samples, seed=seed, bar=bar,
-                                            empirical_samples=min(samples, 4096), train_samples=train_samples,
+        for target in targets:
+            studies.append(solver_study.run(target, ns, delta, T, samples=samples, seed=seed, bar=bar,
+                                            rate_samples=min(samples, 4096), train_samples=train_samples,
                                             effort=effort, teacher_progress=progress if len(mixes) == 1
                                             else no_progress))
     league = solver_study.league(studies)
@@ -586,24 +573,28 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
 def _threads(threads: int | None) -> None:
     """torch's CPU threads for the model functions (None: torch's default, one per core)."""
     if threads is not None:
-        from .numcore.checks import integer
+        from .numcore.checks import option
 
         import torch
 
-        torch.set_num_threads(integer("threads", threads, low=1, high=1024))
+        torch.set_num_threads(option("threads", threads))
 
 
-def _model_window(model, delta, T):
-    from .studies.model_grids import window
+def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64, threads: int | None = None):
+    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model), torch threads set."""
+    from .studies.targets import ModelTarget, data_for
 
-    return window(model, delta, T, DELTA, T_MAX)
+    _threads(threads)
+    m = load_model(model)
+    return ModelTarget(m, data=data_for(m, data), points=points, teacher_steps=teacher_steps), m
 
 
 def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 256,
                     data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
                     teacher_steps: int = 64, threads: int | None = None, progress=no_progress) -> dict:
-    """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times.
+    """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times (the model's
+    rate, :meth:`flowcert.studies.targets.ModelTarget.lipschitz`).
 
     ||J||_op by batched power iteration (Lanczos on J^T J with torch.func vector-Jacobian products),
     at ``samples`` points of p_t per time: from ``data`` (x_t = alpha x_0 + sigma_vp z) or, without it,
@@ -628,13 +619,12 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
     Raises:
         InputError: bad options, a window outside the trained range, data of the wrong shape or with NaN.
     """
-    from .studies.model_grids import data_for, lipschitz
+    from .numcore.checks import option
 
-    _threads(threads)
-    m = load_model(model)
-    delta, T = _model_window(m, delta, T)
-    return lipschitz(m, points=points, samples=samples, data=data_for(m, data), delta=delta, T=T, seed=seed,
-                     iters=iters, tol=tol, teacher_steps=teacher_steps, progress=progress)
+    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads)
+    delta, T = target.window(delta, T)
+    return target.lipschitz(delta=delta, T=T, samples=samples, seed=option("seed", seed), iters=iters, tol=tol,
+                            progress=progress)
 
 
 def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
@@ -643,7 +633,8 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
                threads: int | None = None, progress=no_progress) -> dict:
-    """A descending time grid of N = ``steps`` segments for a trained model.
+    """A descending time grid of N = ``steps`` segments for a trained model: :func:`grid`'s code
+    (:func:`flowcert.studies.timegrid.build`) on the model, with a model's defaults.
 
     ``balanced`` is balanced on the model's p_t-average of ||J||_op (see :func:`model_lipschitz`);
     ``optimal`` minimises ``solver``'s relative MSE against the model's own many-step teacher (RK4 in log
@@ -668,15 +659,13 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
         InputError: a bound other than ``empirical``, a bad kind, unit, steps, window or batch size, bad
             data; kind ``optimal`` without a solver.
     """
-    from .studies.model_grids import data_for, grid as grid_
+    from .studies.timegrid import build
 
-    _threads(threads)
-    m = load_model(model)
-    delta, T = _model_window(m, delta, T)
-    return grid_(m, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
-                 beta_schedule=beta_schedule, clip=clip, samples=samples, data=data_for(m, data), seed=seed,
-                 points=points, solver=solver, train_samples=train_samples, test_samples=test_samples,
-                 teacher_steps=teacher_steps, effort=effort, progress=progress)
+    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads)
+    delta, T = target.window(delta, T)
+    return build(target, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
+                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
+                 train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
 
 
 def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: str | None = None,
@@ -686,7 +675,8 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
                       test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
                       threads: int | None = None, progress=no_progress) -> dict:
-    """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``).
+    """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``): :func:`export_grid`'s
+    code (:func:`flowcert.studies.timegrid.export`) on the model, with a model's defaults.
 
     As :func:`export_grid`, against the model's own teacher: without ``kind`` the grid that wins for the
     solver the preset runs (its optimal grid or a closed form, smallest training error once exported);
@@ -705,19 +695,15 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
         InputError: an unknown preset, kind or solver; bad steps, window or batch sizes; a grid the preset
             cannot take.
     """
-    from .studies.model_grids import data_for, export as export_
+    from .studies.timegrid import export as export_
 
-    if scheduler_config is not None and not isinstance(scheduler_config, dict):
-        from .numcore.io import read_json
-
-        scheduler_config = read_json(scheduler_config)
-    _threads(threads)
-    m = load_model(model)
-    delta, T = _model_window(m, delta, T)
-    return export_(m, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
+    scheduler_config = _config(scheduler_config)
+    target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads)
+    delta, T = target.window(delta, T)
+    return export_(target, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
                    beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config,
-                   samples=samples, data=data_for(m, data), seed=seed, train_samples=train_samples,
-                   test_samples=test_samples, teacher_steps=teacher_steps, effort=effort, progress=progress)
+                   samples=samples, seed=seed, train_samples=train_samples, test_samples=test_samples,
+                   effort=effort, progress=progress)
 
 
 def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
@@ -725,7 +711,8 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1, plot: str | None = None,
                   threads: int | None = None, progress=no_progress) -> dict:
-    """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model.
+    """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model: :func:`solvers`'s study
+    (:func:`flowcert.studies.solver_study.run`) on the model, with a model's defaults.
 
     From ``samples`` x_T ~ N(0, I): every grid (balanced on the model's E||J||, uniform, EDM, log-SNR,
     KL-optimal, the GITS-style grid and each solver's optimal grid, both fitted on ``train_samples`` other
@@ -744,24 +731,23 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
     Raises:
         InputError: bad steps, samples, window or data; an unwritable ``plot``.
     """
-    from .studies.model_grids import data_for, solvers as solvers_
-    from .numcore.checks import integer, steps_list
+    from .numcore.checks import OPTIONS, options, steps_list
     from .numcore.io import check_destination
+    from .studies import solver_study
+    from .studies.targets import data_for
 
     if plot is not None:
         check_destination(plot, "plot")
-    _threads(threads)
-    m = load_model(model)
-    delta, T = _model_window(m, delta, T)
-    ns = steps_list("steps", steps, 1024)
-    teacher_steps = integer("teacher_steps", teacher_steps, low=1, high=100000)
-    res = solvers_(m, ns, delta=delta, T=T, samples=samples, reference=data_for(m, reference) if reference is not None
-                   else None, data=data_for(m, data), seed=seed, teacher_steps=teacher_steps,
-                   rate_samples=rate_samples, train_samples=train_samples, effort=effort, progress=progress)
+    target, m = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads)
+    delta, T = target.window(delta, T)
+    ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
+    samples, seed, train_samples, effort = options(samples=samples, seed=seed, train_samples=train_samples,
+                                                   effort=effort)
+    res = solver_study.run(target, ns, delta, T, samples=samples, seed=seed, rate_samples=rate_samples,
+                           train_samples=train_samples, effort=effort, progress=progress,
+                           reference=data_for(m, reference))
     if plot is not None:
-        from .studies.model_grids import plot as plot_
-
-        plot_(res, plot)
+        solver_study.plot(res, plot)
     return res
 
 

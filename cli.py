@@ -15,7 +15,8 @@ import signal
 import click
 
 from . import api, render
-from .numcore.checks import InputError, split_list
+from .numcore.checks import OPTIONS, InputError, split_list
+from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 
 # ----------------------------------------------------------------------------- plumbing
@@ -133,8 +134,44 @@ def plot_option(what: str):
     return click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png", help=what)
 
 
+def number(flag: str, key: str, help: str, dest: str | None = None, **kw):
+    """A numeric option whose type, default and help default come from the option table (``numcore.checks.
+    OPTIONS[key]``); :func:`command` fills in the default (the model's, with ``--model``) when it is not given."""
+    d = OPTIONS[key]
+    args = (flag, dest) if dest else (flag,)
+    opt = click.option(*args, type=int if d.kind == "integer" else float, default=None,
+                       help=f"{help} {d.default_text()}" if d.default is not None else help, **kw)
+
+    def deco(f):
+        f = opt(f)
+        name = dest or flag.lstrip("-").replace("-", "_").lower()
+        f.__dict__.setdefault("option_keys", {})[name] = key
+        return f
+
+    return deco
+
+
+def command(name: str, **kw):
+    """``main.command(name)`` whose numeric options (:func:`number`) get their table defaults when not given."""
+
+    def deco(f):
+        keys = f.__dict__.get("option_keys", {})
+
+        @functools.wraps(f)
+        def run(*args, **kwargs):
+            model = kwargs.get("model") is not None
+            for dest, key in keys.items():
+                if kwargs.get(dest) is None:
+                    kwargs[dest] = OPTIONS[key].default_for(model)
+            return f(*args, **kwargs)
+
+        return main.command(name, **kw)(run)
+
+    return deco
+
+
 def seed_option(what: str):
-    return click.option("--seed", type=int, default=0, show_default=True, help=what)
+    return number("--seed", "seed", what)
 
 
 MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pipeline or model folder with its "
@@ -146,9 +183,8 @@ def model_options(data_help: str):
     """--model and --data, shared by the commands that take a trained model."""
 
     def deco(f):
-        f = click.option("--threads", type=int, default=None,
-                         help="With --model: torch CPU threads [default: one per core; on a busy machine 1 is "
-                              "faster]")(f)
+        f = number("--threads", "threads", "With --model: torch CPU threads [default: one per core; on a busy "
+                   "machine 1 is faster]")(f)
         f = click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
                          help=data_help)(f)
         return click.option("--model", default=None, metavar="MODEL", help=MODEL_HELP)(f)
@@ -183,11 +219,11 @@ def main():
 # ----------------------------------------------------------------------------- mixture
 
 
-@main.command("mixture")
+@command("mixture")
 @click.argument("spec")
 @window_options
-@click.option("--amp-samples", type=int, default=128, show_default=True,
-              help="Exact trajectories from x_T ~ p_T for the per-trajectory amplification (0: skip it).")
+@number("--amp-samples", "amp_samples", "Exact trajectories from x_T ~ p_T for the per-trajectory amplification (0: "
+        "skip it).")
 @seed_option("Seed of the --amp-samples draws.")
 @format_option("table", "json")
 def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
@@ -212,26 +248,23 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
 # ----------------------------------------------------------------------------- lipschitz
 
 
-@main.command("lipschitz")
+@command("lipschitz")
 @click.argument("spec", required=False)
 @model_options("With --model: data x_0 (n x d, or n images) whose p_t is sampled as alpha x_0 + sigma_vp z; "
                "without it, p_t is sampled from the model's own ODE started at N(0, I).")
 @click.option("--bound", "bounds", multiple=True, default=("tri", "sharp", "onesided"), show_default=True,
               help="Bounds to evaluate (repeat or comma-separate): tri = |a| + b (triangle form), "
                    "sharp = both ends of J's spectrum, onesided = backward growth rate m(t) (may be < 0).")
-@click.option("--points", type=int, default=None, help="Number of log-spaced times in [delta, T]. "
-              "[default: 50; 40 with --model]")
-@click.option("--empirical", type=int, default=None, metavar="NSAMPLES",
-              help="Overlay the brute-force sup and the p_t-mean of ||J||_op from NSAMPLES samples of p_t "
-                   "(plus dense points on the segments between means) at each time.  With --model: samples "
-                   "per time for the power iteration. [default: 0; 256 with --model]")
-@click.option("--iters", type=int, default=None, help="With --model: Lanczos iterations at most per point. "
-              "[default: 20]")
-@click.option("--tol", type=float, default=None, help="With --model: relative Ritz residual that ends a point's "
-              "iteration. [default: 1e-4]")
+@number("--points", "points", "Number of log-spaced times in [delta, T].")
+@number("--empirical", "empirical", "Overlay the brute-force sup and the p_t-mean of ||J||_op from NSAMPLES samples "
+        "of p_t (plus dense points on the segments between means) at each time.  With --model: samples per time for "
+        "the power iteration.", metavar="NSAMPLES")
+@number("--iters", "iters", "With --model: Lanczos iterations at most per point.")
+@number("--tol", "tol", "With --model: relative Ritz residual (or growth of the Ritz value) that ends a point's "
+        "iteration.")
 @seed_option("Seed of the --empirical sampling.")
-@click.option("--ball-mass", type=float, default=1 - 1e-6, show_default=True,
-              help="For per-component covariances: the bound holds on a ball of at least this p_t-mass.")
+@number("--ball-mass", "ball_mass", "For per-component covariances: the bound holds on a ball of at least this "
+        "p_t-mass.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " With --model: inside its trained range. "
               "[default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " With --model: inside its trained range. "
@@ -259,7 +292,7 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
     spec_or_model(spec, model)
     check_outputs({"output": output, "plot": plot}, [spec, data])
     if model is not None:
-        out = api.model_lipschitz(model, points=points or 40, samples=256 if empirical is None else empirical,
+        out = api.model_lipschitz(model, points=points, samples=empirical,
                                   data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
                                   progress=bars())
         if plot:
@@ -269,7 +302,6 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
         emit(render.model_lipschitz_output(out, fmt), output)
         return
     which = split_list("bounds", bounds, BOUNDS)
-    points, empirical = points or 50, empirical or 0
     delta, T = api.DELTA if delta is None else delta, api.T_MAX if T is None else T
     if latex:
         click.echo(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
@@ -305,15 +337,12 @@ def output_format(fmt: str | None, output: str | None) -> str:
     return fmt
 
 
-@main.command("grid")
+@command("grid")
 @click.argument("spec", required=False)
 @model_options("With --model: data x_0 whose p_t is sampled for the empirical rate (else the model's own ODE).")
-@click.option("--kind", type=click.Choice(["balanced", "uniform", "edm", "logsnr", "kl-optimal", "optimal"]),
-              default=None,
-              help="balanced: equal Lambda per segment; uniform in t; edm: Karras rho=7 in VE sigma; "
-                   "logsnr: uniform in log-SNR; kl-optimal: Align Your Steps' closed form (uniform in atan sigma); "
-                   "optimal: the grid that minimises --solver's error against the exact flow map (with --model: "
-                   "against the model's own many-step teacher).  "
+@click.option("--kind", type=click.Choice(list(GRID_KINDS)), default=None,
+              help="; ".join(f"{k}: {KINDS[k].what}" for k in GRID_KINDS) + " (--solver; the teacher is the exact "
+                   "flow map, or with --model the model's own many-step teacher).  "
                    "[default: balanced; with --for: the grid that wins for the preset's solver]")
 @click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
               help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
@@ -322,7 +351,7 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
                    "||J||_op (data-aware; uses --samples and --seed).  [default: tri; empirical with --model, "
                    "the only rate a trained network has]")
-@click.option("--steps", type=int, default=8, show_default=True, help="Number of segments N (N + 1 nodes).")
+@number("--steps", "steps", "Number of segments N (N + 1 nodes).")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " With --model: inside its trained range. "
               "[default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " With --model: inside its trained range. "
@@ -335,20 +364,15 @@ def output_format(fmt: str | None, output: str | None) -> str:
                    "[default: linear, or the --scheduler-config's].")
 @click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
                                            "range (with a warning) instead of failing.")
-@click.option("--samples", type=int, default=None,
-              help="Samples of p_t per table time for --bound empirical. [default: 4096; 256 with --model]")
+@number("--samples", "samples", "Samples of p_t per table time for --bound empirical.")
 @seed_option("Seed for --bound empirical and for the trajectories of the optimal grid.")
-@click.option("--train-samples", type=int, default=None,
-              help="Trajectories the optimal grid is fitted on (exact, or the model's teacher). "
-                   "[default: 4096; 128 with --model]")
-@click.option("--test-samples", type=int, default=None,
-              help="Fresh trajectories its error (and the closed forms') is measured on. "
-                   "[default: 4096; 256 with --model]")
-@click.option("--teacher-steps", type=int, default=64, show_default=True,
-              help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
-@click.option("--effort", type=float, default=None,
-              help="Multiplies the grid search's evaluation budgets (a longer search: 4). [default: 1; 0.1 with "
-                   "--model, whose evaluations cost a network pass]")
+@number("--train-samples", "train_samples", "Trajectories the optimal grid is fitted on (exact, or the model's "
+        "teacher).")
+@number("--test-samples", "test_samples", "Fresh trajectories its error (and the closed forms') is measured on.")
+@number("--teacher-steps", "teacher_steps", "With --model: RK4 steps (4 evaluations each) of the model's own "
+        "many-step teacher.")
+@number("--effort", "effort", "Multiplies the grid search's evaluation budgets (a longer search: 4; with --model "
+        "each evaluation costs a network pass).")
 @click.option("--for", "preset", default=None, metavar="PRESET",
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
@@ -384,17 +408,15 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
     check_outputs({"output": output}, [spec, scheduler_config, data])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
-    common = dict(clip=clip, seed=seed, solver=solver, effort=given(effort, 1.0 if model is None else 0.1),
-                  progress=bars())
+    common = dict(clip=clip, seed=seed, solver=solver, effort=effort, samples=samples, train_samples=train_samples,
+                  test_samples=test_samples, progress=bars())
     if model is not None:
-        common.update(bound=bound or "empirical", delta=delta, T=T, samples=given(samples, 256), data=data,
-                      train_samples=given(train_samples, 128), test_samples=given(test_samples, 256),
-                      teacher_steps=teacher_steps, threads=threads)
+        common.update(bound=bound or "empirical", delta=delta, T=T, data=data, teacher_steps=teacher_steps,
+                      threads=threads)
         grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
     else:
         common.update(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
-                      T=api.T_MAX if T is None else T, samples=given(samples, 4096),
-                      train_samples=given(train_samples, 4096), test_samples=given(test_samples, 4096))
+                      T=api.T_MAX if T is None else T)
         grid_fn, export_fn, source = api.grid, api.export_grid, spec
     if preset is None:
         g = grid_fn(source, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
@@ -413,20 +435,20 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
 # ----------------------------------------------------------------------------- certify
 
 
-@main.command("certify")
+@command("certify")
 @click.argument("spec")
 @click.option("--eps", type=float, required=True, help="Target accuracy in L^p(p_t); 0 < eps < the score's scale.")
-@click.option("--p", "p", type=float, default=2.0, show_default=True, help="Exponent p >= 1 of the L^p(p_t) norm.")
+@number("--p", "p", "Exponent p >= 1 of the L^p(p_t) norm.", dest="p")
 @click.option("--t", "t", type=float, default=None,
               help="Fixed OU time t > 0 (Part A). Without --t, t is a network input on [--delta, --T] (Part B).")
 @window_options
 @click.option("--certificate", type=click.Choice(["tight", "closed"]), default="tight", show_default=True,
               help="tight: smallest R, m, n, J satisfying the exact budget inequalities; closed: closed-form choices.")
 @click.option("--latex", is_flag=True, help="Print the size formulas and parameter choices as LaTeX first.")
-@click.option("--verify", type=int, default=0, metavar="N",
-              help="Monte-Carlo check of the materialized network on N samples of p_t (95% CI).")
-@click.option("--times", type=int, default=6, show_default=True,
-              help="Without --t: number of verification times across [delta, T] (geometric, both ends included).")
+@number("--verify", "verify", "Monte-Carlo check of the materialized network on N samples of p_t (95% CI).",
+        metavar="N")
+@number("--times", "times", "Without --t: number of verification times across [delta, T] (geometric, both ends "
+        "included).")
 @click.option("--export", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
               help="Write the materialized network (W{l}, b{l}, act{l}, W_out, b_out).")
 @click.option("--sweep", multiple=True, metavar="VAR=START:STOP[:COUNT]",
@@ -458,29 +480,25 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 # ----------------------------------------------------------------------------- solvers
 
 
-@main.command("solvers")
+@command("solvers")
 @click.argument("specs", nargs=-1, metavar="[SPEC...]")
 @model_options("With --model: data x_0 whose p_t is sampled for the balanced grid's empirical rate (else the "
                "model's own ODE).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
               help="With --model: held-out data; the sliced W2 of each solver's samples to it (pushed to p_delta) "
                    "is reported with a bootstrap interval.")
-@click.option("--teacher-steps", type=int, default=64, show_default=True,
-              help="With --model: RK4 steps (4 evaluations each) of the model's own many-step teacher.")
+@number("--teacher-steps", "teacher_steps", "With --model: RK4 steps (4 evaluations each) of the model's own "
+        "many-step teacher.")
 @click.option("--steps", default=None, help="Comma-separated numbers of steps N to compare. "
               "[default: 4,8,16,32; 4,8,16 with --model]")
-@click.option("--random", type=int, default=0, show_default=True,
-              help="Add this many seeded random mixtures (isotropic, shared-full, per-component; d in 1..8, K in "
-                   "2..8) and summarise every grid against the optimal one over all mixtures (the league).")
-@click.option("--samples", type=int, default=None,
-              help="Exact samples x_T ~ p_T (the test batch, and the size of the p_delta reference for the sliced "
-                   "W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) samples per time. "
-                   "With --model: x_T ~ N(0, I). [default: 10000; 512 with --model]")
-@click.option("--train-samples", type=int, default=None,
-              help="Trajectories the optimal grids are fitted on (independent of --samples; with --model the "
-                   "model's teacher's). [default: 4096; 128 with --model]")
-@click.option("--effort", type=float, default=None,
-              help="Multiplies the grid search's evaluation budgets. [default: 1; 0.1 with --model]")
+@number("--random", "random", "Add this many seeded random mixtures (isotropic, shared-full, per-component; d in "
+        "1..8, K in 2..8) and summarise every grid against the optimal one over all mixtures (the league).")
+@number("--samples", "solvers.samples", "Exact samples x_T ~ p_T (the test batch, and the size of the p_delta "
+        "reference for the sliced W2); the empirical rate of the balanced-empirical grid uses min(samples, 4096) "
+        "samples per time. With --model: x_T ~ N(0, I).")
+@number("--train-samples", "train_samples", "Trajectories the optimal grids are fitted on (independent of "
+        "--samples; with --model the model's teacher's).")
+@number("--effort", "effort", "Multiplies the grid search's evaluation budgets.")
 @seed_option("Seed of the samples, projections and random mixtures.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
@@ -510,25 +528,22 @@ def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, ra
         spec_or_model(specs[0] if specs else None, model)
     check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
     if model is not None:
-        res = api.model_solvers(model, given(steps, "4,8,16"), samples=given(samples, 512), data=data, threads=threads,
-                                reference=reference,
-                                teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
-                                train_samples=given(train_samples, 128), effort=given(effort, 0.1), plot=plot,
-                                progress=bars())
+        res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
+                                reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
+                                train_samples=train_samples, effort=effort, plot=plot, progress=bars())
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
     res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
                       delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
-                      samples=given(samples, 10000), seed=seed, train_samples=given(train_samples, 4096),
-                      effort=given(effort, 1.0),
-                      plot=plot, progress=bars())
+                      samples=samples, seed=seed, train_samples=train_samples, effort=effort, plot=plot,
+                      progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
 
 # ----------------------------------------------------------------------------- fit
 
 
-@main.command("fit")
+@command("fit")
 @click.argument("data", metavar="DATA.npy")
 @click.option("--max-components", type=int, default=32, show_default=True,
               help="Fit K = 1..this many components and keep the smallest BIC.")
@@ -564,7 +579,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
 # ----------------------------------------------------------------------------- train-example
 
 
-@main.command("train-example")
+@command("train-example")
 @click.argument("example", type=click.Choice(["digits"]))
 @click.option("--out", type=click.Path(file_okay=False), default="flowcert-digits", show_default=True,
               help="Folder for the checkpoint and the saved model (resumes from its checkpoint.pt).")
@@ -592,7 +607,7 @@ def train_example_cmd(example, out, steps, batch, lr, threads, seed):
 # ----------------------------------------------------------------------------- demo
 
 
-@main.command("demo")
+@command("demo")
 @click.option("--out", type=click.Path(file_okay=False), default="flowcert-demo", show_default=True,
               help="Folder for the demo's files.")
 def demo_cmd(out):
@@ -688,7 +703,7 @@ def validate_options(f):
     return f
 
 
-@main.command("validate")
+@command("validate")
 @click.argument("specs", nargs=-1, metavar="SPEC...")
 @validate_options
 @click.option("--out", type=click.Path(file_okay=False), default=None,

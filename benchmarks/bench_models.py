@@ -112,7 +112,7 @@ def main():
     print(f"teacher: RK4 64 steps ({te['nfe']} evaluations per sample) for 512 samples: {te['seconds']:.1f} s; "
           f"self-convergence against 128 steps: relative MSE {te['self_convergence']['rel_mse']:.2e}")
 
-    from flowcert.studies.model_grids import gits_search
+    from flowcert.studies.gits import gits_search
 
     t0 = time.perf_counter()
     g = gits_search(m, prior(m, 256, 1), 8, delta=1e-3, T=5.0, teacher_steps=64)

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from flowcert.studies import optimal
+from flowcert.studies.targets import MixtureBatches
 from flowcert.exports.presets import export
 from flowcert.numcore.mixture import BUILTINS, builtin
 
@@ -68,7 +69,7 @@ def exports(names, steps, test: int, long_train: int, long_effort: float) -> lis
     rows = []
     for name in names:
         mix = builtin(name)
-        fresh = optimal.Batches(mix, DELTA, T, train=16, test=test, seed=99)
+        fresh = MixtureBatches(mix, DELTA, T, train=16, test=test, seed=99)
         for solver, preset in PRESET.items():
             for N in steps:
                 c = clock()
@@ -103,7 +104,7 @@ def search_speed(names, steps) -> list:
     for name in names:
         mix = builtin(name)
         c = clock()
-        batches = optimal.Batches(mix, DELTA, T, seed=0)
+        batches = MixtureBatches(mix, DELTA, T, seed=0)
         tw, tc = since(c)
         for solver in optimal.SOLVERS:
             err = batches.training_error(solver)

@@ -33,8 +33,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from flowcert.models.loaders import builtin_folder, load
     from flowcert.models.flow import solve
-    from flowcert.studies.model_grids import SW_DIRECTIONS, ModelBatches, _push, optimal
+    from flowcert.studies.optimal import optimal_grid
+    from flowcert.studies.targets import ModelBatches, ModelTarget, push
     from flowcert.numcore.distances import directions, relative_mse, sliced_wasserstein_ci
+    from flowcert.numcore.gridsearch import resample
     from flowcert.numcore.io import write_json
 
     print(f"load before: {os.getloadavg()}; torch threads {a.threads}; train {a.train}, test {a.test}, "
@@ -45,14 +47,15 @@ def main() -> None:
           f"self-convergence {b.teacher['self_convergence']}", flush=True)
     reference = np.load(os.path.join(builtin_folder("digits"), "data", "test.npy")).reshape(-1, 64)
     rng = np.random.default_rng(1)  # the study's: directions, then the reference pushed to p_delta
-    theta = directions(m.d, SW_DIRECTIONS, rng)
-    ref = _push(reference, 1e-3, rng)
+    theta = directions(m.d, ModelTarget.sw_directions, rng)
+    ref = push(reference, 1e-3, rng)
     rows, records = [], {}
     for solver in a.solvers.split(","):
         coarse = None
         for N in (int(n) for n in a.steps.split(",")):
             e0, clock = b.counter.samples, time.perf_counter()
-            rec = optimal(m, N, solver, batches=b, effort=a.effort, coarse=coarse)
+            starts = {} if coarse is None else {f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
+            rec = optimal_grid(ModelTarget(m), N, solver, delta=1e-3, T=5.0, batches=b, effort=a.effort, starts=starts)
             coarse = rec["t"]
             x = solve(m, b.x_test, rec["t"], solver)
             e = relative_mse(x, b.y_test)

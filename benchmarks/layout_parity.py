@@ -30,7 +30,7 @@ import time
 
 TIMING = {"seconds", "wall_seconds", "cpu_seconds", "elapsed", "time_s", "wall", "started", "finished",
           "created", "version", "flowcert_version", "out", "folder", "path", "scheduler_config", "source",
-          "blocks_per_second", "samples_per_second"}
+          "blocks_per_second", "samples_per_second", "timing"}
 
 
 # torch's global generator seeded first: a command that draws from it (before the seeding fix of

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..numcore import grids
 from ..numcore.checks import (TEACHER_DELTA_MIN, InputError, choice, integer, option, real, split_list, steps_list,
                               time_window)
 
-GRIDS = ("uniform", "balanced", "edm", "logsnr", "empirical", "kl-optimal", "optimal")
+GRIDS = grids.GRID_KINDS + ("empirical",)  # empirical: the balanced grid on the data-aware rate
 SOLVERS = ("euler", "heun", "dpmpp_2m")
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
 DEVICES = ("auto", "cpu", "cuda")

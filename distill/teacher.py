@@ -21,19 +21,8 @@ import numpy as np
 import torch
 
 from ..models.exact import TorchMixture
-
-DEFAULT_STEP = 0.01  # RK4 step in rho = log sigma_VE (step halving changes ring8 endpoints by ~1e-6)
-
-
-def rho_from_t(t: float) -> float:
-    """rho = log sigma_VE(t) = 1/2 log(e^{2t} - 1)."""
-    return 0.5 * math.log(math.expm1(2.0 * t))
-
-
-def t_from_rho(rho: float) -> float:
-    """t = 1/2 log(1 + e^{2 rho})."""
-    return 0.5 * math.log1p(math.exp(2.0 * rho))
-
+from ..numcore.flowmap import DEFAULT_STEP
+from ..numcore.units import rho_from_t, t_from_rho
 
 class Teacher:
     """Exact PF-ODE flow maps of a mixture by RK4 in (rho, y) coordinates.

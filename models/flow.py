@@ -18,12 +18,9 @@ import numpy as np
 import torch
 
 from ..numcore.distances import relative_mse
+from ..numcore.units import rho_from_t
 
 DEFAULT_TEACHER_STEPS = 64
-
-
-def _rho(t: float) -> float:
-    return 0.5 * math.log(math.expm1(2.0 * t))
 
 
 class Counter:
@@ -44,6 +41,20 @@ def prior(model, n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, model.d, generator=g, dtype=torch.float64)
 
 
+def rk4_step(D, y: torch.Tensor, r: float, h: float, k1: torch.Tensor | None = None) -> torch.Tensor:
+    """One classical RK4 step of dy/drho = y - D(y, e^rho) from rho = r to r + h, in float64 (``k1``: the first
+    stage, when the denoiser at (y, r) is known already)."""
+
+    def f(yy, rr):
+        return yy - D(yy, math.exp(rr)).double()
+
+    k1 = f(y, r) if k1 is None else k1
+    k2 = f(y + 0.5 * h * k1, r + 0.5 * h)
+    k3 = f(y + 0.5 * h * k2, r + 0.5 * h)
+    k4 = f(y + h * k3, r + h)
+    return y + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
 def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024, progress=None,
          counter: Counter | None = None) -> torch.Tensor:
     """States of the model's PF-ODE at each of ``times`` (descending OU times; x at times[0]).
@@ -61,7 +72,7 @@ def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
         (n, m, d) float64 tensor in OU coordinates.
     """
     times = [float(t) for t in times]
-    rhos = [_rho(t) for t in times]
+    rhos = [rho_from_t(t) for t in times]
     span = rhos[0] - rhos[-1]
     D = counter or Counter(model)
     x = torch.as_tensor(x, dtype=torch.float64)
@@ -75,16 +86,7 @@ def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
                 m = max(1, round(steps * (r0 - r1) / span))
                 h = (r1 - r0) / m
                 for k in range(m):
-                    r = r0 + k * h
-
-                    def f(yy, rr):
-                        return (yy - D(yy, math.exp(rr)).double())
-
-                    k1 = f(y, r)
-                    k2 = f(y + 0.5 * h * k1, r + 0.5 * h)
-                    k3 = f(y + 0.5 * h * k2, r + 0.5 * h)
-                    k4 = f(y + h * k3, r + h)
-                    y = y + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+                    y = rk4_step(D, y, r0 + k * h, h)
                 out[lo:lo + batch, i + 1] = y * math.exp(-times[i + 1])
                 if progress is not None and lo == 0:
                     progress.update(1)
@@ -102,7 +104,7 @@ def nodes(model, x_T, T: float, delta: float, steps: int = DEFAULT_TEACHER_STEPS
         ``nfe`` (model evaluations per sample: 4 steps + 1).
     """
     D = counter or Counter(model)
-    r = np.linspace(_rho(T), _rho(delta), int(steps) + 1)
+    r = np.linspace(rho_from_t(T), rho_from_t(delta), int(steps) + 1)
     x = torch.as_tensor(x_T, dtype=torch.float64)
     n = x.shape[0]
     Y = np.empty((r.size, n, x.shape[1]))
@@ -115,16 +117,7 @@ def nodes(model, x_T, T: float, delta: float, steps: int = DEFAULT_TEACHER_STEPS
                 Y[i, lo:lo + batch], Dn[i, lo:lo + batch] = y.numpy(), d0.numpy()
                 if i == r.size - 1:
                     break
-                h = r[i + 1] - r[i]
-
-                def f(yy, rr):
-                    return yy - D(yy, math.exp(rr)).double()
-
-                k1 = y - d0
-                k2 = f(y + 0.5 * h * k1, r[i] + 0.5 * h)
-                k3 = f(y + 0.5 * h * k2, r[i] + 0.5 * h)
-                k4 = f(y + h * k3, r[i] + h)
-                y = y + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+                y = rk4_step(D, y, r[i], r[i + 1] - r[i], k1=y - d0)
     return {"y": Y, "denoised": Dn, "sigma": np.exp(r), "nfe": 4 * int(steps) + 1}
 
 

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
-from ..numcore.checks import InputError, array
+from ..numcore.checks import OPTIONS, InputError, array
 
-DEFAULT_ITERS = 20
-DEFAULT_TOL = 1e-3
+DEFAULT_ITERS = OPTIONS["iters"].default
+DEFAULT_TOL = OPTIONS["tol"].default
 
 
 def _unit(u: torch.Tensor) -> torch.Tensor:

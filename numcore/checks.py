@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -251,13 +251,16 @@ def time_window(delta, T, *, delta_min: float | None = None) -> tuple[float, flo
 
 @dataclass(frozen=True)
 class Domain:
-    """The domain of one option: integers or reals in [low, high] (open ends on request)."""
+    """The domain of one option: integers or reals in [low, high] (open ends on request), with the command's
+    default (``default``) and, where a trained model changes it, the default with ``--model`` (``model``)."""
 
     kind: str  # "integer" or "real"
     low: float | None = None
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
+    default: object = None
+    model: object = None
 
     def __call__(self, name: str, value):
         if self.kind == "integer":
@@ -265,28 +268,60 @@ class Domain:
         return real(name, value, low=self.low, high=self.high, low_open=self.low_open,
                     high_open=self.high_open)
 
+    def defaults(self, default=None, model=None) -> "Domain":
+        """The same domain with a command's defaults."""
+        return replace(self, default=default, model=model)
 
-# Every option of every command, by the name it has in the API (commands and the library check
-# with the same entry).  A new option adds its line here; ``option(key, value)`` checks it.
+    def default_for(self, model: bool = False):
+        """The default value (with ``--model`` when ``model``)."""
+        return self.model if model and self.model is not None else self.default
+
+    def default_text(self) -> str:
+        """``[default: 4096; 256 with --model]`` for a help text."""
+        show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        text = show(self.default)
+        if self.model is not None and self.model != self.default:
+            text += f"; {show(self.model)} with --model"
+        return f"[default: {text}]"
+
+
+# The domains shared by several options (each bound is written once) ...
+_SAMPLES = Domain("integer", 16, 10**7)
+_STEPS = Domain("integer", 1, 64)  # a solver's optimal grid: the grid search's limit
+_EFFORT = Domain("real", 0.05, 100.0)
+_JACOBIAN_SAMPLES = 256  # a model's ||J|| table: points of p_t per time
+# ... and every option of every command, by the name it has in the API (commands and the library check with the
+# same entry; the command line builds its options, defaults and help defaults from it).  A key ``cmd.name`` is
+# the option `name` of one command whose default differs.  A new option adds its line here; ``option(key, value)``
+# checks it.
 OPTIONS: dict[str, Domain] = {
-    "seed": Domain("integer", 0, 2**32 - 1),
-    "points": Domain("integer", 2, 100_000),
-    "empirical": Domain("integer", 0, 10**8),
-    "samples": Domain("integer", 16, 10**7),
-    "steps": Domain("integer", 1, 100_000),
-    "solvers.steps": Domain("integer", 1, 64),  # every N gets each solver's optimal grid
+    "seed": Domain("integer", 0, 2**32 - 1, default=0),
+    "points": Domain("integer", 2, 100_000, default=50, model=40),
+    "empirical": Domain("integer", 0, 10**8, default=0, model=_JACOBIAN_SAMPLES),
+    "samples": _SAMPLES.defaults(4096, 256),
+    "solvers.samples": _SAMPLES.defaults(10_000, 512),
+    "steps": Domain("integer", 1, 100_000, default=8),
+    "solvers.steps": _STEPS,  # every N gets each solver's optimal grid
+    "optimal.steps": _STEPS,
     "eps": Domain("real", 0.0, low_open=True),
-    "p": Domain("real", 1.0, 64.0),
+    "p": Domain("real", 1.0, 64.0, default=2.0),
     "t": Domain("real", 0.0, T_LIMIT, low_open=True),
-    "verify": Domain("integer", 0, 10**8),
-    "times": Domain("integer", 2, 100),
-    "ball_mass": Domain("real", 0.0, 1.0, low_open=True, high_open=True),
+    "verify": Domain("integer", 0, 10**8, default=0),
+    "times": Domain("integer", 2, 100, default=6),
+    "ball_mass": Domain("real", 0.0, 1.0, low_open=True, high_open=True, default=1 - 1e-6),
     "workers": Domain("integer", 1, 4096),
-    "train_samples": Domain("integer", 16, 10**7),
-    "test_samples": Domain("integer", 16, 10**7),
-    "effort": Domain("real", 0.05, 100.0),
-    "random": Domain("integer", 0, 1000),
-    "optimal.steps": Domain("integer", 1, 64),
+    "train_samples": _SAMPLES.defaults(4096, 128),
+    "test_samples": _SAMPLES.defaults(4096, 256),
+    "effort": _EFFORT.defaults(1.0, 0.1),
+    "random": Domain("integer", 0, 1000, default=0),
+    "teacher_steps": Domain("integer", 1, 100_000, default=64),  # RK4 steps of a model's own teacher
+    "jacobian_samples": Domain("integer", 2, 10**7, default=_JACOBIAN_SAMPLES),
+    "iters": Domain("integer", 1, 10_000, default=20),  # Lanczos iterations at most per point
+    "tol": Domain("real", 0.0, 1.0, low_open=True, default=1e-3),  # relative Ritz residual or growth
+    "threads": Domain("integer", 1, 1024),
+    "amp_samples": Domain("integer", 0, 10**6, default=128),  # exact trajectories for the per-trajectory amplification
+    "amplification.samples": Domain("integer", 2, 10**6, default=128),
+    "step": Domain("real", 1e-4, 0.5, default=0.02),  # RK4 step in log sigma_VE of the numpy trajectories
 }
 
 

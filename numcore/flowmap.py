@@ -20,19 +20,10 @@ import numpy as np
 from .io import no_progress
 from .marginal import LOG_2PI, as_points
 from .mixture import GaussianMixture
+from .units import rho_from_t, t_from_rho
 
-DEFAULT_STEP = 0.01  # RK4 step in rho = log sigma_VE (step halving changes ring8 endpoints by ~1e-6)
+DEFAULT_STEP = 0.01  # RK4 step in rho = log sigma_VE of every exact teacher (step halving changes ring8 endpoints by ~1e-6)
 MAX_TABLE_BYTES = 2**28  # per-component precisions per stage time: above this, segments are split
-
-
-def rho_from_t(t):
-    """rho = log sigma_VE(t) = 1/2 log(e^{2t} - 1)."""
-    return 0.5 * np.log(np.expm1(2.0 * np.asarray(t, float)))
-
-
-def t_from_rho(rho):
-    """t = 1/2 log(1 + e^{2 rho})."""
-    return 0.5 * np.log1p(np.exp(2.0 * np.asarray(rho, float)))
 
 
 def tables(mix: GaussianMixture, t: np.ndarray):
@@ -60,7 +51,7 @@ def _segment(mix: GaussianMixture, y: np.ndarray, t0: float, t1: float, step: fl
     """y (VE coordinates, C-contiguous) carried from t0 to t1 < t0 in place."""
     from . import kernels as kn
 
-    r0, r1 = float(rho_from_t(t0)), float(rho_from_t(t1))
+    r0, r1 = (float(r) for r in rho_from_t(np.array([t0, t1])))
     m = max(1, math.ceil(abs(r1 - r0) / step - 1e-9))
     per_time = mix.K * mix.d * mix.d * 8 if mix.basis.shape[0] > 1 else 0
     if per_time * (2 * m + 1) > MAX_TABLE_BYTES:  # split so the precision tables stay small
@@ -119,7 +110,8 @@ def flow(mix: GaussianMixture, x, t: float, s: float, *, step: float = DEFAULT_S
     ``segments`` intermediate stops equally spaced in log sigma_VE only report progress (``progress`` is a
     factory ``progress(total, desc)``); the RK4 steps are the same.
     """
-    rho = np.linspace(float(rho_from_t(t)), float(rho_from_t(s)), int(segments) + 1)
+    r0, r1 = rho_from_t(np.array([t, s]))
+    rho = np.linspace(float(r0), float(r1), int(segments) + 1)
     times = t_from_rho(rho)
     times[0], times[-1] = t, s
     with progress(int(segments), "exact flow map") as bar:

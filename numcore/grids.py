@@ -7,16 +7,25 @@ Every grid has N + 1 nodes with t[0] = T and t[N] = delta.
     logsnr    lambda_i = lambda(T) + i/N (lambda(delta) - lambda(T)),  lambda = -log(e^{2t} - 1)
     kl-optimal  sigma_i = tan((1 - i/N) atan(sigma_max) + i/N atan(sigma_min))   (Align Your Steps, Thm 3.1)
     balanced  Lambda(t_i) = (N - i)/N Lambda(T)   (equal stability budget per segment)
+    gits      a dynamic programme over a teacher's nodes (GITS-style; built by the studies)
+    optimal   the grid that minimises one solver's error against a teacher (built by the studies)
+
+:data:`KINDS` is the registry: every list of grid kinds (the commands' choices, the solver study's grids, the
+validation's grids) reads it.  Each kind says what it needs: nothing (a closed form of (N, delta, T)), a rate
+(the stability integral it balances), teacher nodes, or a solver (and teacher trajectories to search on).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
+from .checks import InputError
 from .integral import StabilityIntegral
 from .units import logsnr_from_t, sigma_from_t, t_from_logsnr, t_from_sigma
 
-KINDS = ("balanced", "uniform", "edm", "logsnr", "kl-optimal")
 EDM_RHO = 7.0
 
 
@@ -62,10 +71,57 @@ def balanced(N: int, stability: StabilityIntegral) -> np.ndarray:
     return _pin_ends(stability.invert(levels), stability.delta, stability.T)
 
 
+CLOSED, RATE, TEACHER, SOLVER = "", "rate", "teacher", "solver"  # what a kind needs
+
+
+@dataclass(frozen=True)
+class GridKind:
+    """One grid kind: its name, what it needs (:data:`CLOSED`, :data:`RATE`, :data:`TEACHER` nodes or a
+    :data:`SOLVER`), how a closed form is built (``closed(N, delta, T)``; None for the others, which the studies
+    build), and one line for help texts."""
+
+    name: str
+    needs: str
+    closed: Callable[[int, float, float], np.ndarray] | None
+    what: str
+
+
+KINDS: dict[str, GridKind] = {k.name: k for k in (
+    GridKind("balanced", RATE, None, "equal Lambda per segment"),
+    GridKind("uniform", CLOSED, uniform, "uniform in t"),
+    GridKind("edm", CLOSED, edm, "Karras rho=7 in VE sigma"),
+    GridKind("logsnr", CLOSED, logsnr, "uniform in log-SNR"),
+    GridKind("kl-optimal", CLOSED, kl_optimal, "Align Your Steps' closed form (uniform in atan sigma)"),
+    GridKind("gits", TEACHER, None, "a GITS-style dynamic programme over the teacher's nodes"),
+    GridKind("optimal", SOLVER, None, "the grid that minimises one solver's error against a teacher"),
+)}
+CLOSED_FORMS = tuple(k for k, g in KINDS.items() if g.needs == CLOSED)
+
+
+def kinds(*needs: str) -> tuple[str, ...]:
+    """The names of the kinds that need one of ``needs``, in registry order."""
+    return tuple(k for k, g in KINDS.items() if g.needs in needs)
+
+
+# what `flowcert grid --kind` builds on its own (a teacher-node search belongs to the studies that hold the nodes)
+GRID_KINDS = kinds(CLOSED, RATE, SOLVER)
+
+
+def check(kind, offered: tuple[str, ...] | None = None) -> GridKind:
+    """The grid kind named ``kind`` (one of ``offered``, default every kind), or InputError."""
+    names = tuple(KINDS) if offered is None else offered
+    if kind not in names:
+        raise InputError(f"`kind` = {kind!r}: expected one of {', '.join(names)}")
+    return KINDS[kind]
+
+
 def build(kind: str, N: int, delta: float, T: float, stability: StabilityIntegral | None = None) -> np.ndarray:
-    """A grid by name; ``balanced`` needs the stability integral it balances."""
+    """A closed-form grid by name, or ``balanced`` on the stability integral it balances."""
     if kind == "balanced":
         if stability is None:
             raise ValueError("the balanced grid needs a StabilityIntegral")
         return balanced(N, stability)
-    return {"uniform": uniform, "edm": edm, "logsnr": logsnr, "kl-optimal": kl_optimal}[kind](N, delta, T)
+    g = KINDS[kind]
+    if g.closed is None:
+        raise ValueError(f"grid kind {kind!r} needs {g.needs}: the studies build it")
+    return g.closed(N, delta, T)

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .flowmap import rho_from_t, t_from_rho
+from .units import rho_from_t, t_from_rho
 
 MAX_STEPS = 64  # the largest N the search accepts
 FULL_SIMPLEX = 8  # up to this N, Nelder-Mead over every interior node
@@ -46,7 +46,7 @@ def to_params(t) -> np.ndarray:
 
 def from_params(z, delta: float, T: float) -> np.ndarray:
     """The grid t (N + 1,) of parameters z (N - 1,): gaps in rho = range x softmax(z, 0)."""
-    r0, r1 = float(rho_from_t(T)), float(rho_from_t(delta))
+    r0, r1 = (float(r) for r in rho_from_t(np.array([T, delta])))
     logits = np.append(np.asarray(z, float), 0.0)
     w = np.exp(logits - logits.max())
     w /= w.sum()
@@ -128,7 +128,8 @@ class _Counted:
         if not e > 0:
             return -1e300, np.zeros_like(z)
         # rho_i = rho_0 - sum_{j <= i} w_j, w = R softmax(z, 0): chain rule through the gaps
-        R = float(rho_from_t(self.T) - rho_from_t(self.delta))
+        r = rho_from_t(np.array([self.T, self.delta]))
+        R = float(r[0] - r[1])
         logits = np.append(z, 0.0)
         w = np.exp(logits - logits.max())
         w *= R / w.sum()

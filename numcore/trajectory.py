@@ -39,21 +39,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .flowmap import DEFAULT_STEP
 from .marginal import as_points, hessian, jacobian_spectrum, score
 from .mixture import GaussianMixture
+from .units import rho_from_t, t_from_rho
 
-DEFAULT_STEP = 0.01  # RK4 step in rho = log sigma_VE (the torch teacher's default)
 SERIAL_BELOW = 8192  # batches up to this many points run the kernels on one thread
-
-
-def rho_from_t(t: float) -> float:
-    """rho = log sigma_VE(t) = 1/2 log(e^{2t} - 1)."""
-    return 0.5 * math.log(math.expm1(2.0 * t))
-
-
-def t_from_rho(rho: float) -> float:
-    """t = 1/2 log(1 + e^{2 rho})."""
-    return 0.5 * math.log1p(math.exp(2.0 * rho))
 
 
 def _rho_nodes(t0: float, t1: float, step: float) -> np.ndarray:

@@ -18,6 +18,8 @@ linearly between integer steps.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .checks import InputError, limit_text
@@ -35,6 +37,23 @@ def sigma_from_t(t):
 def t_from_sigma(sigma):
     """t = log(1 + sigma^2) / 2."""
     return 0.5 * np.log1p(np.asarray(sigma, float) ** 2)
+
+
+def rho_from_t(t):
+    """rho = log sigma_VE(t) = 1/2 log(e^{2t} - 1), the variable the RK4 teachers step in.
+
+    A float (a Python or numpy scalar: the torch teachers step in scalars) is computed with :mod:`math`, an
+    array with numpy (the compiled teacher and the grid search work on arrays)."""
+    if isinstance(t, float):
+        return 0.5 * math.log(math.expm1(2.0 * t))
+    return 0.5 * np.log(np.expm1(2.0 * np.asarray(t, float)))
+
+
+def t_from_rho(rho):
+    """t = 1/2 log(1 + e^{2 rho}) (floats with :mod:`math`, arrays with numpy, as :func:`rho_from_t`)."""
+    if isinstance(rho, float):
+        return 0.5 * math.log1p(math.exp(2.0 * rho))
+    return 0.5 * np.log1p(np.exp(2.0 * np.asarray(rho, float)))
 
 
 def logsnr_from_t(t):

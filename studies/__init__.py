@@ -1,9 +1,10 @@
-"""Grids measured against a teacher: the optimal grid of a solver, the solver study, the league, and the same
-for a trained model.
+"""Grids measured against a teacher, for a mixture and a trained model alike: every grid kind, a solver's optimal
+grid, the export that wins for a sampler, the solver study and the league.
 
-* :mod:`.timegrid`     a grid for a mixture: kind, rate, nodes in every unit
-* :mod:`.optimal`      a solver's optimal grid (training and test batches of teacher trajectories) and the export
-  that wins for a preset
-* :mod:`.solvers`      which grid suits which solver, and the league over many mixtures (needs no torch)
-* :mod:`.model_grids`  Lipschitz tables, grids, the optimal grid and the solver study of a trained model
+* :mod:`.targets`       what a study runs on (a mixture or a model behind one ``Target`` interface), its teacher
+  and its training and test batches (the ``Teacher`` and ``Batches`` protocols)
+* :mod:`.timegrid`      a grid of any kind for a target, in every unit, and its export for a sampler
+* :mod:`.optimal`       a solver's optimal grid against the target's teacher, and the export that wins for a preset
+* :mod:`.gits`          the GITS-style teacher search over a teacher's nodes
+* :mod:`.solver_study`  which grid suits which solver (one loop for both targets), and the league over mixtures
 """

@@ -17,20 +17,17 @@ import time
 
 import numpy as np
 
-from ..numcore import flowmap, grids, gridsearch
-from ..numcore.checks import TEACHER_DELTA_MIN, InputError, choice, option, real
-from ..numcore.distances import relative_mse
+from ..numcore import grids, gridsearch
+from ..numcore.checks import InputError, choice, option
 from ..numcore.io import no_progress
-from ..numcore.marginal import sample
 from ..numcore.mixture import GaussianMixture
-from ..numcore.samplers import sample_grid, squared_error_and_grad
+from .targets import OBJECTIVE, Batches, Target, as_target
 
 SOLVERS = ("euler", "heun", "dpmpp_2m")
 BASELINES = ("logsnr", "kl-optimal", "edm")
 TRAIN_SAMPLES = 4096
 SCREEN_SAMPLES = 1024  # the search runs on these first training trajectories, then refines on all of them
 TEST_SAMPLES = 4096
-TEACHER_STEP = 0.05  # RK4 step in log sigma_VE: relative RMS error ~3e-7 on ring8 (estimated in every run)
 MAX_STEPS = gridsearch.MAX_STEPS
 # the solver a sampler preset runs (its default); --solver overrides it
 PRESET_SOLVER = {
@@ -41,48 +38,6 @@ PRESET_SOLVER = {
     "k-diffusion": "euler",  # sample_euler
     "comfyui": "euler",  # KSampler's default sampler
 }
-OBJECTIVE = ("relative MSE sum |x - Phi_{T->delta}(x_T)|^2 / sum |Phi_{T->delta}(x_T)|^2 of the solver's end "
-             "points x at delta against the exact flow map, x_T ~ p_T, exact denoiser")
-
-
-class Batches:
-    """Training and test start points x_T ~ p_T with their exact end points Phi_{T->delta}(x_T).
-
-    ``x_train`` (train, d), ``y_train``; ``x_test`` (test, d), ``y_test``; ``teacher_error``: the estimated
-    relative RMS integration error of the end points (:func:`numcore.flowmap.endpoints`)."""
-
-    def __init__(self, mix: GaussianMixture, delta: float, T: float, train: int = TRAIN_SAMPLES,
-                 test: int = TEST_SAMPLES, seed: int = 0, progress=no_progress, points=None):
-        """``points``: (x_train, x_test) start points to use instead of drawing them from p_T (e.g. the
-        x_T ~ N(0, I) of a model's batches, to compare both paths on the same trajectories)."""
-        if points is None:
-            rng = np.random.default_rng(seed)
-            points = sample(mix, T, train, rng), sample(mix, T, test, rng)
-        self.x_train, self.x_test = (np.asarray(p, float) for p in points)
-        test = len(self.x_test)
-        y, self.teacher_error = flowmap.endpoints(mix, np.vstack([self.x_test, self.x_train]), T, delta,
-                                                  step=TEACHER_STEP, progress=progress)
-        self.y_test, self.y_train = y[:test], y[test:]
-        self.mix, self.delta, self.T, self.seed = mix, delta, T, seed
-
-    @property
-    def sizes(self) -> dict:
-        return {"train_samples": len(self.x_train), "test_samples": len(self.x_test), "seed": self.seed,
-                "teacher_step": TEACHER_STEP, "teacher_error": self.teacher_error}
-
-    def training_error(self, solver: str, first: int | None = None):
-        """error(t): the solver's relative MSE on the training batch (the search's objective), or on its
-        ``first`` trajectories (the screening estimate)."""
-        mix, x, y = self.mix, self.x_train[:first], self.y_train[:first]
-        return gridsearch.endpoint_error(lambda t: sample_grid(mix, x, t, solver), y,
-                                         lambda t: squared_error_and_grad(mix, x, y, t, solver))
-
-    def test_error(self, t, solver: str) -> dict:
-        """The solver's relative MSE on the test batch with its 95% interval: {rel_mse, rel_mse_ci}."""
-        e = relative_mse(sample_grid(self.mix, self.x_test, t, solver), self.y_test)
-        return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
-
-
 def check_solver(solver) -> str:
     return choice("solver", solver, SOLVERS)
 
@@ -103,46 +58,54 @@ def check_steps(steps) -> int:
     return option("optimal.steps", steps)
 
 
-def check_window(delta: float, T: float) -> None:
-    """The exact teacher integrates down to delta: delta >= TEACHER_DELTA_MIN."""
-    real("delta", delta, low=TEACHER_DELTA_MIN)
-
-
 def baseline_grids(steps: int, delta: float, T: float) -> dict:
     """{name: t} for the closed-form grids the search starts from and is compared with."""
     return {name: grids.build(name, steps, delta, T) for name in BASELINES}
 
 
-def optimal_grid(mix: GaussianMixture | None, steps: int, solver: str, *, delta: float, T: float,
-                 train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0,
-                 screen: int = SCREEN_SAMPLES, batches: Batches | None = None, starts: dict | None = None,
-                 progress=no_progress) -> dict:
-    """The grid of ``steps`` segments that minimises ``solver``'s end-to-end error on this mixture.
+def evaluations(batches) -> int:
+    """Model evaluations counted on a trained model's batches so far (0 for a mixture, where none are counted)."""
+    counter = getattr(batches, "counter", None)
+    return counter.samples if counter is not None else 0
 
-    ``batches``: the training and test batches when built already (then ``mix`` is not used): a
-    :class:`Batches`, or any object with the same ``x_train``, ``delta``, ``T``, ``training_error``,
-    ``test_error``, ``sizes`` (and optionally ``objective``), such as a trained model's teacher batches
-    (:class:`flowcert.studies.model_grids.ModelBatches`).
+
+def optimal_grid(target: Target | GaussianMixture, steps: int, solver: str, *, delta: float, T: float, train: int = TRAIN_SAMPLES,
+                 test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0, screen: int = SCREEN_SAMPLES,
+                 batches: Batches | None = None, starts: dict | None = None, progress=no_progress) -> dict:
+    """The grid of ``steps`` segments that minimises ``solver``'s end-to-end error against ``target``'s teacher.
+
+    ``batches``: the training and test batches when built already (:meth:`Target.batches`).  The search starts
+    from the best of log-SNR, KL-optimal, EDM, the target's own starts (a trained model's GITS-style grid of the
+    same training batch) and ``starts``.
 
     Returns a JSON-ready dict: ``t`` (N + 1,), ``solver``, ``objective``, ``train_rel_mse`` (the objective
     at the optimum), ``rel_mse`` and ``rel_mse_ci`` (fresh test batch, 95%), ``baselines`` ({name: the
     same on the same test batch} for log-SNR, KL-optimal and EDM), ``search`` (method, stopping reason,
     evaluations, iterations, seconds, starting grid and every start's training error), the batch sizes,
-    seed and the teacher's step and estimated error.
+    seed and the teacher's record; for a trained model also ``gits`` and ``cost`` (model evaluations and
+    seconds of the teacher, the search and the GITS-style search).
 
     Raises:
         InputError: an unknown solver, ``steps`` outside 1..MAX_STEPS, bad batch sizes or effort.
     """
+    target = as_target(target)
     solver = check_solver(solver)
     steps = check_steps(steps)
     effort = option("effort", effort)
     if batches is None:
-        check_window(delta, T)
-        batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed,
-                          progress)
-    base = baseline_grids(steps, delta, T)
+        delta, T = target.window(delta, T, teacher=True)
+        batches = target.batches(delta, T, train=train, test=test, seed=seed, progress=progress)
+    clock, e0 = time.perf_counter(), evaluations(batches)
+    out = _optimal(batches, steps, solver, {**target.starts(batches, steps), **(starts or {})}, effort, screen)
+    target.finish_optimal(out, batches, steps, solver, clock, e0)
+    return out
+
+
+def _optimal(batches: Batches, steps: int, solver: str, starts: dict, effort: float, screen: int) -> dict:
+    """The search from the closed forms and ``starts``, its grid measured on the test batch beside them."""
+    base = baseline_grids(steps, batches.delta, batches.T)
     clock = time.perf_counter()
-    res = search(batches, solver, steps, {**base, **(starts or {})}, effort, screen)
+    res = search(batches, solver, steps, {**base, **starts}, effort, screen)
     out = {"t": res.t, "solver": solver, "steps": steps, "objective": getattr(batches, "objective", OBJECTIVE),
            "train_rel_mse": res.value, **batches.test_error(res.t, solver),
            "baselines": {name: batches.test_error(t, solver) for name, t in base.items()},
@@ -175,11 +138,10 @@ def implied_solver(preset: str, solver: str | None) -> str:
     return check_solver(solver) if solver is not None else PRESET_SOLVER[preset]
 
 
-def winning_export(mix: GaussianMixture | None, steps: int, preset: str, *, solver: str | None = None,
-                   delta: float, T: float, beta_schedule: str | None = None, clip: bool = False,
-                   shift: float | None = None, scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES,
-                   test: int = TEST_SAMPLES, seed: int = 0, effort: float = 1.0, batches=None, starts=None,
-                   progress=no_progress):
+def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,
+                   T: float, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
+                   scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES,
+                   seed: int = 0, effort: float = 1.0, batches=None, progress=no_progress):
     """The grid that wins for the solver a sampler preset runs, exported for that preset.
 
     Candidates: the solver's optimal grid (:func:`optimal_grid`) and the closed forms log-SNR, KL-optimal
@@ -191,24 +153,28 @@ def winning_export(mix: GaussianMixture | None, steps: int, preset: str, *, solv
         (Export, record): the export and a JSON-ready dict: ``kind`` (the chosen grid), ``solver``,
         ``rel_mse``, ``rel_mse_ci`` (test batch, 95%), ``baselines`` ({name: {rel_mse, rel_mse_ci}} on the
         same batch), ``train_rel_mse`` ({candidate: training error}), ``objective``, ``measured_on``,
-        ``search`` and the batch sizes.
+        ``search`` and the batch sizes; for a trained model ``cost`` (model evaluations and seconds of the
+        teacher, the search and the GITS-style search).
 
     Raises:
         InputError: an unknown preset or solver, ``steps`` beyond MAX_STEPS, a grid the preset cannot take.
     """
     from ..exports.presets import check, export
 
+    target = as_target(target)
     check(preset)
     given = solver is not None
     solver = implied_solver(preset, solver)
     steps = check_steps(steps)
+    effort = option("effort", effort)
     options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config)
     export(preset, baseline_grids(steps, delta, T)["logsnr"], **options)  # the preset's own checks, before the work
     if batches is None:
-        check_window(delta, T)
-        batches = Batches(mix, delta, T, option("train_samples", train), option("test_samples", test), seed,
-                          progress)
-    opt = optimal_grid(mix, steps, solver, delta=delta, T=T, effort=effort, batches=batches, starts=starts)
+        delta, T = target.window(delta, T, teacher=True)
+        batches = target.batches(delta, T, train=train, test=test, seed=seed, progress=progress)
+    starts = target.starts(batches, steps)
+    clock, e0 = time.perf_counter(), evaluations(batches)
+    opt = _optimal(batches, steps, solver, starts, effort, SCREEN_SAMPLES)
     exports = {"optimal": export(preset, opt["t"], **options)}
     skipped = {}
     for name, t in baseline_grids(steps, delta, T).items():
@@ -226,4 +192,5 @@ def winning_export(mix: GaussianMixture | None, steps: int, preset: str, *, solv
                              "from the first to the last node; a consumer that appends sigma = 0 runs one more "
                              "step (the denoiser at the last node), not included",
               "search": opt["search"], "skipped": skipped, **batches.sizes}
+    target.finish_export(record, batches, clock, e0)
     return exports[kind], record

@@ -1,57 +1,52 @@
-"""Which grid makes which few-step solver most accurate, on mixtures whose flow map is known exactly.
+"""Which grid makes which few-step solver most accurate, on a mixture whose flow map is known exactly or on a
+trained model against its own many-step teacher.
 
-For every grid (balanced from the tri, sharp and empirical rates; uniform in t; EDM rho = 7; uniform
-log-SNR; Align Your Steps' KL-optimal closed form; and each solver's own optimal grid,
-:mod:`studies.optimal`), every N and every solver (Euler, Heun, DPM-Solver++(2M), :mod:`numcore.samplers`),
-start from exact samples x_T ~ p_T and integrate with the exact denoiser, then compare with
+For every grid (balanced on each rate the target has: the tri, sharp and empirical rates of a mixture, the
+empirical E||J||_op of a model; uniform in t; EDM rho = 7; uniform log-SNR; Align Your Steps' KL-optimal closed
+form; a model's GITS-style grid; and each solver's own optimal grid, :mod:`studies.optimal`), every N and every
+solver (:mod:`numcore.samplers`), start from x_T (exact samples of p_T, or N(0, I) for a model) and compare the
+solver's end points with
 
-* the exact endpoint Phi_{T->delta}(x_T) (:mod:`numcore.flowmap`; relative MSE, paired, with a 95% CI), and
-* p_delta itself: sliced W2 to an independent sample of p_delta of the same size.
-  Its Monte-Carlo noise floor is SW2(exact endpoints, reference): both are exact
-  samples of p_delta, so values at the floor are indistinguishable from exact.
+* the teacher's end points Phi_{T->delta}(x_T) (relative MSE, paired, with a 95% CI), and
+* a reference sample of p_delta (sliced W2): exact samples of a mixture's p_delta, whose Monte-Carlo floor is
+  SW2(exact endpoints, reference); or a model's held-out data pushed to p_delta (bootstrap interval), whose
+  floor is the teacher's own distance.
 
-The optimal grids are fitted on a separate training batch; the study's samples are their fresh test batch.
-Over many mixtures (:func:`league`), every grid's error is divided by the optimal grid's on the same
-mixture, solver and N, and summarised by a geometric mean with a 95% interval.  Runs without torch.
+The optimal (and GITS-style) grids are fitted on a separate training batch; the study's samples are their fresh
+test batch.  One loop (:func:`run`) serves both targets (:mod:`studies.targets`); over many mixtures
+(:func:`league`), every grid's error is divided by the optimal grid's on the same mixture, solver and N, and
+summarised by a geometric mean with a 95% interval.  A mixture's study runs without torch.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..numcore import grids
-from ..numcore.distances import directions, relative_mse, sliced_wasserstein, sorted_projections
+from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
-from ..numcore.marginal import sample
-from ..numcore.samplers import EVALS_PER_STEP, sample_grid
+from ..numcore.samplers import EVALS_PER_STEP
 
-# (label, grid kind, rate that defines Lambda for the balanced grid)
-GRIDS = (
-    ("balanced-tri", "balanced", "tri"),
-    ("balanced-sharp", "balanced", "sharp"),
-    ("balanced-empirical", "balanced", "empirical"),
-    ("uniform", "uniform", None),
-    ("edm", "edm", None),
-    ("logsnr", "logsnr", None),
-    ("kl-optimal", "kl-optimal", None),
-)
 OPTIMAL = "optimal"  # the solver's own optimal grid (one per solver)
-LABELS = tuple(g[0] for g in GRIDS) + (OPTIMAL,)
 SOLVERS = ("euler", "heun", "dpmpp_2m")
-SW_DIRECTIONS = 64
-FLOOR_REPEATS = 8
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
 
 
-def memory_bytes(mix, samples: int) -> float:
-    """Peak memory of :func:`run` for ``samples`` points, test and training batches together (an estimate,
-    in bytes): per point, the exact teacher path (17 states and the RK4 stages), x_T and the 8 reference samples of p_delta, the
-    per-component terms of the score (K x d, unless the covariance is isotropic) and the
-    sliced-Wasserstein projections."""
-    per_point = 37 * mix.d + (0 if mix.structure == "isotropic" else 5 * mix.K * mix.d) + 2 * SW_DIRECTIONS + 64
-    return 8.0 * samples * per_point
+def labels(target) -> tuple[str, ...]:
+    """The study's grids for a target, in the registry's order: ``balanced-RATE`` per rate, the closed forms, the
+    teacher-node grids the target has (a model's ``gits``) and ``optimal``."""
+    out = []
+    for name, kind in grids.KINDS.items():
+        if kind.needs == grids.RATE:
+            out += [f"{name}-{rate}" for rate in target.rates]
+        elif kind.needs == grids.TEACHER:
+            out += [name] if name in target.teacher_kinds else []
+        else:
+            out.append(name)
+    return tuple(out)
 
 
 @dataclass
@@ -64,88 +59,96 @@ class Row:
     rel_mse: float
     rel_mse_ci: tuple
     sw: float
+    sw_ci: tuple | None = None
 
 
-def build_grids(mix, steps, delta, T, empirical_samples=4096, seed=0):
-    """{label: {N: t grid}} for every closed-form grid of :data:`GRIDS`; Lambda(T) per balanced rate."""
-    from ..bounds.stability import stability
+def build_grids(target, batches, steps, delta: float, T: float, rate_samples: int, seed: int = 0):
+    """({label: {N: t grid}} for every grid of the study but the optimal ones, {label: Lambda(T)} per balanced
+    rate, {rate: Stability})."""
+    out, lam, rates = {}, {}, {}
+    for label in labels(target):
+        if label == OPTIMAL:
+            continue
+        kind, _, rate = label.partition("-") if label.startswith("balanced-") else (label, "", "")
+        if rate:
+            st = target.stability(rate, delta, T, samples=rate_samples, seed=seed)
+            lam[label], rates[rate] = st.integral.total, st
+            out[label] = {N: grids.build("balanced", N, delta, T, st.integral) for N in steps}
+        elif grids.KINDS[kind].needs == grids.TEACHER:
+            out[label] = target.teacher_grids(kind, batches, steps)
+        else:
+            out[label] = {N: grids.build(kind, N, delta, T) for N in steps}
+    return out, lam, rates
 
-    out, lam = {}, {}
-    for label, kind, rate in GRIDS:
-        st = stability(mix, rate, delta, T, samples=empirical_samples, seed=seed) if rate else None
-        if st is not None:
-            lam[label] = st.integral.total
-        out[label] = {N: grids.build(kind, N, delta, T, st.integral if st else None) for N in steps}
-    return out, lam
+
+def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, rate_samples: int = 4096,
+        train_samples: int = 4096, effort: float = 1.0, reference=None, bar=None, teacher_progress=no_progress,
+        progress=no_progress) -> dict:
+    """The whole study on one target; returns a JSON-ready dict (rows, floor, summary, optimal grids).
+
+    ``reference``: a model's held-out data x_0 for the sliced W2 (a mixture's reference is exact samples of
+    p_delta).  ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress``
+    is a progress factory for the teacher."""
+    clock = time.time()
+    batches = target.batches(delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
+    ref = target.reference(batches, delta, seed, reference)
+    grid_sets, lam, rates = build_grids(target, batches, steps, delta, T, rate_samples, seed)
+    optimal = {}
+    with progress(len(SOLVERS) * len(steps), "optimal grids") as obar:
+        for solver in SOLVERS:
+            optimal[solver] = target.study_optimal(batches, solver, steps, effort)
+            obar.update(len(steps))
+            if bar is not None:
+                bar.update(len(steps))
+    rows = []
+    study = labels(target)
+    with progress(len(study) * len(steps) * len(SOLVERS), "solvers") as pbar:
+        for label in study:
+            for N in steps:
+                for solver in SOLVERS:
+                    t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
+                    x = batches.solve(batches.x_test, t, solver)
+                    e = relative_mse(x, batches.y_test)
+                    sw, sw_ci = ref.distance(x)
+                    rows.append(Row(label, solver, N, N * EVALS_PER_STEP[solver], "flowcert", e.value,
+                                    (e.ci_low, e.ci_high), sw, sw_ci))
+                    pbar.update(1)
+                    if bar is not None:
+                        bar.update(1)
+    return target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
+                               labels=list(study), solvers=list(SOLVERS), grid_sets=grid_sets, lam=lam,
+                               rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
+                               rate_samples=rate_samples, train_samples=train_samples, effort=effort,
+                               seconds=time.time() - clock)
 
 
-def optimal_grids(batches, solver: str, steps, effort: float = 1.0) -> dict:
+def optimal_grids(batches, solver: str, steps, effort: float = 1.0, starts=None) -> dict:
     """{N: (t, search record)}: the solver's optimal grid for every N, smallest N first; above 8 steps each
-    search starts from the closed forms and the next smaller N's optimum (which replaces its coarse stage)."""
+    search starts from the closed forms and the next smaller N's optimum (which replaces its coarse stage).
+    ``starts(N)``: further starting grids for N."""
     from .optimal import baseline_grids, search
 
     out, previous = {}, None
     for N in sorted(steps):
-        res = search(batches, solver, N, baseline_grids(N, batches.delta, batches.T), effort, coarse=previous)
+        res = search(batches, solver, N, {**baseline_grids(N, batches.delta, batches.T), **(starts(N) if starts else {})},
+                     effort, coarse=previous)
         out[N] = (res.t, {"train_rel_mse": res.value, "method": res.method, "stop": res.stop,
                           "evaluations": res.evaluations, "seconds": res.seconds, "start": res.start})
         previous = res.t
     return out
 
 
-def run(mix, steps, delta: float, T: float, samples: int = 10000, seed: int = 0, empirical_samples: int = 4096,
-        train_samples: int = 4096, effort: float = 1.0, bar=None, teacher_progress=no_progress) -> dict:
-    """The whole study on one mixture; returns a JSON-ready dict (rows, noise floor, summary, optimal grids).
-
-    ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress`` is a
-    progress factory for the exact flow map."""
-    from .optimal import TEACHER_STEP, Batches
-
-    batches = Batches(mix, delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
-    x_T, exact = batches.x_test, batches.y_test
-    rng = np.random.default_rng([seed, 1])
-    theta = directions(mix.d, SW_DIRECTIONS, rng)
-    refs = [sample(mix, delta, samples, rng) for _ in range(FLOOR_REPEATS)]
-    floor = np.array([sliced_wasserstein(exact, r, theta) for r in refs])
-    ref_sorted = sorted_projections(refs[0], theta)
-    grid_sets, lam = build_grids(mix, steps, delta, T, empirical_samples, seed)
-    optimal = {}
-    for solver in SOLVERS:
-        optimal[solver] = optimal_grids(batches, solver, steps, effort)
-        if bar is not None:
-            bar.update(len(steps))
-    rows = []
-    for label in LABELS:
-        for N in steps:
-            for solver in SOLVERS:
-                t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
-                x = sample_grid(mix, x_T, t, solver)
-                e = relative_mse(x, exact)
-                rows.append(Row(label, solver, N, N * EVALS_PER_STEP[solver], "flowcert", e.value,
-                                (e.ci_low, e.ci_high), sliced_wasserstein(x, refs[0], theta, ref_sorted)))
-                if bar is not None:
-                    bar.update(1)
-    return {
-        "mixture": mix.name, "d": mix.d, "K": mix.K, "structure": mix.structure, "delta": delta, "T": T,
-        "samples": samples, "seed": seed, "steps": list(steps), "grids": list(LABELS), "solvers": list(SOLVERS),
-        "lambda_T": lam, "empirical_samples": empirical_samples,
-        "teacher": {"step": TEACHER_STEP, "relative_rms_error": batches.teacher_error,
-                    "what": "the exact flow map by RK4 in log sigma_VE (numcore.flowmap); its error estimated by "
-                            "re-integrating 256 points with half the step"},
-        "optimal": {"train_samples": train_samples, "effort": effort,
-                    "objective": "relative MSE against the exact flow map on the training batch (seed-derived, "
-                                 "independent of the study's samples, which are the test batch)",
-                    "grids": {s: {N: {"t": t, **rec} for N, (t, rec) in per.items()} for s, per in optimal.items()}},
-        "sw_directions": SW_DIRECTIONS,
-        "sw_floor": {"value": float(floor[0]), "mean": float(floor.mean()), "sd": float(floor.std(ddof=1)),
-                     "repeats": FLOOR_REPEATS,
-                     "what": "SW2(exact teacher endpoints, independent p_delta sample): `value` against the same "
-                             "reference sample as the rows (a row at this value is indistinguishable from exact), "
-                             "`mean` and `sd` over independent reference samples (the Monte-Carlo noise of SW2 at "
-                             "this sample size)"},
-        "rows": [asdict(r) for r in rows],
-        "summary": summarise(rows),
-    }
+def row_dicts(rows, engine: bool = True) -> list[dict]:
+    """The rows as JSON: every field (``engine`` and ``sw_ci`` only where they say something)."""
+    out = []
+    for r in rows:
+        d = asdict(r)
+        if not engine:
+            d.pop("engine")
+        if d["sw_ci"] is None and engine:
+            d.pop("sw_ci")
+        out.append(d)
+    return out
 
 
 def summarise(rows) -> dict:
@@ -155,7 +158,7 @@ def summarise(rows) -> dict:
     winner's (geometric mean over N); ``vs_optimal`` every grid's error over the optimal grid's at each N.
     """
     out = {}
-    for solver in SOLVERS:
+    for solver in dict.fromkeys(r.solver for r in rows):
         mine = [r for r in rows if r.solver == solver]
         labels = list(dict.fromkeys(r.grid for r in mine))
         steps = sorted({r.steps for r in mine})
@@ -192,12 +195,13 @@ def league(studies: list) -> dict:
     from scipy.stats import t as student
 
     out = {"mixtures": [s["mixture"] for s in studies], "within_factor": WITHIN, "table": {}}
-    for solver in SOLVERS:
+    names = studies[0]["grids"]
+    for solver in studies[0]["solvers"]:
         out["table"][solver] = {}
         steps = studies[0]["steps"]
         for N in steps:
             cell = {}
-            for g in LABELS:
+            for g in names:
                 logs = []
                 for s in studies:
                     err = {(r["grid"], r["solver"], r["steps"]): r["rel_mse"] for r in s["rows"]}
@@ -211,18 +215,23 @@ def league(studies: list) -> dict:
                     ci = None
                 cell[g] = {"geo_mean": float(np.exp(m)), "ci": ci,
                            "within": float(np.mean(logs <= np.log(WITHIN))), "max": float(np.exp(logs.max()))}
-            base = [g for g in LABELS if g != OPTIMAL]
+            base = [g for g in names if g != OPTIMAL]
             out["table"][solver][N] = {"grids": cell, "best_baseline": min(base, key=lambda g: cell[g]["geo_mean"])}
     return out
 
 
 def plot(result: dict, path) -> str:
-    """Relative MSE (top) and sliced W2 (bottom) against N, one panel per solver, one line per grid."""
+    """Relative MSE to the teacher (top) and, where measured, sliced W2 (bottom) against N, one panel per solver,
+    one line per grid, 95% intervals shaded."""
     from ..numcore.io import pyplot, save_figure
 
     plt = pyplot()
     solvers = result["solvers"]
-    fig, axes = plt.subplots(2, len(solvers), figsize=(4.2 * len(solvers), 7), sharex=True)
+    model = "model" in result
+    has_sw = result["sw_floor"] is not None
+    nrows = 2 if has_sw else 1
+    fig, axes = plt.subplots(nrows, len(solvers), figsize=(4.2 * len(solvers), 3.6 * nrows), squeeze=False,
+                             sharex=True)
     for j, solver in enumerate(solvers):
         for g in result["grids"]:
             rs = sorted((r for r in result["rows"] if r["solver"] == solver and r["grid"] == g),
@@ -234,20 +243,27 @@ def plot(result: dict, path) -> str:
             style = "-" if g.startswith("balanced") else ("-." if g == OPTIMAL else "--")
             line, = axes[0, j].plot(n, e, style, marker="o", ms=3, label=g, lw=2 if g == OPTIMAL else 1)
             axes[0, j].fill_between(n, np.maximum(lo, 1e-300), hi, color=line.get_color(), alpha=0.15)
-            axes[1, j].plot(n, [r["sw"] for r in rs], style, marker="o", ms=3, color=line.get_color())
-        fl = result["sw_floor"]
-        axes[1, j].axhline(fl["value"], color="k", lw=0.8, ls=":", label="SW2 of exact samples (noise floor)")
+            if has_sw:
+                axes[1, j].plot(n, [r["sw"] for r in rs], style, marker="o", ms=3, color=line.get_color())
+                if rs and rs[0].get("sw_ci") is not None:
+                    axes[1, j].fill_between(n, [r["sw_ci"][0] for r in rs], [r["sw_ci"][1] for r in rs],
+                                            color=line.get_color(), alpha=0.15)
+        if has_sw:
+            axes[1, j].axhline(result["sw_floor"]["value"], color="k", lw=0.8, ls=":",
+                               label="teacher" if model else "SW2 of exact samples (noise floor)")
+            axes[1, j].set_yscale("log")
+            axes[1, j].set_xlabel("steps N")
         axes[0, j].set_title(solver)
+        axes[0, j].set_yscale("log")
         for ax in axes[:, j]:
             ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-        axes[1, j].set_xlabel("steps N")
-    axes[0, 0].set_ylabel("relative MSE vs exact flow map")
-    axes[1, 0].set_ylabel("sliced W2 to p_delta")
+    axes[0, 0].set_ylabel("relative MSE vs the model's teacher" if model else "relative MSE vs exact flow map")
     axes[0, 0].legend(fontsize=7)
-    axes[1, 0].legend(fontsize=7)
-    fig.suptitle(f"{result['mixture']}: x_T ~ p_T, T = {result['T']:g} -> delta = {result['delta']:g}, "
-                 f"{result['samples']} samples", fontsize=9)
+    if has_sw:
+        axes[1, 0].set_ylabel("sliced W2 to held-out data" if model else "sliced W2 to p_delta")
+        axes[1, 0].legend(fontsize=7)
+    fig.suptitle(f"{result['mixture']}: x_T ~ {'N(0, I)' if model else 'p_T'}, T = {result['T']:g} -> delta = "
+                 f"{result['delta']:g}, {result['samples']} samples", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -257,10 +273,12 @@ def plot_league(lg: dict, path) -> str:
     from ..numcore.io import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(SOLVERS), figsize=(4.4 * len(SOLVERS), 3.8), sharey=True)
-    for ax, solver in zip(axes, SOLVERS):
+    solvers = list(lg["table"])
+    fig, axes = plt.subplots(1, len(solvers), figsize=(4.4 * len(solvers), 3.8), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, solver in zip(axes, solvers):
         steps = sorted(lg["table"][solver], key=int)
-        for g in LABELS:
+        for g in lg["table"][solver][steps[0]]["grids"]:
             gm = np.array([lg["table"][solver][N]["grids"][g]["geo_mean"] for N in steps])
             line, = ax.plot([int(N) for N in steps], gm, "-." if g == OPTIMAL else "-", marker="o", ms=3, label=g)
             ci = [lg["table"][solver][N]["grids"][g]["ci"] for N in steps]

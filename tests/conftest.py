@@ -53,3 +53,40 @@ def runner():
     from click.testing import CliRunner
 
     return CliRunner()
+
+
+def _devices() -> list:
+    """cpu, and cuda when torch sees a GPU (the GPU machine's run adds it; CI has none)."""
+    out = ["cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out.append("cuda")
+    except ImportError:  # pragma: no cover - the base install
+        pass
+    return out
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Every torch device present: each test that takes it runs on cpu, and on cuda where a GPU is visible."""
+    if request.param == "cuda":
+        request.applymarker(pytest.mark.gpu)
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped where torch sees no GPU."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_gpu = False
+    if has_gpu:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

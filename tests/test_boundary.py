@@ -30,11 +30,11 @@ def _network_of(mix):
     return fn
 
 
-def test_exact_mixture_and_network_share_the_interface():
+def test_exact_mixture_and_network_share_the_interface(device):
     mix = flowcert.load_mixture("hetero3")
     net = torch_model(_network_of(mix), shape=(mix.d,), prediction="epsilon", scaling="vp", noise="t",
                       dtype=torch.float64)
-    exact = exact_model(mix)
+    exact = exact_model(mix, device=device)  # on a GPU where one is visible: the state stays on the CPU
     assert isinstance(net, Denoiser) and isinstance(exact, Denoiser)
     y = torch.randn(5, mix.d, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2
     for model in (net, exact):

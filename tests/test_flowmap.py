@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 from conftest import mixtures
-from flowcert.numcore import flowmap, grids, samplers
+from flowcert.numcore import flowmap, grids, samplers, units
 from flowcert.numcore.marginal import sample
 from flowcert.numcore.mixture import builtin, from_spec
 
@@ -81,10 +81,10 @@ def test_solver_gradients_equal_finite_differences(mix):
     x = sample(mix, T, 24, np.random.default_rng(4))
     target = flowmap.flow(mix, x, T, DELTA, step=0.05)
     t = grids.kl_optimal(5, DELTA, T)
-    rho = flowmap.rho_from_t(t)
+    rho = units.rho_from_t(t)
 
     def loss(r, solver):
-        return np.sum((samplers.sample_grid(mix, x, flowmap.t_from_rho(r), solver) - target) ** 2)
+        return np.sum((samplers.sample_grid(mix, x, units.t_from_rho(r), solver) - target) ** 2)
 
     for solver in samplers.SOLVER_IDS:
         value, grad = samplers.squared_error_and_grad(mix, x, target, t, solver)

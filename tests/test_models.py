@@ -368,7 +368,7 @@ def test_train_example_resumes_and_saves_a_loadable_pipeline(tmp_path):
 def test_gits_dynamic_programme_equals_exhaustive_search():
     from itertools import combinations
 
-    from flowcert.studies.model_grids import gits_search
+    from flowcert.studies.gits import gits_search
     from flowcert.numcore.units import sigma_from_t
 
     mix = flowcert.load_mixture("ring8")
@@ -411,9 +411,9 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
     that, so the grids coincide (measured: identical nodes); we allow 0.02 in every log sigma, far below
     a grid's spacing (> 1) and below the search's own tolerance (gaps within ~0.4% of the 8.4 range: 0.035).
     """
-    from flowcert.studies.optimal import Batches, optimal_grid
-    from flowcert.studies.model_grids import ModelBatches, optimal
     from flowcert.numcore.units import sigma_from_t
+    from flowcert.studies.optimal import optimal_grid
+    from flowcert.studies.targets import MixtureBatches as Batches, MixtureTarget, ModelBatches, ModelTarget
 
     mix = flowcert.load_mixture("ring8")
     model = mixture_model(mix)
@@ -422,9 +422,9 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
     eps = np.sqrt(np.sum((ab.y_train - mb.y_train) ** 2) / np.sum(ab.y_train**2))
     assert eps < 5e-5  # the model's teacher is the exact flow map within its RK4 error
     for solver in ("euler", "dpmpp_2m"):
-        rec_m = optimal(model, 3, solver, batches=mb, effort=0.25)
+        rec_m = optimal_grid(ModelTarget(model), 3, solver, delta=1e-3, T=5.0, batches=mb, effort=0.25)
         # the same starts as the model path: the closed forms (added by optimal_grid) and the GITS-style grid
-        rec_a = optimal_grid(mix, 3, solver, delta=1e-3, T=5.0, effort=0.25, batches=ab,
+        rec_a = optimal_grid(MixtureTarget(mix), 3, solver, delta=1e-3, T=5.0, effort=0.25, batches=ab,
                              starts={"gits": rec_m["gits"]["t"]})
         assert rec_a["train_rel_mse"] > 2e-3
         dm, da = np.log(sigma_from_t(rec_m["t"])), np.log(sigma_from_t(rec_a["t"]))

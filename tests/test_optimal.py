@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from flowcert.studies import optimal
+from flowcert.studies.targets import MixtureBatches
 from flowcert.cli import main
-from flowcert.numcore import flowmap, grids, gridsearch
+from flowcert.numcore import flowmap, grids, gridsearch, units
 from flowcert.numcore.mixture import BUILTINS, builtin
 
 DELTA, T = 1e-3, 5.0
@@ -60,31 +61,31 @@ def test_every_parameter_is_a_valid_grid_and_round_trips(z):
 
 @pytest.fixture(scope="module")
 def small():
-    return optimal.Batches(builtin("ring8"), DELTA, T, train=256, test=256, seed=5)
+    return MixtureBatches(builtin("ring8"), DELTA, T, train=256, test=256, seed=5)
 
 
 @pytest.mark.parametrize("solver", ["euler", "dpmpp_2m"])
 def test_two_steps_equal_a_dense_scan(small, solver):
     # N = 2: one free node; the exhaustive answer is a dense scan of log sigma
     err = small.training_error(solver)
-    r0, r1 = flowmap.rho_from_t(T), flowmap.rho_from_t(DELTA)
+    r0, r1 = units.rho_from_t(T), units.rho_from_t(DELTA)
     rho = np.linspace(r0, r1, 4002)[1:-1]
-    scan = np.array([err(np.array([T, float(flowmap.t_from_rho(r)), DELTA])) for r in rho])
+    scan = np.array([err(np.array([T, float(units.t_from_rho(r)), DELTA])) for r in rho])
     res = gridsearch.search(err, 2, DELTA, T, optimal.baseline_grids(2, DELTA, T))
     assert res.value <= scan.min() * (1 + 1e-6)
-    assert abs(float(flowmap.rho_from_t(res.t[1])) - rho[scan.argmin()]) < 2 * (rho[0] - rho[1])
+    assert abs(float(units.rho_from_t(res.t[1])) - rho[scan.argmin()]) < 2 * (rho[0] - rho[1])
 
 
 def test_three_steps_equal_an_exhaustive_grid_of_candidates(small):
     err = small.training_error("euler")
-    r0, r1 = float(flowmap.rho_from_t(T)), float(flowmap.rho_from_t(DELTA))
+    r0, r1 = float(units.rho_from_t(T)), float(units.rho_from_t(DELTA))
     cand = np.linspace(r0, r1, 122)[1:-1]  # 120 candidate nodes: every ordered pair
-    best = min((err(flowmap.t_from_rho(np.array([r0, a, b, r1]))), a, b)
+    best = min((err(units.t_from_rho(np.array([r0, a, b, r1]))), a, b)
                for i, a in enumerate(cand) for b in cand[i + 1:])
     res = gridsearch.search(err, 3, DELTA, T, optimal.baseline_grids(3, DELTA, T))
     # the continuous optimum is at least as good as the best candidate pair, and next to it
     assert res.value <= best[0] * (1 + 1e-9)
-    assert np.abs(flowmap.rho_from_t(res.t[1:3]) - np.array(best[1:])).max() < 2 * (cand[0] - cand[1])
+    assert np.abs(units.rho_from_t(res.t[1:3]) - np.array(best[1:])).max() < 2 * (cand[0] - cand[1])
 
 
 def test_the_search_is_deterministic_and_never_worse_than_its_start(small):
@@ -99,20 +100,20 @@ def test_the_search_is_deterministic_and_never_worse_than_its_start(small):
 
 
 def test_a_known_minimum_is_found():
-    target = flowmap.rho_from_t(grids.edm(6, DELTA, T))
+    target = units.rho_from_t(grids.edm(6, DELTA, T))
 
     def error(t):
-        return 1.0 + float(np.sum((flowmap.rho_from_t(t) - target) ** 2))
+        return 1.0 + float(np.sum((units.rho_from_t(t) - target) ** 2))
 
     res = gridsearch.search(error, 6, DELTA, T, {"logsnr": grids.logsnr(6, DELTA, T)})
-    np.testing.assert_allclose(flowmap.rho_from_t(res.t), target, atol=1e-3)
+    np.testing.assert_allclose(units.rho_from_t(res.t), target, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- against the closed forms
 @pytest.mark.parametrize("name", list(BUILTINS))
 def test_optimal_beats_every_closed_form_on_a_fresh_batch(name):
     mix = builtin(name)
-    batches = optimal.Batches(mix, DELTA, T, seed=0)
+    batches = MixtureBatches(mix, DELTA, T, seed=0)
     for solver in ("euler", "dpmpp_2m"):
         for N in (4, 8):
             rec = optimal.optimal_grid(mix, N, solver, delta=DELTA, T=T, batches=batches)

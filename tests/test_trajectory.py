@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 from conftest import mixtures
 from flowcert.numcore.marginal import sample
 from flowcert.numcore.mixture import builtin, from_spec
-from flowcert.numcore.trajectory import flow, gronwall, rho_from_t, t_from_rho
+from flowcert.numcore.trajectory import flow, gronwall
+from flowcert.numcore.units import rho_from_t, t_from_rho
 
 
 def _closed_form(mean, cov, x, t, s):

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from ...numcore.checks import InputError, integer, real
+from ...numcore.checks import InputError, integer, option, real
 from ...numcore.io import no_progress, npy_bytes, write_atomic
 
 TRAIN_DEFAULTS = dict(steps=4000, batch=128, lr=2e-3, warmup=200, ema=0.999, seed=0, held_out=360,
@@ -74,7 +74,7 @@ def _check(cfg: dict) -> dict:
         out[k] = v
     for k in ("steps", "batch", "warmup", "checkpoint_every"):
         out[k] = integer(k, out[k], low=1, high=10**7)
-    out["seed"] = integer("seed", out["seed"], low=0, high=2**31 - 1)
+    out["seed"] = option("seed", out["seed"])
     out["held_out"] = integer("held_out", out["held_out"], low=16, high=1000)
     out["lr"] = real("lr", out["lr"], low=0.0, low_open=True, high=1.0)
     out["ema"] = real("ema", out["ema"], low=0.0, high=1.0, high_open=True)
