@@ -242,20 +242,12 @@ def load_trajectory(out: Path, info: dict, mixes) -> dict:
 
 # ----------------------------------------------------------------------------- torch files
 def _torch_load(path, remedy):
-    import pickle
-    import zipfile
-
-    import torch
+    from .runfiles import torch_load_safe
 
     try:
-        return torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise damaged(path, "is missing", remedy) from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
-            KeyError, AttributeError, TypeError) as exc:
-        why = "truncated or not a checkpoint" if not isinstance(exc, pickle.UnpicklingError) else \
-            "holds objects a checkpoint does not (refused by weights_only loading)"
-        raise damaged(path, f"cannot be loaded ({why})", remedy) from None
+        return torch_load_safe(path)
+    except ValueError as exc:
+        raise damaged(path, str(exc), remedy) from None
 
 
 def _tensor(value, where, shape, dtype=None):

@@ -45,6 +45,27 @@ def torch_save_atomic(path, obj) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def torch_load_safe(path):
+    """A torch checkpoint read with ``weights_only=True`` (tensors, numbers, strings and containers only: a pickle
+    that would run code is refused, never executed).  Raises ValueError (with the reason) for a missing,
+    truncated, foreign or code-bearing file; callers turn it into a one-line error that names the file."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError("is missing") from None
+    except pickle.UnpicklingError:
+        raise ValueError("cannot be loaded (it holds objects a checkpoint does not: refused by weights_only loading, "
+                         "never run)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError,
+            TypeError, IndexError, MemoryError, OverflowError):
+        raise ValueError("cannot be loaded (truncated or not a checkpoint)") from None
+
+
 class RunLock:
     """An exclusive lock on a run folder, held while a run writes into it.
 

@@ -747,3 +747,64 @@ def test_every_json_written_is_strict(here):
 
     write_json(here / "r.json", {"a": float("nan"), "b": [float("inf"), 1.0]})
     assert strict_json((here / "r.json").read_text()) == {"a": None, "b": [None, 1.0]}
+
+
+# ----------------------------------------------------------------------------- kind 0: no code runs from a file
+class _Payload:
+    """Unpickling this writes a marker file: what a planted checkpoint would do if it were unpickled fully."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("container", ["torch", "pickle"])
+def test_a_planted_checkpoint_never_runs_code(runner, tmp_path, container):
+    torch = pytest.importorskip("torch")
+    import pickle
+
+    from flowcert.cli import main
+
+    out, marker = tmp_path / "run", tmp_path / "ran"
+    out.mkdir()
+    payload = {"config": _Payload(str(marker)), "step": 1}
+    if container == "torch":
+        torch.save(payload, out / "checkpoint.pt")
+    else:
+        (out / "checkpoint.pt").write_bytes(pickle.dumps(payload))
+    r = runner.invoke(main, ["train-example", "digits", "--out", str(out), "--steps", "2", "--batch", "4",
+                             "--threads", "1"])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "checkpoint.pt" in lines[0], r.output
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, None])
+def test_a_garbage_or_foreign_checkpoint_is_refused_in_one_line(runner, tmp_path, content):
+    torch = pytest.importorskip("torch")
+    from flowcert.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, out / "checkpoint.pt")  # a checkpoint, but not of train-example
+    else:
+        (out / "checkpoint.pt").write_bytes(content)
+    r = runner.invoke(main, ["train-example", "digits", "--out", str(out), "--steps", "2", "--batch", "4"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "checkpoint.pt" in r.output, r.output
+
+
+def test_two_trainings_into_one_folder_do_not_clobber_each_other(tmp_path):
+    pytest.importorskip("torch")
+    from flowcert.distill.runfiles import RunLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):  # another run holds the folder
+        import flowcert
+
+        with pytest.raises(flowcert.InputError, match="in use by another flowcert process"):
+            flowcert.train_example("digits", str(out), steps=2, batch=4, threads=1)

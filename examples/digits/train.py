@@ -81,6 +81,43 @@ def _check(cfg: dict) -> dict:
     return out
 
 
+def _resume(ckpt: str, cfg: dict, out: str) -> dict:
+    """The checkpoint in ``out``, read without running code (``weights_only``) and checked: a dict of this
+    configuration with a step count, a finite loss and the model, EMA, optimiser and generator states."""
+    import math as _math
+
+    import torch
+
+    from ...distill.runfiles import torch_load_safe
+
+    if not os.path.isfile(ckpt) or os.path.islink(ckpt):
+        raise InputError(f"`out`: {ckpt!r} is not a regular file: expected the checkpoint of an earlier run (delete it "
+                         "to train from scratch)")
+    try:
+        state = torch_load_safe(ckpt)
+    except ValueError as exc:
+        raise InputError(f"`out`: {ckpt!r} {exc}: delete it to train from scratch") from None
+    keys = ("config", "unet_config", "step", "unet", "ema", "opt", "gen", "loss_avg")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise InputError(f"`out`: {ckpt!r} is not a flowcert training checkpoint: delete it to train from scratch")
+    if state["config"] != cfg or state["unet_config"] != _jsonable(UNET_CONFIG):
+        raise InputError(f"`out` = {out!r} holds a checkpoint of a different configuration: "
+                         "expected the same options, or a new folder")
+    step, loss = state["step"], state["loss_avg"]
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= cfg["steps"] or \
+            not (loss is None or (isinstance(loss, float) and _math.isfinite(loss))) or \
+            not isinstance(state["gen"], torch.Tensor):
+        raise InputError(f"`out`: {ckpt!r} is damaged (step, loss or generator state out of range): delete it to "
+                         "train from scratch")
+    for part in ("unet", "ema"):
+        if not isinstance(state[part], dict) or not all(isinstance(v, torch.Tensor) and
+                                                         (not v.is_floating_point() or bool(torch.isfinite(v).all()))
+                                                         for v in state[part].values()):
+            raise InputError(f"`out`: {ckpt!r} is damaged ({part} holds non-tensors or non-finite weights): delete "
+                             "it to train from scratch")
+    return state
+
+
 def _save_checkpoint(path, state) -> None:
     import torch
 
@@ -121,11 +158,10 @@ def train(example: str, out: str, *, progress=no_progress, threads: int | None =
         ``final_loss`` (EMA of the training loss), ``parameters``, ``train_size``, ``test_size``.
 
     Raises:
-        InputError: an unknown example, a bad option, a checkpoint from a different configuration.
+        InputError: an unknown example, a bad option, a checkpoint from a different configuration or one that
+            cannot be resumed (read with ``weights_only``: a file that would run code is refused, never run), a
+            folder in use by another run.
     """
-    import torch
-    from diffusers import DDPMScheduler, UNet2DModel
-
     if example not in EXAMPLES:
         raise InputError(f"`example` = {example!r}: expected one of {', '.join(EXAMPLES)}")
     cfg = _check(options)
@@ -133,6 +169,17 @@ def train(example: str, out: str, *, progress=no_progress, threads: int | None =
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise InputError(f"`out` = {out!r}: cannot be created: {exc.strerror}") from None
+    from ...distill.runfiles import RunLock
+
+    with RunLock(out):
+        return _train(example, out, cfg, progress, threads)
+
+
+def _train(example: str, out: str, cfg: dict, progress, threads) -> dict:
+    """:func:`train` with ``out`` locked."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
     if threads:
         torch.set_num_threads(int(threads))
     train_x, test_x = digits_split(cfg["held_out"], cfg["seed"])
@@ -149,15 +196,16 @@ def train(example: str, out: str, *, progress=no_progress, threads: int | None =
     gen = torch.Generator().manual_seed(cfg["seed"] + 1)
     step, loss_avg, resumed = 0, None, None
     ckpt = os.path.join(out, "checkpoint.pt")
-    if os.path.exists(ckpt):
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("config") != cfg or state.get("unet_config") != _jsonable(UNET_CONFIG):
-            raise InputError(f"`out` = {out!r} holds a checkpoint of a different configuration: "
-                             "expected the same options, or a new folder")
-        unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["gen"])
+    if os.path.lexists(ckpt):
+        state = _resume(ckpt, cfg, out)
+        try:
+            unet.load_state_dict(state["unet"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["opt"])
+            gen.set_state(state["gen"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(f"`out`: {ckpt!r} cannot be resumed (its weights do not fit the model: "
+                             f"{' '.join(str(exc).split())[:120]}): delete it to train from scratch") from None
         step, loss_avg, resumed = state["step"], state["loss_avg"], state["step"]
     data = torch.as_tensor(train_x).reshape(-1, 1, 8, 8)
     t0 = time.time()
