@@ -20,6 +20,7 @@ import numpy as np
 from ..numcore import grids
 from ..numcore.checks import InputError, integer, real
 from ..numcore.io import no_progress
+from ..numcore.solvers import NAMES, SOLVERS as REGISTRY
 
 DEFAULT_SAMPLES = 256
 DEFAULT_POINTS = 40
@@ -226,7 +227,7 @@ def export(model, steps: int, preset: str, *, kind: str | None = None, solver: s
 
 # ----------------------------------------------------------------------------- the solver study
 MODEL_GRIDS = ("balanced-empirical", "uniform", "edm", "logsnr", "kl-optimal", "gits", "optimal")
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 SW_DIRECTIONS = 256
 
 
@@ -314,7 +315,7 @@ def solvers(model, steps, *, delta: float, T: float, samples: int = 512, referen
                     x = solve(model, xT, t, solver)
                     e = relative_mse(x, teach["x"])
                     sw = sliced_wasserstein_ci(x, ref, theta, rng) if ref is not None else None
-                    rows.append(Row(label, solver, N, N * (2 if solver == "heun" else 1), "flowcert", e.value,
+                    rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
                                     (e.ci_low, e.ci_high), sw.value if sw else float("nan")))
                     sws[(label, solver, N)] = None if sw is None else [sw.ci_low, sw.ci_high]
     out_rows = [{"grid": r.grid, "solver": r.solver, "steps": r.steps, "nfe": r.nfe, "rel_mse": r.rel_mse,

@@ -18,14 +18,15 @@ import time
 import numpy as np
 
 from ..numcore import flowmap, grids, gridsearch
-from ..numcore.checks import TEACHER_DELTA_MIN, InputError, choice, option, real
+from ..numcore.checks import TEACHER_DELTA_MIN, InputError, option, real
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
 from ..numcore.marginal import sample
 from ..numcore.mixture import GaussianMixture
 from ..numcore.samplers import sample_grid, squared_error_and_grad
+from ..numcore.solvers import NAMES, check
 
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 BASELINES = ("logsnr", "kl-optimal", "edm")
 TRAIN_SAMPLES = 4096
 SCREEN_SAMPLES = 1024  # the search runs on these first training trajectories, then refines on all of them
@@ -83,16 +84,12 @@ class Batches:
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
 
 
-def check_solver(solver) -> str:
-    return choice("solver", solver, SOLVERS)
-
-
 def check_optimal(solver, steps: int) -> str:
     """The solver of an ``optimal`` grid (required) and its step count (at most MAX_STEPS); returns the solver."""
     if solver is None:
         raise InputError("`solver` missing: `kind` optimal is the grid of one solver: expected one of "
                          + ", ".join(SOLVERS))
-    solver = check_solver(solver)
+    solver = check(solver).name
     if steps > MAX_STEPS:
         raise InputError(f"`steps` = {steps}: expected an integer <= {MAX_STEPS} for `kind` optimal "
                          "(the grid search's limit)")
@@ -133,7 +130,7 @@ def optimal_grid(mix: GaussianMixture | None, steps: int, solver: str, *, delta:
     Raises:
         InputError: an unknown solver, ``steps`` outside 1..MAX_STEPS, bad batch sizes or effort.
     """
-    solver = check_solver(solver)
+    solver = check(solver).name
     steps = check_steps(steps)
     effort = option("effort", effort)
     if batches is None:
@@ -172,7 +169,7 @@ def search(batches: Batches, solver: str, steps: int, starts: dict, effort: floa
 
 def implied_solver(preset: str, solver: str | None) -> str:
     """The solver a preset runs unless ``solver`` names another (:data:`PRESET_SOLVER`)."""
-    return check_solver(solver) if solver is not None else PRESET_SOLVER[preset]
+    return check(solver).name if solver is not None else PRESET_SOLVER[preset]
 
 
 def winning_export(mix: GaussianMixture | None, steps: int, preset: str, *, solver: str | None = None,

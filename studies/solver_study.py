@@ -25,7 +25,8 @@ from ..numcore import grids
 from ..numcore.distances import directions, relative_mse, sliced_wasserstein, sorted_projections
 from ..numcore.io import no_progress
 from ..numcore.marginal import sample
-from ..numcore.samplers import EVALS_PER_STEP, sample_grid
+from ..numcore.samplers import sample_grid
+from ..numcore.solvers import NAMES, SOLVERS as REGISTRY
 
 # (label, grid kind, rate that defines Lambda for the balanced grid)
 GRIDS = (
@@ -39,7 +40,7 @@ GRIDS = (
 )
 OPTIMAL = "optimal"  # the solver's own optimal grid (one per solver)
 LABELS = tuple(g[0] for g in GRIDS) + (OPTIMAL,)
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 SW_DIRECTIONS = 64
 FLOOR_REPEATS = 8
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
@@ -121,7 +122,7 @@ def run(mix, steps, delta: float, T: float, samples: int = 10000, seed: int = 0,
                 t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
                 x = sample_grid(mix, x_T, t, solver)
                 e = relative_mse(x, exact)
-                rows.append(Row(label, solver, N, N * EVALS_PER_STEP[solver], "flowcert", e.value,
+                rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
                                 (e.ci_low, e.ci_high), sliced_wasserstein(x, refs[0], theta, ref_sorted)))
                 if bar is not None:
                     bar.update(1)
