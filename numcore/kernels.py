@@ -388,15 +388,18 @@ def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk
     dD/dsigma = 2 sigma s + sigma^2 sum_k w_k [(dl_k - sum_j w_j dl_j) g_k - 2 sigma C_k^{-1} g_k],
     dl_k = sigma (|C_k^{-1}(y - mu_k)|^2 - tr C_k^{-1}); evaluated from the OU marginal's tables
     (C_k^{-1} = e^{-2t} P_k(t), g_k = e^{-t} g_k^OU) in the eigenbasis when it is shared."""
-    K, d = mrot.shape
+    _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, D)
+    return _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv)
+
+
+@nb.njit(**_JIT)
+def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv):
+    """:func:`_denoise_vjp` from the normalised weights lk and component scores gk that :func:`_denoise` left at
+    the point (a caller that kept them from its forward pass skips recomputing them): J v into Jv, returns
+    v . dD/dsigma; tmp, out, vr: d workspaces."""
+    K, d = gk.shape
     G = mats.shape[0]
     e = scale
-    for i in range(d):
-        x[i] = y[i] * e
-    _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk)
-    _rotated_score(gk, lk, mats, tmp, out)  # OU score, original coordinates
-    for i in range(d):
-        D[i] = y[i] + two_sinh * out[i]
     # v in the coordinates of gk (rotated for G = 1)
     if G == 1:
         for i in range(d):
@@ -491,35 +494,53 @@ def _program_chunk(y, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, log
     m = hi - lo
     X = np.empty((B, m, d))
     Dn = np.zeros((B, m, d))  # D of a row that is not evaluated stays 0 (its coefficients are 0)
+    ring = np.empty(W, np.int64)  # the ring slots of rows r - 1, ..., r - W
     x = np.empty(d)
     z = np.empty(d)
     lk = np.empty(K)
     gk = np.empty((K, d))
     tmp = np.empty(d)
     out = np.empty(d)
+    xr = np.empty(d)
+    Dr = np.empty(d)
     for p in range(m):
         for i in range(d):
             X[0, p, i] = y[lo + p, i]
     for r in range(R):
         b = r % B
-        if r > 0:
-            reach = min(W, r)
-            for p in range(m):
+        reach = 0  # the terms up to the last nonzero coefficient (a zero term adds exactly nothing)
+        for w in range(min(W, r)):
+            ring[w] = (r - 1 - w) % B
+            if cx[r, w] != 0.0 or cd[r, w] != 0.0:
+                reach = w + 1
+        j = tab[r]
+        evaluated = ev[r] > 0.0
+        if evaluated:
+            M = mats[j] if mats.shape[0] > 1 else mats[0]
+            a, mr, lc = inv_s[j], mrot[j], logc[j]
+        q0 = ring[0] if r > 0 else 0
+        x0 = cx[r, 0]
+        d0 = cd[r, 0]
+        for p in range(m):
+            if r > 0:
+                # X_r = cx[r, 0] X_{r-1} + cd[r, 0] D_{r-1} + cx[r, 1] X_{r-2} + cd[r, 1] D_{r-2} + ..., in this order
                 for i in range(d):
-                    acc = 0.0
-                    for w in range(reach):
-                        q = (r - 1 - w) % B
+                    acc = x0 * X[q0, p, i]
+                    acc += d0 * Dn[q0, p, i]
+                    for w in range(1, reach):
+                        q = ring[w]
                         acc += cx[r, w] * X[q, p, i]
                         acc += cd[r, w] * Dn[q, p, i]
                     X[b, p, i] = acc
-        if ev[r] > 0.0:
-            j = tab[r]
-            M = mats[j] if mats.shape[0] > 1 else mats[0]
-            a, mr, lc = inv_s[j], mrot[j], logc[j]
-            for p in range(m):
-                _denoise(X[b, p], two_sinh[j], scale[j], a, mr, lc, M, x, z, lk, gk, tmp, out, Dn[b, p])
-        else:
-            for p in range(m):
+                    xr[i] = acc
+            else:
+                for i in range(d):
+                    xr[i] = X[b, p, i]
+            if evaluated:
+                _denoise(xr, two_sinh[j], scale[j], a, mr, lc, M, x, z, lk, gk, tmp, out, Dr)
+                for i in range(d):
+                    Dn[b, p, i] = Dr[i]
+            else:
                 for i in range(d):
                     Dn[b, p, i] = 0.0
     last = (R - 1) % B
@@ -567,6 +588,8 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
     Dn = np.zeros((R, d))
     bX = np.empty((R, d))
     bD = np.empty((R, d))
+    LK = np.empty((R, K))  # weights and component scores of each evaluated row, for the backward pass
+    GK = np.empty((R, K, d))
     x = np.empty(d)
     z = np.empty(d)
     lk = np.empty(K)
@@ -574,7 +597,6 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
     tmp = np.empty(d)
     out = np.empty(d)
     vr = np.empty(d)
-    Dw = np.empty(d)
     Jv = np.empty(d)
     loss = 0.0
     for p in range(lo, hi):
@@ -593,6 +615,10 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
                 _denoise(X[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, out, Dn[r])
+                for k in range(K):
+                    LK[r, k] = lk[k]
+                    for i in range(d):
+                        GK[r, k, i] = gk[k, i]
         for r in range(R):
             for i in range(d):
                 bX[r, i] = 0.0
@@ -606,8 +632,7 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
-                g_ev[r] += _denoise_vjp(X[r], bD[r], ev[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M,
-                                        x, z, lk, gk, tmp, out, vr, Dw, Jv)
+                g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv)
                 for i in range(d):
                     bX[r, i] += Jv[i]
             for w in range(min(W, r)):
@@ -644,6 +669,24 @@ def _program_vjp_serial(y0, target, ev, cx, cd, tab, two_sinh, scale, inv_s, mro
     for c in range(nchunks):
         loss_part[c] = _program_vjp_chunk(y0, target, c * size, min(n, (c + 1) * size), ev, cx, cd, tab, two_sinh,
                                           scale, inv_s, mrot, logc, mats, g_ev[c], g_cx[c], g_cd[c])
+
+
+@nb.njit(**_JIT)
+def _table_index(ev, sig, tab):
+    """tab[r] = k for a row evaluated at the node sigma sig[k], N + 1, N + 2, ... for the rows evaluated at a
+    sigma that is no node (in row order), -1 for the rows not evaluated; returns the number of the latter."""
+    extra = 0
+    for r in range(ev.shape[0]):
+        tab[r] = -1
+        if ev[r] > 0.0:
+            for k in range(sig.shape[0]):
+                if ev[r] == sig[k]:
+                    tab[r] = k
+                    break
+            if tab[r] < 0:
+                tab[r] = sig.shape[0] + extra
+                extra += 1
+    return extra
 
 
 COMPLEX_STEP = 1e-30  # rho_k + i h: d f / d rho_k = Im f / h, exact to rounding (no difference is taken)

@@ -69,17 +69,17 @@ PARALLEL_WORK = 2**16  # points x steps from which the compiled solver runs in p
 
 
 def evaluated_tables(mix, ev, sig, t):
-    """The marginal's tables at the times of the program's evaluated rows: (tab (R,), two_sinh, scale, inv_s,
-    mrot, logc, mats) as the kernels take them.  Each distinct evaluated sigma gets one table, at the grid
-    node's time t[k] when it is a node's sigma sig[k] and at t = 1/2 log(1 + sigma^2) otherwise."""
+    """The marginal's tables for the program's evaluated rows: (tab (R,), two_sinh, scale, inv_s, mrot, logc,
+    mats) as the kernels take them.  Tables 0..N are the grid nodes' (at t[k], for the rows evaluated at sig[k]);
+    a row evaluated at a sigma that is no node gets its own table at t = 1/2 log(1 + sigma^2)."""
+    from . import kernels as kn
     from .flowmap import tables
 
-    rows = np.flatnonzero(ev > 0.0)
-    values, which = np.unique(ev[rows], return_inverse=True)
-    node = values[:, None] == sig[None, :]
-    times = np.where(node.any(1), t[node.argmax(1)], 0.5 * np.log1p(values * values))
-    tab = np.full(ev.size, -1, np.int64)
-    tab[rows] = which
+    tab = np.empty(ev.size, np.int64)
+    times = t
+    if kn._table_index(ev, sig, tab):
+        off = np.flatnonzero(tab >= t.size)
+        times = np.concatenate([t, 0.5 * np.log1p(ev[off] * ev[off])])
     return (tab, 2.0 * np.sinh(times), np.exp(-times), *tables(mix, times))
 
 
