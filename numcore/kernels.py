@@ -43,7 +43,8 @@ _JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 @nb.njit(**_JIT)
 def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
     """Fill lk (logits) and gk (component scores: rotated for G <= 1, original for G = K);
-    turn lk into normalised weights in place and return log p_t(x).  z: d workspace."""
+    turn lk into normalised weights in place and return (lmax, tot): log p_t(x) = lmax + log(tot), left to the
+    one caller that wants it (the others save a log per point).  z: d workspace."""
     K, d = mrot.shape
     G = mats.shape[0]
     lmax = -np.inf
@@ -86,7 +87,7 @@ def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
         tot += lk[k]
     for k in range(K):
         lk[k] /= tot
-    return lmax + math.log(tot)
+    return lmax, tot
 
 
 @nb.njit(**_JIT)
@@ -130,7 +131,8 @@ def _score_logp(x, inv_s, mrot, logc, mats, size, nchunks, score, logp, want_sco
         out = np.empty(d)
         tmp = np.empty(d)
         for p in range(c * size, min(n, (c + 1) * size)):
-            logp[p] = _component_terms(x[p], inv_s, mrot, logc, mats, z, lk, gk)
+            lmax, tot = _component_terms(x[p], inv_s, mrot, logc, mats, z, lk, gk)
+            logp[p] = lmax + math.log(tot)
             if want_score:
                 _rotated_score(gk, lk, mats, tmp, out)
                 for i in range(d):
