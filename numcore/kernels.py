@@ -571,6 +571,9 @@ def _run_program_serial(y, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, 
                        mats)
 
 
+KEEP_TERMS = 2**22  # numbers per chunk up to which the reverse pass keeps the forward's weights (else recomputes)
+
+
 @nb.njit(**_JIT)
 def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats, g_ev, g_cx,
                        g_cd):
@@ -590,8 +593,10 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
     Dn = np.zeros((R, d))
     bX = np.empty((R, d))
     bD = np.empty((R, d))
-    LK = np.empty((R, K))  # weights and component scores of each evaluated row, for the backward pass
-    GK = np.empty((R, K, d))
+    keep = R * K * (d + 1) <= KEEP_TERMS  # the weights and component scores of every row, for the backward pass
+    LK = np.empty((R, K) if keep else (1, K))
+    GK = np.empty((R, K, d) if keep else (1, K, d))
+    Dw = np.empty(d)
     x = np.empty(d)
     z = np.empty(d)
     lk = np.empty(K)
@@ -617,10 +622,11 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
                 _denoise(X[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, out, Dn[r])
-                for k in range(K):
-                    LK[r, k] = lk[k]
-                    for i in range(d):
-                        GK[r, k, i] = gk[k, i]
+                if keep:
+                    for k in range(K):
+                        LK[r, k] = lk[k]
+                        for i in range(d):
+                            GK[r, k, i] = gk[k, i]
         for r in range(R):
             for i in range(d):
                 bX[r, i] = 0.0
@@ -634,7 +640,11 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
-                g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv)
+                if keep:
+                    g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv)
+                else:
+                    g_ev[r] += _denoise_vjp(X[r], bD[r], ev[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M,
+                                            x, z, lk, gk, tmp, out, vr, Dw, Jv)
                 for i in range(d):
                     bX[r, i] += Jv[i]
             for w in range(min(W, r)):
