@@ -28,6 +28,7 @@ Loops run over chunks of points in parallel; every chunk owns its workspace.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba as nb
@@ -706,8 +707,6 @@ _c1, _c2 = nb.complex128[::1], nb.complex128[:, ::1]
 _SCHEME = nb.types.FunctionType(nb.none(_c1, _c1, _c2, _c2))
 
 
-@nb.njit(nb.float64[::1](_SCHEME, nb.float64[::1], nb.float64[::1], nb.float64[:, ::1], nb.float64[:, ::1]),
-         **_JIT)
 def _grid_gradient(scheme, sig, g_ev, g_cx, g_cd):
     """The gradient with respect to rho_k = log sig[k] (N + 1,) of a function of the program whose cotangents are
     g_ev (R,), g_cx (R, W), g_cd (R, W): sum_r g_ev[r] dev[r]/drho_k + g_cx . dcx/drho_k + g_cd . dcd/drho_k,
@@ -734,6 +733,14 @@ def _grid_gradient(scheme, sig, g_ev, g_cx, g_cd):
                 acc += g_cx[r, w] * cx[r, w].imag + g_cd[r, w] * cd[r, w].imag
         grad[k] = acc / COMPLEX_STEP
     return grad
+
+
+@functools.cache
+def grid_gradient():
+    """:func:`_grid_gradient` compiled (on first use: a command that takes no gradient does not compile it), with
+    the scheme typed as a first-class function, so that one compiled driver serves every scheme and is cached."""
+    sig = nb.float64[::1](_SCHEME, nb.float64[::1], nb.float64[::1], nb.float64[:, ::1], nb.float64[:, ::1])
+    return nb.njit(sig, **_JIT)(_grid_gradient)
 
 
 @overload(_solvers.expm1)

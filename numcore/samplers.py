@@ -112,7 +112,7 @@ def squared_error_and_grad(mix, x_T, target, t, solver):
     usually fixed).
 
     Reverse mode through the program (:func:`numcore.kernels._program_vjp`: the cotangents of ev, cx, cd), then
-    through the scheme by complex steps (:func:`numcore.kernels._grid_gradient`); checked against finite
+    through the scheme by complex steps (:func:`numcore.kernels.grid_gradient`); checked against finite
     differences in the tests."""
     from . import kernels as kn
 
@@ -127,6 +127,6 @@ def squared_error_and_grad(mix, x_T, target, t, solver):
         (nch, *cd.shape))
     kernel = kn._program_vjp if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._program_vjp_serial
     kernel(y, tgt, ev, cx, cd, *evaluated_tables(mix, ev, sigmas, t), size, nch, loss, g_ev, g_cx, g_cd)
-    grad = kn._grid_gradient(s.scheme, sigmas, g_ev.sum(0), g_cx.sum(0), g_cd.sum(0))
+    grad = kn.grid_gradient()(s.scheme, sigmas, g_ev.sum(0), g_cx.sum(0), g_cd.sum(0))
     scale2 = np.exp(-2.0 * t[-1])  # back to OU scale: x = e^{-t_N} y
     return float(loss.sum()) * scale2, grad * scale2
