@@ -143,7 +143,7 @@ SOLVERS: dict[str, Solver] = {
         Solver("euler", "Euler", 1, 1, lambda N: N + 1, lambda N: N, euler,
                "k-diffusion sample_euler (diffusers EulerDiscreteScheduler)"),
         Solver("heun", "Heun", 2, 2, lambda N: 2 * N + 1, lambda N: 2 * N, heun,
-               "k-diffusion sample_heun (diffusers HeunDiscreteScheduler)"),
+               "k-diffusion sample_heun (Karras et al. 2022, Algorithm 1)"),
         Solver("dpmpp_2m", "DPM-Solver++(2M)", 2, 2, lambda N: N + 1, lambda N: N, dpmpp_2m,
                "k-diffusion sample_dpmpp_2m (diffusers DPMSolverMultistepScheduler, midpoint)"),
     )
