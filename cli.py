@@ -18,6 +18,7 @@ from . import api, render
 from .numcore.checks import OPTIONS, InputError, split_list
 from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
+from .numcore.solvers import NAMES
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -344,7 +345,7 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="; ".join(f"{k}: {KINDS[k].what}" for k in GRID_KINDS) + " (--solver; the teacher is the exact "
                    "flow map, or with --model the model's own many-step teacher).  "
                    "[default: balanced; with --for: the grid that wins for the preset's solver]")
-@click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
+@click.option("--solver", type=click.Choice(list(NAMES)), default=None,
               help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
                    "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default=None,
@@ -662,7 +663,7 @@ def validate_options(f):
                               "that minimises --solver's error against the exact flow map.")),
         ("--bound", dict(type=click.Choice(["tri", "sharp", "onesided", "empirical"]), default=d.bound,
                          help="Rate the balanced grid is uniform in (empirical: the same as the grid named empirical).")),
-        ("--solver", dict(type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=d.solver,
+        ("--solver", dict(type=click.Choice(list(NAMES)), default=d.solver,
                           help="The solver whose optimal grid (on the exact mixture) the grid named optimal is.")),
         ("--seeds", dict(type=int, default=d.seeds, help="Number of seeds (teacher data and initial weights).")),
         ("--seed", dict(type=int, default=d.seed, help="First seed.")),

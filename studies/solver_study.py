@@ -28,10 +28,10 @@ import numpy as np
 from ..numcore import grids
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
-from ..numcore.samplers import EVALS_PER_STEP
+from ..numcore.solvers import NAMES, SOLVERS as REGISTRY
 
 OPTIMAL = "optimal"  # the solver's own optimal grid (one per solver)
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
 
 
@@ -110,7 +110,7 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     x = batches.solve(batches.x_test, t, solver)
                     e = relative_mse(x, batches.y_test)
                     sw, sw_ci = ref.distance(x)
-                    rows.append(Row(label, solver, N, N * EVALS_PER_STEP[solver], "flowcert", e.value,
+                    rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
                                     (e.ci_low, e.ci_high), sw, sw_ci))
                     pbar.update(1)
                     if bar is not None:
