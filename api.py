@@ -778,16 +778,19 @@ def fit(data: np.ndarray | str, *, max_components: int = 32, covariance_type: st
 
 def train_example(example: str = "digits", out: str = "flowcert-digits", *, threads: int | None = None,
                   progress=no_progress, **options: float) -> dict:
-    """Train the example diffusers model: a small ``UNet2DModel`` on scikit-learn's 8 x 8 digits.
+    """Train an example diffusers model on scikit-learn's 8 x 8 digits: ``digits`` (a DDPM ``UNet2DModel``) or
+    ``digits-flow`` (a class-conditional flow-matching ``UNet2DModel`` with a null class for guidance).
 
-    Resumes from ``out/checkpoint.pt``; saves the EMA model with ``save_pretrained`` as a
-    ``DDPMPipeline`` folder plus ``data/train.npy`` and ``data/test.npy`` (held-out digits).
+    Resumes from ``out/checkpoint.pt``; saves the EMA model with ``save_pretrained`` as a pipeline folder
+    (``DDPMPipeline``; ``DigitsFlowPipeline`` with a FlowMatch scheduler and ``classifier.npz``) plus
+    ``data/train.npy`` and ``data/test.npy`` (held-out digits; ``digits-flow`` also their labels).
 
     Args:
-        example: ``digits``.
+        example: ``digits`` or ``digits-flow``.
         out: the folder.
         threads: torch threads.
-        options: ``steps``, ``batch``, ``lr``, ``warmup``, ``ema``, ``seed``, ``held_out``, ``checkpoint_every``.
+        options: ``steps``, ``batch``, ``lr``, ``warmup``, ``ema``, ``seed``, ``held_out``, ``checkpoint_every``;
+            ``label_dropout`` for ``digits-flow``.
 
     Returns:
         dict with ``out``, ``files``, ``config``, ``parameters``, ``steps_done``, ``resumed_from``,
@@ -800,6 +803,6 @@ def train_example(example: str = "digits", out: str = "flowcert-digits", *, thre
     require("torch", "torch", "train-example")
     require("diffusers", "torch", "train-example")
     require("sklearn", None, "train-example", "scikit-learn")
-    from .examples.digits.train import train
+    from .examples.trainer import train
 
     return train(example, out, progress=progress, threads=threads, **options)

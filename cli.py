@@ -581,24 +581,30 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
 
 
 @command("train-example")
-@click.argument("example", type=click.Choice(["digits"]))
-@click.option("--out", type=click.Path(file_okay=False), default="flowcert-digits", show_default=True,
-              help="Folder for the checkpoint and the saved model (resumes from its checkpoint.pt).")
-@click.option("--steps", type=int, default=None, help="Training steps. [default: 4000]")
+@click.argument("example", type=click.Choice(["digits", "digits-flow"]))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the checkpoint and the saved model (resumes from its checkpoint.pt). "
+                   "[default: flowcert-EXAMPLE]")
+@click.option("--steps", type=int, default=None, help="Training steps. [default: 4000; digits-flow 6000]")
 @click.option("--batch", type=int, default=None, help="Batch size. [default: 128]")
 @click.option("--lr", type=float, default=None, help="Peak Adam learning rate. [default: 2e-3]")
 @click.option("--threads", type=int, default=None,
               help="Torch threads (1 is fastest on a machine busy with other work).")
 @seed_option("Seed of the data split, initial weights and batches.")
 def train_example_cmd(example, out, steps, batch, lr, threads, seed):
-    """Train the example model: a small diffusers UNet2DModel on scikit-learn's digits.
+    """Train an example model on scikit-learn's digits: a small diffusers UNet2DModel.
 
     The 1797 8 x 8 handwritten digits ship inside scikit-learn (no download):
-    1437 train it, 360 are held out (written to OUT/data/).  The model is a
-    DDPM epsilon predictor (linear betas, continuous timesteps) saved with
-    save_pretrained as a DDPMPipeline folder.  About 17 minutes on 2 busy CPU cores;
-    the checkpoint in OUT makes a killed run resumable with the same result.
+    1437 train it, 360 are held out (written to OUT/data/).  digits: a DDPM
+    epsilon predictor (linear betas, continuous timesteps) saved as a
+    DDPMPipeline folder, about 17 minutes on 2 busy CPU cores.  digits-flow: a
+    class-conditional flow-matching model (FlowMatchEulerDiscreteScheduler,
+    v = eps - x_0, null class 10 for classifier-free guidance, 10% label
+    dropout) saved as a DigitsFlowPipeline folder with a digits classifier
+    (classifier.npz).  The checkpoint in OUT makes a killed run resumable with
+    the same result.
     """
+    out = out or f"flowcert-{example}"
     check_folder(out, "out")
     res = api.train_example(example, out, threads=threads, steps=steps, batch=batch, lr=lr, seed=seed,
                             progress=bars())

@@ -469,7 +469,8 @@ def train_text(res: dict) -> str:
     """The summary of ``flowcert train-example``."""
     c = res["config"]
     resumed = f", resumed at step {res['resumed_from']}" if res.get("resumed_from") else ""
-    return (f"trained {res['example']}: diffusers UNet2DModel, {res['parameters']} parameters, {res['steps_done']} "
+    about = f" ({res['about']})" if res.get("about") else ""
+    return (f"trained {res['example']}: diffusers UNet2DModel{about}, {res['parameters']} parameters, {res['steps_done']} "
             f"steps of batch {c['batch']} ({res['seconds']:.0f} s{resumed}); final loss (EMA) {res['final_loss']:.4f}\n"
             f"data: {res['train_size']} training and {res['test_size']} held-out images ({res['data']})\n"
             f"wrote {', '.join(res['files'])} into {res['out']}/")

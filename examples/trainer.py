@@ -132,11 +132,12 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 def examples() -> dict[str, Example]:
     """Every trainable example by name."""
     from .digits.train import DIGITS
+    from .digits_flow.train import DIGITS_FLOW
 
-    return {e.name: e for e in (DIGITS,)}
+    return {e.name: e for e in (DIGITS, DIGITS_FLOW)}
 
 
-EXAMPLE_NAMES = ("digits",)
+EXAMPLE_NAMES = ("digits", "digits-flow")
 
 
 def example(name: str) -> Example:
