@@ -132,7 +132,7 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 def examples() -> dict[str, Example]:
     """Every trainable example by name."""
     from .digits.train import DIGITS
-    from .digits_flow.train import DIGITS_FLOW
+    from .digits_flow.spec import DIGITS_FLOW
 
     return {e.name: e for e in (DIGITS, DIGITS_FLOW)}
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("numcore", "bounds", "exports", "models", "studies", "distill", "examples", "examples/digits")
+PACKAGES = ("numcore", "bounds", "exports", "models", "studies", "distill", "examples", "examples/digits", "examples/digits_flow")
 
 
 def test_import_linter_contract_holds():
