@@ -89,45 +89,18 @@ def closed_grids(N: int) -> dict:
             "kl-optimal": grids.build("kl-optimal", N, DELTA, T)}
 
 
-# ----------------------------------------------------------------------------- the guided model (local wrapper)
-def class_cycle(n: int) -> torch.Tensor:
-    if n > 1024:  # flowcert's solvers and teachers call the model on prefixes of at most 1024 samples
-        raise ValueError("class_cycle: batches of at most 1024 samples")
-    return torch.arange(n) % CLASSES
-
-
+# ----------------------------------------------------------------------------- the guided model
 def load_guided(folder: str, guidance: float):
-    """The guided denoiser of the digits-flow pipeline at ``folder``, sample i of a batch of class i mod 10."""
-    from diffusers import UNet2DModel
+    """The guided denoiser of the pipeline at ``folder``, sample i of a batch of class i mod 10 (a local wrapper until
+    the issue-19 loaders land: benchmarks/digits_flow_local.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from digits_flow_local import load_guided as local
 
-    import flowcert
+    return local(folder, guidance, "cycle")
 
-    index = json.load(open(os.path.join(folder, "model_index.json")))
-    null = int(index["flowcert"]["null_class_label"])
-    sched = json.load(open(os.path.join(folder, "scheduler", "scheduler_config.json")))
-    assert sched["_class_name"] == "FlowMatchEulerDiscreteScheduler" and sched["shift"] == 1.0
-    n_train = float(sched["num_train_timesteps"])
-    unet = UNet2DModel.from_pretrained(os.path.join(folder, "unet"), low_cpu_mem_usage=False).eval().requires_grad_(False)
-    W = float(guidance)
 
-    def fn(y, sigma):
-        n = y.shape[0]
-        s = (sigma / (1.0 + sigma)).view(n, 1, 1, 1)
-        x_s = (1.0 - s) * y
-        tt = n_train * s.view(n)
-        labels = class_cycle(n)
-        if W == 1.0:
-            v = unet(x_s, tt, class_labels=labels).sample
-        else:
-            both = unet(torch.cat([x_s, x_s]), torch.cat([tt, tt]),
-                        class_labels=torch.cat([labels, torch.full_like(labels, null)])).sample
-            v_c, v_u = both.chunk(2)
-            v = v_u + W * (v_c - v_u)
-        return x_s - s * v
-
-    # s in [1e-3, 0.999]: the trained range of timesteps 1..999 of a 1000-step FlowMatch schedule
-    return flowcert.torch_model(fn, shape=(1, 8, 8), prediction="sample", scaling="ve", noise="sigma",
-                                sigma_range=(1e-3 / (1 - 1e-3), 0.999 / 0.001), name=f"digits-flow W={W:g}")
+def class_cycle(n: int) -> torch.Tensor:
+    return torch.arange(n) % CLASSES
 
 
 # ----------------------------------------------------------------------------- measures
