@@ -177,7 +177,7 @@ def seed_option(what: str):
 
 MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pipeline or model folder with its "
               "scheduler config), FILE.py:NAME (a flowcert.torch_model), mixture:SPEC (the exact mixture as a torch "
-              "model), or digits (the shipped example). Needs the torch extra.")
+              "model), or digits or digits-flow (the shipped examples). Needs the torch extra.")
 
 
 def model_options(data_help: str):
@@ -585,7 +585,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for the checkpoint and the saved model (resumes from its checkpoint.pt). "
                    "[default: flowcert-EXAMPLE]")
-@click.option("--steps", type=int, default=None, help="Training steps. [default: 4000; digits-flow 6000]")
+@click.option("--steps", type=int, default=None, help="Training steps. [default: 4000; digits-flow 3000]")
 @click.option("--batch", type=int, default=None, help="Batch size. [default: 128]")
 @click.option("--lr", type=float, default=None, help="Peak Adam learning rate. [default: 2e-3]")
 @click.option("--threads", type=int, default=None,

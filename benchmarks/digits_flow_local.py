@@ -5,8 +5,8 @@
 
 The pipeline folder's ``UNet2DModel`` read the flow way: at VE sigma the flow time is s = sigma / (1 + sigma),
 the network sees x_s = y / (1 + sigma) = (1 - s) y and timestep 1000 s and predicts v = eps - x_0, so
-D = x_s - s v; classifier-free guidance v = v_u + W (v_c - v_u) with the null class of model_index.json
-(``flowcert.null_class_label``).  Declared to flowcert as a ``sample`` predictor in VE sigma
+D = x_s - s v; classifier-free guidance v = v_u + W (v_c - v_u) with the null class of the sidecar
+``unet/flowcert.json`` (``null_class``).  Declared to flowcert as a ``sample`` predictor in VE sigma
 (``flowcert.torch_model``); one denoiser evaluation at W != 1 is two UNet passes (one batch of 2n).
 
 ``labels``: a class for every sample, or ``"cycle"``: sample i of a batch gets class i mod 10 (class-balanced
@@ -37,8 +37,8 @@ def load_guided(folder: str = ASSETS, guidance: float = 1.0, labels="cycle"):
 
     import flowcert
 
-    with open(os.path.join(folder, "model_index.json")) as fh:
-        null = int(json.load(fh)["flowcert"]["null_class_label"])
+    with open(os.path.join(folder, "unet", "flowcert.json")) as fh:
+        null = int(json.load(fh)["null_class"])
     with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as fh:
         sched = json.load(fh)
     if sched["_class_name"] != "FlowMatchEulerDiscreteScheduler" or sched["shift"] != 1.0 or \

@@ -3,7 +3,8 @@
 An :class:`Example` names its training defaults, the diffusers ``UNet2DModel`` config, the scheduler
 (class and config), the objective (a key of :data:`OBJECTIVES`), whether it is class-conditional (label
 dropout to a null class for classifier-free guidance), the pipeline class that ``save_pretrained`` writes
-and what ``model_index.json`` records beside the components.  :func:`train` runs any of them into a run
+and the sidecar files it writes beside a component's config (what diffusers' configs have no field for, e.g.
+the null class of a class-conditional UNet in ``unet/flowcert.json``).  :func:`train` runs any of them into a run
 folder: the folder is locked (:class:`~flowcert.distill.runfiles.RunLock`), ``checkpoint.pt`` (weights,
 EMA, optimiser, step, generator state) is written atomically every ``checkpoint_every`` steps and read
 back with ``weights_only`` (:func:`~flowcert.distill.runfiles.torch_load_safe`), so a killed run resumes
@@ -54,7 +55,8 @@ class Example:
         classes: number of classes (labels 0..classes-1) for a class-conditional example, else 0; the null
             class (unconditional branch for guidance) is ``classes`` and ``model_config['num_class_embeds']``
             is ``classes + 1``.
-        index: extra top-level entries of ``model_index.json`` (e.g. ``{"flowcert": {"null_class_label": 10}}``).
+        sidecars: JSON files written into the saved pipeline folder beside the components, by path relative to it
+            (e.g. ``{"unet/flowcert.json": {"null_class": 10}}``, the sidecar the loaders read the null class from).
         extras: ``extras(out, train_x, train_y, test_x, test_y, cfg)`` writes further files (a classifier ...)
             and returns their names relative to ``out``.
         data: how the data is read, for ``training.json``.
@@ -68,7 +70,7 @@ class Example:
     pipeline: object
     defaults: dict = field(default_factory=lambda: dict(BASE_DEFAULTS))
     classes: int = 0
-    index: dict = field(default_factory=dict)
+    sidecars: dict = field(default_factory=dict)
     extras: Callable | None = None
     data: str = "sklearn.datasets.load_digits, x = v / 8 - 1, seeded split"
     about: str = ""
@@ -245,20 +247,16 @@ def make_scheduler(ex: Example):
 
 def save_pipeline(ex: Example, unet, scheduler, out: str) -> list[str]:
     """``Pipeline(unet, scheduler).save_pretrained`` into ``out`` (each file written atomically), with the
-    example's extra ``model_index.json`` entries."""
+    example's sidecar files."""
     import diffusers
 
     cls = getattr(diffusers, ex.pipeline) if isinstance(ex.pipeline, str) else ex.pipeline()
     written = []
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         cls(unet=unet, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
-        if ex.index:
-            path = os.path.join(tmp, "model_index.json")
-            with open(path, encoding="utf-8") as fh:
-                index = json.load(fh)
-            index.update(_jsonable(ex.index))
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        for rel, doc in ex.sidecars.items():
+            with open(os.path.join(tmp, rel), "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(_jsonable(doc), indent=2, sort_keys=True) + "\n")
         for root, _, files in os.walk(tmp):
             for f in files:
                 src = os.path.join(root, f)

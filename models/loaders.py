@@ -21,7 +21,8 @@ from .denoiser import Denoiser, TorchModel
 from .exact import exact_model
 
 DENOISER_COMPONENTS = ("unet", "transformer", "prior", "decoder")
-BUILTIN_MODELS = {"digits": "examples/digits/assets"}  # shipped with the package (relative to the package root)
+BUILTIN_MODELS = {"digits": "examples/digits/assets",  # shipped with the package (relative to the package root)
+                  "digits-flow": "examples/digits_flow/assets"}
 
 
 # ----------------------------------------------------------------------------- (a) diffusers folders

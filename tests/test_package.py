@@ -57,6 +57,10 @@ def test_the_wheel_holds_only_flowcert(tmp_path):
     for shipped in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                     "scheduler/scheduler_config.json", "data/train.npy", "data/test.npy"):
         assert f"flowcert/examples/digits/assets/{shipped}" in names, shipped
+    for shipped in ("model_index.json", "training.json", "classifier.npz", "unet/config.json", "unet/flowcert.json",
+                    "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json", "data/train.npy",
+                    "data/test.npy", "data/train_labels.npy", "data/test_labels.npy"):
+        assert f"flowcert/examples/digits_flow/assets/{shipped}" in names, shipped
     assert not any(n.endswith("checkpoint.pt") for n in names)
 
 

@@ -11,7 +11,8 @@ x_s = (1 - s) x_0 + s eps, the network is fed timestep = 1000 s and predicts v =
 ``FlowMatchEulerDiscreteScheduler`` (shift 1, 1000 training timesteps) samples.
 
 Saved with ``save_pretrained`` as a ``DigitsFlowPipeline`` folder (:mod:`.pipeline`): ``unet/``,
-``scheduler/`` and ``model_index.json`` with ``"flowcert": {"null_class_label": 10, "classes": 10}``; beside
+``scheduler/``, ``model_index.json`` and the sidecar ``unet/flowcert.json`` = ``{"null_class": 10}`` beside the
+UNet's config (the null class, which diffusers' config has no field for, as flowcert's loaders read it); beside
 it ``classifier.npz``, a digits classifier (:mod:`.classifier`) trained on the same real training digits,
 which scores the class of generated samples.
 """
@@ -26,10 +27,10 @@ from ..trainer import BASE_DEFAULTS, Example
 
 CLASSES = 10
 NULL_CLASS = CLASSES
-TRAIN_DEFAULTS = dict(BASE_DEFAULTS, steps=6000, label_dropout=0.1)
+TRAIN_DEFAULTS = dict(BASE_DEFAULTS, steps=3000, label_dropout=0.1)
 UNET_CONFIG = dict(DIGITS_UNET, num_class_embeds=CLASSES + 1)
 SCHEDULER = ("FlowMatchEulerDiscreteScheduler", dict(num_train_timesteps=1000, shift=1.0))
-INDEX = {"flowcert": {"null_class_label": NULL_CLASS, "classes": CLASSES}}
+SIDECARS = {"unet/flowcert.json": {"null_class": NULL_CLASS}}
 CLASSIFIER = "classifier.npz"
 
 
@@ -50,5 +51,5 @@ def write_classifier(out, train_x, train_y, test_x, test_y, cfg) -> list[str]:
 
 DIGITS_FLOW = Example(
     name="digits-flow", model_config=UNET_CONFIG, objective="flow-v", pipeline=_pipeline_class,
-    scheduler=SCHEDULER, defaults=TRAIN_DEFAULTS, classes=CLASSES, index=INDEX, extras=write_classifier,
+    scheduler=SCHEDULER, defaults=TRAIN_DEFAULTS, classes=CLASSES, sidecars=SIDECARS, extras=write_classifier,
     about="class-conditional flow matching (v = eps - x_0), null class 10")
