@@ -15,7 +15,7 @@ import signal
 import click
 
 from . import api, render
-from .numcore.checks import OPTIONS, InputError, split_list
+from .numcore.checks import OPTIONS, InputError, printable, split_list
 from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 
@@ -567,7 +567,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
     every fit's BIC.
     """
     check_outputs({"output": output}, [data])
-    stem = os.path.splitext(os.path.basename(output))[0] if output else "fitted"
+    stem = printable(os.path.splitext(os.path.basename(output))[0]) if output else "fitted"  # derived: escaped
     res = api.fit(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
                   seed=seed, name=name or stem, progress=bars())
     if output is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -225,6 +226,69 @@ def choice(name: str, value: str, options) -> str:
     if value not in options:
         raise InputError(f"`{name}` = {show_value(value)}: expected one of {', '.join(options)}")
     return value
+
+
+# ----------------------------------------------------------------------------- names and text
+MAX_NAME = 200  # the longest name (a mixture's, a model's, fit --name) flowcert echoes and writes
+# Characters that change what a terminal or a line-oriented file shows: controls (newline, escape, carriage return,
+# backspace, DEL), format characters (bidirectional overrides, zero-width joiners), lone surrogates, line and
+# paragraph separators.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def unsafe_at(text: str) -> int | None:
+    """The position of the first character of ``text`` that could forge or hide output (a control, format,
+    surrogate or line-separator character: newline, escape, U+202E), or None when there is none."""
+    if text.isascii():
+        for i, c in enumerate(text):
+            if c < " " or c == "\x7f":
+                return i
+        return None
+    for i, c in enumerate(text):
+        if unicodedata.category(c) in UNSAFE_CATEGORIES:
+            return i
+    return None
+
+
+def printable(text, limit: int | None = MAX_NAME) -> str:
+    """``text`` safe to echo on one line and to write into a file: every character :func:`unsafe_at` finds is
+    replaced by its escape (``\\n``, ``\\x1b``, ``\\u202e``); longer than ``limit`` characters, it is cut to
+    ``limit`` with ``...`` at the end.  For names flowcert derives itself (a file's stem, a folder's name, a
+    path shown in a report); a name the user writes is checked with :func:`name` instead."""
+    text = str(text)
+    if unsafe_at(text) is not None:
+        text = "".join(c.encode("unicode_escape").decode("ascii") if unsafe_at(c) is not None else c
+                       for c in text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def plain_text(field: str, value: str) -> str:
+    """``value`` (a string read from a file) when it holds no character :func:`unsafe_at` finds; InputError naming
+    ``field``, the character's code point and position otherwise (the text itself is never shown)."""
+    i = unsafe_at(value)
+    if i is not None:
+        raise InputError(f"`{field}` holds the control character U+{ord(value[i]):04X} at position {i + 1}: "
+                         "expected printable text (no line breaks, escapes or direction marks)")
+    return value
+
+
+def name(field: str, value, *, limit: int = MAX_NAME) -> str:
+    """A name that flowcert echoes to the terminal and writes into files (a spec's ``name``, ``fit --name``, a
+    model's name): a string of 1 to ``limit`` characters with no control character (:func:`plain_text`), so it
+    cannot forge an output line.  The same rule for the spec reader and for every writer of specs, so flowcert
+    never writes a name it would refuse to read.
+
+    Raises:
+        InputError: not a string, empty, too long or holding a control character; the name is never shown.
+    """
+    if not isinstance(value, str):
+        raise InputError(f"`{field}` is {kind_of(value)}: expected a string of 1 to {limit} characters")
+    if not 0 < len(value) <= limit:
+        raise InputError(f"`{field}` is a string of {len(value)} characters: expected a string of 1 to {limit} "
+                         "characters")
+    return plain_text(field, value)
 
 
 TEACHER_DELTA_MIN = 1e-10  # smallest OU time of the exact teacher (solvers, validate): VE sigma 1.4e-5

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import InputError, array, kind_of, show_value
+from .checks import InputError, array, kind_of, name as check_name, printable, show_value
 
 MAX_COMPONENTS = 1024
 MAX_DIM = 1024
@@ -34,7 +34,6 @@ MAX_FILE_BYTES = 64 * 2**20
 MAX_ABS_MEAN = 1e12  # |mu_ki|: squared distances, precision-weighted distances and their products stay finite
 MAX_VARIANCE = 1e12  # covariance eigenvalues (and |entries|) at most this, at least MIN_VARIANCE
 MIN_VARIANCE = 1e-8
-MAX_NAME = 200
 WEIGHT_TOL = 1e-6
 SPEC_KEYS = ("name", "weights", "means", "variance", "cov")
 
@@ -167,11 +166,9 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         shown = (f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else "")) if word else "(not shown)"
         raise InputError(f"unknown key {shown} in mixture spec: expected only {', '.join(SPEC_KEYS)}")
     if "name" in spec and spec["name"] is not None:
-        if not isinstance(spec["name"], str) or not 0 < len(spec["name"]) <= MAX_NAME:
-            what = f"a string of {len(spec['name'])} characters" if isinstance(spec["name"], str) \
-                else kind_of(spec["name"])
-            raise InputError(f"`name` is {what}: expected a string of 1 to {MAX_NAME} characters")
-        name = spec["name"]
+        name = check_name("name", spec["name"])
+    else:
+        name = printable(name)  # a name flowcert derived (a file's stem): escaped, never refused
     if "means" not in spec:
         raise InputError("means is missing: expected a K x d list of component means")
     means = array("means", spec["means"], ndim=(1, 2), what="a K x d list of component means")
@@ -484,7 +481,7 @@ def load(spec: str) -> GaussianMixture:
             f"mixture {spec!r} is neither a file nor a built-in: expected a path or one of {', '.join(BUILTINS)}"
         )
     data = _read_file(spec)
-    base = os.path.splitext(os.path.basename(spec))[0]
+    base = printable(os.path.splitext(os.path.basename(spec))[0])
     try:
         return from_spec(data, name=base)
     except InputError as exc:
