@@ -88,12 +88,26 @@ def check_outputs(outputs: dict, inputs=()) -> None:
         seen[param] = os.fspath(path)
 
 
-def check_folder(path, param: str = "out") -> str:
+def check_folder(path, param: str = "out", inputs=(), writes=()) -> str:
     """Create the output folder ``path`` (and its parents) if needed and check that files can be
-    created in it, before any work; InputError naming the folder otherwise."""
+    created in it, before any work; InputError naming the folder otherwise.
+
+    ``writes``: the command's files in the folder, as patterns relative to it (``config.json``,
+    ``*.png``, ``jobs/*``); an input (of ``inputs``, resolved through links) that is one of them is
+    refused: the command would replace it."""
     path = os.fspath(path)
     if not path:
         raise InputError(f"`{param}` is empty: expected a folder name")
+    import fnmatch
+
+    home = os.path.realpath(path)
+    for source in inputs:
+        if source is None or not os.path.exists(os.fspath(source)):
+            continue
+        rel = os.path.relpath(os.path.realpath(os.fspath(source)), home)
+        if not rel.startswith(os.pardir) and any(fnmatch.fnmatch(rel, w) for w in writes):
+            raise InputError(f"`{param}` = {path!r}: the command writes {rel!r} there, which is its input "
+                             f"{os.fspath(source)!r} (it would be overwritten); expected another folder")
     if os.path.lexists(path) and not os.path.isdir(path):
         raise InputError(f"`{param}` = {path!r}: exists and is not a folder")
     try:
@@ -182,6 +196,91 @@ def read_bounded(path, what: str = "file", limit: int = MAX_READ_BYTES) -> bytes
     if size > limit:
         raise InputError(f"{what} {path!r} is larger than {limit} bytes: expected at most {limit} bytes")
     return b"".join(chunks)
+
+
+def tensor_name(name) -> str:
+    """A tensor's name for a message (``'conv_in.weight'``), or ``(not shown)`` when it is not a plain dotted name."""
+    plain = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,120}", name) is not None
+    return repr(name) if plain else "(not shown)"
+
+
+SAFETENSORS_HEADER_BYTES = 100 * 2**20  # safetensors' own limit on its JSON header
+SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+                      "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+
+
+def safetensors_header(path, what: str = "weights file") -> dict:
+    """The tensors a ``.safetensors`` file declares, {name: (dtype, shape)}, read from its header alone (the
+    tensors are not read; the file is never unpickled: safetensors holds no code).
+
+    The header is checked as strictly as every document (:func:`parse_document`: no key twice) and against the
+    file: known dtypes, shapes of non-negative integers, each tensor's byte range exactly its size, the ranges
+    tiling the data without gap or overlap, and the file exactly as long as the header says (a truncated or
+    padded file is refused).  A FIFO, a device or a folder is refused before anything is read.
+
+    Raises:
+        InputError: naming the file and what is wrong with it.
+    """
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise InputError(f"{what} {path!r} is {kind}: expected a regular file")
+        head = os.pread(fd, 8, 0)
+        if len(head) < 8:
+            raise InputError(f"{what} {path!r} is {len(head)} bytes long: expected a safetensors file")
+        n = int.from_bytes(head, "little")
+        if n > min(SAFETENSORS_HEADER_BYTES, st.st_size - 8):
+            raise InputError(f"{what} {path!r} declares a header of {n} bytes in a file of {st.st_size}: expected a "
+                             "complete safetensors file (truncated, or not safetensors)")
+        raw = os.pread(fd, n, 8)
+    except OSError as exc:
+        raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) != n:
+        raise InputError(f"{what} {path!r} ended inside its header: expected a complete safetensors file")
+    doc = parse_document(raw.rstrip(b" "), "json", what, path)
+    if not isinstance(doc, dict):
+        raise InputError(f"{what} {path!r} has a header that is not a mapping: expected a safetensors file")
+    tensors, ranges = {}, []
+    for name, entry in doc.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise InputError(f"{what} {path!r} has __metadata__ that is not text: expected a safetensors file")
+            continue
+        bad = f"{what} {path!r}: tensor {tensor_name(name)}"
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise InputError(f"{bad} is not described by dtype, shape and data_offsets: expected a safetensors file")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise InputError(f"{bad} has an unknown dtype: expected one of {', '.join(SAFETENSORS_DTYPES)}")
+        ints = lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0  # noqa: E731
+                                                     for x in v)
+        if not ints(shape) or len(shape) > 8 or not ints(offsets) or len(offsets) != 2:
+            raise InputError(f"{bad} has a malformed shape or byte range: expected a safetensors file")
+        size = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
+        if offsets[1] - offsets[0] != size:
+            raise InputError(f"{bad} has a byte range of {offsets[1] - offsets[0]} bytes for {size} bytes of data: "
+                             "expected a safetensors file")
+        tensors[name] = (dtype, tuple(shape))
+        ranges.append(tuple(offsets))
+    ranges.sort()
+    end = 0
+    for lo, hi in ranges:
+        if lo != end:
+            raise InputError(f"{what} {path!r} has tensors that overlap or leave gaps: expected a safetensors file")
+        end = hi
+    if 8 + n + end != st.st_size:
+        raise InputError(f"{what} {path!r} is {st.st_size} bytes long, its header describes {8 + n + end}: "
+                         "expected a complete safetensors file (truncated or padded)")
+    return tensors
 
 
 def jsonable(obj):
@@ -378,7 +477,8 @@ def parse_document(raw: bytes, fmt: str, what: str, path, *, constants: bool = F
     except InputError:
         raise
     except Exception as exc:  # parser errors of three libraries
-        raise InputError(f"{what} {path!r} does not parse as {fmt.upper()}: {_parse_error(exc)}") from None
+        how = "is not valid JSON" if fmt == "json" else f"does not parse as {fmt.upper()}"
+        raise InputError(f"{what} {path!r} {how}: {_parse_error(exc)}") from None
     return doc
 
 
