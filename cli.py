@@ -641,7 +641,7 @@ def demo_cmd(out):
     click.echo(f"\n== flowcert certify ring8 --eps 1e-3 --t 0.05 --verify 20000 --export {here('net.npz')}\n"
                + render.certify_text(cert))
     write_atomic(here("certify.json"), render.to_json(cert) + "\n")
-    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {out}/")
+    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {printable(out, None)}/")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -754,7 +754,7 @@ def validate_cmd(ctx, specs, resume, out, preset, executor, workers, ray_address
     from .distill.report import summary_markdown
 
     click.echo(summary_markdown(doc).rstrip("\n"))
-    folder = resume or out or "flowcert-validate"
+    folder = printable(resume or out or "flowcert-validate", None)  # a path echoed: control characters escaped
     click.echo(f"\nwrote {folder}/results.json, {folder}/summary.md" + ("" if no_plots else " and plots"))
 
 

@@ -137,7 +137,11 @@ def _load_weights(cls, cfg: dict, cls_name: str, mdir: str, folder: str):
     files = _weight_files(mdir, folder)
     header: dict = {}
     for path in files:
-        header.update({k: (path, *v) for k, v in safetensors_header(path, "`model` weights").items()})
+        for k, v in safetensors_header(path, "`model` weights").items():
+            if k in header:
+                raise InputError(f"`model` weights {path!r}: tensor {tensor_name(k)} is also in {header[k][0]!r}: "
+                                 "expected each tensor in one shard")
+            header[k] = (path, *v)
     try:
         with quiet_libraries(), torch.device("meta"):
             meta = cls.from_config(cfg)
