@@ -28,6 +28,7 @@ from ..numcore.checks import (
     InputError,
     check_config,
     fits_memory,
+    kind_of,
     printable,
 )
 from ..numcore.io import read_json, safetensors_header, tensor_name
@@ -43,6 +44,7 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX = WEIGHTS + ".index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # never loaded: unpickling can run code
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+MAX_SAMPLE_VALUES = 2**24  # numbers in one sample (3 x 2048 x 2048 pixels fit; a 4096^3 "image" does not)
 MAX_FOLDER_FILES = 10_000  # files of a model folder counted as inputs (outputs may not replace them)
 
 
@@ -75,7 +77,9 @@ def _config(path: str, what: str, schema: dict, *, known=None, other=None) -> di
 
 def _class_of(doc, path: str, what: str) -> str | None:
     """The ``_class_name`` of a config document (checked as text), before the rest is checked against it."""
-    name = doc.get("_class_name") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        raise InputError(f"`model` {what} {path!r} is {kind_of(doc)}: expected a JSON object")
+    name = doc.get("_class_name")
     if name is not None:
         check_config({"_class_name": name}, MODEL_CONFIG, f"`model` {what} {path!r}")
     return name
@@ -288,13 +292,18 @@ def load_diffusers(folder: str, *, prediction: str | None = None, shape=None, de
                          "(DDPM-family) scheduler")
     abar = sched.alphas_cumprod.double()
     # (a zero-terminal-SNR schedule ends at alphabar = 0 exactly)
-    if abar.numel() < 2 or not bool(torch.isfinite(abar).all()) or not bool((abar[:-1] > 0).all()) or not bool((abar <= 1).all()) \
-            or not abar[-1] >= 0 or not bool((abar[1:] < abar[:-1]).all()):
+    valid = abar.numel() >= 2 and bool(torch.isfinite(abar).all()) and bool((abar[:-1] > 0).all()) \
+        and bool((abar <= 1).all()) and abar[-1] >= 0 and bool((abar[1:] < abar[:-1]).all())
+    if not valid:
         raise InputError(f"`model` scheduler config {sched_path!r} gives alphas_cumprod that are not strictly "
                          "decreasing in (0, 1]: expected a valid noise schedule")
     pred = prediction or scfg.get("prediction_type") or cfg.get("prediction_type")
     if pred not in ("epsilon", "sample", "v_prediction"):
         raise InputError(f"`prediction` = {pred!r}: expected epsilon, sample or v_prediction")
+    shp = tuple(shape) if shape is not None else _sample_shape(cls_name, cfg)
+    if math.prod(shp) > MAX_SAMPLE_VALUES:
+        raise InputError(f"`model` config {cfg_path!r}: samples of shape {shp} hold {math.prod(shp)} numbers: "
+                         f"expected at most {MAX_SAMPLE_VALUES} (sample_size and in_channels)")
     net = _load_weights(cls, cfg, cls_name, mdir, folder)
     net.eval().requires_grad_(False)
     if dtype is not None:
@@ -302,7 +311,6 @@ def load_diffusers(folder: str, *, prediction: str | None = None, shape=None, de
     net = net.to(device)
     n_attn = _classic_attention(net)
     la = torch.log(abar).numpy()
-    shp = tuple(shape) if shape is not None else _sample_shape(cls_name, cfg)
 
     def call(inputs, noise_level, **cond):
         out = net(inputs, noise_level, **cond)
