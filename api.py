@@ -524,9 +524,18 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
         on y's device), with ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape
         (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
 
+    A diffusers folder is checked before diffusers reads it (its configuration files against one schema,
+    safetensors weights only, checked against the config: :func:`flowcert.models.loaders.load_diffusers`);
+    ``FILE.py:NAME`` runs the file as Python code, first in a child process (a file that exits, raises or
+    runs past ``$FLOWCERT_IMPORT_TIMEOUT`` seconds is refused), then here: it runs twice
+    (:func:`flowcert.models.loaders.load_callable`).
+
     Raises:
         InputError: no such folder or file, a folder without a model, an unsupported model class, a
-            scheduler without alphas_cumprod, an unsupported prediction type; torch or diffusers missing.
+            configuration field outside its domain, a duplicate or unknown key, a special or oversized file,
+            pickled weights only, weights that do not fit the config or are not finite, a scheduler without
+            alphas_cumprod, an unsupported prediction type; a model file that fails, exits or runs too long;
+            torch or diffusers missing.
     """
     require("torch", "torch", "a trained model")
     from .models.loaders import load

@@ -241,10 +241,19 @@ def load_diffusers(folder: str, *, prediction: str | None = None, shape=None, de
     nothing else.  The scheduler gives ``alphas_cumprod`` (the VP schedule; timesteps are fractional
     DDPM steps) and ``prediction_type`` (epsilon, sample or v_prediction; ``prediction`` overrides it).
 
+    Every file is checked before diffusers sees it: the configs are read bounded and strict (a FIFO or a
+    device refused before anything is read, no key twice) and checked field by field against
+    ``numcore.checks.MODEL_CONFIG`` / ``SCHEDULER_CONFIG`` / ``PIPELINE_INDEX`` (a field the class does not
+    take is refused); the weights are ``diffusion_pytorch_model.safetensors`` (or its shards), never a
+    pickle, checked against the config's network built on the meta device (:func:`_load_weights`).
+    diffusers' log lines are silenced while it builds the scheduler and the network.
+
     Raises:
         InputError: no such folder, no model in it, an unsupported class (not a ModelMixin, or one that
-            needs conditioning), no scheduler config, a scheduler without ``alphas_cumprod``, an
-            unsupported prediction type, weights that do not load.
+            needs conditioning), no scheduler config, a config field outside its domain, a scheduler without
+            ``alphas_cumprod`` or with an invalid schedule, an unsupported prediction type, a sample of more
+            than 2^24 numbers, weights that are missing, pickled, damaged, of another shape or dtype, or not
+            finite; every message names the file.
     """
     from ..numcore.checks import require
 
