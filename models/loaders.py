@@ -461,7 +461,9 @@ def _check_in_child(ref: str, path: str, attr: str, seconds: float) -> None:
         os.close(write_end)
     try:
         try:
-            rc = proc.wait(timeout=seconds + 30)  # the child's own alarm answers first; this is for a stuck child
+            # the child's own alarm answers first; this is for a stuck child (with room for importing torch on a
+            # busy machine: the battery saw plain model loads take 50 s there)
+            rc = proc.wait(timeout=seconds + max(120.0, seconds))
         except subprocess.TimeoutExpired:
             rc = None
         with os.fdopen(read_end, "rb") as fh:
