@@ -15,7 +15,7 @@ import signal
 import click
 
 from . import api, render
-from .numcore.checks import OPTIONS, InputError, split_list
+from .numcore.checks import OPTIONS, InputError, printable, split_list
 from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 from .numcore.solvers import NAMES
@@ -176,8 +176,12 @@ def seed_option(what: str):
 
 
 MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pipeline or model folder with its "
-              "scheduler config), FILE.py:NAME (a flowcert.torch_model), mixture:SPEC (the exact mixture as a torch "
-              "model), or digits (the shipped example). Needs the torch extra.")
+              "scheduler config; safetensors weights only, pickles are never loaded), FILE.py:NAME (runs the file "
+              "FILE.py as Python code with your rights, so name only files you trust, and takes its NAME: a "
+              "flowcert.torch_model or a function of no arguments returning one; the file is first run in a child "
+              "process, and one that exits, raises or runs past FLOWCERT_IMPORT_TIMEOUT seconds [default: 60] is "
+              "refused), mixture:SPEC (the exact mixture as a torch model), or digits (the shipped example). Needs "
+              "the torch extra.")
 
 
 def model_options(data_help: str):
@@ -291,7 +295,7 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
     from .bounds.lipschitz import BOUNDS, LipschitzBound, violations
 
     spec_or_model(spec, model)
-    check_outputs({"output": output, "plot": plot}, [spec, data])
+    check_outputs({"output": output, "plot": plot}, [spec, data, *api.model_files(model)])
     if model is not None:
         out = api.model_lipschitz(model, points=points, samples=empirical,
                                   data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
@@ -406,7 +410,7 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
     spec_or_model(spec, model)
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    check_outputs({"output": output}, [spec, scheduler_config, data])
+    check_outputs({"output": output}, [spec, scheduler_config, data, *api.model_files(model)])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
     common = dict(clip=clip, seed=seed, solver=solver, effort=effort, samples=samples, train_samples=train_samples,
@@ -527,7 +531,7 @@ def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, ra
     """
     if model is not None:
         spec_or_model(specs[0] if specs else None, model)
-    check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
+    check_outputs({"output": output, "plot": plot}, [*specs, data, reference, *api.model_files(model)])
     if model is not None:
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
                                 reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
@@ -568,7 +572,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
     every fit's BIC.
     """
     check_outputs({"output": output}, [data])
-    stem = os.path.splitext(os.path.basename(output))[0] if output else "fitted"
+    stem = printable(os.path.splitext(os.path.basename(output))[0]) if output else "fitted"  # derived: escaped
     res = api.fit(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
                   seed=seed, name=name or stem, progress=bars())
     if output is not None:
@@ -638,7 +642,7 @@ def demo_cmd(out):
     click.echo(f"\n== flowcert certify ring8 --eps 1e-3 --t 0.05 --verify 20000 --export {here('net.npz')}\n"
                + render.certify_text(cert))
     write_atomic(here("certify.json"), render.to_json(cert) + "\n")
-    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {out}/")
+    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {printable(out, None)}/")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -751,7 +755,7 @@ def validate_cmd(ctx, specs, resume, out, preset, executor, workers, ray_address
     from .distill.report import summary_markdown
 
     click.echo(summary_markdown(doc).rstrip("\n"))
-    folder = resume or out or "flowcert-validate"
+    folder = printable(resume or out or "flowcert-validate", None)  # a path echoed: control characters escaped
     click.echo(f"\nwrote {folder}/results.json, {folder}/summary.md" + ("" if no_plots else " and plots"))
 
 
