@@ -88,7 +88,8 @@ def test_stochastic_flowmatch_step_uses_the_same_x0():
     x = torch.randn(16, mix.d, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     ts = sched.timesteps[0]
     s, s_next = float(sched.sigmas[0]), float(sched.sigmas[1])
-    noise = torch.randn(16, mix.d, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    # the scheduler steps in float32 and draws its noise in float32
+    noise = torch.randn(16, mix.d, dtype=torch.float32, generator=torch.Generator().manual_seed(2)).double()
     out = sched.step(fn(x, ts.double().expand(16)), ts, x, generator=torch.Generator().manual_seed(2)).prev_sample
     D = m(x / (1 - s), s / (1 - s))
-    torch.testing.assert_close(out.double(), (1 - s_next) * D + s_next * noise, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.double(), (1 - s_next) * D + s_next * noise, rtol=1e-5, atol=1e-5)
