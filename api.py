@@ -166,19 +166,27 @@ def lipschitz(mixture, t: float | np.ndarray, bound: str = "sharp", *, ball_mass
 
 def lipschitz_report(mixture, *, bounds: Iterable[str] = ("tri", "sharp", "onesided"), points: int = 50,
                      delta: float = DELTA, T: float = T_MAX, empirical: int = 0, seed: int = 0,
-                     ball_mass: float = 1 - 1e-6, progress=no_progress) -> dict:
+                     ball_mass: float = 1 - 1e-6, class_label: int | None = None, guidance: float | None = None,
+                     progress=no_progress) -> dict:
     """L(t) on ``points`` log-spaced times of [delta, T], Lambda(T) per bound, and with ``empirical``
     the brute-force sup and p_t-mean of ||J||_op from that many samples of p_t per time.
+
+    With ``class_label`` (a mixture whose spec has ``labels``): the bounds of that class's mixture, and with
+    ``guidance`` W >= 0 the bounds of the classifier-free-guided velocity (1 - W) v_u + W v_c over the
+    unconditional and the class's mixture (``tri``: |1 - W| L_u + W L_c; ``sharp``, ``onesided``: both spectrum
+    ends carried through; docs/theory.md, "Guided fields"), where both mixtures' bounds hold.
 
     Returns the dict of ``flowcert lipschitz --format json`` (arrays of shape (points,)).
 
     Raises:
-        InputError: a bad bound name, ``points``, ``empirical``, ``ball_mass`` or window.
+        InputError: a bad bound name, ``points``, ``empirical``, ``ball_mass`` or window; a class the mixture does
+            not have, a mixture without labels, guidance without a class, guidance NaN, negative or above 1000.
     """
     from .bounds.lipschitz import report
 
     return report(load_mixture(mixture), bounds=tuple(bounds), points=points, delta=delta, T=T,
-                  empirical=empirical, seed=seed, ball_mass=ball_mass, progress=progress)
+                  empirical=empirical, seed=seed, ball_mass=ball_mass, progress=progress,
+                  class_label=class_label, guidance=guidance)
 
 
 def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T_MAX, samples: int = 4096,
