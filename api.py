@@ -513,33 +513,59 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
 
 
 def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, prediction: str | None = None,
-               device: str = "cpu") -> Denoiser:
-    """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time.
+               device: str = "cpu", dtype: str | torch.dtype | None = None, shape=None, cond=None, uncond=None,
+               guidance: float | None = None, class_label: int | None = None, prompt: str | None = None,
+               negative_prompt: str | None = None) -> Denoiser:
+    """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time,
+    conditioned and guided as asked.
 
     Args:
         source: a diffusers folder on disk (a pipeline folder with ``model_index.json``, or a model
-            folder with ``config.json`` + weights and a scheduler config beside it or in
-            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.models.denoiser.TorchModel` (see
-            :func:`torch_model`) or a function of no arguments returning one; ``mixture:SPEC`` or a
-            :class:`GaussianMixture` (its exact score as a torch module); ``digits`` (the model shipped
-            with flowcert, unless a folder of that name exists); or a TorchModel (returned as is).
+            folder with ``config.json`` + safetensors weights and a scheduler config beside it or in
+            ``scheduler/``): ``UNet2DModel`` (class-conditional too), ``UNet2DConditionModel`` (SD 1.x/2.x,
+            SDXL), ``DiTTransformer2DModel``, ``SD3Transformer2DModel``, ``FluxTransformer2DModel`` or another
+            unconditional diffusers denoiser, with a DDPM-family or FlowMatch scheduler; ``FILE.py:NAME`` naming a
+            :class:`~flowcert.models.denoiser.TorchModel` (see :func:`torch_model`) or a function of no arguments
+            returning one; ``mixture:SPEC`` or a :class:`GaussianMixture` (its exact score as a torch module; a
+            spec with ``labels`` is also the exact class-conditional model); ``digits`` (the model shipped with
+            flowcert, unless a folder of that name exists); or a model (returned as is, conditioned and guided).
         prediction: override a diffusers scheduler's ``prediction_type`` (epsilon, sample, v_prediction).
-        device: torch device.
+        device: torch device of the network (``cpu``, ``cuda``, ``mps``); inputs are moved there at the boundary.
+        dtype: the network's dtype (``float32``, ``bfloat16``, ``float16``); the solver state stays float64.
+        shape: the latent shape (C, H, W) or ``"C,H,W"`` where the config has none (Flux) or another is wanted.
+        cond: the conditional branch's forward arguments: a ``.safetensors``/``.npz`` file or a mapping (arrays
+            with a leading batch dimension of 1: ``encoder_hidden_states``, ``pooled_projections``,
+            ``class_labels``, ``text_embeds``, ``time_ids``, ``txt_ids``, ``guidance`` ...).
+        uncond: the unconditional branch: a file, a mapping, or another model.
+        guidance: classifier-free guidance W >= 0 (diffusers' D_u + W (D_c - D_u); 1: the conditional model alone).
+        class_label: shorthand for ``class_labels = [N]``.
+        prompt, negative_prompt: text encoded by the pipeline folder's own text encoders (``flowcert[models]``).
 
     Returns:
         the model, a :class:`~flowcert.models.denoiser.Denoiser`: called as ``model(y, sigma)`` (y of shape
         (n, d) in VE coordinates, sigma > 0 a float or one per sample, shape (n,); the result in y's dtype and
         on y's device), with ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape
-        (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
+        (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``; with
+        guidance W != 1 a :class:`~flowcert.models.guidance.GuidedDenoiser`.
 
     Raises:
-        InputError: no such folder or file, a folder without a model, an unsupported model class, a
-            scheduler without alphas_cumprod, an unsupported prediction type; torch or diffusers missing.
+        InputError: no such folder or file, a folder without a model, an unsupported model class, a scheduler
+            that is neither DDPM-family nor FlowMatch, pickled weights or conditioning, a conditional model
+            without conditioning, a cond missing an argument or of the wrong shape, an unknown class, guidance
+            NaN or negative, a text model with W != 1 and no unconditional input, prompts without text encoders
+            or without the ``models`` extra, a device torch does not see; torch or diffusers missing.
     """
     require("torch", "torch", "a trained model")
+    from .models.conditioning import condition
     from .models.loaders import load
 
-    return load(source, prediction=prediction, device=device)
+    model = load(source, prediction=prediction, device=device, dtype=dtype, shape=shape)
+    if any(v is not None for v in (cond, uncond, guidance, class_label, prompt, negative_prompt)):
+        model = condition(model, cond=cond, uncond=uncond, guidance=guidance, class_label=class_label,
+                          prompt=prompt, negative_prompt=negative_prompt)
+    elif model.needs is not None and model.needs.required and not model.cond:
+        condition(model)  # refuses a conditional model without conditioning, in one line
+    return model
 
 
 def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",

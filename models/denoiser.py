@@ -277,6 +277,7 @@ class TorchModel(Denoiser):
             d numbers per sample.
         prediction, scaling, noise: names in :data:`PREDICTIONS`, :data:`SCALINGS`, :data:`NOISE_MAPS`.
         log_alphabar: for ``ddpm``: log alphabar_n of the integer training steps n = 0..N-1.
+        module: the torch module ``fn`` calls, where flowcert built it (a diffusers network: its config), or None.
     """
 
     fn: Callable = None
@@ -284,6 +285,7 @@ class TorchModel(Denoiser):
     scaling: str = "ve"
     noise: str = "sigma"
     log_alphabar: np.ndarray | None = None
+    module: object = None
 
     def __post_init__(self):
         super().__post_init__()

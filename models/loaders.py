@@ -1,7 +1,8 @@
 """Where models come from: diffusers folders on disk, ``FILE.py:NAME``, the shipped examples, and the exact mixture.
 
-Sources: (a) a diffusers folder on disk (:func:`load_diffusers`: ``UNet2DModel`` or any unconditional
-``ModelMixin`` taking (sample, timestep), with its scheduler's ``alphas_cumprod`` and ``prediction_type``);
+Sources: (a) a diffusers folder on disk (:func:`~.families.load_folder`: the class registry of
+:mod:`.families`, conditional and flow-matching networks included; :func:`load_diffusers` is the older reader of
+unconditional DDPM-family folders);
 (b) any torch callable with a declared parametrisation (:func:`~.denoiser.torch_model`, or ``module.py:name``
 naming one); (c) a flowcert mixture as its exact denoiser (:func:`~.exact.exact_model`, the oracle).  Every
 source gives a :class:`~.denoiser.Denoiser`.  No network access: folders only.
@@ -207,29 +208,42 @@ def builtin_folder(name: str) -> str | None:
     return path if os.path.isdir(path) else None
 
 
-def load(source, *, prediction: str | None = None, device: str = "cpu") -> Denoiser:
+def load(source, *, prediction: str | None = None, device: str = "cpu", dtype=None, shape=None) -> Denoiser:
     """A model from a :class:`~.denoiser.Denoiser`, a :class:`GaussianMixture`, ``mixture:SPEC``, ``FILE.py:NAME``,
-    a diffusers folder, or the name of a shipped model (``digits``; a folder of that name wins)."""
+    a diffusers folder (:func:`~.families.load_folder`: every family of its registry), or the name of a shipped
+    model (``digits``; a folder of that name wins).  ``device``, ``dtype`` and ``shape`` place and shape a diffusers
+    network (and place a mixture); a loaded model or ``FILE.py:NAME`` declares its own."""
     from ..numcore.mixture import GaussianMixture
+    from .families import load_folder, resolve_device, resolve_dtype
 
+    own = isinstance(source, Denoiser) or (isinstance(source, (str, os.PathLike)) and ".py:" in os.fspath(source)
+                                           and not os.path.isdir(source))
+    if own and (device not in (None, "cpu") or dtype is not None or shape is not None):
+        raise InputError("`device`, `dtype` and `shape` apply to diffusers folders and mixtures: a loaded model or "
+                         "FILE.py:NAME declares its own (flowcert.torch_model(fn, shape=..., device=..., dtype=...))")
     if isinstance(source, Denoiser):
         return source
-    if isinstance(source, GaussianMixture):
-        return exact_model(source, device=device)
+    device = resolve_device(device)
+    if isinstance(source, GaussianMixture) or (isinstance(source, (str, os.PathLike))
+                                               and os.fspath(source).startswith("mixture:")):
+        if shape is not None:
+            raise InputError("`shape` applies to diffusers folders: a mixture has its own dimension")
+        mix = source
+        if not isinstance(mix, GaussianMixture):
+            from ..numcore.mixture import load as load_mixture
+
+            mix = load_mixture(os.fspath(source)[len("mixture:"):])
+        return exact_model(mix, device=device, dtype=resolve_dtype(dtype) or torch.float64)
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"`model` = {source!r}: expected a folder, FILE.py:NAME, mixture:SPEC or a model")
     source = os.fspath(source)
-    if source.startswith("mixture:"):
-        from ..numcore.mixture import load as load_mixture
-
-        return exact_model(load_mixture(source[len("mixture:"):]), device=device)
     if os.path.isdir(source):
-        return load_diffusers(source, prediction=prediction, device=device)
+        return load_folder(source, prediction=prediction, device=device, dtype=dtype, shape=shape)
     if ".py:" in source:
         return load_callable(source)
     shipped = builtin_folder(source)
     if shipped is not None:
-        model = load_diffusers(shipped, prediction=prediction, device=device)
+        model = load_folder(shipped, prediction=prediction, device=device, dtype=dtype, shape=shape)
         model.name = source  # the shipped model's name, not its folder's
         return model
     raise InputError(f"`model` = {source!r}: no such folder (expected a diffusers folder, FILE.py:NAME, "
