@@ -614,19 +614,22 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(option("threads", threads))
 
 
-def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64, threads: int | None = None):
-    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model), torch threads set."""
+def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64, threads: int | None = None,
+                  load: dict | None = None):
+    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model), torch threads set; ``load``:
+    :func:`load_model`'s keywords (conditioning, guidance, device, dtype, shape)."""
     from .studies.targets import ModelTarget, data_for
 
     _threads(threads)
-    m = load_model(model)
+    m = load_model(model, **(load or {}))
     return ModelTarget(m, data=data_for(m, data), points=points, teacher_steps=teacher_steps), m
 
 
 def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 256,
                     data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
-                    teacher_steps: int = 64, threads: int | None = None, progress=no_progress) -> dict:
+                    teacher_steps: int = 64, threads: int | None = None, load: dict | None = None,
+                    progress=no_progress) -> dict:
     """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times (the model's
     rate, :meth:`flowcert.studies.targets.ModelTarget.lipschitz`).
 
@@ -643,6 +646,8 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
         tol: relative tolerance on the Ritz residual or the Ritz value's growth (default 1e-3).
         teacher_steps: RK4 steps of the model ODE (without ``data``).
         threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        load: keywords of :func:`load_model` (``cond``, ``uncond``, ``guidance``, ``class_label``, ``prompt``,
+            ``negative_prompt``, ``device``, ``dtype``, ``shape``): the rate of the conditioned, guided model.
 
     Returns:
         the dict of ``flowcert lipschitz --model --format json``: ``t`` (points,), ``empirical_mean``,
@@ -655,7 +660,7 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
     """
     from .numcore.checks import option
 
-    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads)
+    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads, load=load)
     delta, T = target.window(delta, T)
     return target.lipschitz(delta=delta, T=T, samples=samples, seed=option("seed", seed), iters=iters, tol=tol,
                             progress=progress)
@@ -666,7 +671,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-               threads: int | None = None, progress=no_progress) -> dict:
+               threads: int | None = None, load: dict | None = None, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model: :func:`grid`'s code
     (:func:`flowcert.studies.timegrid.build`) on the model, with a model's defaults.
 
@@ -682,6 +687,8 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
         solver: ``euler``, ``heun`` or ``dpmpp_2m`` (kind ``optimal``).
         effort: multiplies the search's evaluation budgets (0.1: a tenth of a mixture's).
         threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape): the grid of the
+            conditioned, guided model against its own guided teacher.
 
     Returns:
         the dict of :func:`grid` (``t``, ``lambda``, ``lambda_T``, units, ...) plus ``model`` and
@@ -695,7 +702,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
     """
     from .studies.timegrid import build
 
-    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads)
+    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads, load=load)
     delta, T = target.window(delta, T)
     return build(target, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
                  beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
@@ -708,7 +715,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
                       test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-                      threads: int | None = None, progress=no_progress) -> dict:
+                      threads: int | None = None, load: dict | None = None, progress=no_progress) -> dict:
     """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``): :func:`export_grid`'s
     code (:func:`flowcert.studies.timegrid.export`) on the model, with a model's defaults.
 
@@ -719,6 +726,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
 
     Args:
         threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
         dict: ``export`` (:class:`Export`), ``grid`` and ``selection`` (None when ``kind`` was given; else
@@ -732,7 +740,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
     from .studies.timegrid import export as export_
 
     scheduler_config = _config(scheduler_config)
-    target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads)
+    target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads, load=load)
     delta, T = target.window(delta, T)
     return export_(target, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
                    beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config,
@@ -744,7 +752,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
                   data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1, plot: str | None = None,
-                  threads: int | None = None, progress=no_progress) -> dict:
+                  threads: int | None = None, load: dict | None = None, progress=no_progress) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model: :func:`solvers`'s study
     (:func:`flowcert.studies.solver_study.run`) on the model, with a model's defaults.
 
@@ -757,6 +765,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
 
     Args:
         threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
         the dict of ``flowcert solvers --model --format json``: ``rows`` (grid, solver, steps, nfe,
@@ -772,7 +781,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
 
     if plot is not None:
         check_destination(plot, "plot")
-    target, m = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads)
+    target, m = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads, load=load)
     delta, T = target.window(delta, T)
     ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
     samples, seed, train_samples, effort = options(samples=samples, seed=seed, train_samples=train_samples,

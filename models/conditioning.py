@@ -191,6 +191,8 @@ def condition(model: Denoiser, *, cond=None, uncond=None, guidance=None, class_l
         raise InputError(f"`cond` missing: {needs.what} needs {', '.join(needs.required)}: expected {_hint(needs)}")
     check_cond(model, c)
     cond_model = dataclasses.replace(model, cond=c) if c is not model.cond else model
+    if class_label is not None:
+        cond_model.name = f"{model.name} [class {k}]"
     u = uncond if isinstance(uncond, Denoiser) else as_cond(uncond, "uncond") if uncond is not None else None
     if negative_prompt is not None:
         if u is not None:

@@ -324,7 +324,7 @@ OPTIONS: dict[str, Domain] = {
     "step": Domain("real", 1e-4, 0.5, default=0.02),  # RK4 step in log sigma_VE of the numpy trajectories
     # classifier-free guidance D_u + W (D_c - D_u): W = 1 the conditional model alone; W >= 0 (the guided bound's
     # domain); 1000 is far beyond any scale pipelines use (1 to 20)
-    "guidance": Domain("real", 0.0, 1000.0, default=1.0),
+    "guidance": Domain("real", 0.0, 1000.0),  # not given: 1, the conditional model alone
     "class_label": Domain("integer", 0, 2**31 - 1),  # a class of a class-conditional model or a labelled mixture
 }
 
