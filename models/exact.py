@@ -173,6 +173,8 @@ def _needs(mix) -> Needs:
     classes = mix.classes
 
     def check(cond):
+        if "class_labels" not in cond:
+            return
         lab = torch.as_tensor(cond["class_labels"])
         if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
             raise InputError(f"`cond` class_labels has dtype {str(lab.dtype).replace('torch.', '')}: expected "
