@@ -176,6 +176,11 @@ def condition(model: Denoiser, *, cond=None, uncond=None, guidance=None, class_l
         if needs is not None and needs.classes is not None and k >= needs.classes:
             raise InputError(f"`class_label` = {k}: {needs.what} has classes 0..{needs.classes - 1}")
         c = _merge(c, {"class_labels": torch.tensor([k])}, "`class_label`", "cond")
+    if W != 1.0 and uncond is None and negative_prompt is None and needs is not None and needs.text \
+            and needs.null is None:  # refused before any text encoder loads
+        raise InputError(f"`guidance` = {W:g}: {needs.what} is text-conditioned and has no unconditional input: "
+                         "expected --uncond FILE or --negative-prompt TEXT (\"\" is the pipelines' empty prompt), "
+                         "or guidance 1")
     encoded = None
     if prompt is not None or negative_prompt is not None:
         from .prompts import encode_prompts

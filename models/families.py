@@ -441,6 +441,15 @@ def quiet():
 
     loggers = [logging.getLogger(n) for n in ("diffusers", "transformers", "huggingface_hub")]
     levels = [lg.level for lg in loggers]
+    bars = []  # the libraries' own progress bars (loading components and weights), switched off meanwhile
+    for lib in ("diffusers", "transformers"):
+        try:
+            mod = __import__(f"{lib}.utils.logging", fromlist=["logging"])
+        except ImportError:
+            continue
+        if hasattr(mod, "is_progress_bar_enabled") and mod.is_progress_bar_enabled():
+            mod.disable_progress_bar()
+            bars.append(mod)
     try:
         for lg in loggers:
             lg.setLevel(logging.CRITICAL + 1)
@@ -450,6 +459,8 @@ def quiet():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        for mod in bars:
+            mod.enable_progress_bar()
 
 
 def load_network(cls, cfg: dict, cls_name: str, mdir: str, folder: str):
