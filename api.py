@@ -559,7 +559,8 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
     from .models.conditioning import condition
     from .models.loaders import load
 
-    model = load(source, prediction=prediction, device=device, dtype=dtype, shape=shape)
+    given = any(v is not None for v in (cond, class_label, prompt))
+    model = load(source, prediction=prediction, device=device, dtype=dtype, shape=shape, conditioned=given)
     if any(v is not None for v in (cond, uncond, guidance, class_label, prompt, negative_prompt)):
         model = condition(model, cond=cond, uncond=uncond, guidance=guidance, class_label=class_label,
                           prompt=prompt, negative_prompt=negative_prompt)

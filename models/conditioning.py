@@ -154,6 +154,12 @@ def _hint(needs) -> str:
     return " or ".join(ways)
 
 
+def require_conditioning(needs) -> None:
+    """A network that cannot run without conditioning, given none: refused in one line (before it loads)."""
+    if needs is not None and needs.required:
+        raise InputError(f"`cond` missing: {needs.what} needs {', '.join(needs.required)}: expected {_hint(needs)}")
+
+
 def condition(model: Denoiser, *, cond=None, uncond=None, guidance=None, class_label=None, prompt=None,
               negative_prompt=None) -> Denoiser:
     """``model`` with its conditioning and, for guidance W != 1, the guided denoiser (module doc).
@@ -192,8 +198,8 @@ def condition(model: Denoiser, *, cond=None, uncond=None, guidance=None, class_l
         c = _merge(c, encoded["prompt"], "`prompt`", "cond")
     if not c and model.cond:
         c = dict(model.cond)
-    if needs is not None and needs.required and not c:
-        raise InputError(f"`cond` missing: {needs.what} needs {', '.join(needs.required)}: expected {_hint(needs)}")
+    if not c:
+        require_conditioning(needs)
     check_cond(model, c)
     cond_model = dataclasses.replace(model, cond=c) if c is not model.cond else model
     if class_label is not None:

@@ -557,12 +557,14 @@ def parametrisation(scfg: dict, sched, family: Family | None, prediction: str | 
 
 # ----------------------------------------------------------------------------- loading
 def load_folder(folder: str, *, prediction: str | None = None, shape=None, device: str = "cpu",
-                dtype=None) -> TorchModel:
+                dtype=None, conditioned: bool | None = None) -> TorchModel:
     """A diffusers folder on disk as a :class:`~.denoiser.TorchModel` whose ``needs`` say what its forward needs.
 
     The class is the config's ``_class_name``: a family of :data:`FAMILIES`, or any other diffusers ``ModelMixin``
     whose forward takes (sample, timestep) and nothing else.  ``shape`` (C, H, W) sets the latent shape (required
     where the config has no ``sample_size``, as for Flux); ``device`` and ``dtype`` place the network.
+    ``conditioned`` False: no conditioning will be given, so a network that needs some is refused before its
+    weights are read.
 
     Raises:
         InputError: no such folder, no model in it, an unsupported class, no scheduler config, a scheduler that
@@ -600,6 +602,10 @@ def load_folder(folder: str, *, prediction: str | None = None, shape=None, devic
     side_path = os.path.join(mdir, SIDECAR)
     side = _json(side_path, SIDECAR) if os.path.exists(side_path) else {}
     needs = family.needs(cfg, side) if family else Needs(what=cls_name, accepted=())
+    if conditioned is False:
+        from .conditioning import require_conditioning
+
+        require_conditioning(needs)
     if shape is not None:
         shp = parse_shape(shape)
         if family:

@@ -208,11 +208,13 @@ def builtin_folder(name: str) -> str | None:
     return path if os.path.isdir(path) else None
 
 
-def load(source, *, prediction: str | None = None, device: str = "cpu", dtype=None, shape=None) -> Denoiser:
+def load(source, *, prediction: str | None = None, device: str = "cpu", dtype=None, shape=None,
+         conditioned: bool | None = None) -> Denoiser:
     """A model from a :class:`~.denoiser.Denoiser`, a :class:`GaussianMixture`, ``mixture:SPEC``, ``FILE.py:NAME``,
     a diffusers folder (:func:`~.families.load_folder`: every family of its registry), or the name of a shipped
     model (``digits``; a folder of that name wins).  ``device``, ``dtype`` and ``shape`` place and shape a diffusers
-    network (and place a mixture); a loaded model or ``FILE.py:NAME`` declares its own."""
+    network (and place a mixture); a loaded model or ``FILE.py:NAME`` declares its own.  ``conditioned`` False: a
+    diffusers network that needs conditioning is refused before its weights are read."""
     from ..numcore.mixture import GaussianMixture
     from .families import load_folder, resolve_device, resolve_dtype
 
@@ -238,12 +240,14 @@ def load(source, *, prediction: str | None = None, device: str = "cpu", dtype=No
         raise InputError(f"`model` = {source!r}: expected a folder, FILE.py:NAME, mixture:SPEC or a model")
     source = os.fspath(source)
     if os.path.isdir(source):
-        return load_folder(source, prediction=prediction, device=device, dtype=dtype, shape=shape)
+        return load_folder(source, prediction=prediction, device=device, dtype=dtype, shape=shape,
+                           conditioned=conditioned)
     if ".py:" in source:
         return load_callable(source)
     shipped = builtin_folder(source)
     if shipped is not None:
-        model = load_folder(shipped, prediction=prediction, device=device, dtype=dtype, shape=shape)
+        model = load_folder(shipped, prediction=prediction, device=device, dtype=dtype, shape=shape,
+                            conditioned=conditioned)
         model.name = source  # the shipped model's name, not its folder's
         return model
     raise InputError(f"`model` = {source!r}: no such folder (expected a diffusers folder, FILE.py:NAME, "
