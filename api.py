@@ -513,7 +513,9 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
 
 
 def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, prediction: str | None = None,
-               device: str = "cpu", dtype: str | torch.dtype | None = None, shape=None, cond=None, uncond=None,
+               device: str = "cpu", dtype: str | torch.dtype | None = None,
+               shape: tuple[int, ...] | str | None = None, cond: str | os.PathLike | dict | None = None,
+               uncond: str | os.PathLike | dict | Denoiser | None = None,
                guidance: float | None = None, class_label: int | None = None, prompt: str | None = None,
                negative_prompt: str | None = None) -> Denoiser:
     """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time,
@@ -539,7 +541,8 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
         uncond: the unconditional branch: a file, a mapping, or another model.
         guidance: classifier-free guidance W >= 0 (diffusers' D_u + W (D_c - D_u); 1: the conditional model alone).
         class_label: shorthand for ``class_labels = [N]``.
-        prompt, negative_prompt: text encoded by the pipeline folder's own text encoders (``flowcert[models]``).
+        prompt: text encoded by the pipeline folder's own text encoders (``flowcert[models]``).
+        negative_prompt: the unconditional branch's text, encoded the same way (``""``: the empty prompt).
 
     Returns:
         the model, a :class:`~flowcert.models.denoiser.Denoiser`: called as ``model(y, sigma)`` (y of shape
