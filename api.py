@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .models.denoiser import Denoiser, TorchModel
+    from .models.denoiser import Denoiser, Needs, TorchModel
 
     from .exports.presets import Export
     from .bounds.stability import Stability
@@ -575,7 +575,8 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
 def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
                 noise: str = "sigma", log_alphabar: np.ndarray | None = None,
                 sigma_range: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
-                device: str = "cpu", name: str | None = None, cond: dict | None = None) -> TorchModel:
+                device: str = "cpu", name: str | None = None, cond: dict | None = None,
+                needs: Needs | None = None) -> TorchModel:
     """Declare how a torch callable ``fn(x, noise_level, **cond)`` is parametrised, so flowcert can use it as a
     denoiser (D = c_skip y + c_out fn(c_in y, c_noise, **cond); :mod:`flowcert.models.denoiser`).
 
@@ -584,14 +585,20 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
             (n,), both on ``device`` in ``dtype``; the output has prod(shape) numbers per sample.
         shape: the shape of one sample, e.g. ``(64,)`` or ``(1, 8, 8)``.
         prediction: what ``fn`` returns: ``sample`` (the denoiser D = E[x_0 | x]), ``epsilon``,
-            ``v_prediction`` or ``score`` (grad log p of its input variable).
-        scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z) or ``vp`` (x = alpha x_0 + sigma_vp z).
-        noise: what ``noise_level`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr`` or ``ddpm`` (fractional
-            timestep of ``log_alphabar``).
+            ``v_prediction``, ``score`` (grad log p of its input variable) or ``flow`` (the flow-matching
+            velocity v = eps - x_0).
+        scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z), ``vp`` (x = alpha x_0 + sigma_vp z) or ``flow``
+            (x_s = (1 - s) x_0 + s eps = y / (1 + sigma)).
+        noise: what ``noise_level`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr``, ``ddpm`` (fractional
+            timestep of ``log_alphabar``), ``flow`` (the flow time s = sigma / (1 + sigma)) or ``flow1000``
+            (1000 s).
         log_alphabar: log alphas_cumprod of the training steps (``noise="ddpm"``).
         sigma_range: (sigma_min, sigma_max), the VE range it was trained on (grids stay inside it).
         dtype: torch dtype of its inputs (default float32); ``device``: where it runs (inputs are moved there).
-        cond: keyword arguments passed to every call of ``fn`` untouched (conditioning).
+        cond: keyword arguments passed to every call of ``fn`` (conditioning: tensors moved to ``device``, a
+            leading batch dimension of 1 broadcast over the samples).
+        needs: what ``fn`` needs beside (x, noise_level) (:class:`flowcert.models.denoiser.Needs`: required and
+            accepted keywords, a null class for guidance), checked when the model is conditioned.
 
     Returns:
         the model (as :func:`load_model` returns it).
@@ -605,7 +612,8 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
     from .models.denoiser import torch_model as make
 
     return make(fn, shape=shape, prediction=prediction, scaling=scaling, noise=noise, log_alphabar=log_alphabar,
-                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name, cond=cond)
+                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name, cond=cond,
+                needs=needs)
 
 
 def _threads(threads: int | None) -> None:

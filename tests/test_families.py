@@ -198,11 +198,13 @@ def test_each_family_loads_and_equals_a_direct_call_of_its_network(folders, kind
 
 
 def test_the_same_folder_through_the_command_line(folders, runner, tmp_path):
-    for kind in ("sd3", "dit", "flux"):
+    for kind in KINDS:
         folder, net, sched = folders[kind]
         args = ["grid", "--model", folder, "--steps", 4, "--kind", "logsnr", "--format", "json"]
         if kind == "dit":
             args += ["--class-label", 3, "--guidance", 4]
+        elif kind == "unet-class-null":
+            args += ["--class-label", 1, "--guidance", 2]
         else:
             args += ["--cond", _save_cond(tmp_path / f"{kind}.safetensors", _cond(kind))]
         if kind == "flux":
@@ -221,6 +223,32 @@ def test_the_same_folder_through_the_command_line(folders, runner, tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert np.all(np.isfinite(out["empirical_mean"])) and out["model"]["guidance"] == 2.0
+
+
+def test_a_python_file_model_gets_its_conditioning_from_a_file(runner, tmp_path):
+    """--model FILE.py:NAME with --cond: the arrays reach fn as keyword arguments, broadcast over the samples."""
+    src = tmp_path / "net.py"
+    src.write_text(
+        "import torch, flowcert\n"
+        "def fn(x, s, scale=None, offset=None):\n"
+        "    assert scale.shape == (x.shape[0], 1) and offset.dtype == torch.int64\n"
+        "    return x * scale + offset\n"
+        "model = flowcert.torch_model(fn, shape=(3,), prediction='flow', scaling='flow', noise='flow')\n")
+    cond = tmp_path / "cond.npz"
+    np.savez(cond, scale=np.array([[0.5]]), offset=np.array([[2]]))
+    res = run(runner, "lipschitz", "--model", f"{src}:model", "--cond", cond, "--points", 2, "--empirical", 4,
+              "--iters", 2, "--data", _npy(tmp_path, (8, 3)), "--format", "json")
+    assert res.exit_code == 0, res.output
+    m = flowcert.load_model(f"{src}:model", cond=str(cond))
+    y = torch.ones(4, 3, dtype=torch.float64)
+    # v = 0.5 x_s + 2: D = x_s - s v at sigma = 1 (s = 1/2, x_s = y / 2)
+    torch.testing.assert_close(m(y, 1.0), 0.5 - 0.5 * (0.25 + 2.0) * torch.ones(4, 3, dtype=torch.float64))
+
+
+def _npy(tmp_path, shape):
+    path = tmp_path / "data.npy"
+    np.save(path, np.random.default_rng(0).normal(size=shape))
+    return path
 
 
 def test_flux_packing_is_the_pipelines(folders):
