@@ -13,7 +13,7 @@ Sources of the conditional branch's forward arguments (merged; a key given twice
 The unconditional branch (guidance W != 1): ``uncond`` (a file, a mapping or another model), ``negative_prompt``,
 or the family's own null (DiT's null class, a class-conditional UNet2DModel's declared null class, a labelled
 mixture's -1); it takes the conditional branch's arguments it does not set itself (Flux's ``guidance``, SDXL's
-``time_ids``).  A text model with W != 1 and none of these is refused, as is a class-conditional model without a
+``time_ids``; not those without a batch dimension, such as Flux's ``txt_ids``).  A text model with W != 1 and none of these is refused, as is a class-conditional model without a
 null class.  Every refusal is one line (:class:`InputError`).
 """
 
@@ -170,8 +170,10 @@ def condition(model: Denoiser, *, cond=None, uncond=None, guidance=None, class_l
             too large; W != 1 without an unconditional input where the family has no null; prompts without text
             encoders or without the ``models`` extra.
     """
-    from .guidance import guided
+    from .guidance import GuidedDenoiser, guided
 
+    if isinstance(model, GuidedDenoiser):
+        raise InputError("`model` is guided already: expected the conditional model, conditioned and guided once")
     W = 1.0 if guidance is None else option("guidance", guidance)
     needs = model.needs
     c = as_cond(cond, "cond")
@@ -228,6 +230,9 @@ def condition(model: Denoiser, *, cond=None, uncond=None, guidance=None, class_l
         else:
             raise InputError(f"`guidance` = {W:g}: no unconditional input: expected --uncond FILE, or guidance 1")
     if isinstance(u, dict):
-        u = {**{k: v for k, v in c.items() if k not in u}, **u}  # the branch inherits what it does not set
+        # the branch inherits what it does not set, except keys without a batch dimension (Flux's txt_ids: built
+        # for its own text length)
+        shared = needs.shared if needs is not None else ()
+        u = {**{k: v for k, v in c.items() if k not in u and k not in shared}, **u}
         check_cond(model, u)
     return guided(cond_model, u, W, what=what)

@@ -14,8 +14,6 @@ score gives the same field (the coefficients 1 - W and W sum to 1), so D_W's sco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..numcore.checks import InputError, option
@@ -61,32 +59,40 @@ def merge_branches(cond: dict, uncond: dict, n: int, shared=()) -> dict | None:
     return out
 
 
-@dataclass
 class GuidedDenoiser(Denoiser):
     """D_W(y, sigma) = D_u + W (D_c - D_u): classifier-free guidance of ``model`` (the conditional denoiser, with its
     own conditioning) by ``uncond`` (the unconditional branch: the same network's conditioning, a dict, or another
     :class:`~.denoiser.Denoiser`) at scale ``guidance`` (W >= 0; W = 1 the conditional model alone).
 
-    A call with ``cond`` replaces the conditional branch's conditioning; the unconditional branch stays."""
+    ``GuidedDenoiser(model, uncond, W)``; shape, dtype, device and labels are the conditional model's, the trained
+    range the intersection of both models'.  A call with ``cond`` replaces the conditional branch's conditioning;
+    the unconditional branch stays."""
 
-    model: Denoiser = None
-    uncond: object = None
-    guidance: float = 1.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not isinstance(self.model, Denoiser):
-            raise InputError(f"`model` = {self.model!r}: expected a flowcert model (a Denoiser) to guide")
-        self.guidance = option("guidance", self.guidance)
-        if isinstance(self.uncond, Denoiser):
-            if self.uncond.shape != self.model.shape:
-                raise InputError(f"`uncond`: a model of shape {self.uncond.shape}: expected the conditional model's "
-                                 f"shape {self.model.shape}")
-        elif isinstance(self.uncond, dict):
-            self.uncond = dict(self.uncond)
+    def __init__(self, model: Denoiser, uncond, guidance: float = 1.0, *, name: str | None = None,
+                 what: str | None = None):
+        if not isinstance(model, Denoiser):
+            raise InputError(f"`model` = {type(model).__name__}: expected a flowcert model (a Denoiser) to guide")
+        W = option("guidance", guidance)
+        if isinstance(uncond, Denoiser):
+            if uncond.shape != model.shape:
+                raise InputError(f"`uncond`: a model of shape {uncond.shape}: expected the conditional model's "
+                                 f"shape {model.shape}")
+        elif isinstance(uncond, dict):
+            uncond = dict(uncond)
         else:
-            raise InputError(f"`uncond` = {type(self.uncond).__name__}: expected the unconditional conditioning (a "
-                             "dict of forward arguments) or an unconditional model")
+            raise InputError(f"`uncond` = {type(uncond).__name__}: expected the unconditional conditioning (a dict of "
+                             "forward arguments) or an unconditional model")
+        rng = model.sigma_range
+        if isinstance(uncond, Denoiser) and uncond.sigma_range is not None:
+            rng = uncond.sigma_range if rng is None else (max(rng[0], uncond.sigma_range[0]),
+                                                          min(rng[1], uncond.sigma_range[1]))
+        info = {**model.info, "guidance": W}
+        if what:
+            info["unconditional"] = what
+        super().__init__(shape=model.shape, dtype=model.dtype, device=model.device, sigma_range=rng,
+                         name=name or f"{model.name} (guidance {W:g})", source=model.source, info=info,
+                         cond=model.cond, needs=None)
+        self.model, self.uncond, self.guidance = model, uncond, W
 
     @property
     def passes(self) -> int:
@@ -125,14 +131,4 @@ class GuidedDenoiser(Denoiser):
 
 def guided(model: Denoiser, uncond, guidance: float, *, what: str | None = None) -> GuidedDenoiser:
     """``model`` guided by ``uncond`` at scale ``guidance`` (:class:`GuidedDenoiser`), labelled for reports."""
-    W = option("guidance", guidance)
-    lo = model.sigma_range
-    if isinstance(uncond, Denoiser) and uncond.sigma_range is not None:
-        lo = uncond.sigma_range if lo is None else (max(lo[0], uncond.sigma_range[0]),
-                                                    min(lo[1], uncond.sigma_range[1]))
-    info = {**model.info, "guidance": W}
-    if what:
-        info["unconditional"] = what
-    return GuidedDenoiser(shape=model.shape, dtype=model.dtype, device=model.device, sigma_range=lo,
-                          name=f"{model.name} (guidance {W:g})", source=model.source, info=info, cond=model.cond,
-                          needs=None, model=model, uncond=uncond, guidance=W)
+    return GuidedDenoiser(model, uncond, guidance, what=what)

@@ -298,6 +298,32 @@ def test_guidance_is_the_formula_and_batches_both_branches_in_one_call(folders, 
     assert g.describe()["guidance"] == W
 
 
+def test_flux_true_cfg_with_a_negative_prompt_of_another_length(folders):
+    """Flux guided by an unconditional branch with another text length: two calls (txt_ids built for each length),
+    its distilled guidance inherited from the conditional branch."""
+    folder, net, sched = folders["flux"]
+    neg = {"encoder_hidden_states": torch.randn(1, 3, 12), "pooled_projections": torch.zeros(1, 10)}
+    g = flowcert.load_model(folder, cond=_cond("flux"), uncond=neg, guidance=2.0, shape=(4, 8, 8))
+    c = flowcert.load_model(folder, cond=_cond("flux"), shape=(4, 8, 8))
+    u = flowcert.load_model(folder, cond={**neg, "guidance": torch.tensor([3.5])}, shape=(4, 8, 8))
+    y = torch.randn(2, c.d, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(g(y, 0.6), u(y, 0.6) + 2.0 * (c(y, 0.6) - u(y, 0.6)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_folder_with_its_scheduler_config_beside_it(folders, tmp_path):
+    folder, net, sched = folders["sd3"]
+    single = tmp_path / "sd3-transformer"
+    net.save_pretrained(single)
+    sched.save_config(single)
+    m = flowcert.load_model(str(single), cond=_cond("sd3"))
+    ref = flowcert.load_model(folder, cond=_cond("sd3"))
+    y = torch.randn(2, m.d, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(m(y, 0.4), ref(y, 0.4))
+    assert m.noise == "flow1000" and "pipeline" not in m.info
+
+
 def test_flux_embedded_guidance_is_conditioning_not_cfg(folders):
     folder, net, sched = folders["flux"]
     a = flowcert.load_model(folder, cond=_cond("flux"), shape=(4, 8, 8))
