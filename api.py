@@ -572,7 +572,7 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
     return model
 
 
-def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
+def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str | None = None,
                 noise: str = "sigma", log_alphabar: np.ndarray | None = None,
                 sigma_range: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
                 device: str = "cpu", name: str | None = None, cond: dict | None = None,
@@ -588,7 +588,7 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
             ``v_prediction``, ``score`` (grad log p of its input variable) or ``flow`` (the flow-matching
             velocity v = eps - x_0).
         scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z), ``vp`` (x = alpha x_0 + sigma_vp z) or ``flow``
-            (x_s = (1 - s) x_0 + s eps = y / (1 + sigma)).
+            (x_s = (1 - s) x_0 + s eps = y / (1 + sigma)); default ``flow`` for ``prediction="flow"``, else ``ve``.
         noise: what ``noise_level`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr``, ``ddpm`` (fractional
             timestep of ``log_alphabar``), ``flow`` (the flow time s = sigma / (1 + sigma)) or ``flow1000``
             (1000 s).

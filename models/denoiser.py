@@ -285,7 +285,7 @@ class TorchModel(Denoiser):
     scaling: str = "ve"
     noise: str = "sigma"
     log_alphabar: np.ndarray | None = None
-    module: object = None
+    module: object = field(default=None, repr=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -347,10 +347,13 @@ def output_tensor(out):
     raise InputError(f"the model returned {type(out).__name__}: expected a tensor (or an output with .sample)")
 
 
-def torch_model(fn: Callable, *, shape, prediction: str = "sample", scaling: str = "ve", noise: str = "sigma",
+def torch_model(fn: Callable, *, shape, prediction: str = "sample", scaling: str | None = None, noise: str = "sigma",
                 log_alphabar=None, sigma_range=None, dtype=torch.float32, device: str = "cpu",
                 name: str | None = None, cond: dict | None = None, needs: Needs | None = None) -> TorchModel:
-    """Declare the parametrisation of a torch callable ``fn(x, noise_level, **cond)`` (see :class:`TorchModel`)."""
+    """Declare the parametrisation of a torch callable ``fn(x, noise_level, **cond)`` (see :class:`TorchModel`);
+    ``scaling`` defaults to ``flow`` for a flow-matching network (``prediction="flow"``), else ``ve``."""
+    if scaling is None:
+        scaling = "flow" if prediction == "flow" else "ve"
     return TorchModel(shape=tuple(shape) if not isinstance(shape, int) else (shape,), dtype=dtype, device=device,
                       sigma_range=sigma_range, name=name or getattr(fn, "__name__", "model"), source="torch callable",
                       cond=cond or {}, needs=needs, fn=fn, prediction=prediction, scaling=scaling, noise=noise,
