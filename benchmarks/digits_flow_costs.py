@@ -1,15 +1,13 @@
 """The costs (model evaluations and seconds) of `lipschitz` and `grid --kind optimal` on the digits-flow model.
 
-    nice python benchmarks/digits_flow_costs.py OUT.json [--merged]
+    nice python benchmarks/digits_flow_costs.py OUT.json
 
 Runs the real commands, one after the other, each with --threads 1 and --format json:
 
     flowcert lipschitz --model digits-flow --class-label 3 --guidance 2
-    flowcert grid --model digits-flow --class-label 3 --kind optimal --steps 8 --solver euler
+    flowcert grid --model digits-flow --class-label 3 --kind optimal --steps 8          (the default solver)
 
-With ``--merged`` the model options are those of the issue-19 loaders; without, the same models through the local
-wrapper (``--model benchmarks/digits_flow_local.py:class3_w2`` and ``:class3_w1``).  Records each command's own
-cost fields (network passes per sample of the E||J|| table; model evaluations and seconds of the teacher and the
+Records each command's own cost fields (network passes per sample of the E||J|| table; model evaluations and seconds of the teacher and the
 search), its wall and CPU seconds and the load average before and after.
 """
 
@@ -22,7 +20,6 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run(args: list[str]) -> dict:
@@ -38,26 +35,35 @@ def run(args: list[str]) -> dict:
             "load_before": before, "load_after": os.getloadavg(), "result": json.loads(r.stdout)}
 
 
+def costs(doc, path=()) -> dict:
+    """Every field of a command's JSON whose name says it is a cost (evaluations, passes, seconds, cost), by path."""
+    out = {}
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            p = (*path, str(k))
+            if any(w in str(k) for w in ("evaluation", "passes", "seconds", "cost", "nfe")) and not isinstance(v, dict):
+                out["/".join(p)] = v
+            else:
+                out.update(costs(v, p))
+    return out
+
+
 def main() -> None:
     out = sys.argv[1]
-    merged = "--merged" in sys.argv
-    if merged:
-        lip = ["--model", "digits-flow", "--class-label", "3", "--guidance", "2"]
-        opt = ["--model", "digits-flow", "--class-label", "3"]
-    else:
-        lip = ["--model", os.path.join(HERE, "digits_flow_local.py") + ":class3_w2"]
-        opt = ["--model", os.path.join(HERE, "digits_flow_local.py") + ":class3_w1"]
-    doc = {"merged": merged}
-    doc["lipschitz"] = run(["lipschitz", *lip])
-    res = doc["lipschitz"]["result"]
-    print(f"lipschitz: {res.get('passes')} network passes per sample x {res.get('samples', 256)} samples; "
-          f"{doc['lipschitz']['wall_seconds']:.0f} s wall, {doc['lipschitz']['cpu_seconds']:.0f} s CPU", flush=True)
-    doc["grid_optimal"] = run(["grid", *opt, "--kind", "optimal", "--steps", "8", "--solver", "euler"])
-    cost = doc["grid_optimal"]["result"].get("optimal", {}).get("cost")
-    print(f"grid --kind optimal: {json.dumps(cost)}; {doc['grid_optimal']['wall_seconds']:.0f} s wall, "
-          f"{doc['grid_optimal']['cpu_seconds']:.0f} s CPU", flush=True)
-    with open(out, "w") as fh:
-        json.dump(doc, fh, indent=1)
+    model = sys.argv[2] if len(sys.argv) > 2 else "digits-flow"
+    commands = {"lipschitz": ["lipschitz", "--model", model, "--class-label", "3", "--guidance", "2"],
+                "grid_optimal": ["grid", "--model", model, "--class-label", "3", "--kind", "optimal", "--steps", "8"]}
+    doc = json.load(open(out)) if os.path.exists(out) else {}
+    for key, args in commands.items():
+        if key not in doc:  # resumable: a finished command is kept
+            doc[key] = run(args)
+            doc[key]["costs"] = costs(doc[key]["result"])
+            with open(out + ".tmp", "w") as fh:
+                json.dump(doc, fh, indent=1)
+            os.replace(out + ".tmp", out)
+        r = doc[key]
+        print(f"{r['command']}: {r['wall_seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU, load "
+              f"{r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f}; {json.dumps(r['costs'])}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
     nice python benchmarks/digits_flow_table.py RUN_DIR [--model FOLDER] [--threads 1] [--effort 0.25]
     python benchmarks/digits_flow_table.py RUN_DIR --readme          # the README tables from RUN_DIR/table.json
+    python benchmarks/digits_flow_table.py RUN_DIR --merge DIR...     # join runs of other guidance scales into RUN_DIR
+
+Guidance scales can run in parallel, each in its own RUN_DIR (``--guidance 2``); ``--merge`` joins their rows,
+searches and teachers into one RUN_DIR, and a last run there with every scale adds only the missing cells (the
+W = 1 optimum reused at W).
 
 For guidance W in {1, 2, 4} (D_W = D_u + W (D_c - D_u), the unconditional branch the null class 10), N in {4, 8}
 and Euler and DPM-Solver++(2M), every grid is run from the same test start points x_T ~ N(0, I) and scored by
@@ -20,10 +25,10 @@ mu = 0.459), ``logsnr`` and ``kl-optimal``; every grid spans flowcert's window [
 s from 0.043 to 0.993), so the grids differ only in where their nodes fall.
 
 Classes: sample i of a batch gets class i mod 10 (every batch is class-balanced; training and test batches
-are taken from the start, so a prefix keeps its classes).  Until the loaders of issue 19 (items 2-4: a
-FlowMatch scheduler, class labels, guidance) are merged, the guided model is a local wrapper: the diffusers
-``UNet2DModel`` and the flow conversion D = x_s - s v at x_s = y / (1 + sigma), s = sigma / (1 + sigma),
-timestep 1000 s, declared to flowcert as a ``sample`` predictor in VE sigma (``flowcert.torch_model``).
+are taken from the start, so a prefix keeps its classes).  The guided model is flowcert's own loader of the
+pipeline folder (``flowcert.load_model(folder, cond={"class_labels": ...}, guidance=W)``: the FlowMatch scheduler
+read as x_s = y / (1 + sigma), timestep 1000 s, D = x_s - s v; the null class from ``unet/flowcert.json``), called
+with one class label per sample.
 
 Resumable: the teachers (``teacher_W*.npz``) and every finished cell (``table.json``) are kept in RUN_DIR and
 skipped when the script runs again.  The costs of every search (model evaluations, seconds) and the load are
@@ -91,12 +96,23 @@ def closed_grids(N: int) -> dict:
 
 # ----------------------------------------------------------------------------- the guided model
 def load_guided(folder: str, guidance: float):
-    """The guided denoiser of the pipeline at ``folder``, sample i of a batch of class i mod 10 (a local wrapper until
-    the issue-19 loaders land: benchmarks/digits_flow_local.py)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from digits_flow_local import load_guided as local
+    """The guided denoiser of the pipeline at ``folder`` through flowcert's own loader (``flowcert.load_model``: the
+    FlowMatch scheduler read as the flow parametrisation, guidance D_u + W (D_c - D_u) with the null class of
+    ``unet/flowcert.json``), sample i of every batch of class i mod 10."""
+    import flowcert
+    from flowcert.models.denoiser import Denoiser
 
-    return local(folder, guidance, "cycle")
+    inner = flowcert.load_model(folder, cond={"class_labels": np.array([0])}, guidance=guidance)
+
+    class ClassCycle(Denoiser):
+        """``inner`` with the class labels 0, 1, ..., 9, 0, 1, ... down every batch."""
+
+        def __call__(self, y, sigma, cond=None):
+            return inner(y, sigma, {"class_labels": class_cycle(y.shape[0])})
+
+    return ClassCycle(shape=inner.shape, dtype=inner.dtype, device=inner.device, sigma_range=inner.sigma_range,
+                      name=f"digits-flow, classes cycled (guidance {guidance:g})", source=inner.source,
+                      info=dict(inner.info))
 
 
 def class_cycle(n: int) -> torch.Tensor:
@@ -192,7 +208,11 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", default="4,8")
     ap.add_argument("--solvers", default="euler,dpmpp_2m")
     ap.add_argument("--readme", action="store_true", help="print the README tables of RUN/table.json")
+    ap.add_argument("--merge", nargs="+", default=None, help="join the rows, searches and teachers of these runs")
     a = ap.parse_args(argv)
+    if a.merge:
+        merge(a.run, a.merge)
+        return
     if a.readme:
         readme(json.load(open(os.path.join(a.run, "table.json"))))
         return
@@ -275,6 +295,29 @@ def main(argv=None) -> None:
                           f"accuracy {row['accuracy']:.3f}", flush=True)
     doc["load_after"] = os.getloadavg()
     save(a.run, doc)
+
+
+def merge(run: str, others: list) -> None:
+    """Join the table.json rows, searches and teachers (and the teacher files) of ``others`` into ``run``."""
+    import shutil
+
+    os.makedirs(run, exist_ok=True)
+    path = os.path.join(run, "table.json")
+    doc = json.load(open(path)) if os.path.exists(path) else {"rows": [], "teachers": {}, "searches": {}}
+    keys = {(r["W"], r["solver"], r["steps"], r["grid"]) for r in doc["rows"]}
+    for other in others:
+        o = json.load(open(os.path.join(other, "table.json")))
+        for k, v in o.items():
+            if k not in ("rows", "teachers", "searches") and k not in doc:
+                doc[k] = v
+        doc["rows"] += [r for r in o["rows"] if (r["W"], r["solver"], r["steps"], r["grid"]) not in keys]
+        keys |= {(r["W"], r["solver"], r["steps"], r["grid"]) for r in o["rows"]}
+        doc["teachers"] = {**o["teachers"], **doc["teachers"]}
+        doc["searches"] = {**o["searches"], **doc["searches"]}
+        for f in os.listdir(other):
+            if f.startswith("teacher_W") and f.endswith(".npz") and not os.path.exists(os.path.join(run, f)):
+                shutil.copy(os.path.join(other, f), os.path.join(run, f))
+    save(run, doc)
 
 
 # ----------------------------------------------------------------------------- README tables

@@ -145,16 +145,16 @@ def test_the_classifier_file_is_never_unpickled(tmp_path):
         classifier.load(str(bad))
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, flowcert.InputError),
-                   reason="waits for the issue-19 loaders (branch issue19-models): FlowMatch schedulers, class labels "
-                          "and guidance; strict, so that the merge turns this marker into a failure to remove")
 def test_digits_flow_loads_as_a_builtin_model_and_is_its_guided_unet():
     """``--model digits-flow`` is the UNet read the flow way (x_s = y / (1 + sigma), s = sigma / (1 + sigma),
-    timestep 1000 s, D = x_s - s v) with guidance from the null class recorded in model_index.json."""
+    timestep 1000 s, D = x_s - s v) with guidance from the null class of its sidecar unet/flowcert.json."""
     from diffusers import UNet2DModel
 
     W, label = 2.0, 3
     m = flowcert.load_model("digits-flow", cond={"class_labels": np.array([label])}, guidance=W)
+    assert m.info["guidance"] == W and m.info["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+    with pytest.raises(flowcert.InputError, match="class_label"):  # digits 0..9 and the null class 10 only
+        flowcert.load_model("digits-flow", cond={"class_labels": np.array([11])})
     unet = UNet2DModel.from_pretrained(str(ASSETS / "unet"), low_cpu_mem_usage=False).eval()
     y = torch.randn(5, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for sigma in (0.05, 0.7, 30.0):
