@@ -5,7 +5,7 @@
 Runs the real commands, one after the other, each with --threads 1 and --format json:
 
     flowcert lipschitz --model digits-flow --class-label 3 --guidance 2
-    flowcert grid --model digits-flow --class-label 3 --kind optimal --steps 8          (the default solver)
+    flowcert grid --model digits-flow --class-label 3 --kind optimal --steps 8 --solver euler
 
 Records each command's own cost fields (network passes per sample of the E||J|| table; model evaluations and seconds of the teacher and the
 search), its wall and CPU seconds and the load average before and after.
@@ -52,7 +52,7 @@ def main() -> None:
     out = sys.argv[1]
     model = sys.argv[2] if len(sys.argv) > 2 else "digits-flow"
     commands = {"lipschitz": ["lipschitz", "--model", model, "--class-label", "3", "--guidance", "2"],
-                "grid_optimal": ["grid", "--model", model, "--class-label", "3", "--kind", "optimal", "--steps", "8"]}
+                "grid_optimal": ["grid", "--model", model, "--class-label", "3", "--kind", "optimal", "--steps", "8", "--solver", "euler"]}
     doc = json.load(open(out)) if os.path.exists(out) else {}
     for key, args in commands.items():
         if key not in doc:  # resumable: a finished command is kept
