@@ -279,7 +279,9 @@ def ipndm_v(sig, ev, cx, cd):
     h_1/h_2 + q (1 + h_2/h_3), -q h_1/h_2), q = h_1 (h_1 + h_2) / (h_2 (h_2 + h_3)).
     These g and g' are what ComfyUI evaluates (its operator precedence); they are not the variable-step
     Adams-Bashforth terms (those would be (h^2/3 + h h_1/2) / (h_1 (h_1 + h_2)) for g), and at equal steps g' is
-    11/24, not 3/8, so that iPNDM-v's fourth-order weights there are (57, -67, 43, -11)/24, not iPNDM's.
+    11/24, not 3/8, so that iPNDM-v's fourth-order weights there are (57, -65, 43, -11)/24, not iPNDM's.
+    Away from equal (or geometric) steps its fourth-order weights do not even sum to 1 (they sum to
+    1 + g' q (h_2/h_3 - h_1/h_2)): on smooth grids the method is first order.
     Rows X_0, ..., X_N."""
     N = sig.shape[0] - 1
     c = np.zeros(4, sig.dtype)
@@ -324,7 +326,7 @@ class Solver:
 
     name: str
     label: str  # as a reader knows it: "DPM-Solver++(2M)"
-    order: int  # order of accuracy (global error O(h^order))
+    order: int  # order of accuracy of the whole program on smooth grids, warm-up steps included (global error O(h^order))
     history: int  # W: the band width of the program (rows reach back W rows)
     rows: Callable[[int], int]  # R for N steps
     evaluations: Callable[[int], int]  # model evaluations for N steps (== rows with ev > 0)
@@ -369,17 +371,29 @@ SOLVERS: dict[str, Solver] = {
                "k-diffusion sample_dpmpp_2m (diffusers DPMSolverMultistepScheduler, midpoint)"),
         Solver("unipc", "UniPC", 2, 5, lambda N: 2 * N, lambda N: N, unipc,
                "diffusers UniPCMultistepScheduler (bh2, order 2, lower_order_final, corrector UniC)"),
-        Solver("dpmpp_3m", "DPM-Solver++(3M)", 3, 3, lambda N: N + 1, lambda N: N, dpmpp_3m,
+        Solver("dpmpp_3m", "DPM-Solver++(3M)", 2, 3, lambda N: N + 1, lambda N: N, dpmpp_3m,
                "k-diffusion sample_dpmpp_3m_sde with eta = 0 (ComfyUI dpmpp_3m_sde)"),
-        Solver("deis", "DEIS", 3, 3, lambda N: N + 1, lambda N: N, deis,
+        Solver("deis", "DEIS", 2, 3, lambda N: N + 1, lambda N: N, deis,
                "ComfyUI sample_deis (order 3, tabulated coefficients, after GITS and DEIS)"),
         Solver("ipndm", "iPNDM", 2, 4, lambda N: N + 1, lambda N: N, ipndm,
                "ComfyUI sample_ipndm (order 4, equal-step weights; after GITS)"),
-        Solver("ipndm_v", "iPNDM-v", 3, 4, lambda N: N + 1, lambda N: N, ipndm_v,
+        Solver("ipndm_v", "iPNDM-v", 1, 4, lambda N: N + 1, lambda N: N, ipndm_v,
                "ComfyUI sample_ipndm_v (order 4, variable-step weights as ComfyUI evaluates them; after GITS)"),
     )
 }
 NAMES = tuple(SOLVERS)
+
+
+def check_list(names=None, field: str = "solvers") -> tuple[str, ...]:
+    """Registered solver names from a comma-separated text or a list (None or empty: every registered solver), in
+    the registry's order, each once; InputError naming ``field`` otherwise."""
+    from .checks import split_list
+
+    if names is None or (isinstance(names, (list, tuple)) and not names):
+        return NAMES
+    chosen = set(split_list(field, [n.name if isinstance(n, Solver) else n for n in names]
+                            if isinstance(names, (list, tuple)) else names, NAMES))
+    return tuple(n for n in NAMES if n in chosen)
 
 
 def check(name) -> Solver:

@@ -28,10 +28,10 @@ import numpy as np
 from ..numcore import grids
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
-from ..numcore.solvers import NAMES, SOLVERS as REGISTRY
+from ..numcore.solvers import NAMES, SOLVERS as REGISTRY, check_list
 
 OPTIMAL = "optimal"  # the solver's own optimal grid (one per solver)
-SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers): the study's default
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
 
 
@@ -82,30 +82,32 @@ def build_grids(target, batches, steps, delta: float, T: float, rate_samples: in
 
 
 def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, rate_samples: int = 4096,
-        train_samples: int = 4096, effort: float = 1.0, reference=None, bar=None, teacher_progress=no_progress,
-        progress=no_progress) -> dict:
+        train_samples: int = 4096, effort: float = 1.0, solvers=None, reference=None, bar=None,
+        teacher_progress=no_progress, progress=no_progress) -> dict:
     """The whole study on one target; returns a JSON-ready dict (rows, floor, summary, optimal grids).
 
-    ``reference``: a model's held-out data x_0 for the sliced W2 (a mixture's reference is exact samples of
-    p_delta).  ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress``
+    ``solvers``: the registry's names to study (default: every registered solver; the record's ``solvers`` says
+    which).  ``reference``: a model's held-out data x_0 for the sliced W2 (a mixture's reference is exact samples
+    of p_delta).  ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress``
     is a progress factory for the teacher."""
     clock = time.time()
+    chosen = check_list(solvers)
     batches = target.batches(delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
     ref = target.reference(batches, delta, seed, reference)
     grid_sets, lam, rates = build_grids(target, batches, steps, delta, T, rate_samples, seed)
     optimal = {}
-    with progress(len(SOLVERS) * len(steps), "optimal grids") as obar:
-        for solver in SOLVERS:
+    with progress(len(chosen) * len(steps), "optimal grids") as obar:
+        for solver in chosen:
             optimal[solver] = target.study_optimal(batches, solver, steps, effort)
             obar.update(len(steps))
             if bar is not None:
                 bar.update(len(steps))
     rows = []
     study = labels(target)
-    with progress(len(study) * len(steps) * len(SOLVERS), "solvers") as pbar:
+    with progress(len(study) * len(steps) * len(chosen), "solvers") as pbar:
         for label in study:
             for N in steps:
-                for solver in SOLVERS:
+                for solver in chosen:
                     t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
                     x = batches.solve(batches.x_test, t, solver)
                     e = relative_mse(x, batches.y_test)
@@ -116,7 +118,7 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     if bar is not None:
                         bar.update(1)
     return target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
-                               labels=list(study), solvers=list(SOLVERS), grid_sets=grid_sets, lam=lam,
+                               labels=list(study), solvers=list(chosen), grid_sets=grid_sets, lam=lam,
                                rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
                                rate_samples=rate_samples, train_samples=train_samples, effort=effort,
                                seconds=time.time() - clock)

@@ -135,7 +135,7 @@ def test_gradient_in_log_sigma_equals_central_differences(registry, solver):
 
 
 def test_solver_check_names_the_registry():
-    assert solvers.NAMES == ("euler", "heun", "dpmpp_2m") and solvers.check("heun") is solvers.SOLVERS["heun"]
+    assert solvers.NAMES == ("euler", "heun", "dpmpp_2m", "unipc", "dpmpp_3m", "deis", "ipndm", "ipndm_v") and solvers.check("heun") is solvers.SOLVERS["heun"]
     with pytest.raises(InputError, match=r"^`solver` = 'x': expected one of euler, heun, dpmpp_2m$"):
         solvers.check("x")
     assert [s.evaluations(8) for s in solvers.SOLVERS.values()] == [8, 16, 8]
