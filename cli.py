@@ -19,6 +19,7 @@ from .numcore.checks import OPTIONS, InputError, split_list
 from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 from .numcore.solvers import NAMES
+from .exports.presets import PRESETS
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -324,8 +325,7 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
 # ----------------------------------------------------------------------------- grid
 
 GRID_FORMATS = ("table", "json", "csv", "npy", "txt")
-PRESET_NAMES = ("diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps", "k-diffusion",
-                "comfyui")
+PRESET_NAMES = tuple(PRESETS)
 
 
 def output_format(fmt: str | None, output: str | None) -> str:
@@ -347,7 +347,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
                    "[default: balanced; with --for: the grid that wins for the preset's solver]")
 @click.option("--solver", type=click.Choice(list(NAMES)), default=None,
               help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
-                   "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
+                   "runs: a k-diffusion-* or comfyui-* preset names its sampler; unipc for diffusers-unipc, "
+                   "dpmpp_2m for diffusers-timesteps, dpmpp_3m for diffusers-dpmsolver-3m, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default=None,
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
                    "||J||_op (data-aware; uses --samples and --seed).  [default: tri; empirical with --model, "
@@ -361,7 +362,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Extra units to output (repeat or comma-separate): t, sigma (VE/EDM), alpha, sigma_vp, logsnr, "
                    "rf (rectified flow), ddpm (fractional timestep of --beta-schedule, 1000 steps).")
 @click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default=None,
-              help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps exports "
+              help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps / "
+                   "diffusers-dpmsolver-3m exports "
                    "[default: linear, or the --scheduler-config's].")
 @click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
                                            "range (with a warning) instead of failing.")
@@ -378,8 +380,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
 @click.option("--shift", type=float, default=None,
-              help="diffusers-flowmatch: the scheduler's static shift to compensate [default: 1 (neutral), or the "
-                   "--scheduler-config's].")
+              help="diffusers-flowmatch, diffusers-unipc: the scheduler's static shift to compensate [default: 1 "
+                   "(neutral), or the --scheduler-config's].")
 @click.option("--scheduler-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A pipeline's own scheduler_config.json (diffusers presets): build the export for that scheduler "
                    "(beta schedule, zero terminal SNR, sigma range, shift) and check it there.")

@@ -260,7 +260,7 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
     integer = ex.values.dtype.kind in "iu"
     if integer:
         value_text = str
-    elif ex.preset == "comfyui":  # ComfyUI's number parser reads no exponents: plain decimals
+    elif ex.preset.startswith("comfyui"):  # ComfyUI's number parser reads no exponents: plain decimals
         from .exports.presets import plain_decimal as value_text
     else:
         value_text = "{:.9g}".format

@@ -332,6 +332,8 @@ class Solver:
     evaluations: Callable[[int], int]  # model evaluations for N steps (== rows with ev > 0)
     py_scheme: Callable  # scheme(sig, ev, cx, cd), plain Python
     source: str  # whose algorithm it is
+    k_diffusion: str | None = None  # the k-diffusion sampler that runs it (exports: the k-diffusion-* presets)
+    comfyui: str | None = None  # ComfyUI's sampler name for it (exports: the comfyui-* presets)
 
     @property
     def scheme(self):
@@ -364,21 +366,24 @@ SOLVERS: dict[str, Solver] = {
     s.name: s
     for s in (
         Solver("euler", "Euler", 1, 1, lambda N: N + 1, lambda N: N, euler,
-               "k-diffusion sample_euler (diffusers EulerDiscreteScheduler)"),
+               "k-diffusion sample_euler (diffusers EulerDiscreteScheduler)", "sample_euler", "euler"),
         Solver("heun", "Heun", 2, 2, lambda N: 2 * N + 1, lambda N: 2 * N, heun,
-               "k-diffusion sample_heun (Karras et al. 2022, Algorithm 1)"),
+               "k-diffusion sample_heun (Karras et al. 2022, Algorithm 1)", "sample_heun", "heun"),
         Solver("dpmpp_2m", "DPM-Solver++(2M)", 2, 2, lambda N: N + 1, lambda N: N, dpmpp_2m,
-               "k-diffusion sample_dpmpp_2m (diffusers DPMSolverMultistepScheduler, midpoint)"),
+               "k-diffusion sample_dpmpp_2m (diffusers DPMSolverMultistepScheduler, midpoint)", "sample_dpmpp_2m",
+               "dpmpp_2m"),
         Solver("unipc", "UniPC", 2, 5, lambda N: 2 * N, lambda N: N, unipc,
                "diffusers UniPCMultistepScheduler (bh2, order 2, lower_order_final, corrector UniC)"),
         Solver("dpmpp_3m", "DPM-Solver++(3M)", 2, 3, lambda N: N + 1, lambda N: N, dpmpp_3m,
-               "k-diffusion sample_dpmpp_3m_sde with eta = 0 (ComfyUI dpmpp_3m_sde)"),
+               "k-diffusion sample_dpmpp_3m_sde with eta = 0 (ComfyUI dpmpp_3m_sde; diffusers "
+               "DPMSolverMultistepScheduler, solver_order 3, heun)", "sample_dpmpp_3m_sde", "dpmpp_3m_sde"),
         Solver("deis", "DEIS", 2, 3, lambda N: N + 1, lambda N: N, deis,
-               "ComfyUI sample_deis (order 3, tabulated coefficients, after GITS and DEIS)"),
+               "ComfyUI sample_deis (order 3, tabulated coefficients, after GITS and DEIS)", None, "deis"),
         Solver("ipndm", "iPNDM", 2, 4, lambda N: N + 1, lambda N: N, ipndm,
-               "ComfyUI sample_ipndm (order 4, equal-step weights; after GITS)"),
+               "ComfyUI sample_ipndm (order 4, equal-step weights; after GITS)", None, "ipndm"),
         Solver("ipndm_v", "iPNDM-v", 1, 4, lambda N: N + 1, lambda N: N, ipndm_v,
-               "ComfyUI sample_ipndm_v (order 4, variable-step weights as ComfyUI evaluates them; after GITS)"),
+               "ComfyUI sample_ipndm_v (order 4, variable-step weights as ComfyUI evaluates them; after GITS)", None,
+               "ipndm_v"),
     )
 }
 NAMES = tuple(SOLVERS)
