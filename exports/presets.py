@@ -729,11 +729,9 @@ def diffusers_unipc(t, shift: float | None = None, scheduler_config: dict | None
                          f"{y32[i]:.4g}, not a normal float32 number: expected a `shift` closer to 1 or a larger "
                          "`delta`")
     _collapse(append_zero(y32), t, consumer + " (float32)", "rectified-flow times")
-    steps = np.trunc(y * n_train)  # its int64 timesteps; a repeated first one makes it start at the second
-    if y.size > 1 and steps[0] == steps[1]:
-        raise InputError(f"grid nodes 0 and 1 (t = {t[0]:.6g}, {t[1]:.6g}) give {consumer} the same first integer "
-                         f"timestep {int(steps[0])}, so that it would start at node 1: expected fewer `steps` or a "
-                         "smaller `T`")
+    # its int64 timesteps int(num_train_timesteps r), which condition the network: a repeated one conditions two
+    # noise levels alike, and a repeated first one makes the scheduler start at the second node
+    _collapse(np.trunc(y * n_train), t, consumer + " (its integer timesteps)", "timesteps")
     _drift(y32, r[:-1], t[:-1], "UniPCMultistepScheduler", f"float32 cannot represent the shift compensation for "
            f"shift {shift:g}", "a `shift` closer to 1", warnings, f"`shift` = {shift:g}", noise=lambda x: x / (1.0 - x))
     config = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": shift,

@@ -61,8 +61,8 @@ def test_unipc_values_are_the_first_n_rf_times_with_the_shift_compensated():
         np.testing.assert_allclose(back, units.rf_from_t(T_GRID[:-1]), rtol=1e-13)
         assert ex.config["use_flow_sigmas"] and ex.config["flow_shift"] == shift
         assert ex.schedule[-1] == 0 and ex.t.size == T_GRID.size
-    # a first node whose integer timestep repeats in the second would make the scheduler start at node 1
-    with pytest.raises(InputError, match="same first integer timestep"):
+    # nodes whose integer timesteps int(1000 r) repeat (a repeated first one makes the scheduler start at node 1)
+    with pytest.raises(InputError, match=r"grid nodes 0 and 1 .* collapse in UniPCMultistepScheduler .*integer"):
         presets.diffusers_unipc(np.array([5.0, 4.99, 1.0, 0.01]))
 
 
