@@ -13,7 +13,8 @@ mixtures, seed and window (the same test and training batches: the batches depen
 only) can be run apart and joined: `--combine --with DIR` adds, per mixture, DIR's solvers to OUT_DIR's (rows,
 optimal grids and summaries side by side; a solver studied in both is taken from OUT_DIR).  The join is checked:
 the two studies must share the window, the sample sizes, the grids and the exact teacher's end points (its error
-estimate and the sliced-W2 floor, which are computed from them, must be equal).
+estimate and the sliced-W2 floor, which are computed from them, must agree to 1e-9: a study run with another
+number of threads sums in another order).
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def join(mine: dict, other: dict) -> dict:
     for key in ("mixture", "delta", "T", "samples", "seed", "steps", "grids"):
         if mine[key] != other[key]:
             raise SystemExit(f"{mine['mixture']}: the studies differ in {key}: {mine[key]} and {other[key]}")
-    if mine["teacher"]["relative_rms_error"] != other["teacher"]["relative_rms_error"] or \
-            mine["sw_floor"]["value"] != other["sw_floor"]["value"]:
-        raise SystemExit(f"{mine['mixture']}: the studies' exact end points differ (teacher error or SW2 floor)")
+    for a, b in ((mine["teacher"]["relative_rms_error"], other["teacher"]["relative_rms_error"]),
+                 (mine["sw_floor"]["value"], other["sw_floor"]["value"])):
+        if abs(a - b) > 1e-9 * abs(b):  # equal up to the summation order of another thread count
+            raise SystemExit(f"{mine['mixture']}: the studies' exact end points differ (teacher error or SW2 floor)")
     solvers = [s for s in NAMES if s in mine["solvers"] or s in other["solvers"]]
     take = {s: (mine if s in mine["solvers"] else other) for s in solvers}
     out = dict(mine)

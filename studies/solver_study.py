@@ -192,7 +192,8 @@ def league(studies: list) -> dict:
     For each (solver, N, grid): ratios r_m = rel_mse(grid) / rel_mse(optimal) on mixture m (same test batch),
     ``geo_mean`` = exp(mean log r_m) with a 95% Student-t interval of the mean log ratio (``ci``; null for one
     mixture), ``within`` = the fraction of mixtures with r_m <= 1.1, ``best_baseline`` the grid with the
-    smallest geometric mean other than the optimum, and ``mixtures`` = M.
+    smallest geometric mean other than the optimum, and ``mixtures`` = M; ``budget`` (:func:`budget`): at each
+    number of model evaluations, every solver's optimal grid and best closed form against each other.
     """
     from scipy.stats import t as student
 
@@ -219,6 +220,53 @@ def league(studies: list) -> dict:
                            "within": float(np.mean(logs <= np.log(WITHIN))), "max": float(np.exp(logs.max()))}
             base = [g for g in names if g != OPTIMAL]
             out["table"][solver][N] = {"grids": cell, "best_baseline": min(base, key=lambda g: cell[g]["geo_mean"])}
+    out["budget"] = budget(studies)
+    return out
+
+
+def _geo(logs) -> tuple[float, list | None]:
+    """exp(mean) of logs and the 95% Student-t interval of the mean, exponentiated (None for one value)."""
+    from scipy.stats import t as student
+
+    logs = np.asarray(logs, float)
+    m = float(logs.mean())
+    if logs.size < 2:
+        return float(np.exp(m)), None
+    h = float(student.ppf(0.975, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+    return float(np.exp(m)), [float(np.exp(m - h)), float(np.exp(m + h))]
+
+
+def budget(studies: list) -> dict:
+    """At a budget of K model evaluations (the rows' ``nfe``: Heun spends two per step, the others one), which
+    solver with which grid is most accurate over the mixtures.
+
+    For each K and each solver that has a run with K evaluations: its optimal grid and its best closed form at
+    that N (the smallest geometric mean over the mixtures), each with ``geo_mean`` (geometric mean of the relative
+    MSE over the mixtures, 95% interval ``ci``) and ``vs_best`` (its relative MSE over the best candidate's on the
+    same mixture, geometric mean and interval: a paired comparison).  ``best`` is the candidate with the smallest
+    geometric mean; ``order`` ranks them."""
+    out = {}
+    rows = [{(r["solver"], r["grid"], r["nfe"]): r for r in s["rows"]} for s in studies]
+    keys = rows[0].keys()
+    for K in sorted({k[2] for k in keys}):
+        cand = {}
+        for solver in dict.fromkeys(k[0] for k in keys if k[2] == K):
+            grids_ = [k[1] for k in keys if k[0] == solver and k[2] == K]
+            geo = {g: _geo([np.log(r[solver, g, K]["rel_mse"]) for r in rows])[0] for g in grids_}
+            closed = min((g for g in grids_ if g != OPTIMAL), key=geo.get)
+            for g in ([OPTIMAL] if OPTIMAL in grids_ else []) + [closed]:
+                logs = [np.log(r[solver, g, K]["rel_mse"]) for r in rows]
+                gm, ci = _geo(logs)
+                cand[f"{solver}/{g}"] = {"solver": solver, "grid": g, "steps": rows[0][solver, g, K]["steps"],
+                                         "geo_mean": gm, "ci": ci, "logs": logs}
+        best = min(cand, key=lambda c: cand[c]["geo_mean"])
+        for c in cand.values():
+            gm, ci = _geo(np.array(c.pop("logs")) - np.log([r[cand[best]["solver"], cand[best]["grid"], K]["rel_mse"]
+                                                            for r in rows]))
+            c["vs_best"] = {"geo_mean": gm, "ci": ci}
+        order = sorted(cand, key=lambda c: cand[c]["geo_mean"])
+        out[K] = {"best": {"solver": cand[best]["solver"], "grid": cand[best]["grid"]}, "order": order,
+                  "candidates": cand}
     return out
 
 
