@@ -8,9 +8,14 @@ the list one consumer accepts, with that consumer's conventions:
 | diffusers-euler     | EulerDiscreteScheduler `sigmas`        | N+1 VE sigmas sqrt(e^{2t}-1), last sigma(delta) | no          | N         |
 | diffusers-edm       | EDMEulerScheduler `sigmas` (a ramp)    | N+1 ramp values r_i in [0, 1]            | appended by scheduler (final_sigmas_type="zero") | N+1 |
 | diffusers-flowmatch | FlowMatchEulerDiscreteScheduler `sigmas` | N+1 rectified-flow times, pre-shifted  | appended by scheduler | N+1   |
+| diffusers-unipc     | UniPCMultistepScheduler `sigmas` (flow) | N rectified-flow times (t_0..t_{N-1}), pre-shifted | appended by scheduler | N |
 | diffusers-timesteps | DPMSolverMultistepScheduler `timesteps` | N+1 integer DDPM timesteps (rounded)   | appended by scheduler (final_sigmas_type="zero") | N+1 |
-| k-diffusion         | `sigmas` of any k-diffusion sampler    | N+1 VE sigmas and a trailing 0           | yes (in the list) | N+1       |
-| comfyui             | a SIGMAS list (e.g. a manual-sigmas node) | N+1 VE sigmas and a trailing 0        | yes (in the list) | N+1       |
+| diffusers-dpmsolver-3m | the same, pinned to DPM-Solver++(3M) | N+1 integer DDPM timesteps (rounded) | appended by scheduler | N+1 |
+| k-diffusion[-S]     | `sigmas` of any k-diffusion sampler (S) | N+1 VE sigmas and a trailing 0          | yes (in the list) | N+1       |
+| comfyui[-S]         | a SIGMAS list (e.g. a manual-sigmas node) for sampler S | N+1 VE sigmas and a trailing 0 | yes (in the list) | N+1 |
+
+:data:`PRESETS` holds each preset with the registry's solver its consumer runs (the default of ``--for``'s
+winning grid): the k-diffusion-S and comfyui-S presets are made from the registry's sampler names.
 
 "steps run" counts solver steps (model evaluations per step depend on the
 solver: see docs/samplers.md); where the consumer ends in sigma = 0, its last

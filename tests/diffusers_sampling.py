@@ -156,25 +156,45 @@ def unipc_flow(mix, x_T, t, sigmas=None, final=None, float64: bool = True, **con
     return (out * scale(float(t_from_rf(r_end))) if r_end > 0 else out), sched, calls
 
 
-def dpmsolver_multistep_float64(mix, x_start, export, **config):
+class _Float64Torch:
+    """``torch`` as a scheduler module sees it, with ``float32`` meaning float64 (everything else is torch's)."""
+
+    def __init__(self, torch):
+        self._torch = torch
+        self.float32 = torch.float64
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
+
+
+def dpmsolver_multistep_float64(mix, x_start, export, cast: bool = False, **config):
     """:func:`dpmsolver_multistep` with the scheduler's float32 sigmas replaced by the float64 VE sigmas of the
-    exported nodes (and its trailing 0): diffusers' DPM-Solver algorithm on exactly the grid ``export.t``, in
-    float64.  Returns (its final x_0 prediction, the state at the last node, scheduler)."""
+    exported nodes (and its trailing 0), and the model giving its data prediction (``prediction_type="sample"``:
+    the denoiser itself, where an epsilon prediction loses digits converting back to x_0 at small t): diffusers'
+    DPM-Solver algorithm on exactly the grid ``export.t``.  Its ``step`` casts the state to float32 every step
+    ("upcast to avoid precision issues"); unless ``cast``, that cast is made a float64 one (the scheduler module's
+    ``torch.float32`` is float64 for the run), so that the algorithm runs in float64.
+    Returns (its final x_0 prediction, the state at the last node, scheduler)."""
     torch = _torch()
+    import diffusers.schedulers.scheduling_dpmsolver_multistep as module
     from diffusers import DPMSolverMultistepScheduler
 
-    from flowcert.numcore.marginal import score
+    from flowcert.numcore.marginal import denoiser
     from flowcert.numcore.units import sigma_from_t
 
-    sched = DPMSolverMultistepScheduler(**{**export.config, **config})
+    sched = DPMSolverMultistepScheduler(**{**export.config, "prediction_type": "sample", **config})
     sched.set_timesteps(timesteps=export.values.tolist())
     sched.sigmas = torch.as_tensor(np.concatenate([sigma_from_t(export.t), [0.0]]), dtype=torch.float64)
     x = torch.as_tensor(np.asarray(x_start, float))
     at_last = None
-    for i, timestep in enumerate(sched.timesteps):
-        tt = float(export.t[i])
-        if i == len(export.t) - 1:
-            at_last = x.double().numpy()
-        eps = -np.sqrt(-np.expm1(-2 * tt)) * score(mix, x.double().numpy(), tt)
-        x = sched.step(torch.as_tensor(eps), timestep, x).prev_sample
+    saved = module.torch
+    module.torch = saved if cast else _Float64Torch(saved)
+    try:
+        for i, timestep in enumerate(sched.timesteps):
+            tt = float(export.t[i])
+            if i == len(export.t) - 1:
+                at_last = x.double().numpy()
+            x = sched.step(torch.as_tensor(denoiser(mix, x.double().numpy(), tt)), timestep, x).prev_sample
+    finally:
+        module.torch = saved
     return x.double().numpy(), at_last, sched

@@ -641,7 +641,7 @@ def test_every_snippet_of_the_sampler_recipes_runs(tmp_path, monkeypatch):
             g = ns["g"]
             np.testing.assert_allclose(s.sigmas.numpy(), g["schedule"], rtol=2e-5)
             preset = g["for"]
-            assert run_loop(s, preset) == (8 if preset == "diffusers-euler" else 9)
+            assert run_loop(s, preset) == (8 if preset in ("diffusers-euler", "diffusers-unipc") else 9)
         if "ex" in ns:
             ex = ns["ex"]
             s = build(ex)

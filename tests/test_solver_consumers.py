@@ -5,7 +5,9 @@ The consumers: diffusers' schedulers as installed (UniPCMultistepScheduler on th
 DPMSolverMultistepScheduler on the integer timesteps it accepts), and the k-diffusion and ComfyUI algorithms written
 out in tests/consumers.py (source and commit named there).  The diffusers schedulers store float32 sigmas; here their
 sigmas are replaced by the grid's float64 values, so that the comparison is of the algorithm, not of float32
-rounding (tests/test_diffusers.py runs the exports with what the schedulers store)."""
+rounding (tests/test_diffusers.py runs the exports with what the schedulers store); DPMSolverMultistepScheduler
+also rounds its state to float32 in every step, which is made a float64 rounding for the 1e-6 comparison (and
+kept, to float32's precision, beside it)."""
 
 import numpy as np
 import pytest
@@ -90,7 +92,8 @@ def test_deis_time_variable_is_comfyuis():
     sig = torch.tensor([80.0, 14.6, 1.0, 0.1, 0.002], dtype=torch.float64)
     tau, _, _ = C.comfy_edm2t(sig)
     np.testing.assert_allclose(solvers.deis_tau(sig.numpy()), tau.numpy(), rtol=1e-14)
-    np.testing.assert_allclose(solvers.deis_tau(np.array([0.002, 80.0])), [1e-3, 1.0], rtol=1e-5)
+    # the fit's ends: tau(80) = 1; tau(0.002) = 1e-3 only to 0.4%, ComfyUI's float32 logs moving BETA_MIN by 1%
+    np.testing.assert_allclose(solvers.deis_tau(np.array([0.002, 80.0])), [1e-3, 1.0], rtol=5e-3)
 
 
 def test_diffusers_unipc_equals_the_registry(mix):
@@ -126,8 +129,10 @@ def test_diffusers_dpmsolver_on_its_timesteps_equals_the_registry(mix, preset, s
         x0, at_last, sched = ds.dpmsolver_multistep_float64(mix, x, ex)
         got = samplers.sample_grid(mix, x, ex.t, solver)
         assert rel(got, at_last) < TOL, (kind, N, rel(got, at_last))
-        # the appended sigma = 0 returns the denoiser at the last node (computed there from an epsilon
-        # prediction, (x - sigma_vp eps) / alpha, which cancels digits at small t: to 1e-4)
+        # as installed, the scheduler rounds its state to float32 every step: the same to float32's precision
+        _, cast, _ = ds.dpmsolver_multistep_float64(mix, x, ex, cast=True)
+        assert rel(got, cast) < 1e-5
+        # the appended sigma = 0 returns the denoiser at the last node
         D = samplers.mixture_denoiser(mix)
         sN = float(np.sqrt(np.expm1(2 * ex.t[-1])))
-        assert rel(x0, D(got * np.exp(ex.t[-1]), sN)) < 1e-4
+        assert rel(x0, D(got * np.exp(ex.t[-1]), sN)) < TOL
