@@ -502,7 +502,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @number("--train-samples", "train_samples", "Trajectories the optimal grids are fitted on (independent of "
         "--samples; with --model the model's teacher's).")
 @number("--effort", "effort", "Multiplies the grid search's evaluation budgets.")
-@click.option("--solvers", "solver_names", default=None, metavar="NAMES",
+@click.option("--solvers", "solvers", default=None, metavar="NAMES",
               help="Comma-separated solvers to study, each with its own optimal grid: "
                    + ", ".join(NAMES) + " [default: all]")
 @seed_option("Seed of the samples, projections and random mixtures.")
@@ -512,7 +512,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
 def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, random, samples, train_samples, effort,
-                solver_names, seed, delta, T, fmt, output, plot):
+                solvers, seed, delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
@@ -536,14 +536,14 @@ def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, ra
     if model is not None:
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
                                 reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
-                                train_samples=train_samples, effort=effort, solvers=solver_names, plot=plot,
+                                train_samples=train_samples, effort=effort, solvers=solvers, plot=plot,
                                 progress=bars())
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
     res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
                       delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
                       samples=samples, seed=seed, train_samples=train_samples, effort=effort,
-                      solvers=solver_names, plot=plot, progress=bars())
+                      solvers=solvers, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
 

@@ -254,6 +254,24 @@ def test_solvers_command_json_and_plot(tmp_path):
     assert res["sw_floor"]["mean"] > 0
 
 
+def test_solvers_option_picks_the_solvers_each_with_its_optimal_grid():
+    r = CliRunner().invoke(main, ["solvers", "line2", "--steps", "2", "--solvers", "unipc,euler", "--samples", "200",
+                                  "--T", "3", "--delta", "0.01", "--train-samples", "64", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["solvers"] == ["euler", "unipc"]  # the registry's order
+    assert {row["solver"] for row in res["rows"]} == {"euler", "unipc"} and set(res["optimal"]["grids"]) == {"euler",
+                                                                                                             "unipc"}
+    assert set(res["league"]["table"]) == {"euler", "unipc"}
+    budget = res["league"]["budget"]["2"]
+    assert {c["solver"] for c in budget["candidates"].values()} == {"euler", "unipc"}
+    best = budget["candidates"][budget["order"][0]]
+    assert best["vs_best"]["geo_mean"] == 1.0 and best["geo_mean"] == min(c["geo_mean"]
+                                                                          for c in budget["candidates"].values())
+    r = CliRunner().invoke(main, ["solvers", "line2", "--solvers", "euler,lms"])
+    assert r.exit_code == 2 and "--solvers = 'lms': expected one of euler, heun" in r.stderr
+
+
 def test_league_over_random_mixtures():
     from flowcert import solvers
     from flowcert.numcore.mixture import RANDOM_FAMILIES, random_mixtures
