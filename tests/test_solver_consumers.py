@@ -136,3 +136,18 @@ def test_diffusers_dpmsolver_on_its_timesteps_equals_the_registry(mix, preset, s
         D = samplers.mixture_denoiser(mix)
         sN = float(np.sqrt(np.expm1(2 * ex.t[-1])))
         assert rel(x0, D(got * np.exp(ex.t[-1]), sN)) < TOL
+
+
+def test_diffusers_deis_scheduler_takes_no_grid():
+    # why `deis` is ComfyUI's sample_deis and there is no diffusers-deis preset: DEISMultistepScheduler (its
+    # log-rho DEIS, another algorithm) sets its own timesteps from a step count and takes neither sigmas nor
+    # timesteps, so no exported grid can run in it; if a diffusers release adds them, this fails and a preset is due
+    import inspect
+
+    from diffusers import DEISMultistepScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+    def takes(cls):
+        return {"sigmas", "timesteps"} & set(inspect.signature(cls.set_timesteps).parameters)
+
+    assert takes(DEISMultistepScheduler) == set()
+    assert takes(UniPCMultistepScheduler) and takes(DPMSolverMultistepScheduler)  # the two that have presets
