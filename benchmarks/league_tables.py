@@ -3,6 +3,7 @@ per N, each solver's full table, the budget table (K model evaluations), and the
 the optimal grid on the test batch.
 
     python benchmarks/league_tables.py benchmarks/results/league_new_solvers/league.json [--full SOLVER,...]
+        [--budgets 4,8,16,32]
 """
 
 from __future__ import annotations
@@ -60,6 +61,35 @@ def budget(lg: dict) -> str:
     return "\n".join(out)
 
 
+def budget_matrix(lg: dict, budgets=None) -> str:
+    """The budget table by solver: per K, each solver's optimal grid and its best closed form as relative MSE over
+    the best candidate's at that K (paired geometric mean [95%]); the best in bold, '—' where the solver has no
+    run with K evaluations (Heun at K = 4: N = 2 is not studied)."""
+    Ks = [K for K in lg["budget"] if budgets is None or int(K) in budgets]
+    seen = {c["solver"] for K in Ks for c in lg["budget"][K]["candidates"].values()}
+    solvers = [s for s in SOLVERS if s in seen]  # the registry's order
+    out = ["| solver, grid | " + " | ".join(f"K = {K}" for K in Ks) + " |", "| --- |" + " --- |" * len(Ks)]
+    for solver in solvers:
+        for kind in ("optimal", "closed"):
+            cells = []
+            for K in Ks:
+                b = lg["budget"][K]
+                c = [c for c in b["candidates"].values() if c["solver"] == solver
+                     and (c["grid"] == OPTIMAL) == (kind == "optimal")]
+                if not c:
+                    cells.append("—")
+                    continue
+                c = c[0]
+                text = (f"{fmt(c['geo_mean'])} [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}]"
+                        if b["best"] == {"solver": c["solver"], "grid": c["grid"]} else cell(c["vs_best"]))
+                name = "" if kind == "optimal" else f"{c['grid']} "
+                best = b["best"] == {"solver": c["solver"], "grid": c["grid"]}
+                cells.append(f"**{name}{text}**" if best else f"{name}x{text}")
+            label = f"{SOLVERS[solver].label}, " + ("optimal" if kind == "optimal" else "best closed form")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def beaten(doc: dict) -> list[str]:
     lines = []
     for s in doc["studies"]:
@@ -77,6 +107,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("league")
     ap.add_argument("--full", default="", help="comma-separated solvers whose full table to print")
+    ap.add_argument("--budgets", default=None, help="comma-separated K of the budget tables [default: all]")
     args = ap.parse_args()
     doc = json.load(open(args.league))
     lg = doc["league"]
@@ -85,7 +116,12 @@ def main():
     for solver in filter(None, args.full.split(",")):
         print(full(lg, solver), "\n")
     print("budget\n")
+    Ks = [int(K) for K in args.budgets.split(",")] if args.budgets else None
+    if Ks:
+        lg = {**lg, "budget": {K: b for K, b in lg["budget"].items() if int(K) in Ks}}
     print(budget(lg), "\n")
+    print("budget by solver: the best's relative MSE (bold), the others' over it (paired)\n")
+    print(budget_matrix(lg), "\n")
     cases = beaten(doc)
     n = sum(len(s["solvers"]) * len(s["steps"]) for s in doc["studies"])
     print(f"closed form beat the optimal grid on the test batch in {len(cases)} of {n} cases:")
