@@ -21,6 +21,11 @@ import torch
 from .denoiser import Denoiser
 
 
+def _functions(t):
+    """(exp, expm1) for a float t (math's) or a tensor t (torch's, differentiable)."""
+    return (torch.exp, torch.expm1) if torch.is_tensor(t) else (math.exp, math.expm1)
+
+
 class TorchMixture:
     """The mixture's arrays as tensors, with the score and Hessian-vector products of p_t."""
 
@@ -39,10 +44,12 @@ class TorchMixture:
     def d(self) -> int:
         return self.mix.d
 
-    def _terms(self, x, t: float):
-        """(w (n,K), z/s (n,K,d) in the eigenbasis, 1/s (K,d), score (n,d), g (n,K,d))."""
-        alpha = math.exp(-t)
-        s = alpha * alpha * self.eigvals + (-math.expm1(-2.0 * t))
+    def _terms(self, x, t):
+        """(w (n,K), z/s (n,K,d) in the eigenbasis, 1/s (K,d), score (n,d), g (n,K,d)); t a float or a 0-d tensor
+        (then differentiable in it)."""
+        exp, expm1 = _functions(t)
+        alpha = exp(-t)
+        s = alpha * alpha * self.eigvals + (-expm1(-2.0 * t))
         diff = x[:, None, :] - alpha * self.means[None]
         z = diff if self.U is None else torch.einsum("nkd,kde->nke", diff, self.U)
         zs = z / s
@@ -61,8 +68,9 @@ class TorchMixture:
         """
         if self.iso_var is None:
             return self._terms(x, t)[2]
-        alpha = math.exp(-t)
-        s = alpha * alpha * self.iso_var + (-math.expm1(-2.0 * t))
+        exp, expm1 = _functions(t)
+        alpha = exp(-t)
+        s = alpha * alpha * self.iso_var + (-expm1(-2.0 * t))
         logits = self.log_w + (alpha * (x @ self.means.T) - (alpha * alpha) * self.half_sq_means) / s
         w = torch.softmax(logits, dim=1)
         return (alpha * (w @ self.means) - x) / s
@@ -106,10 +114,18 @@ class ExactMixture(Denoiser):
         return {**{k: out[k] for k in ("name", "source", "shape", "d")}, "prediction": "score", "scaling": "vp",
                 "noise": "t", **{k: v for k, v in out.items() if k not in ("name", "source", "shape", "d")}}
 
-    def _at(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
-        alpha = 1.0 / math.sqrt(1.0 + sigma * sigma)
+    sigma_differentiable = True
+
+    def _at(self, y: torch.Tensor, sigma) -> torch.Tensor:
+        """D at one sigma: a float, or a 0-d tensor (then differentiable in it)."""
+        if torch.is_tensor(sigma):
+            sigma = sigma.to(device=y.device, dtype=y.dtype)
+            alpha = 1.0 / torch.sqrt(1.0 + sigma * sigma)
+            t = 0.5 * torch.log1p(sigma * sigma)
+        else:
+            alpha = 1.0 / math.sqrt(1.0 + sigma * sigma)
+            t = 0.5 * math.log1p(sigma * sigma)
         sig_vp = sigma * alpha
-        t = 0.5 * math.log1p(sigma * sigma)
         x = alpha * y
         return (x + sig_vp * sig_vp * self.tm.score(x, t)) / alpha
 
@@ -119,6 +135,11 @@ class ExactMixture(Denoiser):
         if cond:
             raise InputError(f"`cond` = {sorted(cond)}: a Gaussian mixture takes no conditioning")
         n = y.shape[0]
+        if torch.is_tensor(sigma) and sigma.requires_grad:  # differentiable in sigma (one sigma for all samples)
+            if sigma.ndim != 0:
+                raise InputError(f"`sigma` has shape {tuple(sigma.shape)}: a sigma that requires grad must be one "
+                                 "number (0-d)")
+            return self._at(y.to(device=self.device, dtype=self.dtype), sigma).to(device=y.device, dtype=y.dtype)
         s = per_sample(sigma, n)
         yd = y.to(device=self.device, dtype=self.dtype)
         values = torch.unique(s)

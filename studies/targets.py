@@ -354,10 +354,19 @@ class ModelBatches:
         return solve(self.model, x, t, solver, counter=self.counter)
 
     def training_error(self, solver: str, first: int | None = None):
+        """error(t) on the training batch, with exact gradients through the network when the model is
+        differentiable in sigma (:func:`models.flow.squared_error_and_grad`; forward passes counted as
+        evaluations, reverse passes on ``counter.backward``)."""
         from ..numcore.gridsearch import endpoint_error
 
         x, y = self.x_train[:first], self.y_train[:first]
-        return endpoint_error(lambda t: self.solve(x, t, solver), y)
+        grad = None
+        if getattr(self.model, "sigma_differentiable", False):
+            from ..models.flow import squared_error_and_grad
+
+            def grad(t):
+                return squared_error_and_grad(self.model, x, y, t, solver, counter=self.counter)
+        return endpoint_error(lambda t: self.solve(x, t, solver), y, grad)
 
     def test_error(self, t, solver: str) -> dict:
         from ..numcore.distances import relative_mse
