@@ -408,9 +408,10 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
     the exact flow map: relative RMS difference eps ~ 2e-5, checked below) and rounding (1e-14).  A solver
     error of relative RMS r then changes the relative MSE r^2 by at most ~2 eps r, i.e. relatively by
     2 eps / r <= 2e-5 / 0.045 < 1e-3 for the errors here (r^2 > 2e-3): we allow 2e-3 on the training errors.
-    From the same starts Nelder-Mead sees the same ordering of its vertices unless two differ by less than
-    that, so the grids coincide (measured: identical nodes); we allow 0.02 in every log sigma, far below
-    a grid's spacing (> 1) and below the search's own tolerance (gaps within ~0.4% of the 8.4 range: 0.035).
+    From the same starts L-BFGS-B (exact gradients on both paths: autograd through the network there, the
+    compiled reverse-mode kernel here) takes the same steps up to that relative difference, so the grids
+    coincide to far below the search's tolerance; we allow 0.02 in every log sigma, far below a grid's spacing
+    (> 1) and below the search's own tolerance (gaps within ~0.4% of the 8.4 range: 0.035).
     """
     from flowcert.numcore.units import sigma_from_t
     from flowcert.studies.optimal import optimal_grid
