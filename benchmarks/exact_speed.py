@@ -2,7 +2,7 @@
 at N <= 16, and the whole command with three solvers and with a stand-in for seven.
 
     python benchmarks/exact_speed.py OUT.json [--only profile,searches,command] [--compare BEFORE.json]
-        [--mixtures ring8,...] [--standin 7]
+        [--mixtures ring8,...] [--steps 4,8,16] [--solvers euler,...] [--standin 7]
 
 profile   `flowcert solvers ring8`'s study (10^4 test and 4096 training trajectories, N in {4, 8, 16, 32}, every
           grid, every solver) in this process, with the wall and CPU seconds of each phase: the exact teacher,
@@ -151,7 +151,7 @@ def profile() -> dict:
             "searches": per, "load": os.getloadavg()[0]}
 
 
-def searches(names, steps, before=None) -> list:
+def searches(names, steps, before=None, solvers=None) -> list:
     from flowcert.numcore.mixture import builtin
     from flowcert.numcore.samplers import sample_grid
     from flowcert.studies import optimal
@@ -165,7 +165,7 @@ def searches(names, steps, before=None) -> list:
     for name in names:
         mix = builtin(name)
         b = MixtureBatches(mix, DELTA, T, seed=0)
-        for solver in optimal.SOLVERS:
+        for solver in solvers or optimal.SOLVERS:
             for N in steps:
                 c = clock()
                 res = optimal.search(b, solver, N, optimal.baseline_grids(N, DELTA, T))
@@ -240,6 +240,7 @@ def main():
     ap.add_argument("--only", default="profile,searches,command")
     ap.add_argument("--mixtures", default=None, help="comma-separated built-ins for `searches` (default: all)")
     ap.add_argument("--steps", default="4,8,16")
+    ap.add_argument("--solvers", default=None, help="comma-separated solvers for `searches` (default: all)")
     ap.add_argument("--standin", type=int, default=7, help="solvers in the stand-in study (0: none)")
     ap.add_argument("--compare", default=None)
     a = ap.parse_args()
@@ -258,7 +259,8 @@ def main():
         out["profile"] = profile()
     if "searches" in parts:
         names = a.mixtures.split(",") if a.mixtures else list(BUILTINS)
-        out["searches"] = searches(names, [int(n) for n in a.steps.split(",")], before)
+        out["searches"] = searches(names, [int(n) for n in a.steps.split(",")], before,
+                                   a.solvers.split(",") if a.solvers else None)
     if "command" in parts:
         out["command"] = command(0)
         if a.standin:

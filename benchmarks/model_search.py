@@ -2,7 +2,7 @@
 
     python benchmarks/model_search.py OUT.json [--solvers euler,dpmpp_2m,heun] [--steps 4,8,16] [--threads 1]
         [--fresh 512] [--fresh-seed 100] [--fresh-cache FILE.npz] [--batches-cache FILE.pkl]
-        [--compare BEFORE.json[,MORE.json]]
+        [--gradients] [--compare BEFORE.json[,MORE.json]]
     python benchmarks/model_search.py AFTER.json --report --compare BEFORE.json[,MORE.json]
 
 For every solver and N, the work of `flowcert grid --model digits --kind optimal --solver S --steps N` with the
@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--batches-cache", default=None, help="a pickle of the training and test batches (the "
                     "command's defaults): read if it exists (the teacher is not rerun; its CPU seconds are then "
                     "unknown), else written")
+    ap.add_argument("--gradients", action="store_true", help="the search with exact gradients through the network "
+                    "(ModelBatches.GRADIENTS = True; flowcert versions with it)")
     ap.add_argument("--report", action="store_true", help="no run: print the before/after table of OUT.json "
                     "against --compare")
     a = ap.parse_args()
@@ -168,6 +170,8 @@ def main() -> None:
 
     ModelBatches.test_error = test_error
 
+    if a.gradients:
+        ModelBatches.GRADIENTS = True
     target = ModelTarget(model, teacher_steps=cfg["teacher_steps"])
     c = clock()
     if a.batches_cache and os.path.exists(a.batches_cache):  # the same batches, built by an earlier run
@@ -177,7 +181,7 @@ def main() -> None:
             state = pickle.load(fh)
         b = object.__new__(ModelBatches)
         b.__dict__.update(state)
-        b.model, b.counter = model, Counter(model)
+        b.model, b.counter, b.gradients = model, Counter(model), ModelBatches.__dict__.get("GRADIENTS", False)
         teach_wall, teach_cpu = float(b.teacher["seconds"]), float("nan")  # the earlier run's wall; CPU unknown
     else:
         b = ModelBatches(model, DELTA, T, train=cfg["train_samples"], test=cfg["test_samples"], seed=cfg["seed"],

@@ -419,7 +419,7 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
 
     mix = flowcert.load_mixture("ring8")
     model = mixture_model(mix)
-    mb = ModelBatches(model, 1e-3, 5.0, train=96, test=64, seed=3, teacher_steps=64, check=64)
+    mb = ModelBatches(model, 1e-3, 5.0, train=96, test=64, seed=3, teacher_steps=64, check=64, gradients=True)
     ab = Batches(mix, 1e-3, 5.0, seed=3, points=(mb.x_train.numpy(), mb.x_test.numpy()))
     eps = np.sqrt(np.sum((ab.y_train - mb.y_train) ** 2) / np.sum(ab.y_train**2))
     assert eps < 5e-5  # the model's teacher is the exact flow map within its RK4 error
