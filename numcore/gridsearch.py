@@ -9,8 +9,9 @@ that every point of the search space is a valid grid: in rho = log sigma_VE the 
 
 so the nodes are strictly decreasing and the ends fixed for every z in R^{N-1}.  The objective is
 log error(t).  When ``error`` provides exact gradients (``error.value_and_grad``), L-BFGS-B with them
-searches all N - 1 coordinates at every N (a budget per run and a stop when progress stalls; above
-``FULL_SIMPLEX`` steps from the coarse stage below).  Without gradients, up to ``FULL_SIMPLEX`` steps a
+searches all N - 1 coordinates at every N (a budget per run and a stop when progress stalls): up to
+``FULL_SIMPLEX`` steps one run from every start, the best kept (runs from different starts can end in different
+basins); above, one run from the best start after the coarse stage below.  Without gradients, up to ``FULL_SIMPLEX`` steps a
 Nelder-Mead simplex searches all N - 1 coordinates; above, the search first solves the problem with ceil(N/2)
 steps, inserts a node in the middle of each of its gaps (in rho) and refines that grid with L-BFGS-B (coarse to
 fine) with forward differences.  With a ``screen`` (a cheaper
@@ -209,7 +210,17 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
                             "none", time.perf_counter() - clock, f.history, {1: (starts[best], values[best])})
     z0 = to_params(starts[best])
     gradient = hasattr(error, "value_and_grad")
-    if gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
+    if gradient and N <= FULL_SIMPLEX:  # a run from every start: they can end in different basins
+        runs = []
+        for name in sorted(values, key=values.get):
+            r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True)
+            r.message = stop
+            runs.append(r)
+            iterations += int(getattr(r, "nit", 0))
+        res = min(runs, key=lambda r: r.fun)
+        res.nit = 0  # counted above
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients) from each of {len(runs)} starts")
+    elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
         res, stop = _lbfgsb(f, z0, N, effort, True)
         res.message = stop
         stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
