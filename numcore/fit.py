@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .checks import InputError, array, choice, integer, real, require
+from .checks import InputError, array, choice, integer, name as check_name, real, require
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -61,8 +61,10 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
         ``log_likelihood`` per sample, ``converged``), ``n``, ``d``, ``reg_covar``, ``seconds``.
 
     Raises:
-        InputError: bad data (NaN, wrong shape, fewer samples than 2), a bad option, scikit-learn missing.
+        InputError: bad data (NaN, wrong shape, fewer samples than 2), a bad option, a ``name`` the spec reader
+            refuses (:func:`numcore.checks.name`), scikit-learn missing.
     """
+    name = check_name("name", name)  # the spec reader's own rule: fit never writes a name flowcert refuses
     require("sklearn", None, "fit", "scikit-learn")
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture

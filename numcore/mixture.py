@@ -17,15 +17,14 @@ one-line message on bad input.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import InputError, array, kind_of, show_value
+from .checks import InputError, array, kind_of, name as check_name, printable, show_value
 
 MAX_COMPONENTS = 1024
 MAX_DIM = 1024
@@ -34,9 +33,9 @@ MAX_FILE_BYTES = 64 * 2**20
 MAX_ABS_MEAN = 1e12  # |mu_ki|: squared distances, precision-weighted distances and their products stay finite
 MAX_VARIANCE = 1e12  # covariance eigenvalues (and |entries|) at most this, at least MIN_VARIANCE
 MIN_VARIANCE = 1e-8
-MAX_NAME = 200
 WEIGHT_TOL = 1e-6
-SPEC_KEYS = ("name", "weights", "means", "variance", "cov")
+MAX_LABEL = 2**31 - 1  # class labels: what a network's integer class embedding takes
+SPEC_KEYS = ("name", "weights", "means", "variance", "cov", "labels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +52,9 @@ class GaussianMixture:
     structure : "isotropic" (Sigma_k = sigma^2 I shared), "shared" (one Sigma for
         all components), or "component" (covariances differ between components).
     name : label used in reports.
+    labels : (K,) optional class label of each component (integers >= 0), or None: the class-conditional
+        density of class c is the mixture restricted to the components labelled c, renormalised
+        (:meth:`restrict`).
     """
 
     weights: np.ndarray
@@ -61,7 +63,41 @@ class GaussianMixture:
     basis: np.ndarray
     structure: str
     name: str = "mixture"
+    labels: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def classes(self) -> tuple:
+        """The distinct class labels, ascending (empty without labels)."""
+        return () if self.labels is None else tuple(int(c) for c in np.unique(self.labels))
+
+    def restrict(self, label: int) -> "GaussianMixture":
+        """The class-conditional mixture p_0(x | c): the components labelled ``label``, weights renormalised.
+
+        Raises:
+            InputError: a mixture without labels, or a label no component has.
+        """
+        if self.labels is None:
+            raise InputError(f"`class_label` = {label!r}: mixture {self.name!r} has no labels: expected a spec with "
+                             "labels (a class per component)")
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
+                or int(label) not in self.classes:
+            raise InputError(f"`class_label` = {show_value(label)}: expected one of the mixture's classes "
+                             f"{', '.join(str(c) for c in self.classes)}")
+        key = ("restrict", int(label))
+        if key not in self._cache:
+            keep = np.flatnonzero(self.labels == int(label))
+            spec = self.to_spec()
+            sub = {"weights": (self.weights[keep] / self.weights[keep].sum()).tolist(),
+                   "means": self.means[keep].tolist(), "labels": [int(label)] * keep.size}
+            if "variance" in spec:
+                v = spec["variance"]
+                sub["variance"] = v if np.ndim(v) == 0 else [v[k] for k in keep]
+            else:
+                c = np.asarray(spec["cov"])
+                sub["cov"] = c.tolist() if c.ndim == 2 else c[keep].tolist()
+            self._cache[key] = from_spec(sub, name=f"{self.name}[class {int(label)}]")
+        return self._cache[key]
 
     @property
     def K(self) -> int:
@@ -114,11 +150,12 @@ class GaussianMixture:
         return a2 * self.eigvals + (-np.expm1(-2.0 * t))
 
     def describe(self) -> dict:
-        """Plain-data summary: sizes, structure, geometry constants."""
+        """Plain-data summary: sizes, structure, geometry constants (and the classes, with labels)."""
         sq = (self.means**2).sum(1)
         dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * self.means @ self.means.T, 0.0))
         off = dist[~np.eye(self.K, dtype=bool)]
-        return {
+        extra = {} if self.labels is None else {"classes": list(self.classes), "labels": self.labels.tolist()}
+        return {**extra,
             "name": self.name,
             "K": self.K,
             "d": self.d,
@@ -134,6 +171,8 @@ class GaussianMixture:
     def to_spec(self) -> dict:
         """A spec mapping that :func:`from_spec` turns back into this mixture."""
         spec = {"name": self.name, "weights": self.weights.tolist(), "means": self.means.tolist()}
+        if self.labels is not None:
+            spec["labels"] = self.labels.tolist()
         if self.structure == "isotropic":
             spec["variance"] = float(self.eigvals[0, 0])
         elif self.isotropic_components:
@@ -153,7 +192,8 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
 
     Keys: ``weights`` (optional, K positive numbers summing to 1 within 1e-6;
     default equal), ``means`` (K x d), and exactly one of ``variance`` (a number,
-    or K numbers) or ``cov`` (one d x d matrix, or K of them); ``name`` optional.
+    or K numbers) or ``cov`` (one d x d matrix, or K of them); ``name`` optional;
+    ``labels`` optional (K class labels, integers >= 0: a class per component).
     """
     if not isinstance(spec, dict):
         raise InputError(f"mixture spec is {kind_of(spec)}: expected a mapping with keys means, variance or cov")
@@ -167,11 +207,9 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         shown = (f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else "")) if word else "(not shown)"
         raise InputError(f"unknown key {shown} in mixture spec: expected only {', '.join(SPEC_KEYS)}")
     if "name" in spec and spec["name"] is not None:
-        if not isinstance(spec["name"], str) or not 0 < len(spec["name"]) <= MAX_NAME:
-            what = f"a string of {len(spec['name'])} characters" if isinstance(spec["name"], str) \
-                else kind_of(spec["name"])
-            raise InputError(f"`name` is {what}: expected a string of 1 to {MAX_NAME} characters")
-        name = spec["name"]
+        name = check_name("name", spec["name"])
+    else:
+        name = printable(name)  # a name flowcert derived (a file's stem): escaped, never refused
     if "means" not in spec:
         raise InputError("means is missing: expected a K x d list of component means")
     means = array("means", spec["means"], ndim=(1, 2), what="a K x d list of component means")
@@ -197,6 +235,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         w = w / w.sum()
     else:
         w = np.full(K, 1.0 / K)
+    labels = _labels(spec.get("labels"), K)
 
     has_var, has_cov = "variance" in spec, "cov" in spec
     if has_var == has_cov:
@@ -214,7 +253,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         _in_range("variance", v, MAX_VARIANCE)
         eig = np.broadcast_to(np.reshape(v, (-1, 1)), (K, d)).astype(np.float64).copy()
         structure = "isotropic" if (v.ndim == 0 or np.all(v == v[0])) else "component"
-        return _build(w, means, eig, np.zeros((0, d, d)), structure, name)
+        return _build(w, means, eig, np.zeros((0, d, d)), structure, name, labels)
 
     c = array("cov", spec["cov"], ndim=(2, 3), what=f"a {d} x {d} matrix or {K} of them")
     if c.ndim == 2:
@@ -265,7 +304,30 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         structure = "component"
         if not diagonal and np.allclose(basis, basis[0]):
             basis = basis[:1]
-    return _build(w, means, eig, basis, structure, name)
+    return _build(w, means, eig, basis, structure, name, labels)
+
+
+def _labels(value, K: int) -> np.ndarray | None:
+    """The spec's optional ``labels``: K integers in [0, MAX_LABEL], each checked (one line per bad value)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise InputError(f"labels is {kind_of(value)}: expected a list of {K} class labels (one per mean)")
+    if len(value) != K:
+        raise InputError(f"labels has {len(value)} entries: expected {K} class labels (one per mean)")
+    out = np.empty(K, np.int64)
+    for k, v in enumerate(value):
+        ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        if not ok and isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+            ok, v = True, int(v)
+        if not ok:
+            number = isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+            shown = f"= {show_value(v)}" if number else f"is {kind_of(v)}"
+            raise InputError(f"labels[{k}] {shown}: expected a class label (an integer >= 0)")
+        if not 0 <= int(v) <= MAX_LABEL:
+            raise InputError(f"labels[{k}] = {int(v)}: expected a class label in [0, {MAX_LABEL}]")
+        out[k] = int(v)
+    return out
 
 
 def _in_range(field: str, values: np.ndarray, limit: float) -> None:
@@ -276,7 +338,7 @@ def _in_range(field: str, values: np.ndarray, limit: float) -> None:
                          "squared distances, precisions and their products overflow float64; rescale the data)")
 
 
-def _build(w, means, eig, basis, structure, name) -> GaussianMixture:
+def _build(w, means, eig, basis, structure, name, labels=None) -> GaussianMixture:
     if eig.min() < MIN_VARIANCE:
         raise InputError(f"variance {eig.min():.3g} is too small: expected variances >= {MIN_VARIANCE:g}")
     if eig.max() > MAX_VARIANCE:
@@ -289,6 +351,7 @@ def _build(w, means, eig, basis, structure, name) -> GaussianMixture:
         basis=np.ascontiguousarray(basis),
         structure=structure,
         name=name,
+        labels=labels,
     )
 
 
@@ -391,88 +454,16 @@ def builtin(name: str) -> GaussianMixture:
 # ----------------------------------------------------------------------------- files
 
 
-def _yaml(text: str, path: str):
-    """YAML through the safe loader, refusing documents whose aliases expand beyond a spec's size
-    (measured on the node graph, before anything is constructed)."""
-    import yaml
-
-    from .checks import MAX_ARRAY_VALUES
-
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        sizes: dict[int, int] = {}
-        state: dict[int, int] = {}  # 1 = on the path (a cycle when met again), 2 = done
-        stack = [(node, False)]
-        while stack:
-            n, closing = stack.pop()
-            key = id(n)
-            if closing:
-                kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
-                sizes[key] = sum(sizes[id(c)] for c in kids) + 1
-                state[key] = 2
-                if sizes[key] > MAX_ARRAY_VALUES:
-                    raise InputError(f"mixture file {path!r} expands to more than {MAX_ARRAY_VALUES} values "
-                                     "through YAML aliases: expected a spec of at most that size")
-                continue
-            if state.get(key) == 2:
-                continue
-            if state.get(key) == 1:
-                raise InputError(f"mixture file {path!r} holds a recursive YAML alias: expected plain lists of numbers")
-            if isinstance(n, yaml.ScalarNode):
-                sizes[key], state[key] = 1, 2
-                continue
-            state[key] = 1
-            stack.append((n, True))
-            kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
-            stack.extend((c, False) for c in kids)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _parse_error(exc) -> str:
-    """Where a parser failed (line and column), without the text around it (it may be a secret)."""
-    mark = getattr(exc, "problem_mark", None)  # yaml
-    if mark is not None:
-        # quoted parts may be file content: keep only single punctuation marks (',', ']', ':')
-        problem = re.sub(r"'([^']*)'|\"([^\"]*)\"",
-                         lambda m: m.group(0) if len(m.group(0)) <= 4 and not any(c.isalnum() for c in m.group(0))
-                         else "(...)", getattr(exc, "problem", None) or "syntax error")[:80]
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    text = " ".join(str(exc).split())
-    found = re.search(r"\(at line \d+, column \d+\)", text)  # tomllib
-    return (text[: found.end()] if found and found.start() < 80 else "syntax error")[:120]
-
-
 def _read_file(path: str):
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".json", ".yaml", ".yml", ".toml"):
         raise InputError(f"mixture file {path!r} has extension {ext or '(none)'!r}: expected .json, .yaml, .yml "
                          "or .toml")
-    from .io import read_bounded
+    from .io import read_document
 
-    raw = read_bounded(path, "mixture file", MAX_FILE_BYTES)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"mixture file {path!r} is not UTF-8 text: expected a .json, .yaml or .toml spec") from None
-    try:
-        if ext == ".json":
-            return json.loads(text)
-        if ext == ".toml":
-            return tomllib.loads(text)
-        return _yaml(text, path)
-    except InputError:
-        raise
-    except Exception as exc:  # parser errors of three libraries
-        raise InputError(f"mixture file {path!r} does not parse as {ext[1:].upper()}: {_parse_error(exc)}") from None
+    # NaN and Infinity parse as numbers here: the spec checks refuse them by field (`means contains nan`)
+    return read_document(path, "mixture file", {".yml": "yaml"}.get(ext, ext[1:]), limit=MAX_FILE_BYTES,
+                         constants=True)
 
 
 def load(spec: str) -> GaussianMixture:
@@ -484,7 +475,7 @@ def load(spec: str) -> GaussianMixture:
             f"mixture {spec!r} is neither a file nor a built-in: expected a path or one of {', '.join(BUILTINS)}"
         )
     data = _read_file(spec)
-    base = os.path.splitext(os.path.basename(spec))[0]
+    base = printable(os.path.splitext(os.path.basename(spec))[0])
     try:
         return from_spec(data, name=base)
     except InputError as exc:
