@@ -60,11 +60,18 @@ def stability_phase(cfg: ValidateConfig, targets, out: Path, progress=True) -> d
     path = out / "grids.json"
     if path.exists():
         return runcheck.load_grids(out, cfg, targets)
+    import torch
+
     result = {}
-    with _bar(len(targets), "stability", progress) as bar:
-        for mk, target in targets.items():
-            result[mk] = target.stability(cfg, out, _bars(progress))
-            bar.update(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with _bar(len(targets), "stability", progress) as bar:
+            for mk, target in targets.items():
+                result[mk] = target.stability(cfg, out, _bars(progress))
+                bar.update(1)
+    finally:
+        torch.set_num_threads(threads)
     write_json(path, result)
     return result
 
@@ -480,6 +487,10 @@ def model_config(model, *, preset=None, data=None, reference=None, model_options
             path = os.path.abspath(os.fspath(path))
             load_data(path, net.d, name)
             files[name], files[f"{name}_sha256"] = path, file_sha256(path)
+    if options.get("grids") is None and "data" not in files:  # the preset's surrogate grid needs training data
+        from .config import MODEL_PRESETS
+
+        options["grids"] = [g for g in MODEL_PRESETS[preset or "full"]["grids"] if g != "surrogate"]
     cfg = build_config([], [], preset=preset, model=source, shape=list(net.shape), model_options=model_options,
                        **files, **options)
     ModelTarget(net).window(cfg.delta, cfg.T, teacher=True)
