@@ -48,7 +48,7 @@ SCALES = {
                 depth=2, amp_samples=16, lip_samples=16, local_samples=128, empirical_samples=128, rate_points=20,
                 threads=1),
     # what 2 cores shared by six engineers (load 10-14) finish in about an hour: the table in README
-    "cpu-small": dict(steps="1,2,4,8", seeds=3, n_train=384, n_test=128, teacher_steps=16, iters=300, batch=128,
+    "cpu-small": dict(steps="1,2,4,8", seeds=3, n_train=256, n_test=128, teacher_steps=16, iters=300, batch=128,
                       depth=2, amp_samples=4, lip_samples=4, local_samples=32, empirical_samples=32, rate_points=8,
                       threads=1),
     # the full sweep for a GPU session
