@@ -36,7 +36,7 @@ from ..numcore.io import progress as progress_bar
 from .config import ValidateConfig, resolve_device
 from . import runcheck
 from .runfiles import RunLock, torch_save_atomic, write_json
-from .targets import HOLDS_RTOL, RATES, holds, seed_of, target_key, targets_of  # noqa: F401  (re-exported)
+from .sweeps import HOLDS_RTOL, RATES, holds, seed_of, target_key, targets_of  # noqa: F401  (re-exported)
 
 mixture_key = target_key  # the key of a target in run files (kept under its old name)
 
@@ -171,7 +171,7 @@ def _distance(target, cfg, job, student, teacher_end) -> dict | None:
     sample of p_delta (at most DISTANCE_SAMPLES points of each)."""
     from ..numcore.distances import sliced_wasserstein_ci
 
-    from .targets import DISTANCE_SAMPLES, SW_BOOTS
+    from .sweeps import DISTANCE_SAMPLES, SW_BOOTS
 
     if cfg.distance == "none":
         return None
@@ -201,7 +201,7 @@ def run_job(ctx: dict, payload=None) -> dict:
 
     from . import measure as M
     from .students import block_params, finetune_chain, stack_class, train_segments
-    from .targets import target_of
+    from .sweeps import target_of
 
     jdir, out = Path(ctx["dir"]), Path(ctx["out"])
     done = jdir / "result.json"
@@ -469,7 +469,7 @@ def model_config(model, *, preset=None, data=None, reference=None, model_options
     from ..studies.targets import ModelTarget
 
     from .config import build_config
-    from .targets import file_sha256
+    from .sweeps import file_sha256
 
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise InputError(f"`model` = {model!r}: expected a model source a run folder can load again (a diffusers "
