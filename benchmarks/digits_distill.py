@@ -10,7 +10,7 @@ configuration as a resumed run would):
 
 * ``mlp``: MLP blocks of equal width per block (--budget per-block) on the seven grids: uniform, empirical
   (balanced on the UNet's E||J||), log-SNR, KL-optimal, EDM, Euler's optimal grid against the UNet's teacher and
-  the surrogate (balanced on the sharp bound of a diagonal Gaussian mixture fitted to the training digits);
+  the surrogate (balanced on the empirical (data-aware) rate of a diagonal Gaussian mixture fitted to the training digits);
 * ``mlp_total``: the same with equal total parameters (--budget total: N blocks share 8 x one 64-wide block), the
   fair one-step against many-steps comparison;
 * ``conv``: conv blocks (3x3, per segment) with as many parameters per block as the 64-wide MLP.
