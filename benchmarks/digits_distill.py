@@ -20,9 +20,10 @@ Every run folder is resumable: kill this script at any point and start it again.
 the small files of each run (config.json, results.json, summary.md, plots) are copied to
 ``benchmarks/validate_runs/digits_<run>/``.
 
-The hook for the guided ``digits-flow`` model (issue 19): ``MODELS`` below; when ``flowcert.load_model`` takes
-``class_label`` and ``guidance`` (and ``MODEL_OPTIONS`` in distill/config.py lists them), add the entry and run
-``--model digits-flow``: the sweep takes any Denoiser.
+The hook for the guided ``digits-flow`` model (issue 19): ``MODELS`` below maps a model source to its
+``model_options`` (``class_label`` and ``guidance``: the run conditions and guides it once, as
+``flowcert.load_model`` does, and records both in its configuration); when the model ships, add its entry (with
+``--reference`` data of that class) and run ``--model digits-flow``: the sweep takes any Denoiser.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def run_all(args) -> None:
             from flowcert.distill.students import param_count
 
             opts["total_params"] = 8 * param_count(64, WIDTH, scale["depth"])
-        flowcert.validate(model=args.model, out=str(out), device=args.device, **opts)
+        flowcert.validate(model=args.model, model_options=MODELS[args.model] or None, out=str(out), device=args.device,
+                          **opts)
         first.setdefault(key, out)
 
 

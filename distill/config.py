@@ -30,7 +30,7 @@ DISTANCES = ("auto", "sw2", "none")
 MAX_STEPS = 256
 # the keyword arguments of flowcert.load_model a model run may record (model_options); the conditioning and
 # guidance options of the models issue (class_label, guidance) join here when its loaders land
-MODEL_OPTIONS = ("prediction",)
+MODEL_OPTIONS = ("prediction", "class_label", "guidance")  # load_model keywords a model run records (JSON values)
 
 PRESETS = {
     # the ring8 comparison a laptop CPU finishes in a few minutes

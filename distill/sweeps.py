@@ -259,13 +259,19 @@ _LOADED: dict = {}
 
 
 def load_model(source: str, options: dict, device: str):
-    """A model by its source (loaded once per process and device)."""
+    """A model by its source (loaded once per process and device); ``options``: ``prediction`` for the loader, and
+    ``class_label`` / ``guidance`` condition and guide it (a class-conditional network or labelled mixture at one
+    guidance scale: :func:`models.conditioning.condition`, as ``flowcert.load_model`` does)."""
     key = (source, json.dumps(options, sort_keys=True), device)
     if key not in _LOADED:
+        from ..models.conditioning import condition
         from ..models.loaders import load
 
+        options = dict(options)
+        guide = {k: options.pop(k) for k in ("class_label", "guidance") if options.get(k) is not None}
         _LOADED.clear()  # one model at a time per process
-        _LOADED[key] = load(source, device=device, **options)
+        model = load(source, device=device, conditioned=bool(guide) or None, **options)
+        _LOADED[key] = condition(model, **guide) if guide else model
     return _LOADED[key]
 
 

@@ -465,18 +465,23 @@ def model_config(model, *, preset=None, data=None, reference=None, model_options
     window against its trained range; the shipped model brings its own training and held-out data (``data``,
     ``reference``) unless others are named; every data file is checked against the model's sample size and its
     sha256 recorded (a resumed run refuses a file that changed)."""
-    from ..models.loaders import builtin_data, load
+    from ..models.loaders import builtin_data
     from ..studies.targets import ModelTarget
 
     from .config import build_config
-    from .sweeps import file_sha256
+    from .sweeps import file_sha256, load_model
 
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise InputError(f"`model` = {model!r}: expected a model source a run folder can load again (a diffusers "
                          "folder, FILE.py:NAME, mixture:SPEC or a shipped model's name)")
     source = os.fspath(model)
+    from .config import MODEL_OPTIONS
+
+    if not isinstance(model_options, (dict, type(None))) or any(k not in MODEL_OPTIONS for k in model_options or {}):
+        raise InputError(f"`model_options` = {model_options!r:.80}: expected a mapping with keys among "
+                         f"{', '.join(MODEL_OPTIONS)}")
     model_options = dict(model_options or {})
-    net = load(source, device=resolve_device(options.get("device") or "auto"), **model_options)
+    net = load_model(source, model_options, resolve_device(options.get("device") or "auto"))
     shipped = builtin_data(source)
     files = {}
     for name, given, default in (("data", data, "train"), ("reference", reference, "test")):

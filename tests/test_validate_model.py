@@ -237,3 +237,25 @@ def test_digits_run_with_conv_blocks(digits_run):
         assert 0 <= d["sw2"]["ci_low"] <= d["sw2"]["value"] <= d["sw2"]["ci_high"]
     (mk, c), = doc["cost"].items()
     assert c["teacher"]["model_evaluations"] > 0 and doc["teacher"][mk]["0"]["self_convergence"]["samples"] == 32
+
+
+def test_a_guided_model_joins_through_model_options(tmp_path):
+    """The hook for a class-conditional model at one guidance scale (the guided digits-flow of issue 19): a
+    labelled mixture behind the model interface, conditioned and guided once, recorded in the configuration;
+    bad values are refused by the conditioning's own checks before any work."""
+    from flowcert.distill.sweeps import load_model
+    from flowcert.distill.validation import model_config
+    from flowcert.models.guidance import GuidedDenoiser
+    from flowcert.numcore.checks import InputError
+
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("means: [[-2.0], [2.0]]\nvariance: 0.25\nlabels: [0, 1]\n")
+    cfg = model_config(f"mixture:{spec}", model_options={"class_label": 1, "guidance": 2.0}, steps=[1, 2],
+                       grids=["uniform"], teacher_steps=8)
+    assert cfg.model_options == {"class_label": 1, "guidance": 2.0}
+    model = load_model(cfg.model, cfg.model_options, "cpu")
+    assert isinstance(model, GuidedDenoiser)
+    for bad, needle in (({"guidance": -1.0, "class_label": 1}, "`guidance` = -1"), ({"class_label": 7}, "`class_label` = 7"),
+                        ({"seed": 1}, "`model_options`")):
+        with pytest.raises(InputError, match=needle):
+            model_config(f"mixture:{spec}", model_options=bad)
