@@ -497,7 +497,8 @@ def validate(specs=(), *, model=None, data=None, reference=None, out: str | None
     many-step teacher (RK4 in log sigma, ``teacher_steps``), x_T ~ N(0, I), grids balanced on its
     E||J||_op, its amplification measured by autograd through the teacher; ``data`` and ``reference``
     are its training and held-out data (.npy; the shipped model's own by default) for its rate, the
-    ``surrogate`` grid and the sliced W2 of the students' samples.
+    ``surrogate`` grid and the sliced W2 of the students' samples; ``model_options`` (a dict among
+    ``prediction``, ``class_label``, ``guidance``) loads, conditions and guides it once, as :func:`load_model`.
 
     Returns:
         the results document written to ``out/results.json`` (``summary`` holds one row per
