@@ -213,7 +213,7 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
          T: float = T_MAX, units: Iterable[str] = ("t",), beta_schedule: str = "linear", clip: bool = False,
          samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 4096,
          test_samples: int = 4096, effort: float = 1.0, shift: float | None = None, mu: float | None = None,
-         resolution=None, scheduler_config: dict | str | None = None, progress=no_progress) -> dict:
+         resolution: str | tuple[int, int] | None = None, scheduler_config: dict | str | None = None, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments, t[0] = T, t[N] = delta.
 
     Kinds: ``balanced`` (Lambda(t_i) = (N - i)/N Lambda(T) for the rate ``bound``: equal
@@ -232,7 +232,10 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
     Args:
         solver: ``euler``, ``heun`` or ``dpmpp_2m``; needed by kind ``optimal``.
         effort: multiplies the search's evaluation budgets (kind ``optimal``).
-        shift, mu, resolution: the flow kinds' parameters (``resolution``: "H,W" or (H, W), each a multiple of 16).
+        shift: flow-shift's static shift (default: ``scheduler_config``'s, else 3, SD3's).
+        mu: flux-mu's dynamic shift (default: the mu of 1024 x 1024, 1.15).
+        resolution: instead of ``mu``, "H,W" or (H, W) (multiples of 16): diffusers' calculate_shift mu of the
+            image's (H/16)(W/16) tokens.
         scheduler_config: a flow-matching scheduler configuration (dict or path) whose static shift, or dynamic
             line (base/max shift, sequence lengths), the flow kinds default to.
 
@@ -259,7 +262,7 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
 
 def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip: bool = False,
            shift: float | None = None, scheduler_config: dict | str | None = None, mu: float | None = None,
-           resolution=None) -> Export:
+           resolution: str | tuple[int, int] | None = None) -> Export:
     """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it, checked the way it runs there.
 
     Presets: ``diffusers-euler`` (EulerDiscreteScheduler ``sigmas``), ``diffusers-edm``
@@ -283,9 +286,9 @@ def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip
             (beta schedule, zero terminal SNR, sigma range, shift, dynamic shift, shift_terminal,
             invert_sigmas, training steps, prediction type), and its ``config`` pins every key that changes
             the schedule; for ``comfyui`` a flow-matching config makes the list flow times.
-        mu, resolution: diffusers-flowmatch for a dynamically shifting scheduler (a Flux-style config, or
-            without a config diffusers' defaults): the pipeline's mu, or the image size (H, W) it computes mu
-            from; the export pre-inverts it and carries it as ``mu``.
+        mu: diffusers-flowmatch for a dynamically shifting scheduler (a Flux-style config, or without a config
+            diffusers' defaults): the pipeline's mu; the export pre-inverts it and carries it as ``mu``.
+        resolution: instead of ``mu``, the image size (H, W) the pipeline computes mu from.
 
     Returns:
         Export with ``argument`` (the keyword to pass), ``values`` (what to pass), ``schedule``
@@ -309,7 +312,7 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
                 bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str | None = None,
                 clip: bool = False, shift: float | None = None, scheduler_config: dict | str | None = None,
                 samples: int = 4096, seed: int = 0, train_samples: int = 4096, test_samples: int = 4096,
-                effort: float = 1.0, mu: float | None = None, resolution=None, progress=no_progress) -> dict:
+                effort: float = 1.0, mu: float | None = None, resolution: str | tuple[int, int] | None = None, progress=no_progress) -> dict:
     """A grid of N = ``steps`` segments exported for one sampler (``flowcert grid --for PRESET``).
 
     Without ``kind``: the grid that wins for the solver the preset runs (Euler for diffusers-euler,
@@ -672,7 +675,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-               threads: int | None = None, shift: float | None = None, mu: float | None = None, resolution=None,
+               threads: int | None = None, shift: float | None = None, mu: float | None = None, resolution: str | tuple[int, int] | None = None,
                scheduler_config: dict | str | None = None, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model: :func:`grid`'s code
     (:func:`flowcert.studies.timegrid.build`) on the model, with a model's defaults.
@@ -718,7 +721,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
                       test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-                      threads: int | None = None, mu: float | None = None, resolution=None,
+                      threads: int | None = None, mu: float | None = None, resolution: str | tuple[int, int] | None = None,
                       progress=no_progress) -> dict:
     """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``): :func:`export_grid`'s
     code (:func:`flowcert.studies.timegrid.export`) on the model, with a model's defaults.
