@@ -154,13 +154,20 @@ class GridKind:
 
     def parameters(self, **given) -> dict:
         """The kind's parameters from ``given`` (others ignored; None or absent: the kind's default), each checked
-        by the option table; {} for a kind that takes none."""
-        out = {}
+        by the option table (a ``resolution`` H,W by :func:`numcore.checks.resolution` and turned into its ``mu``
+        with diffusers' default line); {} for a kind that takes none."""
+        from .checks import resolution
+
+        out = {name: resolution(given[name]) if name == "resolution" else option(name, given[name])
+               for name in self.params if given.get(name) is not None}
+        if "resolution" in out:
+            if "mu" in out:
+                raise InputError(f"`mu` = {out['mu']:g} and `resolution` = {out['resolution'][0]},"
+                                 f"{out['resolution'][1]}: expected one of them (mu is computed from the resolution)")
+            out["mu"] = mu_for_resolution(*out.pop("resolution"))
         for name in self.params:
-            value = given.get(name)
-            if value is None:
-                value = PARAM_DEFAULTS[name]
-            out[name] = option(name, value)
+            if name in PARAM_DEFAULTS and name not in out:
+                out[name] = PARAM_DEFAULTS[name]
         return out
 
 
@@ -173,7 +180,7 @@ KINDS: dict[str, GridKind] = {k.name: k for k in (
     GridKind("flow-shift", CLOSED, flow_shift, "a flow pipeline's default: uniform in the flow time, then the "
              "static --shift (SD3: 3)", ("shift",)),
     GridKind("flux-mu", CLOSED, flux_mu, "Flux's default: uniform in the flow time, then the dynamic shift with "
-             "--mu or the mu of --resolution H,W (default 1024,1024: mu 1.15)", ("mu",)),
+             "--mu or the mu of --resolution H,W (default 1024,1024: mu 1.15)", ("mu", "resolution")),
     GridKind("gits", TEACHER, None, "a GITS-style dynamic programme over the teacher's nodes"),
     GridKind("optimal", SOLVER, None, "the grid that minimises one solver's error against a teacher"),
 )}

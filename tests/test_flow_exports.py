@@ -85,6 +85,11 @@ def test_flow_kinds_are_the_pipelines_defaults_on_the_window():
         u = sig / (1 + sig)
         s = units.rf_from_t(t)
         np.testing.assert_allclose(math.exp(mu) / (math.exp(mu) + (1 / u - 1)), s, rtol=1e-12)
+    # flux-mu of a resolution: the mu diffusers computes for it (the default line)
+    np.testing.assert_array_equal(grids.build("flux-mu", 6, DELTA, T, resolution="512,512"),
+                                  grids.build("flux-mu", 6, DELTA, T, mu=grids.mu_for_resolution(512, 512)))
+    with pytest.raises(InputError, match="expected one of them"):
+        grids.build("flux-mu", 6, DELTA, T, resolution=(512, 512), mu=1.0)
     # defaults: SD3's shift 3 and Flux's mu at 1024 x 1024
     np.testing.assert_array_equal(grids.build("flow-shift", 5, DELTA, T), grids.flow_shift(5, DELTA, T, 3.0))
     assert grids.DEFAULT_MU == pytest.approx(1.15, abs=1e-12)
