@@ -139,16 +139,17 @@ def test_flux_dynamic_mu_is_pre_inverted_in_the_unmodified_scheduler(kind, hw):
 
 def round_trip_figures():
     """The largest relative difference between the grid's flow times and what the unmodified scheduler runs, per
-    config (the report's table); the old export (static shift pinned) in a Flux pipeline for comparison."""
+    config, kind and N (the figures docs/samplers.md quotes)."""
     out = {}
     for kind in KINDS:
-        t = grids.build(kind, 8, DELTA, T)
-        r = units.rf_from_t(t)
-        out[("SD3 shift 3", kind)] = max_rel(unmodified(SD3, presets.export(
-            "diffusers-flowmatch", t, scheduler_config=SD3)).sigmas.numpy()[:-1], r)
-        for hw in RESOLUTIONS:
-            ex = presets.export("diffusers-flowmatch", t, scheduler_config=FLUX, resolution=hw)
-            out[(f"Flux {hw[0]}x{hw[1]}", kind)] = max_rel(unmodified(FLUX, ex).sigmas.numpy()[:-1], r)
+        for N in (4, 8, 16, 32):
+            t = grids.build(kind, N, DELTA, T)
+            r = units.rf_from_t(t)
+            out[("SD3 shift 3", kind, N)] = max_rel(unmodified(SD3, presets.export(
+                "diffusers-flowmatch", t, scheduler_config=SD3)).sigmas.numpy()[:-1], r)
+            for hw in RESOLUTIONS:
+                ex = presets.export("diffusers-flowmatch", t, scheduler_config=FLUX, resolution=hw)
+                out[(f"Flux {hw[0]}x{hw[1]}", kind, N)] = max_rel(unmodified(FLUX, ex).sigmas.numpy()[:-1], r)
     return out
 
 
