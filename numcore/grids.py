@@ -33,11 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 import math
 
-from .checks import InputError, option
+import numpy as np
+
+from .checks import InputError, option, resolution
 from .integral import StabilityIntegral
 from .units import logsnr_from_t, sigma_from_t, t_from_logsnr, t_from_sigma
 
@@ -156,8 +156,6 @@ class GridKind:
         """The kind's parameters from ``given`` (others ignored; None or absent: the kind's default), each checked
         by the option table (a ``resolution`` H,W by :func:`numcore.checks.resolution` and turned into its ``mu``
         with diffusers' default line); {} for a kind that takes none."""
-        from .checks import resolution
-
         out = {name: resolution(given[name]) if name == "resolution" else option(name, given[name])
                for name in self.params if given.get(name) is not None}
         if "resolution" in out:
