@@ -162,26 +162,42 @@ def write_atomic(path, data: bytes | str, param: str = "output", *, makedirs: bo
     return path
 
 
-def read_bounded(path, what: str = "file", limit: int = MAX_READ_BYTES) -> bytes:
-    """The bytes of a regular file, at most ``limit`` (reads ``limit`` + 1 bytes to tell).
-
-    The file is opened without blocking and checked on the open descriptor, so a FIFO, a
-    device (a link to /dev/zero) or a folder is refused before anything is read.
+def open_regular(path, what: str = "file") -> tuple[int, os.stat_result]:
+    """(a read-only descriptor, its stat) of a regular file, opened without blocking and checked on the open
+    descriptor, so a FIFO, a device (a link to /dev/zero) or a folder is refused before anything is read.
+    The caller closes the descriptor.
 
     Raises:
-        InputError: naming the file; never showing its content.
+        InputError: naming the file and what it is instead.
     """
-    path = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise InputError(f"{what} {path!r} is {kind}: expected a regular file")
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        mode = st.st_mode
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise InputError(f"{what} {path!r} is {kind}: expected a regular file")
+    return fd, st
+
+
+def read_bounded(path, what: str = "file", limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of a regular file, at most ``limit`` (reads ``limit`` + 1 bytes to tell); a FIFO, a device or a
+    folder is refused before anything is read (:func:`open_regular`).
+
+    Raises:
+        InputError: naming the file; never showing its content.
+    """
+    path = os.fspath(path)
+    fd, _ = open_regular(path, what)
+    try:
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
@@ -222,16 +238,8 @@ def safetensors_header(path, what: str = "weights file") -> dict:
         InputError: naming the file and what is wrong with it.
     """
     path = os.fspath(path)
+    fd, st = open_regular(path, what)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
-            raise InputError(f"{what} {path!r} is {kind}: expected a regular file")
         head = os.pread(fd, 8, 0)
         if len(head) < 8:
             raise InputError(f"{what} {path!r} is {len(head)} bytes long: expected a safetensors file")
