@@ -63,7 +63,7 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
     """
     from torch.func import vjp
 
-    x = torch.as_tensor(x).to(model.dtype).detach()
+    x = torch.as_tensor(x).to(model.work_dtype).detach()
     n, d = x.shape
     g = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     q = _unit(g) if u0 is None else _unit(_unit(u0.double()) + 0.5 * _unit(g))
