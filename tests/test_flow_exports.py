@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -505,3 +506,92 @@ def test_a_models_own_config_reaches_only_the_presets_that_read_one():
         np.testing.assert_allclose(ex.values[:-1], units.sigma_from_t(grids.logsnr(4, DELTA, 2.0)))
     ex = export(WithConfig(mix, SD3), 4, "comfyui", kind="logsnr", T=2.0)["export"]  # a flow model: flow times
     np.testing.assert_allclose(ex.values[:-1], units.rf_from_t(grids.logsnr(4, DELTA, 2.0)))
+
+
+# ----------------------------------------------------------------------------- flow pipeline folders end to end
+
+
+@pytest.fixture(scope="module")
+def flow_folders(tmp_path_factory):
+    """Tiny SD3 (static shift 3) and Flux (dynamic shift, diffusers' line) pipeline folders, as save_pretrained
+    writes them (the families' own builder), with their conditioning files."""
+    from test_families import _build, _cond, _save_cond
+
+    root = tmp_path_factory.mktemp("flow_pipelines")
+    out = {}
+    for kind in ("sd3", "flux"):
+        _build(kind, root / kind)
+        out[kind] = (str(root / kind), _save_cond(root / f"{kind}.safetensors", _cond(kind)))
+    return out
+
+
+def model_args(flow_folders, kind):
+    folder, cond = flow_folders[kind]
+    return ["--model", folder, "--cond", cond, *(["--shape", "4,8,8"] if kind == "flux" else [])]
+
+
+def folder_scheduler(folder):
+    """The pipeline folder's own scheduler, unmodified (what `FluxPipeline.from_pretrained(folder)` holds)."""
+    return FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
+
+
+def test_a_flow_pipeline_folders_own_scheduler_runs_its_export(flow_folders):
+    # Flux: the folder's dynamic config needs the image size; the export's mu is the one the pipeline computes from
+    # the folder's own config, and the folder's scheduler given (sigmas, mu) runs the grid
+    flux = model_args(flow_folders, "flux")
+    one_line_error(run("grid", *flux, "--steps", 4, "--kind", "logsnr", "--for", "diffusers-flowmatch"),
+                   "--mu missing")
+    r = run("grid", *flux, "--steps", 4, "--kind", "logsnr", "--for", "diffusers-flowmatch", "--resolution", "512,768",
+            "--format", "json")
+    assert r.exit_code == 0, r.output
+    g = json.loads(r.stdout)
+    s = folder_scheduler(flow_folders["flux"][0])
+    c = s.config
+    assert g["mu"] == flux_calculate_shift(grids.image_seq_len(512, 768), c.base_image_seq_len, c.max_image_seq_len,
+                                           c.base_shift, c.max_shift)
+    flux_retrieve_timesteps(s, 28, "cpu", sigmas=g["sigmas"], mu=g["mu"])
+    assert max_rel(s.sigmas.numpy()[:-1], units.rf_from_t(g["t"])) <= 2 * EPS32
+    # flux-mu on the folder: its own line at 1024 x 1024 by default, --resolution's mu otherwise
+    for extra, mu in (([], grids.DEFAULT_MU), (["--resolution", "256,256"], grids.mu_for_resolution(256, 256))):
+        r = run("grid", *flux, "--steps", 4, "--kind", "flux-mu", *extra, "--format", "json")
+        assert r.exit_code == 0, r.output
+        g = json.loads(r.stdout)
+        assert g["mu"] == mu
+        np.testing.assert_allclose(g["t"], grids.flux_mu(4, g["delta"], g["T"], mu), rtol=1e-12)
+    # SD3: the folder's static shift 3 is flow-shift's default and is pre-inverted; the pipeline passes no mu
+    sd3 = model_args(flow_folders, "sd3")
+    r = run("grid", *sd3, "--steps", 4, "--kind", "flow-shift", "--for", "diffusers-flowmatch", "--format", "json")
+    assert r.exit_code == 0, r.output
+    g = json.loads(r.stdout)
+    assert g["grid_params"] == {"shift": 3.0} and "mu" not in g
+    np.testing.assert_allclose(g["t"], grids.flow_shift(4, g["delta"], g["T"], 3.0), rtol=1e-12)
+    s = folder_scheduler(flow_folders["sd3"][0])
+    sd3_retrieve_timesteps(s, 28, "cpu", sigmas=g["sigmas"])
+    assert max_rel(s.sigmas.numpy()[:-1], units.rf_from_t(g["t"])) <= 2 * EPS32
+    one_line_error(run("grid", *sd3, "--steps", 4, "--kind", "logsnr", "--for", "diffusers-flowmatch", "--mu", 1),
+                   "shifts statically")
+
+
+def test_a_flow_pipeline_folders_studies_weigh_its_own_shifts(flow_folders):
+    import flowcert
+    from flowcert.studies.solver_study import labels
+    from flowcert.studies.targets import ModelTarget
+
+    # SD3's folder: its static shift (and Flux's default mu); Flux's: its line at 1024 x 1024 (and SD3's default shift)
+    for kind, shift, mu in (("sd3", 3.0, grids.DEFAULT_MU), ("flux", 3.0, grids.mu_for_resolution(1024, 1024))):
+        folder, cond = flow_folders[kind]
+        target = ModelTarget(flowcert.load_model(folder, cond=cond, shape=(4, 8, 8) if kind == "flux" else None))
+        assert {"flow-shift", "flux-mu"} <= set(labels(target))
+        params = target.flow_params()
+        assert grids.KINDS["flow-shift"].parameters(**params) == {"shift": shift}
+        assert grids.KINDS["flux-mu"].parameters(**params) == {"mu": mu}
+    # a folder whose config says otherwise: its shift and its line are the kinds' parameters
+    folder, cond = flow_folders["sd3"]
+    sched = os.path.join(folder, "scheduler", "scheduler_config.json")
+    cfg = json.load(open(sched))
+    try:
+        json.dump({**cfg, "shift": 5.0}, open(sched, "w"))
+        params = ModelTarget(flowcert.load_model(folder, cond=cond)).flow_params()
+        assert grids.KINDS["flow-shift"].parameters(**params) == {"shift": 5.0}
+    finally:
+        json.dump(cfg, open(sched, "w"))
