@@ -35,14 +35,16 @@ def flow_options(kind: str | None, preset: str | None, scheduler_config: dict | 
     Raises:
         InputError: an option that neither the kind nor the preset takes; both ``mu`` and ``resolution``.
     """
-    from ..exports.presets import flow_pipeline, is_flow
+    from ..exports.presets import PRESETS, flow_pipeline, is_flow
     from ..numcore.checks import InputError, option, resolution as check_resolution, show_value
 
     given = {k: v for k, v in (("shift", shift), ("mu", mu), ("resolution", resolution)) if v is not None}
     flow_preset = preset is not None and is_flow(preset, scheduler_config)
-    takes = kind in grids.FLOW_KINDS or (kind is None and flow_preset) or preset == "diffusers-flowmatch"
-    if given and not takes:
-        key = next(iter(given))
+    own = PRESETS[preset].options if preset in PRESETS else ()  # the preset's own shift options (diffusers-unipc: shift)
+    takes = kind in grids.FLOW_KINDS or (kind is None and flow_preset)
+    untaken = [k for k in given if not takes and k not in own]
+    if untaken:
+        key = untaken[0]
         raise InputError(f"`{key}` = {show_value(given[key])} applies to the grid kinds {', '.join(grids.FLOW_KINDS)} "
                          "and to the diffusers-flowmatch export (a flow pipeline's shift): expected `kind` "
                          f"{' or '.join(grids.FLOW_KINDS)}, or no `{key}`")
@@ -65,7 +67,7 @@ def flow_options(kind: str | None, preset: str | None, scheduler_config: dict | 
         params["mu"] = option("mu", grids.mu_for_resolution(*hw, **line), "resolution")
     elif pipe is not None and pipe["dynamic"] and usable:  # the config's own line at the default image size
         params["mu"] = option("mu", grids.mu_for_resolution(*grids.DEFAULT_RESOLUTION, **line), "resolution")
-    export = {}
+    export = {k: v for k, v in (("shift", shift), ("mu", mu), ("resolution", resolution)) if k in own}
     if preset == "diffusers-flowmatch":
         export = {"shift": shift, "mu": mu, "resolution": resolution}
         if scheduler_config is not None and kind == "flow-shift":
