@@ -45,8 +45,9 @@ def flow_options(kind: str | None, preset: str | None, scheduler_config: dict | 
     untaken = [k for k in given if not takes and k not in own]
     if untaken:
         key = untaken[0]
+        exports = " and ".join(name for name, p in PRESETS.items() if key in p.options)
         raise InputError(f"`{key}` = {show_value(given[key])} applies to the grid kinds {', '.join(grids.FLOW_KINDS)} "
-                         "and to the diffusers-flowmatch export (a flow pipeline's shift): expected `kind` "
+                         f"and to the {exports} export{'s' if ' and ' in exports else ''} (a flow pipeline's shift): expected `kind` "
                          f"{' or '.join(grids.FLOW_KINDS)}, or no `{key}`")
     if mu is not None and resolution is not None:
         raise InputError(f"`mu` = {show_value(mu)} and `resolution` = {show_value(resolution)}: expected one of them "
