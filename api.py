@@ -504,18 +504,27 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
             "train_samples": train_samples, "delta": delta, "T": T, "solvers": list(chosen)}
 
 
-def validate(specs=(), *, out: str | None = None, resume: str | None = None, preset: str | None = None,
-             executor: str = "local", workers: int | None = None, ray_address: str | None = None,
-             progress: bool = True, plots: bool = True, **options) -> dict:
+def validate(specs=(), *, model=None, data=None, reference=None, out: str | None = None,
+             resume: str | None = None, preset: str | None = None, executor: str = "local",
+             workers: int | None = None, ray_address: str | None = None, progress: bool = True, plots: bool = True,
+             **options) -> dict:
     """Train residual students on exact teacher flows and compare grids, with intervals.
 
     For each mixture in ``specs``, grid, N and seed: exact PF-ODE trajectories, a residual
     student of N blocks trained segment-wise, its chained relative MSE on fresh x_T ~ p_T, local
     errors, the fan bound, measured amplification and block Lipschitz constants.  ``options``
     are the fields of ``flowcert.distill.config.ValidateConfig`` (steps, grids, bound, seeds,
-    iters, width, ...); ``preset`` is ``quick`` or ``full``.  The run folder ``out`` is
+    iters, width, block, ...); ``preset`` is ``quick`` or ``full``.  The run folder ``out`` is
     checkpointed, so ``validate(resume=out)`` continues a killed run with identical results.
     Needs ``flowcert[torch]``.
+
+    With ``model`` (a source of :func:`load_model`: a diffusers folder, ``FILE.py:NAME``,
+    ``mixture:SPEC``, ``digits``) instead of ``specs``, the students distil a trained network: its own
+    many-step teacher (RK4 in log sigma, ``teacher_steps``), x_T ~ N(0, I), grids balanced on its
+    E||J||_op, its amplification measured by autograd through the teacher; ``data`` and ``reference``
+    are its training and held-out data (.npy; the shipped model's own by default) for its rate, the
+    ``surrogate`` grid and the sliced W2 of the students' samples; ``model_options`` (a dict among
+    ``prediction``, ``class_label``, ``guidance``) loads, conditions and guides it once, as :func:`load_model`.
 
     Returns:
         the results document written to ``out/results.json`` (``summary`` holds one row per
@@ -531,8 +540,8 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
 
     specs = [specs] if isinstance(specs, (str, dict)) else list(specs)
     specs = [load_mixture(s) if isinstance(s, dict) else s for s in specs]
-    return start(specs, out=out, resume=resume, preset=preset, executor=executor, workers=workers,
-                 address=ray_address, progress=progress, plots=plots, **options)
+    return start(specs, model=model, data=data, reference=reference, out=out, resume=resume, preset=preset,
+                 executor=executor, workers=workers, address=ray_address, progress=progress, plots=plots, **options)
 
 
 # ----------------------------------------------------------------------------- trained models

@@ -742,8 +742,8 @@ def demo_cmd(out):
 
 # ----------------------------------------------------------------------------- validate
 
-VALIDATE_EXECUTION = ("specs", "resume", "out", "preset", "executor", "workers", "ray_address", "fmt", "no_plots",
-                      "quiet")
+VALIDATE_EXECUTION = ("specs", "model", "data", "reference", "resume", "out", "preset", "executor", "workers",
+                      "ray_address", "fmt", "no_plots", "quiet")
 
 
 def validate_options(f):
@@ -795,6 +795,25 @@ def validate_options(f):
         ("--amp-samples", dict(type=int, default=d.amp_samples, help="Samples of p_t per amplification time.")),
         ("--lip-samples", dict(type=int, default=d.lip_samples,
                                help="Points per segment for block and teacher Lipschitz constants.")),
+        ("--block", dict(type=click.Choice(["mlp", "conv"]), default=d.block,
+                         help="Block type: an MLP on the flattened sample, or (image-shaped models) small 3x3 "
+                              "convolutional networks; --width is the MLP's width or the conv's channels.")),
+        ("--local-samples", dict(type=int, default=d.local_samples,
+                                 help="Chain states per segment for the local errors (0: every test trajectory).")),
+        ("--distance", dict(type=click.Choice(["auto", "sw2", "none"]), default=d.distance,
+                            help="Sliced W2 of the students' end points to a reference at delta: exact samples (a "
+                                 "mixture), held-out data (--reference, a model); auto: where there is a reference.")),
+        ("--teacher-steps", dict(type=int, default=d.teacher_steps,
+                                 help="With --model: RK4 steps of the model's own teacher over [delta, T] (at least the "
+                                      "largest N).")),
+        ("--rate-points", dict(type=int, default=d.rate_points,
+                               help="With --model: times of the model's E||J||_op table (the empirical rate).")),
+        ("--surrogate-bound", dict(type=click.Choice(["tri", "sharp", "onesided", "empirical"]),
+                                   default=d.surrogate_bound,
+                                   help="With --model: the rate of the fitted mixture the grid named surrogate is "
+                                        "balanced on.")),
+        ("--surrogate-components", dict(type=int, default=d.surrogate_components,
+                                        help="With --model: the most components of the fitted mixture (K by BIC).")),
     ]
     dest = {"--train-samples": "n_train", "--test-samples": "n_test", "--T": "T"}
     for name, kw in reversed(opts):
@@ -806,6 +825,15 @@ def validate_options(f):
 @command("validate")
 @click.argument("specs", nargs=-1, metavar="SPEC...")
 @validate_options
+@click.option("--model", default=None, metavar="MODEL",
+              help="Distil a trained model instead of mixtures: a diffusers folder, FILE.py:NAME (runs the file), "
+                   "mixture:SPEC or the shipped digits; its own RK4 teacher, its E||J|| rate.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
+              help="With --model: training data x_0 (samples of p_t for its rate; the surrogate grid's fit) [the "
+                   "shipped model's own].")
+@click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
+              help="With --model: held-out data x_0 for the sliced W2 of the students' samples [the shipped model's "
+                   "own].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory (config, checkpoints, results.json, summary.md, plots).  [default: flowcert-validate]")
 @click.option("--preset", default=None, type=click.Choice(["quick", "full"]),
@@ -822,7 +850,8 @@ def validate_options(f):
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def validate_cmd(ctx, specs, resume, out, preset, executor, workers, ray_address, fmt, no_plots, quiet, **options):
+def validate_cmd(ctx, specs, model, data, reference, resume, out, preset, executor, workers, ray_address, fmt,
+                 no_plots, quiet, **options):
     """Train residual students on exact teacher flows and compare grids, with intervals.
 
     For each mixture SPEC, grid, number of segments N and seed: exact PF-ODE trajectories
@@ -834,16 +863,23 @@ def validate_cmd(ctx, specs, resume, out, preset, executor, workers, ray_address
     every step is checkpointed, so `flowcert validate --resume DIR` continues a killed run with
     identical results.  Needs the torch extra: pip install 'flowcert[torch]'.
 
+    With --model M the teacher is the network's own probability-flow ODE (RK4 in log sigma,
+    --teacher-steps, its self-convergence reported), x_T ~ N(0, I), the balanced grid is on its
+    E||J||_op (empirical), and its amplification is measured by autograd through the teacher (an
+    estimate, no bound).
+
     \b
     flowcert validate ring8 --preset quick --out runs/quick
     flowcert validate ring8 square4 --grids uniform,balanced,empirical --steps 8 --seeds 3
+    flowcert validate --model digits --preset quick --out runs/digits
     flowcert validate --resume runs/quick
     """
     from click.core import ParameterSource
 
     given = {k: (v if ctx.get_parameter_source(k) != ParameterSource.DEFAULT else None) for k, v in options.items()}
-    doc = api.validate(specs, out=out, resume=resume, preset=preset, executor=executor, workers=workers,
-                       ray_address=ray_address, progress=not quiet, plots=not no_plots, **given)
+    doc = api.validate(specs, model=model, data=data, reference=reference, out=out, resume=resume, preset=preset,
+                       executor=executor, workers=workers, ray_address=ray_address, progress=not quiet,
+                       plots=not no_plots, **given)
     if fmt == "json":
         click.echo(render.to_json(doc["summary"]))
         return

@@ -7,6 +7,7 @@ Presets fill in the options the user did not give.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from ..numcore import grids
@@ -14,14 +15,22 @@ from ..numcore.checks import (TEACHER_DELTA_MIN, InputError, choice, integer, op
                               time_window)
 from ..numcore.solvers import NAMES, check as check_solver
 
-GRIDS = grids.GRID_KINDS + ("empirical",)  # empirical: the balanced grid on the data-aware rate
+# empirical: the balanced grid on the data-aware rate; surrogate (models): the balanced grid of a Gaussian mixture
+# fitted to the model's training data
+GRIDS = grids.GRID_KINDS + ("empirical", "surrogate")
 SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
+SURROGATE_RATES = ("tri", "sharp", "onesided", "empirical")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "process", "ray")
 BUDGETS = ("per-block", "total")
+BLOCKS = ("mlp", "conv")
 DTYPES = ("float32", "float64")
+DISTANCES = ("auto", "sw2", "none")
 MAX_STEPS = 256
+# the keyword arguments of flowcert.load_model a model run may record (model_options); the conditioning and
+# guidance options of the models issue (class_label, guidance) join here when its loaders land
+MODEL_OPTIONS = ("prediction", "class_label", "guidance")  # load_model keywords a model run records (JSON values)
 
 PRESETS = {
     # the ring8 comparison a laptop CPU finishes in a few minutes
@@ -29,6 +38,19 @@ PRESETS = {
                   iters=1200, width=48, depth=2, batch=512, amp_times=6, amp_samples=256, lip_samples=128),
     # the default sweep: the defaults of ValidateConfig
     "full": dict(),
+}
+# the presets of a trained model (validate --model M): what a model costs is its network's evaluations
+MODEL_PRESETS = {
+    # the balanced grid against uniform on a laptop CPU (the digits UNet: minutes)
+    "quick": dict(steps=[1, 4, 8], grids=["uniform", "empirical"], seeds=2, n_train=768, n_test=256,
+                  teacher_steps=24, iters=800, width=64, depth=2, batch=256, amp_samples=4, lip_samples=4,
+                  local_samples=64, empirical_samples=64, rate_points=12, bound="empirical"),
+    # the distillation study of a trained network (the README's digits table): every grid kind
+    "full": dict(steps=[1, 2, 4, 8], grids=["uniform", "empirical", "logsnr", "kl-optimal", "edm", "optimal",
+                                            "surrogate"],
+                 seeds=3, n_train=2048, n_test=512, teacher_steps=48, iters=2000, width=64, depth=2, batch=256,
+                 amp_samples=32, lip_samples=32, local_samples=256, empirical_samples=256, rate_points=24,
+                 bound="empirical"),
 }
 
 
@@ -75,6 +97,23 @@ class ValidateConfig:
     lip_samples: int = 256
     empirical_samples: int = 2048
     preset: str = ""
+    # a trained model (validate --model M): its source as given, load_model's keyword arguments, the sample shape
+    model: str = ""
+    model_options: dict = field(default_factory=dict)
+    shape: list = field(default_factory=list)
+    teacher_steps: int = 64  # RK4 steps of the model's own teacher over [delta, T]
+    rate_points: int = 40  # times of the model's E||J||_op table (the empirical rate)
+    data: str = ""  # training data x_0 (.npy): samples of p_t for the rate, the surrogate's fit
+    data_sha256: str = ""
+    reference: str = ""  # held-out data x_0 (.npy): the distribution distance
+    reference_sha256: str = ""
+    surrogate_bound: str = "empirical"  # the rate the surrogate mixture's balanced grid is uniform in (sharp: K^2 pair
+    # constants per time, far too slow for a 32-component mixture in d = 64 on a CPU)
+    surrogate_components: int = 32
+    # every target
+    block: str = "mlp"
+    distance: str = "auto"
+    local_samples: int = 0  # chain states per segment for the local errors (0: every test trajectory)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,12 +127,23 @@ class ValidateConfig:
     def seed_list(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
 
+    @property
+    def sample_shape(self) -> tuple:
+        """The shape of one sample: the model's, or (d,) of the widest mixture."""
+        if self.shape:
+            return tuple(int(s) for s in self.shape)
+        return (max(len(s["means"][0]) for s in self.specs) if self.specs else 1,)
+
+    @property
+    def d(self) -> int:
+        return int(math.prod(self.sample_shape))
+
     def block_total(self) -> int:
         """The total parameter budget used when ``budget == 'total'``."""
-        from .students import param_count
+        from .students import block_params
 
-        d = max(len(s["means"][0]) for s in self.specs) if self.specs else 1
-        return self.total_params or max(self.steps) * param_count(d, self.width, self.depth)
+        return self.total_params or max(self.steps) * block_params(self.block, self.sample_shape, self.width,
+                                                                   self.depth)
 
 
 def resolve_device(device: str) -> str:
@@ -108,15 +158,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_config(mixtures, specs, *, preset=None, **options) -> ValidateConfig:
+def build_config(mixtures, specs, *, preset=None, model: str = "", **options) -> ValidateConfig:
     """Check every option and return the config.  ``options`` left as None take the preset's value
-    (``full`` when no preset is named), then the dataclass default."""
+    (``full`` when no preset is named; a model's presets are ``MODEL_PRESETS``), then the dataclass default."""
+    table = MODEL_PRESETS if model else PRESETS
     if preset is not None:
-        choice("preset", preset, tuple(PRESETS))
-    base = dict(PRESETS[preset or "full"])
+        choice("preset", preset, tuple(table))
+    base = dict(table[preset or "full"])
     given = {k: v for k, v in options.items() if v is not None}
     merged = {**base, **given}
-    cfg = ValidateConfig(mixtures=list(mixtures), specs=list(specs), preset=preset or "")
+    cfg = ValidateConfig(mixtures=list(mixtures), specs=list(specs), preset=preset or "", model=model)
     for k, v in merged.items():
         if not hasattr(cfg, k):
             raise TypeError(f"unknown option {k}")
@@ -131,10 +182,10 @@ def _memory(cfg: ValidateConfig) -> None:
     Lipschitz measurements with their RK4 stages."""
     from ..numcore.checks import fits_memory, memory_budget
 
-    if not cfg.specs:
+    if not cfg.specs and not cfg.shape:
         return
-    d = max(len(s["means"][0]) for s in cfg.specs)
-    K = max(len(s["means"]) for s in cfg.specs)
+    d = cfg.d
+    K = max(len(s["means"]) for s in cfg.specs) if cfg.specs else 1
     nodes = 1 + len(cfg.grids) * sum(cfg.steps)
     per_point = 8.0 * d * (nodes + 3 * (max(cfg.steps) + 1) + 5 * K)
     need = (cfg.n_train + cfg.n_test) * per_point
@@ -180,15 +231,83 @@ def check_config(cfg: ValidateConfig) -> ValidateConfig:
     if "optimal" in cfg.grids and max(cfg.steps) > 64:
         raise InputError(f"`steps` = {max(cfg.steps)}: expected at most 64 with `grids` optimal (the grid search's "
                          "limit)")
+    cfg.block = choice("block", cfg.block, BLOCKS)
+    cfg.distance = choice("distance", cfg.distance, DISTANCES)
+    cfg.local_samples = integer("local_samples", cfg.local_samples, low=0, high=10**8)
+    cfg.teacher_steps = integer("teacher_steps", cfg.teacher_steps, low=1, high=100_000)
+    cfg.rate_points = integer("rate_points", cfg.rate_points, low=2, high=1000)
+    cfg.surrogate_bound = choice("surrogate_bound", cfg.surrogate_bound, SURROGATE_RATES)
+    cfg.surrogate_components = integer("surrogate_components", cfg.surrogate_components, low=1, high=1024)
+    _check_target(cfg)
     if cfg.lip_samples > cfg.n_test:
         cfg.lip_samples = cfg.n_test
+    if cfg.model and cfg.lip_samples > cfg.amp_samples:
+        cfg.lip_samples = cfg.amp_samples  # a model's block Lipschitz constants are taken where the teacher's are
+    if cfg.local_samples > cfg.n_test:
+        cfg.local_samples = cfg.n_test
     _memory(cfg)
     if cfg.budget == "total":
-        from .students import param_count
+        from .students import block_params
 
-        d = max(len(s["means"][0]) for s in cfg.specs)
-        need = max(cfg.steps) * param_count(d, 1, cfg.depth)
+        need = max(cfg.steps) * block_params(cfg.block, cfg.sample_shape, 1, cfg.depth)
         if cfg.block_total() < need:
             raise InputError(f"`total_params` = {cfg.total_params}: expected at least {need} "
                              f"(N = {max(cfg.steps)} blocks of width 1)")
     return cfg
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"`{name}` = {value!r}: expected text")
+    return value
+
+
+def _check_target(cfg: ValidateConfig) -> None:
+    """What depends on the target: a mixture run (``specs``) or a model run (``model``), never both; the options
+    that only one of them takes; and, for a model, its sample shape, teacher steps, data and block type."""
+    from ..numcore.checks import printable
+
+    cfg.model = _text("model", cfg.model)
+    for key in ("data", "reference", "data_sha256", "reference_sha256"):
+        setattr(cfg, key, _text(key, getattr(cfg, key)))
+    if not isinstance(cfg.model_options, dict) or any(k not in MODEL_OPTIONS for k in cfg.model_options):
+        raise InputError(f"`model_options` = {printable(repr(cfg.model_options), 80)}: expected a mapping with keys "
+                         f"among {', '.join(MODEL_OPTIONS)}")
+    if not isinstance(cfg.shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 2**24
+                                                  for s in cfg.shape):
+        raise InputError(f"`shape` = {printable(repr(cfg.shape), 80)}: expected a list of positive integers")
+    if cfg.model:
+        if cfg.specs or cfg.mixtures:
+            raise InputError("`model` and `specs` together: expected mixture SPECs or one `model`, not both")
+        if not cfg.shape:
+            raise InputError("`shape` is missing: a model run records its sample shape")
+        if cfg.bound != "empirical":
+            raise InputError(f"`bound` = {cfg.bound!r}: a trained model has no analytic bound: expected empirical "
+                             "(the model's p_t-average of ||J||_op)")
+        if max(cfg.steps) > cfg.teacher_steps:
+            raise InputError(f"`steps` = {max(cfg.steps)}: expected at most `teacher_steps` = {cfg.teacher_steps} (each "
+                             "segment of a student needs at least one step of the model's teacher; raise "
+                             "`teacher_steps`)")
+        if "surrogate" in cfg.grids and not cfg.data:
+            raise InputError("`grids` = 'surrogate': the surrogate mixture is fitted to the model's training data: "
+                             "expected `data` FILE.npy")
+        if cfg.distance == "sw2" and not cfg.reference:
+            raise InputError("`distance` = 'sw2': the distance to held-out data needs them: expected `reference` "
+                             "FILE.npy (or `distance` none)")
+    else:
+        if cfg.shape:
+            raise InputError("`shape` is given without `model`: a mixture's samples are vectors")
+        for key in ("data", "reference"):
+            if getattr(cfg, key):
+                raise InputError(f"`{key}` is given without `model`: a mixture's teacher and distance use its exact "
+                                 "samples")
+        if "surrogate" in cfg.grids:
+            raise InputError("`grids` = 'surrogate': the balanced grid of a mixture fitted to a model's training data: "
+                             "expected `model` and `data` (a mixture is its own surrogate: use `balanced`)")
+    if cfg.block == "conv":
+        from .students import image_shape
+
+        if not image_shape(cfg.sample_shape):
+            raise InputError(f"`block` = 'conv': expected image-shaped samples (C, H, W); the "
+                             f"{'model' if cfg.model else 'mixture'}'s samples have shape {tuple(cfg.sample_shape)}: "
+                             "use `block` mlp")

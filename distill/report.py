@@ -66,6 +66,15 @@ def summarise(results) -> list[dict]:
         row = {"mixture": seeds[sorted(seeds)[0]]["mixture"], "mkey": mk, "grid": grid, "N": N,
                "seeds": sorted(seeds), "rel_mse": m, "rel_mse_ci": [lo, hi], "rel_mse_per_seed": vals,
                "params_total": seeds[sorted(seeds)[0]]["params_total"]}
+        dists = [seeds[s]["distance"]["sw2"]["value"] for s in sorted(seeds) if seeds[s].get("distance")]
+        if dists:
+            dm, dlo, dhi = t_interval(dists)
+            if dlo is None:
+                only = seeds[sorted(seeds)[0]]["distance"]["sw2"]
+                dlo, dhi = only["ci_low"], only["ci_high"]
+            row["sw2"], row["sw2_ci"], row["sw2_per_seed"] = dm, [dlo, dhi], dists
+            floor = [seeds[s]["distance"]["teacher_sw2"]["value"] for s in sorted(seeds)]
+            row["teacher_sw2"] = float(np.mean(floor))
         base = by.get((mk, "uniform", N))
         if base is not None:
             common = sorted(set(base) & set(seeds))
@@ -78,8 +87,59 @@ def summarise(results) -> list[dict]:
     return rows
 
 
-def assemble(cfg, info, amp, results, *, device, executor, wall_s, trajectory=None) -> dict:
-    fan_holds = {r: all(j["fan"][r]["holds"] for j in results) for r in ("tri", "sharp", "onesided")}
+def teacher_records(cfg, info, out) -> dict:
+    """{target: {seed: record}} of a model run's teacher files (evaluations, self-convergence, seconds)."""
+    from . import runcheck
+    from .validation import teacher_path
+
+    if not cfg.model or out is None:
+        return {}
+    recs = {}
+    for mk in info:
+        for s in cfg.seed_list:
+            data = runcheck.load_teacher(Path(out), teacher_path(Path(out), mk, s), cfg, info[mk]["union_nodes"],
+                                         cfg.d)
+            recs.setdefault(mk, {})[str(s)] = data["record"]
+    return recs
+
+
+def costs(cfg, info, results, trajectory, teachers) -> dict:
+    """A model run's cost in model evaluations (network passes per sample, forward), phase by phase."""
+    out = {}
+    for mk, entry in info.items():
+        if entry.get("kind") != "model":
+            continue
+        recs = teachers.get(mk, {})
+        c = {"teacher": {"model_evaluations": int(sum(r["model_evaluations"] for r in recs.values())),
+                         "seconds": float(sum(r["seconds"] for r in recs.values())),
+                         "what": f"the cached teacher trajectories ({cfg.n_train} + {cfg.n_test} per seed, "
+                                 f"{len(recs)} seed(s), RK4 with {cfg.teacher_steps} steps over the window, through the "
+                                 f"{len(entry['union_nodes'])} union nodes) and its self-convergence check"},
+             "self_convergence": {"model_evaluations": int(sum(r.get("self_convergence_evaluations", 0)
+                                                               for r in recs.values()))}}
+        c["teacher"]["model_evaluations"] += c["self_convergence"]["model_evaluations"]
+        if "rate" in entry.get("cost", {}):
+            c["rate"] = entry["cost"]["rate"]
+        if "optimal" in entry.get("cost", {}):
+            c["optimal"] = entry["cost"]["optimal"]
+        if trajectory and mk in trajectory and "cost" in trajectory[mk]:
+            c["jacobian"] = trajectory[mk]["cost"]
+        jobs = [j for j in results if j["mkey"] == mk and j.get("cost") and not j.get("same_student_as")]
+        c["jobs"] = {"model_evaluations": int(sum(j["cost"]["model_evaluations"] for j in jobs)),
+                     "what": "the teacher's maps of the students' chain states (local errors), over every job"}
+        c["unit"] = "model evaluations: forward network passes, one per sample"
+        c["total_model_evaluations"] = int(c["teacher"]["model_evaluations"] + c["jobs"]["model_evaluations"]
+                                           + c.get("jacobian", {}).get("model_evaluations", 0)
+                                           + c.get("optimal", {}).get("model_evaluations", 0))
+        out[mk] = c
+    return out
+
+
+def assemble(cfg, info, amp, results, *, device, executor, wall_s, trajectory=None, out=None) -> dict:
+    rates = [r for r in ("tri", "sharp", "onesided") if results and all(r in j["fan"] for j in results)]
+    fan_holds = {r: all(j["fan"][r]["holds"] for j in results) for r in rates}
+    teachers = teacher_records(cfg, info, out)
+    extra = {"teacher": teachers, "cost": costs(cfg, info, results, trajectory, teachers)} if cfg.model else {}
     return {
         "config": cfg.to_dict(),
         "seeds": cfg.seed_list,
@@ -92,6 +152,7 @@ def assemble(cfg, info, amp, results, *, device, executor, wall_s, trajectory=No
         "summary": summarise(results),
         "fan_bound_holds_everywhere": fan_holds,
         "timing": {"wall_s": wall_s, "executor": executor},
+        **extra,
     }
 
 
@@ -112,71 +173,119 @@ def _fmt_ci(v, ci, pct=False):
 
 def summary_markdown(doc) -> str:
     cfg = doc["config"]
+    model = bool(cfg.get("model"))
+    what = (f"the model {cfg['model']}'s own teacher (RK4 in log sigma, {cfg.get('teacher_steps')} steps), x_T ~ N(0, I)"
+            if model else "the exact teacher")
     lines = [
-        f"Relative MSE of the chained student, mean over {cfg['seeds']} seed(s) with 95% t-interval; "
+        f"Relative MSE of the chained student against {what}, mean over {cfg['seeds']} seed(s) with 95% t-interval; "
         "change vs uniform paired by seed (geometric mean ratio - 1, 95% interval).",
-        f"Blocks: depth {cfg['depth']}, budget {cfg['budget']}, {cfg['iters']} Adam steps per block, "
-        f"{cfg['n_train']} train / {cfg['n_test']} test trajectories, delta = {cfg['delta']:g}, T = {cfg['T']:g}; "
-        f"balanced grid on the '{cfg['bound']}' rate, empirical = balanced on the p_t-average rate.",
-        "",
-        "| mixture | N | grid | params | rel. MSE [95% CI] | change vs uniform [95% CI] |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"Blocks: {cfg.get('block', 'mlp')}, depth {cfg['depth']}, budget {cfg['budget']}, {cfg['iters']} Adam steps "
+        f"per block, {cfg['n_train']} train / {cfg['n_test']} test trajectories, delta = {cfg['delta']:g}, "
+        f"T = {cfg['T']:g}; " + ("empirical = balanced on the model's E||J||_op" if model else
+                                  f"balanced grid on the '{cfg['bound']}' rate, empirical = balanced on the p_t-average "
+                                  "rate") + ".",
     ]
+    for mk, recs in doc.get("teacher", {}).items():
+        sc = [f"{r['self_convergence']['rel_mse']:.2g} [{_g(r['self_convergence']['ci_low'])}, "
+              f"{_g(r['self_convergence']['ci_high'])}]" for r in recs.values()]
+        lines.append(f"Teacher self-convergence (relative MSE against {2 * cfg['teacher_steps']} steps) per seed: "
+                     + ", ".join(sc) + ".")
+    for mk, c in doc.get("cost", {}).items():
+        lines.append(f"Cost in model evaluations (forward passes per sample): teacher {c['teacher']['model_evaluations']:,}"
+                     + (f", Jacobian phase {c['jacobian']['model_evaluations']:,} (+ {c['jacobian']['reverse_passes']:,} "
+                        "reverse passes)" if "jacobian" in c else "")
+                     + (f", optimal grids {c['optimal']['model_evaluations']:,}" if "optimal" in c else "")
+                     + f", jobs {c['jobs']['model_evaluations']:,}; total {c['total_model_evaluations']:,}"
+                     + (f" (rate table: {c['rate']['network_passes']:,} network passes)" if "rate" in c else "") + ".")
+    dist = any("sw2" in r for r in doc["summary"])
+    lines += ["", "| target | N | grid | params | rel. MSE [95% CI] | change vs uniform [95% CI] |"
+              + (" sliced W2 [95% CI] |" if dist else ""),
+              "| --- | --- | --- | --- | --- | --- |" + (" --- |" if dist else "")]
     for r in doc["summary"]:
         lines.append(f"| {r['mixture']} | {r['N']} | {r['grid']} | {r['params_total']} | "
                      f"{_fmt_ci(r['rel_mse'], r['rel_mse_ci'])} | "
-                     f"{_fmt_ci(r.get('change_vs_uniform'), r.get('change_vs_uniform_ci'), pct=True) if r['grid'] != 'uniform' else '-'} |")
+                     f"{_fmt_ci(r.get('change_vs_uniform'), r.get('change_vs_uniform_ci'), pct=True) if r['grid'] != 'uniform' else '-'} |"
+                     + (f" {_fmt_ci(r.get('sw2'), r.get('sw2_ci'))} |" if dist else ""))
+    if dist:
+        floors = sorted({round(r["teacher_sw2"], 12) for r in doc["summary"] if "teacher_sw2" in r})
+        lines.append(f"\nSliced W2 of the teacher's own end points to the same reference (its floor): "
+                     f"{min(floors):.3e} .. {max(floors):.3e}.")
     holds = doc["fan_bound_holds_everywhere"]
-    tol = doc["jobs"][0]["fan"]["tri"].get("holds_rtol") if doc["jobs"] else None
-    lines += ["", "Fan bound sum_i eps_i exp(max(Lambda(t_{i-1}), Lambda(t_i))) >= measured RMS error in every job"
-              + (f" (relative tolerance {tol:g})" if tol else "") + ": " +
-              ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in holds.items())]
-    slack = {r: [j["fan"][r]["slack"] for j in doc["jobs"] if j["fan"][r]["measured_rms"] > 0]
-             for r in ("tri", "sharp", "onesided")}
-    lines.append("Fan bound slack (bound / measured), min .. max over jobs: " +
-                 ", ".join(f"{r} {min(v):.2g} .. {max(v):.2g}" for r, v in slack.items() if v))
+    if holds:
+        tol = doc["jobs"][0]["fan"]["tri"].get("holds_rtol") if doc["jobs"] else None
+        lines += ["", "Fan bound sum_i eps_i exp(max(Lambda(t_{i-1}), Lambda(t_i))) >= measured RMS error in every job"
+                  + (f" (relative tolerance {tol:g})" if tol else "") + ": " +
+                  ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in holds.items())]
+        slack = {r: [j["fan"][r]["slack"] for j in doc["jobs"] if j["fan"][r]["measured_rms"] > 0] for r in holds}
+        lines.append("Fan bound slack (bound / measured), min .. max over jobs: " +
+                     ", ".join(f"{r} {min(v):.2g} .. {max(v):.2g}" for r, v in slack.items() if v))
+    else:
+        lines.append("")
 
-    trajs = [j["fan_trajectory"] for j in doc["jobs"] if j.get("fan_trajectory") and j["fan"]["tri"]["measured_rms"] > 0]
+    trajs = [j["fan_trajectory"] for j in doc["jobs"] if j.get("fan_trajectory") and j["fan_trajectory"]["measured_rms"] > 0]
     if trajs:
         ratio = [f["estimate_end"] / f["measured_rms"] for f in trajs]
-        lines.append("Fan estimate from per-trajectory factors sum_i eps_i q_i (q_i: RMS certified factor from t_i to "
-                     f"delta; an estimate, not a bound) / measured, min .. max over jobs: {min(ratio):.2g} .. "
-                     f"{max(ratio):.2g}")
+        factor = ("RMS certified factor from t_i to delta" if trajs[0].get("factor", "certified") == "certified" else
+                  "RMS of the measured ||D Phi_{t_i->delta}||_op of the model's flow")
+        lines.append(f"Fan estimate sum_i eps_i q_i (q_i: {factor}; an estimate, not a bound) / measured, min .. max "
+                     f"over jobs: {min(ratio):.2g} .. {max(ratio):.2g}")
 
     lines += ["", "Amplification ||D Phi_{t->delta}(x)||_op over x ~ p_t: measured, certified per trajectory "
-              "(an upper bound for each trajectory) and the worst case exp(Lambda(t)):", "",
-              "| mixture | t | mean [95% CI] | p99 [95% CI] | max | certified p99 / max (holds) | "
-              "exp(Lambda) tri | sharp | onesided |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "(an upper bound for each trajectory) and the worst case exp(Lambda(t)):" if not model else
+              "Amplification ||D Phi_{t->delta}(x)||_op of the model's flow at the union nodes, over the teacher's "
+              "states there (measured by autograd through the RK4 teacher; a network has no bound to hold against):",
+              ""]
+    if model:
+        lines += ["| target | t | mean [95% CI] | p99 [95% CI] | max |", "| --- | --- | --- | --- | --- |"]
+    else:
+        lines += ["| mixture | t | mean [95% CI] | p99 [95% CI] | max | certified p99 / max (holds) | "
+                  "exp(Lambda) tri | sharp | onesided |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mk, rows in doc["amplification"].items():
         name = doc["mixtures"][mk]["describe"]["name"]
         for r in rows:
             m, q = r["mean"], r["p99"]
+            head = (f"| {name} | {r['t']:.3g} | {m['value']:.3g} [{_g(m['ci_low'])}, {_g(m['ci_high'])}] | "
+                    f"{q['value']:.3g} [{_g(q['ci_low'])}, {_g(q['ci_high'])}] | {r['max']:.3g} |")
+            if not r["predicted"]:
+                lines.append(head)
+                continue
             c = (f"{r['certified']['p99']['value']:.3g} / {r['certified']['max']:.3g} "
                  f"({r['certificate_holds']}/{r['certificate_checked']})" if "certified" in r else "-")
-            lines.append(f"| {name} | {r['t']:.3g} | {m['value']:.3g} [{_g(m['ci_low'])}, {_g(m['ci_high'])}] | "
-                         f"{q['value']:.3g} [{_g(q['ci_low'])}, {_g(q['ci_high'])}] | {r['max']:.3g} | {c} | "
-                         f"{r['predicted']['tri']:.3g} | {r['predicted']['sharp']:.3g} | {r['predicted']['onesided']:.3g} |")
+            lines.append(f"{head} {c} | {r['predicted']['tri']:.3g} | {r['predicted']['sharp']:.3g} | "
+                         f"{r['predicted']['onesided']:.3g} |")
 
     if doc.get("trajectory"):
-        lines += ["", "Lipschitz mismatch, from per-trajectory factors on exact trajectories x_T ~ p_T: the Lipschitz "
-                  "constant a one-step student needs (max over x_T of ||D Phi_{T->delta}||: measured, certified) against "
-                  "what each block of an N-step student needs (max over segments and x of ||D Phi_{t_{i-1}->t_i}||):", "",
-                  "| mixture | one-step measured | one-step certified | grid | N | block measured | block certified | "
-                  "ratio one-step / block (certified) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        if model:
+            lines += ["", "Lipschitz mismatch, measured on teacher trajectories from x_T ~ N(0, I): the Lipschitz "
+                      "constant a one-step student needs (||D Phi_{T->delta}||_op: max, p99) against what each block of "
+                      "an N-step student needs (max over segments and points of ||D Phi_{t_{i-1}->t_i}||_op):", "",
+                      "| target | one-step max | one-step p99 | grid | N | block max | ratio one-step / block (max) |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+        else:
+            lines += ["", "Lipschitz mismatch, from per-trajectory factors on exact trajectories x_T ~ p_T: the Lipschitz "
+                      "constant a one-step student needs (max over x_T of ||D Phi_{T->delta}||: measured, certified) "
+                      "against what each block of an N-step student needs (max over segments and x of "
+                      "||D Phi_{t_{i-1}->t_i}||):", "",
+                      "| mixture | one-step measured | one-step certified | grid | N | block measured | block certified | "
+                      "ratio one-step / block (certified) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for mk, tr in doc["trajectory"].items():
             name = doc["mixtures"][mk]["describe"]["name"]
             one = tr["one_step"]
             for key, g in tr["grids"].items():
                 kind, N = key.split("/")
                 bm = max(s["measured_max"] for s in g["segments"])
+                if model:
+                    lines.append(f"| {name} | {one['measured_max']:.3g} | {one['measured_p99']:.3g} | {kind} | {N} | "
+                                 f"{bm:.3g} | {one['measured_max'] / bm:.3g} |")
+                    continue
                 bc = max(s["certified_max"] for s in g["segments"])
                 lines.append(f"| {name} | {one['measured_max']:.3g} | {one['certified_max']:.3g} | {kind} | {N} | "
                              f"{bm:.3g} | {bc:.3g} | {one['certified_max'] / bc:.3g} |")
 
     lines += ["", "Lipschitz constants at the largest N (first seed): max over segments of max_x ||D psi_i||_op "
               "(trained block) and of max_x ||D Phi_{t_{i-1}->t_i}||_op (teacher), same points:", "",
-              "| mixture | grid | N | block | teacher |", "| --- | --- | --- | --- | --- |"]
+              "| target | grid | N | block | teacher |", "| --- | --- | --- | --- | --- |"]
     Nmax, s0 = max(cfg["steps"]), doc["seeds"][0]
     for j in doc["jobs"]:
         if j["N"] == Nmax and j["seed"] == s0:
@@ -237,7 +346,8 @@ def plot_all(out: Path, doc) -> list[Path]:
         ax.plot(t, [r["p99"]["value"] for r in a], "s-", label="measured p99")
         ax.plot(t, [r["max"] for r in a], "^-", label="measured max")
         for rate in ("tri", "sharp", "onesided"):
-            ax.plot(t, [r["predicted"][rate] for r in a], "--", label=f"exp(Lambda) {rate}")
+            if all(rate in r["predicted"] for r in a):
+                ax.plot(t, [r["predicted"][rate] for r in a], "--", label=f"exp(Lambda) {rate}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("t")

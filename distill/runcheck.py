@@ -125,7 +125,7 @@ def load_config(out: Path):
         raise damaged(path, "was edited after the run started (its checksum does not match)", restart())
     try:
         specs = data.get("specs")
-        if not isinstance(specs, list) or not specs:
+        if not isinstance(specs, list) or (not specs and not data.get("model")):
             raise InputError("specs is missing or empty")
         for i, spec in enumerate(specs):
             if not isinstance(spec, dict):
@@ -145,16 +145,19 @@ def load_config(out: Path):
 RATES = ("tri", "sharp", "onesided")
 
 
-def load_grids(out: Path, cfg, mixes) -> dict:
-    """grids.json: per mixture, every (grid, N) of the configuration with its nodes and Lambda."""
+def load_grids(out: Path, cfg, targets) -> dict:
+    """grids.json: per target, every (grid, N) of the configuration with its nodes and Lambda (every rate of a
+    mixture; a model's empirical rate where it was computed)."""
     path = out / "grids.json"
     data = _json(path, redo_file(out))
     try:
-        mapping(data, "the document", tuple(mixes))
-        for mk, mix in mixes.items():
+        mapping(data, "the document", tuple(targets))
+        for mk, target in targets.items():
             info = mapping(data[mk], mk, ("describe", "grids", "union_nodes", "amp_times", "amp_Lambda",
                                           "Lambda_T"))
             mapping(info["describe"], f"{mk}.describe", ("name",))
+            if info.get("kind", "mixture") != target.kind:
+                raise _Bad(f"{mk} is not a {target.kind}")
             union = nums(info["union_nodes"], f"{mk}.union_nodes", finite=True)
             if not decreasing(union):
                 raise _Bad(f"{mk}.union_nodes is not decreasing")
@@ -169,12 +172,13 @@ def load_grids(out: Path, cfg, mixes) -> dict:
                                    f"{cfg.delta:g}")
                     if not set(nodes) <= set(union):
                         raise _Bad(f"{mk}.grids.{key}.nodes are not among the union nodes")
-                    lam = mapping(g["Lambda"], f"{mk}.grids.{key}.Lambda", RATES)
-                    for r in RATES:
+                    lam = mapping(g["Lambda"], f"{mk}.grids.{key}.Lambda", target.lambda_rates)
+                    for r in lam:
                         nums(lam[r], f"{mk}.grids.{key}.Lambda.{r}", N + 1, finite=True)
-            amp_t = nums(info["amp_times"], f"{mk}.amp_times", cfg.amp_times, finite=True, low=cfg.delta)
-            amp_l = mapping(info["amp_Lambda"], f"{mk}.amp_Lambda", RATES)
-            for r in RATES:
+            n_amp = cfg.amp_times if target.kind == "mixture" else len(union) - 1
+            amp_t = nums(info["amp_times"], f"{mk}.amp_times", n_amp, finite=True, low=cfg.delta)
+            amp_l = mapping(info["amp_Lambda"], f"{mk}.amp_Lambda", target.lambda_rates)
+            for r in amp_l:
                 nums(amp_l[r], f"{mk}.amp_Lambda.{r}", len(amp_t), finite=True)
     except _Bad as exc:
         raise damaged(path, f"is damaged ({exc})", redo_file(out)) from None
@@ -182,15 +186,16 @@ def load_grids(out: Path, cfg, mixes) -> dict:
 
 
 # ----------------------------------------------------------------------------- amplification.json
-def load_amplification(out: Path, cfg, mixes) -> dict:
+def load_amplification(out: Path, cfg, targets, info=None) -> dict:
     path = out / "amplification.json"
     data = _json(path, redo_file(out))
     try:
-        mapping(data, "the document", tuple(mixes))
-        for mk in mixes:
+        mapping(data, "the document", tuple(targets))
+        for mk, target in targets.items():
             rows = data[mk]
-            if not isinstance(rows, list) or len(rows) != cfg.amp_times:
-                raise _Bad(f"{mk} does not hold {cfg.amp_times} rows")
+            n_rows = cfg.amp_times if target.kind == "mixture" or info is None else len(info[mk]["union_nodes"]) - 1
+            if not isinstance(rows, list) or len(rows) != n_rows:
+                raise _Bad(f"{mk} does not hold {n_rows} rows")
             for j, row in enumerate(rows):
                 where = f"{mk}[{j}]"
                 mapping(row, where, ("t", "mean", "p99", "max", "predicted", "holds"))
@@ -200,40 +205,45 @@ def load_amplification(out: Path, cfg, mixes) -> dict:
                     est = mapping(row[part], f"{where}.{part}", ("value", "ci_low", "ci_high"))
                     for k in ("value", "ci_low", "ci_high"):
                         est[k] = num(est[k], f"{where}.{part}.{k}")
-                pred = mapping(row["predicted"], f"{where}.predicted", RATES)
-                for r in RATES:
+                pred = mapping(row["predicted"], f"{where}.predicted", target.fan_rates)
+                for r in target.fan_rates:
                     pred[r] = num(pred[r], f"{where}.predicted.{r}")
-                holds = mapping(row["holds"], f"{where}.holds", RATES)
-                if not all(isinstance(holds[r], bool) for r in RATES):
+                holds = mapping(row["holds"], f"{where}.holds", target.fan_rates)
+                if not all(isinstance(holds[r], bool) for r in target.fan_rates):
                     raise _Bad(f"{where}.holds is not true/false")
     except _Bad as exc:
         raise damaged(path, f"is damaged ({exc})", redo_file(out)) from None
     return data
 
 
-def load_trajectory(out: Path, info: dict, mixes) -> dict:
-    """trajectory.json (per-trajectory factors along the grid nodes), checked against the grids it serves."""
+def load_trajectory(out: Path, info: dict, targets) -> dict:
+    """trajectory.json (per-trajectory factors along the grid nodes), checked against the grids it serves: certified
+    and measured factors of a mixture, measured ones of a model."""
     path = out / "trajectory.json"
     data = _json(path, redo_file(out))
     try:
-        mapping(data, "the document", tuple(mixes))
-        for mk in mixes:
+        mapping(data, "the document", tuple(targets))
+        for mk, target in targets.items():
             entry = mapping(data[mk], mk, ("one_step", "grids"))
-            one = mapping(entry["one_step"], f"{mk}.one_step",
-                          ("certified_max", "certified_p99", "estimate_max", "measured_max", "measured_p99", "holds", "n"))
-            for k in ("certified_max", "certified_p99", "estimate_max", "measured_max", "measured_p99"):
+            model = target.kind == "model"
+            one_keys = ("measured_max", "measured_p99") if model else \
+                ("certified_max", "certified_p99", "estimate_max", "measured_max", "measured_p99")
+            one = mapping(entry["one_step"], f"{mk}.one_step", one_keys + ("n",))
+            for k in one_keys:
                 num(one[k], f"{mk}.one_step.{k}", low=0.0)
             grids = mapping(entry["grids"], f"{mk}.grids", tuple(info[mk]["grids"]))
+            factors = "rms_measured_to_delta" if model else "rms_certified_to_delta"
+            seg_keys = ("measured_max",) if model else ("certified_max", "estimate_max", "measured_max")
             for key, g in info[mk]["grids"].items():
                 where = f"{mk}.grids.{key}"
-                gg = mapping(grids[key], where, ("segments", "rms_certified_to_delta"))
+                gg = mapping(grids[key], where, ("segments", factors))
                 N = len(g["nodes"]) - 1
-                nums(gg["rms_certified_to_delta"], f"{where}.rms_certified_to_delta", N + 1, low=0.0)
+                nums(gg[factors], f"{where}.{factors}", N + 1, low=0.0)
                 if not isinstance(gg["segments"], list) or len(gg["segments"]) != N:
                     raise _Bad(f"{where} does not hold {N} segments")
                 for i, seg in enumerate(gg["segments"]):
-                    seg = mapping(seg, f"{where}.segments[{i}]", ("certified_max", "estimate_max", "measured_max", "holds"))
-                    for k in ("certified_max", "estimate_max", "measured_max"):
+                    seg = mapping(seg, f"{where}.segments[{i}]", seg_keys + (() if model else ("holds",)))
+                    for k in seg_keys:
                         num(seg[k], f"{where}.segments[{i}].{k}", low=0.0)
     except _Bad as exc:
         raise damaged(path, f"is damaged ({exc})", redo_file(out)) from None
@@ -267,7 +277,8 @@ def _tensor(value, where, shape, dtype=None):
 
 
 def load_teacher(out: Path, path, cfg, union: list[float], d: int) -> dict:
-    """Teacher trajectories: nodes equal to the union nodes, (n, U, d) float64 train and test states."""
+    """Teacher trajectories: nodes equal to the union nodes, (n, U, d) float64 train and test states; a model's
+    ``record`` (its evaluations and self-convergence) when there is one."""
     import torch
 
     remedy = redo_file(out)
@@ -280,26 +291,67 @@ def load_teacher(out: Path, path, cfg, union: list[float], d: int) -> dict:
             raise _Bad("nodes differ from the grids' union nodes")
         _tensor(data["train"], "train", (cfg.n_train, U, d), torch.float64)
         _tensor(data["test"], "test", (cfg.n_test, U, d), torch.float64)
+        if cfg.model:
+            rec = mapping(data.get("record"), "record", ("model_evaluations", "self_convergence", "seconds"))
+            num(rec["model_evaluations"], "record.model_evaluations", finite=True, low=0.0)
+            num(rec["seconds"], "record.seconds", finite=True, low=0.0)
+            sc = mapping(rec["self_convergence"], "record.self_convergence", ("rel_mse", "ci_low", "ci_high"))
+            for k in ("rel_mse", "ci_low", "ci_high"):
+                num(sc[k], f"record.self_convergence.{k}", finite=True, low=0.0)
     except _Bad as exc:
         raise damaged(path, f"is damaged ({exc})", remedy) from None
     return data
 
 
-def load_blocks(out: Path, path, job_dir, B: int, d: int, width: int, depth: int, loss_shape, dtype=None) -> dict:
-    """A group (or fine-tuning) checkpoint: the state of B blocks of the configured shape, in the run's ``dtype``
-    (a torch dtype; an int8 or float16 tensor is refused, never cast), every number finite."""
+def load_jacobians(out: Path, path, cfg, info: dict, d: int, n: int) -> dict:
+    """A model's Jacobian phase file (one batch, or all of them merged): the states (n, U, d) float64, the operator
+    norms to delta (n, U) and of every segment of the grids in ``info`` ((N, n) each), all finite and >= 0."""
+    import torch
+
+    remedy = redo_file(out)
+    data = _torch_load(path, remedy)
+    U = len(info["union_nodes"])
+    try:
+        mapping(data, "the checkpoint", ("states", "to_delta", "segments", "model_evaluations", "reverse_passes",
+                                         "seconds"))
+        _tensor(data["states"], "states", (n, U, d), torch.float64)
+        if bool((_tensor(data["to_delta"], "to_delta", (n, U), torch.float64) < 0).any()):
+            raise _Bad("to_delta holds negative norms")
+        segs = mapping(data["segments"], "segments", tuple(info["grids"]))
+        for key, g in info["grids"].items():
+            N = len(g["nodes"]) - 1
+            if bool((_tensor(segs[key], f"segments[{key!r}]", (N, n), torch.float64) < 0).any()):
+                raise _Bad(f"segments[{key!r}] holds negative norms")
+        for k in ("model_evaluations", "reverse_passes", "seconds"):
+            num(data[k], k, finite=True, low=0.0)
+    except _Bad as exc:
+        raise damaged(path, f"is damaged ({exc})", remedy) from None
+    return data
+
+
+def load_blocks(out: Path, path, job_dir, B: int, d, width: int, depth: int, loss_shape, dtype=None, *,
+                block: str = "mlp") -> dict:
+    """A group (or fine-tuning) checkpoint: the state of B blocks of the configured type and shape (``d``: numbers
+    per sample, or the sample's shape), in the run's ``dtype`` (a torch dtype; an int8 or float16 tensor is refused,
+    never cast), every number finite."""
+    from .students import stack_class
+
     remedy = redo_job(out, job_dir)
     data = _torch_load(path, remedy)
+    shape = (int(d),) if isinstance(d, int) else tuple(d)
+    d = math.prod(shape)
     try:
         mapping(data, "the checkpoint", ("state", "loss", "seconds"))
         state = mapping(data["state"], "state", ("weights", "biases", "stats"))
-        sizes = [d] + [width] * depth + [d]
+        if block == "conv" and state.get("shape") != list(shape):
+            raise _Bad(f"state.shape is not the sample shape {list(shape)}")
+        layers = stack_class(block).layer_shapes(B, shape, width, depth)
         if not isinstance(state["weights"], list) or len(state["weights"]) != depth + 1 or \
                 not isinstance(state["biases"], list) or len(state["biases"]) != depth + 1:
             raise _Bad(f"state has the wrong number of layers (expected {depth + 1})")
-        for li, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-            _tensor(state["weights"][li], f"weights[{li}]", (B, fi, fo), dtype)
-            _tensor(state["biases"][li], f"biases[{li}]", (B, 1, fo), dtype)
+        for li, (ws, bs) in enumerate(layers):
+            _tensor(state["weights"][li], f"weights[{li}]", ws, dtype)
+            _tensor(state["biases"][li], f"biases[{li}]", bs, dtype)
         if not isinstance(state["stats"], list) or len(state["stats"]) != 4:
             raise _Bad("state.stats is not 4 tensors")
         for i, st in enumerate(state["stats"]):
@@ -317,8 +369,9 @@ def load_blocks(out: Path, path, job_dir, B: int, d: int, width: int, depth: int
 
 
 # ----------------------------------------------------------------------------- result.json
-def load_result(out: Path, path, job: dict, nodes: list[float]) -> dict:
-    """A job's result: the job it claims to be, and every number the report reads."""
+def load_result(out: Path, path, job: dict, nodes: list[float], rates=RATES) -> dict:
+    """A job's result: the job it claims to be, and every number the report reads (the fan bound of every rate in
+    ``rates``: a model's jobs have none)."""
     job_dir = Path(path).parent
     remedy = redo_job(out, job_dir)
     data = _json(path, remedy)
@@ -334,8 +387,8 @@ def load_result(out: Path, path, job: dict, nodes: list[float]) -> dict:
         rel = mapping(data["rel_mse"], "rel_mse", ("value", "ci_low", "ci_high"))
         for k in ("value", "ci_low", "ci_high"):
             rel[k] = num(rel[k], f"rel_mse.{k}")
-        fan = mapping(data["fan"], "fan", RATES)
-        for r in RATES:
+        fan = mapping(data["fan"], "fan", tuple(rates))
+        for r in rates:
             f = mapping(fan[r], f"fan.{r}", ("holds", "slack", "measured_rms", "bound"))
             if not isinstance(f["holds"], bool):
                 raise _Bad(f"fan.{r}.holds is not true/false")
@@ -351,6 +404,16 @@ def load_result(out: Path, path, job: dict, nodes: list[float]) -> dict:
                     row[k] = num(row[k], f"{name}[{i}].{k}")
         if isinstance(data["params_total"], bool) or not isinstance(data["params_total"], int):
             raise _Bad("params_total is not an integer")
+        if data.get("distance") is not None:
+            dist = mapping(data["distance"], "distance", ("sw2", "teacher_sw2"))
+            for part in ("sw2", "teacher_sw2"):
+                est = mapping(dist[part], f"distance.{part}", ("value", "ci_low", "ci_high"))
+                for k in ("value", "ci_low", "ci_high"):
+                    est[k] = num(est[k], f"distance.{part}.{k}")
+        if data.get("fan_trajectory") is not None:
+            ft = mapping(data["fan_trajectory"], "fan_trajectory", ("estimate_end", "estimate_start", "measured_rms"))
+            for k in ("estimate_end", "estimate_start", "measured_rms"):
+                ft[k] = num(ft[k], f"fan_trajectory.{k}", low=0.0)
     except _Bad as exc:
         raise damaged(path, f"is damaged ({exc})", remedy) from None
     return data

@@ -18,7 +18,7 @@ from ..numcore.io import write_atomic as _write_atomic
 LOCK_NAME = ".flowcert.lock"
 # What a run writes into its folder (patterns relative to it): no input of the run may be one of them.
 RUN_FILES = ("config.json", "grids.json", "amplification.json", "trajectory.json", "results.json", "summary.md",
-             "*.png", "teacher/*", "jobs/*", LOCK_NAME, ".*.tmp")
+             "*.png", "teacher/*", "jobs/*", "jacobian/*", LOCK_NAME, ".*.tmp")
 
 
 def write_atomic(path, data) -> None:

@@ -118,3 +118,104 @@ def gaussian_flow(mean, cov, x, t: float, s: float) -> np.ndarray:
     M = U @ np.diag(np.sqrt(ss / st)) @ U.T
     mean = np.asarray(mean, float)
     return np.exp(-s) * mean + (np.asarray(x, float) - np.exp(-t) * mean) @ M.T
+
+
+class NetworkTeacher:
+    """A trained model's own probability-flow maps Phi_{t->s} (any :class:`~flowcert.models.denoiser.Denoiser`),
+    by classical RK4 in rho = log sigma on the VE state y = x / alpha, where dy/drho = y - D(y, e^rho)
+    (:func:`models.flow.rk4_step`, float64 state, the network in its own dtype).
+
+    The step: at most h = (rho(T) - rho(delta)) / ``steps`` between consecutive requested times (ceil of the rho
+    span over h equal steps each, as :class:`Teacher` does for a mixture), so ``steps`` is the number of RK4 steps
+    of the teacher over the whole window, and a segment shorter than h still gets one.  ``via``: the times every
+    map passes through (the union of the grid nodes a run caches trajectories on): :meth:`flow` from one of them
+    to another takes exactly the steps :meth:`trajectory` took, so a map applied to a cached teacher state
+    reproduces the next cached state.  ``counter`` counts model evaluations (per sample), ``reverse_passes`` the
+    reverse passes of :meth:`segment_jacobians`.
+    """
+
+    def __init__(self, model, *, delta: float, T: float, steps: int, via=None, batch: int = 1024):
+        from ..models.flow import Counter
+
+        self.model, self.steps, self.batch = model, int(steps), int(batch)
+        self.h = (rho_from_t(T) - rho_from_t(delta)) / self.steps
+        self.via = sorted({float(t) for t in via}, reverse=True) if via is not None else None
+        self.counter = Counter(model)
+        self.reverse_passes = 0
+
+    @property
+    def evaluations(self) -> int:
+        """Model evaluations so far (forward network passes, one per sample); reverse passes through the network
+        (:meth:`segment_jacobians`) are counted apart, in ``reverse_passes``."""
+        return self.counter.samples
+
+    def _substeps(self, t0: float, t1: float):
+        r0, r1 = rho_from_t(t0), rho_from_t(t1)
+        m = max(1, math.ceil(abs(r1 - r0) / self.h - 1e-9))
+        return r0, (r1 - r0) / m, m
+
+    def _segment(self, y, t0: float, t1: float):
+        from ..models.flow import rk4_step
+
+        r, h, m = self._substeps(t0, t1)
+        for i in range(m):
+            y = rk4_step(self.counter, y, r + i * h, h)
+        return y
+
+    def _path(self, t: float, s: float) -> list[float]:
+        """t, the ``via`` times strictly between, s."""
+        inner = [] if self.via is None else [u for u in self.via if s < u < t]
+        return [float(t), *inner, float(s)]
+
+    def trajectory(self, x, times, progress=None) -> torch.Tensor:
+        """States at each of ``times`` (descending; x (n, d) at times[0], OU scale): shape (n, len(times), d),
+        float64 on the CPU; ``progress`` is advanced once per interval (of the first batch)."""
+        times = [float(t) for t in times]
+        if any(b >= a for a, b in zip(times, times[1:])):
+            raise ValueError("times must be strictly decreasing")
+        x = torch.as_tensor(x, dtype=torch.float64)
+        out = torch.empty(x.shape[0], len(times), x.shape[1], dtype=torch.float64)
+        out[:, 0] = x
+        with torch.no_grad():
+            for lo in range(0, x.shape[0], self.batch):
+                y = x[lo:lo + self.batch] * math.exp(times[0])
+                for i, (t0, t1) in enumerate(zip(times, times[1:])):
+                    y = self._segment(y, t0, t1)
+                    out[lo:lo + self.batch, i + 1] = y * math.exp(-t1)
+                    if progress is not None and lo == 0:
+                        progress.update(1)
+        return out
+
+    def flow(self, x, t: float, s: float) -> torch.Tensor:
+        """Phi_{t->s}(x) for x of shape (n, d), through the ``via`` times between (float64, CPU)."""
+        return self.trajectory(x, self._path(t, s))[:, -1]
+
+    def segment_jacobians(self, x, times):
+        """States at ``times`` and the dense Jacobian of every interval map, by autograd through its RK4 steps.
+
+        Returns (states (n, len(times), d) float64, J (len(times) - 1, n, d, d) float64) with J[k] = D_x
+        Phi_{times[k] -> times[k+1]} at states[:, k] in OU coordinates (= e^{t_k - t_{k+1}} D_y of the VE map).
+        Each interval costs one graph of its RK4 steps and d reverse passes (batched with ``is_grads_batched``
+        where the network allows it, one by one otherwise)."""
+        times = [float(t) for t in times]
+        x = torch.as_tensor(x, dtype=torch.float64)
+        n, d = x.shape
+        states = torch.empty(n, len(times), d, dtype=torch.float64)
+        states[:, 0] = x
+        jac = torch.empty(len(times) - 1, n, d, d, dtype=torch.float64)
+        y = x * math.exp(times[0])
+        eye = torch.eye(d, dtype=torch.float64)[:, None, :].expand(d, n, d)
+        for k, (t0, t1) in enumerate(zip(times, times[1:])):
+            y0 = y.detach().requires_grad_(True)
+            with torch.enable_grad():
+                y1 = self._segment(y0, t0, t1)
+                try:
+                    rows = torch.autograd.grad(y1, y0, eye, is_grads_batched=True)[0]  # (d, n, d): row j of each J
+                except RuntimeError:
+                    rows = torch.stack([torch.autograd.grad(y1[:, j].sum(), y0, retain_graph=j + 1 < d)[0]
+                                        for j in range(d)])
+            self.reverse_passes += d * n * 4 * self._substeps(t0, t1)[2]  # d reverse passes through each evaluation
+            jac[k] = rows.transpose(0, 1) * math.exp(t0 - t1)
+            y = y1.detach()
+            states[:, k + 1] = y * math.exp(-t1)
+        return states, jac

@@ -24,6 +24,8 @@ from .denoiser import Denoiser, TorchModel
 from .exact import exact_model
 
 BUILTIN_MODELS = {"digits": "examples/digits/assets"}  # shipped with the package (relative to the package root)
+# the training and held-out data that ship with a shipped model (in its folder's data/), as .npy
+BUILTIN_DATA = {"digits": {"train": "data/train.npy", "test": "data/test.npy"}}
 
 
 # ----------------------------------------------------------------------------- (a) diffusers folders
@@ -224,6 +226,18 @@ def builtin_folder(name: str) -> str | None:
         return None
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), rel)
     return path if os.path.isdir(path) else None
+
+
+def builtin_data(source) -> dict | None:
+    """{'train': path, 'test': path} of the data that ship with a shipped model named ``source`` (None for any other
+    source, and where a folder of that name shadows the shipped model, as in :func:`load`)."""
+    if not isinstance(source, str) or os.path.isdir(source):
+        return None
+    folder = builtin_folder(source)
+    if folder is None or source not in BUILTIN_DATA:
+        return None
+    files = {k: os.path.join(folder, v) for k, v in BUILTIN_DATA[source].items()}
+    return files if all(os.path.isfile(p) for p in files.values()) else None
 
 
 def input_files(source) -> list[str]:

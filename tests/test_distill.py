@@ -138,6 +138,42 @@ def test_batched_training_equals_one_block_at_a_time():
             np.testing.assert_allclose(a[0].numpy(), b[i].numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_conv_blocks_are_their_plain_convolutions_and_train_like_one_at_a_time():
+    """The conv stack's grouped convolution applies block i's own 3x3 layers to its own images (against
+    torch's plain conv2d), its parameter count matches its tensors, and training blocks together equals training
+    them one by one (as for the MLP)."""
+    import torch.nn.functional as F
+
+    from flowcert.distill.students import ConvStack, conv_param_count
+
+    stack = ConvStack.init(3, (2, 4, 4), 5, 2, torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert sum(p[0].numel() for p in stack.parameters()) == conv_param_count((2, 4, 4), 5, 2)
+    with torch.no_grad():
+        stack.weights[-1].normal_(generator=torch.Generator().manual_seed(2))
+    x = torch.randn(3, 7, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    full = stack.residual(x)
+    for i in range(3):
+        h = ((x[i] - stack.m_in[i]) / stack.s_in[i]).reshape(7, 2, 4, 4)
+        for li, (W, b) in enumerate(zip(stack.weights, stack.biases)):
+            h = F.conv2d(h, W[i], b[i], padding=1)
+            h = F.silu(h) if li < 2 else h
+        ref = stack.m_out[i] + stack.s_out[i] * h.reshape(7, 32)
+        np.testing.assert_allclose(full[i].numpy(), ref.numpy(), atol=1e-12)
+        np.testing.assert_allclose((stack.apply_block(i, x[i]) - x[i]).numpy(), ref.numpy(), atol=1e-12)
+    X = torch.randn(3, 256, 32, generator=torch.Generator().manual_seed(4))
+    Y = 0.5 * X + 0.1 * X.roll(1, 2)
+    together = ConvStack.init(3, (2, 4, 4), 6, 2, torch.Generator().manual_seed(0))
+    init = together.state()
+    train_segments(together, X, Y, iters=40, batch=64, lr=3e-3, generator=torch.Generator().manual_seed(5))
+    for i in range(3):
+        st = {k: [v[i:i + 1].clone() for v in vs] for k, vs in init.items() if k != "shape"} | {"shape": init["shape"]}
+        alone = ConvStack.from_state(st)
+        train_segments(alone, X[i:i + 1], Y[i:i + 1], iters=40, batch=64, lr=3e-3,
+                       generator=torch.Generator().manual_seed(5))
+        for a, b in zip(alone.parameters(), together.parameters()):
+            np.testing.assert_allclose(a[0].numpy(), b[i].numpy(), rtol=1e-4, atol=1e-5)
+
+
 def _numpy_block(stack, i, x):
     """psi_i(x) by plain numpy loops over layers (independent of the batched torch kernel)."""
     W = [w[i].double().numpy() for w in stack.weights]
