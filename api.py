@@ -220,7 +220,8 @@ def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T
 def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri", delta: float = DELTA,
          T: float = T_MAX, units: Iterable[str] = ("t",), beta_schedule: str = "linear", clip: bool = False,
          samples: int = 4096, seed: int = 0, solver: str | None = None, train_samples: int = 4096,
-         test_samples: int = 4096, effort: float = 1.0, progress=no_progress) -> dict:
+         test_samples: int = 4096, effort: float = 1.0, shift: float | None = None, mu: float | None = None,
+         resolution: str | tuple[int, int] | None = None, scheduler_config: dict | str | None = None, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments, t[0] = T, t[N] = delta.
 
     Kinds: ``balanced`` (Lambda(t_i) = (N - i)/N Lambda(T) for the rate ``bound``: equal
@@ -229,13 +230,22 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
     sigma_i = tan((1 - i/N) atan(sigma_max) + (i/N) atan(sigma_min)), Sabour et al. 2024, Theorem 3.1)
     and ``optimal``: the grid that minimises ``solver``'s end-to-end relative MSE against the exact
     flow map on ``train_samples`` trajectories (seed ``seed``), its error reported on
-    ``test_samples`` fresh ones (:func:`optimise_grid` is the search).  ``units`` adds the nodes in
-    sigma (VE), alpha, sigma_vp, logsnr, rf (rectified flow) or ddpm (fractional timesteps of
-    ``beta_schedule``).
+    ``test_samples`` fresh ones (:func:`optimise_grid` is the search); and what flow-matching pipelines do by
+    default, moved onto [delta, T]: ``flow-shift`` (uniform in the flow time s = sigma/(1 + sigma), then the static
+    shift s' = shift s / (1 + (shift - 1) s); SD3's 3.0 by default) and ``flux-mu`` (the same, then the dynamic shift
+    e^mu / (e^mu + 1/s - 1) with ``mu`` or diffusers' ``calculate_shift`` mu of ``resolution`` (H, W); Flux's 1.15 at
+    1024 x 1024 by default).  ``units`` adds the nodes in sigma (VE), alpha, sigma_vp, logsnr, rf (rectified flow,
+    the flow time s) or ddpm (fractional timesteps of ``beta_schedule``).
 
     Args:
         solver: ``euler``, ``heun`` or ``dpmpp_2m``; needed by kind ``optimal``.
         effort: multiplies the search's evaluation budgets (kind ``optimal``).
+        shift: flow-shift's static shift (default: ``scheduler_config``'s, else 3, SD3's).
+        mu: flux-mu's dynamic shift (default: the mu of 1024 x 1024, 1.15).
+        resolution: instead of ``mu``, "H,W" or (H, W) (multiples of 16): diffusers' calculate_shift mu of the
+            image's (H/16)(W/16) tokens.
+        scheduler_config: a flow-matching scheduler configuration (dict or path) whose static shift, or dynamic
+            line (base/max shift, sequence lengths), the flow kinds default to.
 
     Returns:
         dict with ``t`` (N + 1,), ``lambda`` (N + 1,), ``lambda_T``, ``amplification``, one
@@ -254,11 +264,13 @@ def grid(mixture, steps: int = 8, *, kind: str = "balanced", bound: str = "tri",
 
     return build(MixtureTarget(load_mixture(mixture)), steps, kind=kind, bound=bound, delta=delta, T=T,
                  units=tuple(units), beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
-                 train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
+                 train_samples=train_samples, test_samples=test_samples, effort=effort, shift=shift, mu=mu,
+                 resolution=resolution, scheduler_config=_config(scheduler_config), progress=progress)
 
 
 def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip: bool = False,
-           shift: float | None = None, scheduler_config: dict | str | None = None) -> Export:
+           shift: float | None = None, scheduler_config: dict | str | None = None, mu: float | None = None,
+           resolution: str | tuple[int, int] | None = None) -> Export:
     """A grid of OU times (descending, shape (N + 1,)) as one sampler takes it, checked the way it runs there.
 
     Presets: ``diffusers-euler`` (EulerDiscreteScheduler ``sigmas``), ``diffusers-edm``
@@ -279,8 +291,12 @@ def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip
         shift: diffusers-flowmatch's static shift (default 1, or the config's).
         scheduler_config: a diffusers scheduler configuration (a dict, or the path of a pipeline's
             ``scheduler_config.json``): the export is built for and checked against that scheduler
-            (beta schedule, zero terminal SNR, sigma range, shift, training steps, prediction type),
-            and its ``config`` pins every key that changes the schedule.
+            (beta schedule, zero terminal SNR, sigma range, shift, dynamic shift, shift_terminal,
+            invert_sigmas, training steps, prediction type), and its ``config`` pins every key that changes
+            the schedule; for ``comfyui`` a flow-matching config makes the list flow times.
+        mu: diffusers-flowmatch for a dynamically shifting scheduler (a Flux-style config, or without a config
+            diffusers' defaults): the pipeline's mu; the export pre-inverts it and carries it as ``mu``.
+        resolution: instead of ``mu``, the image size (H, W) the pipeline computes mu from.
 
     Returns:
         Export with ``argument`` (the keyword to pass), ``values`` (what to pass), ``schedule``
@@ -297,22 +313,25 @@ def export(t: np.ndarray, preset: str, *, beta_schedule: str | None = None, clip
     from .exports.presets import export as export_
 
     return export_(preset, t, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                   scheduler_config=_config(scheduler_config))
+                   scheduler_config=_config(scheduler_config), mu=mu, resolution=resolution)
 
 
 def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, solver: str | None = None,
                 bound: str = "tri", delta: float = DELTA, T: float = T_MAX, beta_schedule: str | None = None,
                 clip: bool = False, shift: float | None = None, scheduler_config: dict | str | None = None,
                 samples: int = 4096, seed: int = 0, train_samples: int = 4096, test_samples: int = 4096,
-                effort: float = 1.0, progress=no_progress) -> dict:
+                effort: float = 1.0, mu: float | None = None, resolution: str | tuple[int, int] | None = None, progress=no_progress) -> dict:
     """A grid of N = ``steps`` segments exported for one sampler (``flowcert grid --for PRESET``).
 
     Without ``kind``: the grid that wins for the solver the preset runs (Euler for diffusers-euler,
     diffusers-edm, diffusers-flowmatch, k-diffusion and comfyui; DPM-Solver++(2M) for
     diffusers-timesteps; ``solver`` overrides it): the solver's optimal grid or a closed form (log-SNR,
     KL-optimal, EDM), whichever has the smallest training error once exported, with every candidate's
-    error on a fresh test batch.  With ``kind``: that grid (:func:`grid`), exported.  ``beta_schedule``,
-    ``clip``, ``shift`` and ``scheduler_config`` are those of :func:`export`.
+    error on a fresh test batch (for diffusers-flowmatch, and comfyui for a flow model, the flow pipelines' defaults
+    flow-shift and flux-mu are candidates too).  With ``kind``: that grid (:func:`grid`), exported.
+    ``beta_schedule``, ``clip``, ``shift``, ``mu``, ``resolution`` and ``scheduler_config`` are those of
+    :func:`export`; ``shift``, ``mu`` and ``resolution`` are also the flow kinds' parameters (with a scheduler
+    config of its own, one that the asked-for kind takes is the grid's alone).
 
     Returns:
         dict: ``export`` (:class:`Export`), ``grid`` (the dict of :func:`grid` for the exported kind;
@@ -327,8 +346,8 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
     from .studies.timegrid import export as export_
 
     return export_(MixtureTarget(load_mixture(mixture)), steps, preset, kind=kind, solver=solver, bound=bound,
-                   delta=delta, T=T, beta_schedule=beta_schedule, clip=clip, shift=shift,
-                   scheduler_config=_config(scheduler_config), samples=samples, seed=seed,
+                   delta=delta, T=T, beta_schedule=beta_schedule, clip=clip, shift=shift, mu=mu,
+                   resolution=resolution, scheduler_config=_config(scheduler_config), samples=samples, seed=seed,
                    train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
 
 
@@ -723,7 +742,8 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-               threads: int | None = None, load: dict | None = None, progress=no_progress) -> dict:
+               threads: int | None = None, shift: float | None = None, mu: float | None = None, resolution: str | tuple[int, int] | None = None,
+               scheduler_config: dict | str | None = None, load: dict | None = None, progress=no_progress) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model: :func:`grid`'s code
     (:func:`flowcert.studies.timegrid.build`) on the model, with a model's defaults.
 
@@ -732,7 +752,9 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
     sigma, ``teacher_steps`` steps, its self-convergence reported) on ``train_samples`` trajectories from
     x_T ~ N(0, I), with the search of :func:`optimise_grid` started from the best of log-SNR, KL-optimal,
     EDM and the GITS-style grid of the same trajectories; its error and the closed forms' are measured on
-    ``test_samples`` fresh ones.  ``uniform``, ``edm``, ``logsnr`` and ``kl-optimal`` are closed forms.
+    ``test_samples`` fresh ones.  ``uniform``, ``edm``, ``logsnr``, ``kl-optimal``, ``flow-shift`` and
+    ``flux-mu`` are closed forms (the flow kinds' ``shift``/``mu`` default to the model's own flow-matching
+    scheduler config, or ``scheduler_config``'s).
     The window defaults to [1e-3, 5] inside the model's trained sigma range.
 
     Args:
@@ -758,7 +780,8 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
     delta, T = target.window(delta, T)
     return build(target, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
                  beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
-                 train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
+                 train_samples=train_samples, test_samples=test_samples, effort=effort, shift=shift, mu=mu,
+                 resolution=resolution, scheduler_config=_config(scheduler_config), progress=progress)
 
 
 def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: str | None = None,
@@ -767,7 +790,8 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
                       test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-                      threads: int | None = None, load: dict | None = None, progress=no_progress) -> dict:
+                      threads: int | None = None, mu: float | None = None, resolution: str | tuple[int, int] | None = None,
+                      load: dict | None = None, progress=no_progress) -> dict:
     """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``): :func:`export_grid`'s
     code (:func:`flowcert.studies.timegrid.export`) on the model, with a model's defaults.
 
@@ -795,7 +819,8 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
     target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads, load=load)
     delta, T = target.window(delta, T)
     return export_(target, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
-                   beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config,
+                   beta_schedule=beta_schedule, clip=clip, shift=shift, mu=mu, resolution=resolution,
+                   scheduler_config=scheduler_config,
                    samples=samples, seed=seed, train_samples=train_samples, test_samples=test_samples,
                    effort=effort, progress=progress)
 

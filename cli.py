@@ -16,7 +16,7 @@ import click
 
 from . import api, render
 from .numcore.checks import OPTIONS, InputError, printable, split_list
-from .numcore.grids import GRID_KINDS, KINDS
+from .numcore.grids import FLOW_KINDS, GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 from .numcore.solvers import NAMES
 from .exports.presets import PRESETS
@@ -453,17 +453,30 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
 @click.option("--shift", type=float, default=None,
-              help="diffusers-flowmatch, diffusers-unipc: the scheduler's static shift to compensate [default: 1 "
-                   "(neutral), or the --scheduler-config's].")
+              help="A flow pipeline's static shift: --kind flow-shift's [default: the flow scheduler config's, else "
+                   "3 (SD3)], and the diffusers-flowmatch (and diffusers-unipc) scheduler's, pre-inverted [default: 1 (neutral), or the "
+                   "--scheduler-config's; a config's own shift wins, and a --shift that disagrees with it is refused "
+                   "unless --kind flow-shift, whose alone it then is].")
+@click.option("--mu", type=float, default=None,
+              help="A flow pipeline's dynamic shift mu (e^mu / (e^mu + 1/s - 1)): --kind flux-mu's [default: the mu "
+                   "of 1024,1024, 1.15], and the one a dynamically shifting diffusers-flowmatch scheduler gets, "
+                   "pre-inverted (the export carries it as `mu`).")
+@click.option("--resolution", default=None, metavar="H,W",
+              help="Image height and width in pixels (multiples of 16): mu = diffusers' calculate_shift of "
+                   "(H/16)(W/16) tokens (base/max shift 0.5/1.15 at 256/4096 tokens, or the scheduler config's), as "
+                   "Flux and SD3 pipelines compute it; instead of --mu.")
 @click.option("--scheduler-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="A pipeline's own scheduler_config.json (diffusers presets): build the export for that scheduler "
-                   "(beta schedule, zero terminal SNR, sigma range, shift) and check it there.")
+              help="A pipeline's own scheduler_config.json (diffusers presets; comfyui: a flow-matching config makes "
+                   "the SIGMAS flow times): build the export for that scheduler (beta schedule, zero terminal SNR, "
+                   "sigma range, static or dynamic shift, shift_terminal, invert_sigmas) and check it there; with "
+                   "--kind flow-shift or flux-mu and no --for, the shift or line the kind defaults to.")
 @click.option("--format", "fmt", type=click.Choice(GRID_FORMATS), default=None,
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
 def grid_cmd(spec, model, data, threads, load, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples,
-             seed, train_samples, test_samples, teacher_steps, effort, preset, shift, scheduler_config, fmt, output):
+             seed, train_samples, test_samples, teacher_steps, effort, preset, shift, mu, resolution, scheduler_config,
+             fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
@@ -483,10 +496,12 @@ def grid_cmd(spec, model, data, threads, load, kind, solver, bound, steps, delta
     fmt = output_format(fmt, output)
     check_outputs({"output": output}, [spec, scheduler_config, data, load.get("cond"), load.get("uncond"),
                                        *api.model_files(model)])
-    if preset is None and scheduler_config is not None:
-        raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
+    if preset is None and scheduler_config is not None and kind not in FLOW_KINDS:
+        raise InputError("`scheduler_config` applies to the exports and to `kind` " + " and ".join(FLOW_KINDS) +
+                         ": expected `preset` with it")
     common = dict(clip=clip, seed=seed, solver=solver, effort=effort, samples=samples, train_samples=train_samples,
-                  test_samples=test_samples, progress=bars())
+                  test_samples=test_samples, shift=shift, mu=mu, resolution=resolution,
+                  scheduler_config=scheduler_config, progress=bars())
     if model is not None:
         common.update(bound=bound or "empirical", delta=delta, T=T, data=data, teacher_steps=teacher_steps,
                       threads=threads, load=load)
@@ -502,8 +517,7 @@ def grid_cmd(spec, model, data, threads, load, kind, solver, bound, steps, delta
             click.echo(f"warning: {w}", err=True)
         emit(render.grid_output(g, names, fmt, common["samples"], seed), output)
         return
-    out = export_fn(source, steps, preset, kind=kind, beta_schedule=beta_schedule, shift=shift,
-                    scheduler_config=scheduler_config, **common)
+    out = export_fn(source, steps, preset, kind=kind, beta_schedule=beta_schedule, **common)
     for w in out["export"].warnings:
         click.echo(f"warning: {w}", err=True)
     emit(render.preset_output(out["export"], out["grid"], fmt, out["selection"]), output)

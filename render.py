@@ -153,6 +153,11 @@ def model_lipschitz_output(out: dict, fmt: str) -> str:
 
 
 # ----------------------------------------------------------------------------- grid
+def flow_text(g: dict) -> str:
+    """`` (shift 3)`` / `` (mu 1.15)`` for a flow kind's grid, else empty."""
+    return "".join(f" ({k} {g[k]:.6g})" for k in ("shift", "mu") if g.get(k) is not None)
+
+
 def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | bytes:
     """``flowcert grid`` in format ``fmt`` from :func:`flowcert.grid` (bytes for npy)."""
     t = g["t"]
@@ -165,10 +170,11 @@ def grid_output(g: dict, units, fmt: str, samples: int, seed: int) -> str | byte
     if fmt in ("csv", "npy"):
         cols = {"t": t, **lam, **extra}
         return csv_text(cols) if fmt == "csv" else npy_record(cols)
+    what = g["kind"] + flow_text(g)
     if g["lambda"] is None:
-        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] (" + ("searched" if g["kind"] == "optimal" else "closed form") + ": no rate computed)"
+        head = f"# {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] (" + ("searched" if g["kind"] == "optimal" else "closed form") + ": no rate computed)"
     else:
-        head = f"# {g['kind']} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
+        head = f"# {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}], Lambda from {g['bound']}: " \
                f"Lambda(T) = {g['lambda_T']:.6g}, exp(Lambda(T)) = {g['amplification']:.4g}"
     if "model" in g:
         head += f"\n# model {g['model']['name']} ({g['model']['source']})"
@@ -253,6 +259,11 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
                "conventions": ex.conventions, "warnings": list(ex.warnings), "mixture": g["mixture"],
                "kind": g["kind"], "bound": g["bound"], "steps": g["steps"], "delta": g["delta"],
                "T": g["T"], "solver": g.get("solver")}
+        if ex.mu is not None:
+            doc["mu"] = ex.mu
+        for k in ("shift", "mu"):
+            if g.get(k) is not None:
+                doc.setdefault("grid_params", {})[k] = g[k]
         if selection is not None:
             doc["selection"] = selection
             doc.update(rel_mse=selection["rel_mse"], rel_mse_ci=selection["rel_mse_ci"],
@@ -274,11 +285,12 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
     cols = {"i": [str(i) for i in range(n)],
             ex.argument: [value_text(v) for v in ex.values],
             "schedule": [f"{v:.9g}" for v in ex.schedule[:n]]}
-    what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" and g["bound"] else "")
+    what = g["kind"] + (f" ({g['bound']})" if g["kind"] == "balanced" and g["bound"] else "") + flow_text(g)
     opt = optimal_lines(g["optimal"]) if "optimal" in g else []
+    mu = f", mu={ex.mu!r}" if ex.mu is not None else ""
     head = [f"# {ex.preset}: {what} grid, {g['steps']} steps on [{g['delta']:g}, {g['T']:g}] for {g['mixture']}",
             *(selection_lines(selection) if selection is not None else []), *opt,
-            f"# pass {ex.argument}=<column {ex.argument}>; scheduler config {to_json(ex.config, indent=None)}",
+            f"# pass {ex.argument}=<column {ex.argument}>{mu}; scheduler config {to_json(ex.config, indent=None)}",
             f"# {ex.conventions}"]
     if ex.schedule.size > n:
         head.append(f"# the scheduler appends {ex.schedule[-1]:g}")

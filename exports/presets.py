@@ -59,6 +59,7 @@ warnings in :attr:`Export.warnings`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -67,19 +68,25 @@ import numpy as np
 
 from ..numcore.checks import (
     CONFIG_BYTES,
+    MU_MAX,
     SCHEDULER_CONFIG,
+    Field,
     InputError,
     check_config,
     choice,
     kind_of,
     limit_text,
+    option,
     real,
+    show_value,
 )
+from ..numcore.grids import DYNAMIC_DEFAULTS
 from ..numcore.units import (
     DDPM_STEPS,
     betas as unit_betas,
     rf_from_t,
     sigma_from_t,
+    t_from_rf,
     t_from_sigma,
 )
 
@@ -119,6 +126,9 @@ class Export:
         merge them last into a pipeline's scheduler config).
     conventions : one paragraph: order, trailing zero, final sigma, shift.
     warnings : messages for the user (clipping, rounding, float32 drift).
+    mu : diffusers-flowmatch for a dynamically shifting scheduler: the mu to pass with ``values``
+        (``set_timesteps(sigmas=values, mu=mu)``; a Flux or SD3 pipeline computes the same mu from the image size
+        the export was built for); None otherwise.
     """
 
     preset: str
@@ -129,6 +139,7 @@ class Export:
     config: dict = field(default_factory=dict)
     conventions: str = ""
     warnings: tuple = ()
+    mu: float | None = None
 
     def text(self) -> str:
         """``values`` as plain text: one per line; for ComfyUI comma-separated plain decimals."""
@@ -591,63 +602,265 @@ def flow_shift32(values, shift: float) -> np.ndarray:
     return y.astype(np.float64)
 
 
-def diffusers_flowmatch(t, shift: float | None = None, scheduler_config: dict | None = None) -> Export:
-    """FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=...): rectified-flow times, shift compensated.
+# The FlowMatchEulerDiscreteScheduler fields that numcore.checks.SCHEDULER_CONFIG leaves to the plain domain, checked
+# here where the flow export reads them (a dynamic shift's line, the terminal stretch, the time-shift formula).
+FLOW_CONFIG: dict[str, Field] = {
+    "base_shift": Field("real", -MU_MAX, MU_MAX, null=True),
+    "max_shift": Field("real", -MU_MAX, MU_MAX, null=True),
+    "base_image_seq_len": Field("integer", 1, 10**8),
+    "max_image_seq_len": Field("integer", 1, 10**8),
+    "shift_terminal": Field("real", 0.0, 1.0, high_open=True, null=True),
+    "time_shift_type": Field("choice", options=("exponential", "linear")),
+}
+# what FlowMatchEulerDiscreteScheduler() assumes for every key the export pins (diffusers 0.42)
+FLOW_DEFAULTS = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False, **DYNAMIC_DEFAULTS,
+                 "time_shift_type": "exponential", "shift_terminal": None, "invert_sigmas": False,
+                 "use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False,
+                 "stochastic_sampling": False}
+# the conversions that replace given sigmas by a schedule of their own between the first and last of them
+RESAMPLING_FLAGS = {"use_karras_sigmas": "a Karras ramp", "use_exponential_sigmas": "an exponential ramp",
+                    "use_beta_sigmas": "a beta-distribution ramp"}
 
-    The scheduler maps every passed sigma through its static shift
-    s x / (1 + (s - 1) x) in float32; the exported values are the pre-image under
-    that map (compensation), so a scheduler built with this ``shift`` and
-    use_dynamic_shifting=False steps through rf(t_i) up to float32 rounding.
-    Where float32 cannot represent the compensation (a shift far from 1), the
-    drift is warned about, and refused beyond DRIFT_MAX.  shift = 1 is the
-    neutral setting (values = rf times).
+
+@dataclass(frozen=True)
+class FlowScheduler:
+    """What diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=values, mu=mu) does to given sigmas,
+    as one configuration makes it: the static shift, or the dynamic shift with ``mu`` (exponential e^mu / (e^mu +
+    1/x - 1) or linear mu / (mu + 1/x - 1)); then the stretch to ``shift_terminal``; then 1 - x with
+    ``invert_sigmas``.  Every shift multiplies the VE sigma x / (1 - x) by :attr:`scale`, so the pre-image of a
+    grid is closed-form (:meth:`values`); :meth:`run32` is the scheduler's own float32 arithmetic."""
+
+    n_train: int = 1000
+    shift: float = 1.0
+    dynamic: bool = False
+    mu: float | None = None
+    time_shift_type: str = "exponential"
+    shift_terminal: float | None = None
+    invert: bool = False
+    line: dict = field(default_factory=lambda: dict(DYNAMIC_DEFAULTS))  # base/max shift and sequence lengths
+
+    @property
+    def scale(self) -> float:
+        """The factor every shift applies to the VE sigma: the static shift, e^mu, or mu (linear)."""
+        if not self.dynamic:
+            return float(self.shift)
+        return math.exp(self.mu) if self.time_shift_type == "exponential" else float(self.mu)
+
+    def describe(self) -> str:
+        if not self.dynamic:
+            text = f"shift {self.shift:g}"
+        else:
+            text = f"dynamic shift mu = {self.mu:.6g}" + (" (linear)" if self.time_shift_type == "linear" else "")
+        if self.shift_terminal:
+            text += f", shift_terminal {self.shift_terminal:g}"
+        return text + (", invert_sigmas" if self.invert else "")
+
+    def values(self, t) -> np.ndarray:
+        """The sigmas to pass so that the shift (and the terminal stretch) lands on the grid's flow times: the flow
+        time of sigma_VE(t) / scale, sigma / (scale + sigma) (the terminal stretch is the identity on a grid that
+        ends at shift_terminal, the only grids it can run)."""
+        sig = sigma_from_t(np.asarray(t, float))
+        if self.scale == 1.0:
+            return rf_from_t(t)
+        return sig / (self.scale + sig)
+
+    def run32(self, values) -> np.ndarray:
+        """The sigmas the scheduler stores for ``values`` (without its appended last entry), float32 as float64."""
+        x = np.asarray(values, np.float64).astype(np.float32)
+        one = np.float32(1.0)
+        with np.errstate(all="ignore"):
+            if self.dynamic:
+                m = np.float32(math.exp(self.mu) if self.time_shift_type == "exponential" else self.mu)
+                y = m / (m + (one / x - one) ** np.float32(1.0))
+            else:
+                y = flow_shift32(values, self.shift).astype(np.float32)
+            if self.shift_terminal:
+                one_minus = one - y
+                scale = one_minus[-1] / np.float32(1.0 - self.shift_terminal)
+                y = one - one_minus / scale
+            if self.invert:
+                y = one - y
+        return y.astype(np.float64)
+
+    def flow_times(self, stored) -> np.ndarray:
+        """The flow times s (noise fraction) of what the scheduler stores: 1 - stored with invert_sigmas."""
+        stored = np.asarray(stored, float)
+        return 1.0 - stored if self.invert else stored  # exact in float64
+
+    def config(self) -> dict:
+        """Every key that decides what the scheduler does to given sigmas, as this scheduler has it."""
+        out = {**FLOW_DEFAULTS, "num_train_timesteps": self.n_train, "shift": self.shift,
+               "use_dynamic_shifting": self.dynamic, "time_shift_type": self.time_shift_type,
+               "shift_terminal": self.shift_terminal, "invert_sigmas": self.invert}
+        out.update(self.line)
+        return out
+
+
+def flow_pipeline(cfg: dict) -> dict | None:
+    """What a flow-matching scheduler config says about its pipeline's shift, checked: {"dynamic": bool, "shift":
+    its static shift, "line": base/max shift and sequence lengths of its dynamic shift}; None for a config of another
+    family."""
+    cfg = checked_scheduler_config(cfg)
+    if _scheduler_kind(cfg) != "flow":
+        return None
+    extra = check_config({k: cfg[k] for k in FLOW_CONFIG if k in cfg}, FLOW_CONFIG, "`scheduler_config`")
+    return {"dynamic": _flag(cfg, "use_dynamic_shifting"), "shift": cfg.get("shift", cfg.get("flow_shift", 1.0)),
+            "line": {k: extra.get(k, DYNAMIC_DEFAULTS[k]) for k in DYNAMIC_DEFAULTS}}
+
+
+def flow_scheduler(cfg: dict | None = None, *, shift=None, mu=None, resolution=None) -> FlowScheduler:
+    """The flow-matching scheduler an export is for, from a scheduler configuration (checked; None: the
+    scheduler built from the export's own ``scheduler_config``) and the pipeline's ``shift`` (static), ``mu`` or
+    ``resolution`` (dynamic: the mu the pipeline computes for an H x W image).
+
+    Without a configuration, ``mu`` or ``resolution`` make it a dynamically shifting scheduler with diffusers'
+    defaults (Flux's: base/max shift 0.5/1.15 at 256/4096 tokens), else a static one with ``shift`` (default 1).
+    With one, the configuration decides: a static ``shift`` that disagrees with it is refused, so are ``mu`` and
+    ``resolution`` for a static configuration and a dynamic configuration without either; Karras, exponential and
+    beta sigmas (which replace any given sigmas by a ramp between their ends) are refused.
+
+    Raises:
+        InputError: one line naming the option or field.
+    """
+    from ..numcore.checks import resolution as check_resolution
+    from ..numcore.grids import mu_for_resolution
+
+    if mu is not None and resolution is not None:
+        raise InputError(f"`mu` = {show_value(mu)} and `resolution` = {show_value(resolution)}: expected one of them "
+                         "(the pipeline computes mu from the resolution)")
+    mu = None if mu is None else option("mu", mu)
+    hw = None if resolution is None else check_resolution(resolution)
+    if shift is not None:
+        shift = real("shift", shift, low=0.0, low_open=True)
+        if shift > MAX32:
+            raise InputError(f"`shift` = {shift:g}: the scheduler computes the shift in float32, where it overflows: "
+                             f"expected a number <= {limit_text(MAX32, False)}")
+    if cfg is None:
+        if mu is None and hw is None:
+            return FlowScheduler(shift=1.0 if shift is None else shift)
+        if shift is not None:
+            raise InputError(f"`shift` = {shift:g} with `{'mu' if mu is not None else 'resolution'}`: a scheduler "
+                             "shifts statically (shift) or dynamically (mu), not both: expected one of them")
+        return FlowScheduler(dynamic=True, mu=mu if mu is not None else mu_for_resolution(*hw))
+    scheduler_family(cfg, "diffusers-flowmatch")
+    cfg = checked_scheduler_config(cfg)
+    extra = check_config({k: cfg[k] for k in FLOW_CONFIG if k in cfg}, FLOW_CONFIG, "`scheduler_config`")
+    for key, what in RESAMPLING_FLAGS.items():
+        if _flag(cfg, key):
+            raise InputError(f"`scheduler_config` {key} = true: FlowMatchEulerDiscreteScheduler replaces any given "
+                             f"sigmas by {what} between the first and the last of them, so no sigmas make it run the "
+                             f"grid: expected a scheduler config without {key} (or build the scheduler with the "
+                             "export's scheduler_config)")
+    own = cfg.get("shift", cfg.get("flow_shift", 1.0))  # checked: > 0
+    dynamic = _flag(cfg, "use_dynamic_shifting")
+    kind = extra.get("time_shift_type", "exponential")
+    terminal = extra.get("shift_terminal") or None  # 0 and null: no stretch (diffusers tests it for truth)
+    line = {k: extra.get(k, DYNAMIC_DEFAULTS[k]) for k in DYNAMIC_DEFAULTS}
+    common = dict(n_train=cfg.get("num_train_timesteps", 1000), shift=own, time_shift_type=kind,
+                  shift_terminal=terminal, invert=_flag(cfg, "invert_sigmas"), line=line)
+    if not dynamic:
+        if shift is not None and shift != own:
+            raise InputError(f"`shift` = {shift:g} disagrees with the scheduler config's shift {own:g}: expected no "
+                             "`shift` with `scheduler_config` (the config defines it)")
+        if mu is not None or hw is not None:
+            name = "mu" if mu is not None else "resolution"
+            raise InputError(f"`{name}` = {show_value(mu if mu is not None else resolution)}: the scheduler config "
+                             "shifts statically (use_dynamic_shifting is false), so the pipeline passes no mu: expected "
+                             f"no `{name}` (or `kind` flux-mu, whose parameter it is)")
+        return FlowScheduler(**common)
+    if shift is not None:
+        raise InputError(f"`shift` = {shift:g}: the scheduler config shifts dynamically (use_dynamic_shifting), so its "
+                         "static shift is not used: expected `mu` or `resolution` instead")
+    if mu is None and hw is None:
+        raise InputError("`mu` missing: the scheduler config shifts dynamically (use_dynamic_shifting), by the mu the "
+                         "pipeline passes for the image size: expected `resolution` H,W (or `mu`) to pre-invert it")
+    if mu is None:
+        if line["base_shift"] is None or line["max_shift"] is None:
+            raise InputError("`resolution`: the scheduler config has no base_shift/max_shift to compute mu from: "
+                             "expected `mu`")
+        if line["base_image_seq_len"] == line["max_image_seq_len"]:
+            raise InputError(f"`scheduler_config` base_image_seq_len = max_image_seq_len = "
+                             f"{line['base_image_seq_len']}: expected two sequence lengths to compute mu from")
+        mu = mu_for_resolution(*hw, **line)
+        if not abs(mu) <= MU_MAX:
+            raise InputError(f"`resolution` = {hw[0]},{hw[1]}: the config's line gives mu = {mu:.4g}: expected |mu| <= "
+                             f"{MU_MAX:g}")
+    if kind == "linear" and not mu > 0:
+        raise InputError(f"`mu` = {mu:g}: time_shift_type 'linear' shifts by mu / (mu + 1/x - 1): expected mu > 0")
+    return FlowScheduler(dynamic=True, mu=mu, **common)
+
+
+def diffusers_flowmatch(t, shift: float | None = None, scheduler_config: dict | None = None, *,
+                        mu: float | None = None, resolution=None) -> Export:
+    """FlowMatchEulerDiscreteScheduler.set_timesteps(sigmas=values, mu=mu): flow times, shift pre-inverted.
+
+    The scheduler maps every passed sigma through its shift in float32: the static shift s x / (1 + (s - 1) x), or
+    with use_dynamic_shifting the pipeline's mu, e^mu / (e^mu + 1/x - 1) (:func:`flow_scheduler` says which, from
+    ``scheduler_config``, ``shift``, ``mu`` or ``resolution``); then a terminal stretch (``shift_terminal``: only a
+    grid that ends at it) and 1 - x (``invert_sigmas``).  The exported values are the pre-image of the grid's flow
+    times under all of it, so the *unmodified* scheduler (the pipeline's own, given these sigmas and this mu) steps
+    through the grid up to float32 rounding.  Where float32 cannot hold the pre-inversion (a shift far from 1, a
+    large mu, 1 - x of a tiny flow time), the drift is warned about, and refused beyond DRIFT_MAX.
     """
     warnings: list = []
     t = _descending(t)
     cfg = scheduler_config
-    n_train = 1000
-    if cfg is not None:
-        scheduler_family(cfg, "diffusers-flowmatch")
-        cfg = checked_scheduler_config(cfg)
-        own = cfg.get("shift", cfg.get("flow_shift", 1.0))  # checked: > 0
-        if shift is not None and real("shift", shift) != own:
-            raise InputError(f"`shift` = {real('shift', shift):g} disagrees with the scheduler config's shift {own:g}: "
-                             "expected no `shift` with `scheduler_config` (the config defines it)")
-        shift = own
-        n_train = cfg.get("num_train_timesteps", 1000)  # checked: 1 .. 10^6
-        if _flag(cfg, "use_dynamic_shifting"):
-            warnings.append("the scheduler config shifts dynamically (resolution-dependent mu); the export pins "
-                            "use_dynamic_shifting = false so that the grid, not the resolution, sets the noise levels")
-    shift = real("shift", 1.0 if shift is None else shift, low=0.0, low_open=True)
-    if shift > MAX32:
-        raise InputError(f"`shift` = {shift:g}: the scheduler computes the shift in float32, where it overflows: "
-                         f"expected a number <= {limit_text(MAX32, False)}")
+    fs = flow_scheduler(cfg, shift=shift, mu=mu, resolution=resolution)
+    if cfg is not None and _flag(checked_scheduler_config(cfg), "stochastic_sampling"):
+        warnings.append("the scheduler config samples stochastically (stochastic_sampling: each step re-noises "
+                        "the x_0 prediction): the sigmas are the grid's, but the grid was measured on the ODE; the "
+                        "export's scheduler_config pins it off")
     r = rf_from_t(t)
-    values = unshift(r, shift)
-    y = flow_shift32(values, shift)
-    consumer = f"FlowMatchEulerDiscreteScheduler (shift {shift:g}, float32)"
-    if not np.all(np.isfinite(y)) or not y[-1] >= TINY32:
-        i = int(np.flatnonzero(~(np.isfinite(y) & (y >= TINY32)))[0])
-        raise InputError(f"`shift` = {shift:g}: {consumer} turns grid node {i} (t = {t[i]:.6g}, r = {r[i]:.4g}) into "
-                         f"{y[i]:.4g}, not a normal float32 number: expected a `shift` closer to 1 or a larger `delta`")
-    _collapse(y, t, consumer, "rectified-flow times")
-    _collapse(f32(np.float32(n_train) * y.astype(np.float32)), t, consumer, "timesteps")
-    _drift(y, r, t, "FlowMatchEulerDiscreteScheduler",
-           f"float32 cannot represent the shift compensation for shift {shift:g}", "a `shift` closer to 1",
-           warnings, f"`shift` = {shift:g}", noise=lambda x: x / (1.0 - x))
-    config = {"num_train_timesteps": n_train, "shift": shift, "use_dynamic_shifting": False, "shift_terminal": None,
-              "invert_sigmas": False, "use_karras_sigmas": False, "use_exponential_sigmas": False,
-              "use_beta_sigmas": False, "stochastic_sampling": False}
+    consumer = f"FlowMatchEulerDiscreteScheduler ({fs.describe()}, float32)"
+    if fs.shift_terminal:
+        st = fs.shift_terminal
+        if abs(r[-1] / st - 1.0) > 4 * EPS32:
+            d = float(t_from_rf(st))
+            raise InputError(f"`delta` = {t[-1]:.6g}: the scheduler config's shift_terminal {st:g} stretches any given "
+                             f"sigmas to end at {st:g} (flow time), but the grid ends at {r[-1]:.6g}: expected `delta` "
+                             f"= {d!r}, the OU time of flow time {st:g}")
+    values = fs.values(t)
+    stored = fs.run32(values)
+    y = fs.flow_times(stored)
+    bad = ~(np.isfinite(y) & (y >= TINY32))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{_flow_param(fs, shift, mu, resolution)}: {consumer} turns grid node {i} (t = {t[i]:.6g}, "
+                         f"flow time {r[i]:.4g}) into {y[i]:.4g}, not a normal float32 number: expected a shift closer "
+                         "to 1 or a larger `delta`")
+    cause = (f"float32 cannot represent the shift compensation for {fs.describe()}" if not fs.dynamic else
+             f"float32 cannot represent the pre-inversion of the {fs.describe()}")
+    _drift(y, r, t, "FlowMatchEulerDiscreteScheduler", cause,
+           "a shift closer to 1" if not fs.dynamic else "a mu closer to 0 (another resolution)", warnings,
+           _flow_param(fs, shift, mu, resolution), noise=lambda x: x / (1.0 - x))
+    _collapse(y, t, consumer, "flow times")
+    ts = f32(np.float32(fs.n_train) * stored.astype(np.float32))
+    _collapse(-ts if fs.invert else ts, t, consumer, "timesteps")
+    last = 1.0 if fs.invert else 0.0
+    how = ("pre-shifted so that the scheduler's static shift (config shift, use_dynamic_shifting = false)"
+           if not fs.dynamic else
+           f"pre-shifted so that the scheduler's dynamic shift with mu = {fs.mu!r} (pass `mu` with the sigmas, or the "
+           "image size it was computed from to a Flux/SD3 pipeline, which computes the same mu)")
     return Export(
-        "diffusers-flowmatch", "sigmas", values, append_zero(y), t, config=config,
-        conventions="N+1 rectified-flow times r = sigma_vp/(alpha + sigma_vp) in (0, 1), descending (x_r = "
-                    "(1 - r) x_0 + r eps = x_OU/(alpha + sigma_vp)); the shift is compensated: values are "
-                    "pre-shifted so that the scheduler's static shift (config shift, use_dynamic_shifting=False), "
-                    "evaluated in float32, maps them back onto the grid (`schedule` holds its float32 result); the "
-                    "scheduler appends the trailing 0 itself (N+1 steps, the last returns the x_0 prediction at "
-                    "r(delta)); timesteps = num_train_timesteps r.",
+        "diffusers-flowmatch", "sigmas", values, np.concatenate([stored, [last]]), t, config=fs.config(),
+        mu=fs.mu if fs.dynamic else None,
+        conventions="N+1 flow times s = sigma_vp/(alpha + sigma_vp) = sigma/(1 + sigma) in (0, 1), descending "
+                    "(x_s = (1 - s) x_0 + s eps = x_OU/(alpha + sigma_vp)); the values are " + how + ", evaluated in "
+                    "float32, maps them back onto the grid (`schedule` holds its float32 result"
+                    + (", 1 - s with invert_sigmas" if fs.invert else "") + "); the scheduler appends "
+                    f"{last:g} itself (N+1 steps, the last returns the x_0 prediction at s(delta)); timesteps = "
+                    "num_train_timesteps times the stored value.",
         warnings=tuple(warnings),
     )
+
+
+def _flow_param(fs: FlowScheduler, shift, mu, resolution) -> str:
+    """The option an export's float32 trouble is reported against."""
+    if not fs.dynamic:
+        return f"`shift` = {fs.shift:g}"
+    if resolution is not None:
+        return f"`resolution` = {show_value(resolution)} (mu = {fs.mu:.6g})"
+    return f"`mu` = {fs.mu:g}"
 
 
 # DPMSolverMultistepScheduler's settings that make it the registry's solver of each timesteps preset
@@ -808,13 +1021,49 @@ def k_diffusion(t, preset: str = "k-diffusion") -> Export:
         conventions="N+2 numbers: the N+1 VE sigmas sqrt(e^{2t}-1) descending to sigma(delta), then 0 "
                     "(k-diffusion's append_zero convention); samplers run N+1 steps, the last from sigma(delta) to 0 "
                     "returns the denoiser output; drop the 0 to stop at delta. Checked in float32 (the tensors "
-                    "samplers run in). A discrete-time model wrapper clamps sigmas outside its training range.",
+                    "samplers run in). A discrete-time model wrapper clamps sigmas outside its training range. A "
+                    "flow-matching model (velocity v(x_s, s)) runs on these VE sigmas through the wrapper "
+                    "D(x, sigma) = x_s - s v(x_s, s) with s = sigma/(1 + sigma), x_s = x/(1 + sigma) "
+                    "(k-diffusion's samplers are written for x = x_0 + sigma eps).",
     )
 
 
-def comfyui(t, preset: str = "comfyui") -> Export:
-    """A ComfyUI SIGMAS list: VE sigmas, descending, trailing 0 (text: comma-separated plain decimals)."""
+def _flow_list(t, consumer: str, warnings: list) -> tuple[np.ndarray, np.ndarray]:
+    """Flow times s = sigma/(1 + sigma) + 0 and their float32 form, checked as a float32 sampler runs them: normal
+    float32 numbers, strictly decreasing, and their logs too (DPM-Solver++ steps in -log sigma)."""
+    s = rf_from_t(t)
+    s32 = f32(s)
+    if not s32[-1] >= TINY32:
+        raise InputError(f"`delta` = {t[-1]:.6g}: flow time s(delta) = {s[-1]:.4g} underflows float32 in {consumer} "
+                         f"(smallest normal float32 {TINY32:.4g}): expected a larger `delta`")
+    _collapse(s32, t, consumer + " (float32)", "flow times")
+    q = -np.log(s32)
+    _collapse(-q, t, consumer + " (float32 log sigma, as DPM-Solver++ steps)", "-log sigma", _ulp_gap(q))
+    _drift(s32, s, t, consumer, "float32 rounding", "a smaller `T`", warnings, "`T`", noise=lambda x: x / (1.0 - x))
+    return append_zero(s), append_zero(s32)
+
+
+def comfyui(t, preset: str = "comfyui", scheduler_config: dict | None = None) -> Export:
+    """A ComfyUI SIGMAS list, descending, trailing 0 (text: comma-separated plain decimals): VE sigmas, or for a
+    flow-matching model (``scheduler_config`` of the flow family: the model's own) its flow times s, which is what
+    ComfyUI's sigma is for flow models (ModelSamplingSD3 / ModelSamplingFlux with the CONST parametrisation:
+    x = s noise + (1 - s) x_0, denoised = x - s v).  SamplerCustom runs a SIGMAS input as given: the model
+    sampling node's shift or mu changes only the model's own schedulers, not these sigmas."""
     t = _descending(t)
+    flow = scheduler_config is not None and _scheduler_kind(checked_scheduler_config(scheduler_config)) == "flow"
+    if flow:
+        warnings: list = []
+        sig, s32 = _flow_list(t, "ComfyUI (flow model)", warnings)
+        return Export(
+            preset, "sigmas", sig, s32, t, warnings=tuple(warnings),
+            conventions="a SIGMAS list of N+2 numbers for a flow-matching model: the N+1 flow times s = sigma/(1 + "
+                        "sigma) (ComfyUI's sigma for flow models: ModelSamplingSD3/Flux, CONST: x = s noise + (1 - s) "
+                        "x_0), descending to s(delta), then 0; SamplerCustom(Advanced) runs them as given (the model "
+                        "sampling node's shift or mu does not touch a SIGMAS input, so nothing is pre-shifted); N+1 "
+                        "sampler steps, the last returns the denoised image; text is comma-separated plain decimals. "
+                        "Euler on these is flowcert's Euler on the grid; ComfyUI's other samplers apply their VE "
+                        "formulas to s (a different method from flowcert's Heun and DPM-Solver++ on the same nodes).",
+        )
     sig, s32 = _ve_list(t, "ComfyUI")
     return Export(
         preset, "sigmas", sig, s32, t,
@@ -822,8 +1071,8 @@ def comfyui(t, preset: str = "comfyui") -> Export:
                     "(N+1 sampler steps; the last returns the denoised image); text output is comma-separated plain "
                     "decimals (no exponent: the manual-sigmas node would split 4.4e-05 into two numbers). For eps/v "
                     "models (ModelSamplingDiscrete) the sigmas are VE sigmas and must lie inside the model's range "
-                    "(SD 1.x/XL: 0.0292..14.61, i.e. `T` <= 2.684); flow models in ComfyUI take rectified-flow times "
-                    "instead (see diffusers-flowmatch).",
+                    "(SD 1.x/XL: 0.0292..14.61, i.e. `T` <= 2.684); flow models (ModelSamplingSD3/Flux) take flow "
+                    "times instead: pass the model's flow-matching scheduler config.",
     )
 
 
@@ -865,7 +1114,8 @@ def _presets() -> dict:
                                                                                          scheduler_config),
                "euler", "diffusers EDMEulerScheduler", ("clip", "scheduler_config")),
         Preset("diffusers-flowmatch", diffusers_flowmatch, "euler",
-               "diffusers FlowMatchEulerDiscreteScheduler (Euler in r = Euler in VE sigma)", _FLOW_OPTIONS),
+               "diffusers FlowMatchEulerDiscreteScheduler (Euler in r = Euler in VE sigma)",
+               _FLOW_OPTIONS + ("mu", "resolution")),
         Preset("diffusers-unipc", diffusers_unipc, "unipc",
                "diffusers UniPCMultistepScheduler (use_flow_sigmas; bh2, order 2, corrector UniC)", _FLOW_OPTIONS),
         Preset("diffusers-timesteps", diffusers_timesteps, "dpmpp_2m",
@@ -874,7 +1124,8 @@ def _presets() -> dict:
                "diffusers DPMSolverMultistepScheduler (solver_order 3, solver_type heun, no lower_order_final)",
                _DDPM_OPTIONS),
         Preset("k-diffusion", k_diffusion, "euler", "k-diffusion sample_euler (any k-diffusion sampler takes it)"),
-        Preset("comfyui", comfyui, "euler", "ComfyUI euler, KSampler's default (any ComfyUI sampler takes it)"),
+        Preset("comfyui", comfyui, "euler", "ComfyUI euler, KSampler's default (any ComfyUI sampler takes it)",
+               ("scheduler_config",)),  # a flow-matching config (the model's own): flow times
     ]
     for s in SOLVERS.values():
         if s.k_diffusion:
@@ -903,17 +1154,33 @@ def check(name: str) -> str:
     return name
 
 
+def is_flow(name: str, scheduler_config: dict | None) -> bool:
+    """Whether preset ``name`` with ``scheduler_config`` exports for a flow-matching model (flow times): always for
+    diffusers-flowmatch, for comfyui with a flow-matching scheduler config."""
+    if name == "diffusers-flowmatch":
+        return True
+    return (name == "comfyui" and scheduler_config is not None
+            and _scheduler_kind(checked_scheduler_config(scheduler_config)) == "flow")
+
+
 def export(name: str, t, *, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
-           scheduler_config: dict | None = None) -> Export:
+           scheduler_config: dict | None = None, mu: float | None = None, resolution=None) -> Export:
     """The grid ``t`` (OU time, descending) for consumer ``name``; options go where they apply.
 
     ``beta_schedule`` (default linear) and ``shift`` (default 1) must agree with ``scheduler_config``
     when both are given; ``scheduler_config`` (a diffusers scheduler's configuration dict) applies to
-    the diffusers presets only.
+    the diffusers presets, and to comfyui (a flow-matching config: flow times); ``shift``, ``mu`` and
+    ``resolution`` (the pipeline's static or dynamic shift) to diffusers-flowmatch only.
     """
     p = PRESETS[check(name)]
     if scheduler_config is not None and name not in CONFIGURABLE:
         raise InputError(f"`scheduler_config` applies to {', '.join(CONFIGURABLE)}: expected no scheduler config "
                          f"with `preset` {name}")
-    given = {"beta_schedule": beta_schedule, "clip": clip, "shift": shift, "scheduler_config": scheduler_config}
+    for key, value in (("shift", shift), ("mu", mu), ("resolution", resolution)):
+        if value is not None and key not in p.options:
+            takes = ", ".join(q.name for q in PRESETS.values() if key in q.options)
+            raise InputError(f"`{key}` = {show_value(value)} applies to {takes} (the scheduler's shift) and the grid "
+                             f"kinds flow-shift and flux-mu: expected no `{key}` with `preset` {name}")
+    given = {"beta_schedule": beta_schedule, "clip": clip, "shift": shift, "scheduler_config": scheduler_config,
+             "mu": mu, "resolution": resolution}
     return p.build(t, **{k: given[k] for k in p.options})

@@ -349,6 +349,10 @@ class Domain:
         return f"[default: {text}]"
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MU_MAX = 80.0  # |mu| of a dynamic flow shift: e^mu stays finite in the scheduler's float32 arithmetic
+RESOLUTION_MULTIPLE = 16  # image sides of the flow pipelines: 8x VAE, 2x2 patches (Flux packing, SD3 patch_size 2)
+
 # The domains shared by several options (each bound is written once) ...
 _SAMPLES = Domain("integer", 16, 10**7)
 _STEPS = Domain("integer", 1, 64)  # a solver's optimal grid: the grid search's limit
@@ -386,6 +390,12 @@ OPTIONS: dict[str, Domain] = {
     "amp_samples": Domain("integer", 0, 10**6, default=128),  # exact trajectories for the per-trajectory amplification
     "amplification.samples": Domain("integer", 2, 10**6, default=128),
     "step": Domain("real", 1e-4, 0.5, default=0.02),  # RK4 step in log sigma_VE of the numpy trajectories
+    # the flow pipelines' shifts (grid kinds flow-shift and flux-mu, the diffusers-flowmatch export): the static shift
+    # (SD3's 3.0; up to the largest float32, where the scheduler computes it), the dynamic shift mu (e^mu finite in
+    # float32) and one side of an image resolution in pixels (a multiple of 16: the 8x VAE and 2x2 patches)
+    "shift": Domain("real", 0.0, FLOAT32_MAX, low_open=True, default=3.0),
+    "mu": Domain("real", -MU_MAX, MU_MAX),
+    "resolution": Domain("integer", RESOLUTION_MULTIPLE, 2**16, default=1024),
     # classifier-free guidance D_u + W (D_c - D_u): W = 1 the conditional model alone; W >= 0 (the guided bound's
     # domain); 1000 is far beyond any scale pipelines use (1 to 20)
     "guidance": Domain("real", 0.0, 1000.0),  # not given: 1, the conditional model alone
@@ -402,6 +412,28 @@ def option(key: str, value, name: str | None = None):
 def options(**values) -> tuple:
     """Several options at once (``options(seed=s, points=n)``), checked in the order given."""
     return tuple(option(k, v) for k, v in values.items())
+
+
+def resolution(value, name: str = "resolution") -> tuple[int, int]:
+    """An image resolution ``H,W`` (text, or a pair of integers): each side in the ``resolution`` domain and a
+    multiple of RESOLUTION_MULTIPLE (16: the flow pipelines' 8x VAE and 2x2 patches), as (height, width)."""
+    items = value.replace("x", ",").split(",") if isinstance(value, str) else value
+    if isinstance(items, (int, float, np.integer, np.floating)) or not hasattr(items, "__len__") or len(items) != 2:
+        raise InputError(f"`{name}` = {show_value(value)}: expected HEIGHT,WIDTH in pixels (e.g. 1024,1024)")
+    sides = []
+    for v in items:
+        if isinstance(v, str):
+            v = v.strip()
+            try:
+                v = int(v)
+            except ValueError:
+                raise InputError(f"`{name}` = {show_value(value)}: expected HEIGHT,WIDTH in pixels as two "
+                                 "integers (e.g. 1024,1024)") from None
+        sides.append(option("resolution", v, name))
+    if any(s % RESOLUTION_MULTIPLE for s in sides):
+        raise InputError(f"`{name}` = {sides[0]},{sides[1]}: expected height and width divisible by "
+                         f"{RESOLUTION_MULTIPLE} (the pipeline's 8x VAE and 2x2 patches; Flux resizes other sizes)")
+    return sides[0], sides[1]
 
 
 # ----------------------------------------------------------------------------- configuration files

@@ -129,16 +129,33 @@ def implied_solver(preset: str, solver: str | None) -> str:
     return check(solver).name if solver is not None else PRESETS[check_preset(preset)].solver
 
 
+def candidate_grids(steps: int, delta: float, T: float, preset: str, scheduler_config: dict | None = None,
+                    flow_params: dict | None = None) -> dict:
+    """{name: t} of the closed forms a winning export weighs against the optimal grid: log-SNR, KL-optimal, EDM,
+    and for a flow preset (diffusers-flowmatch; comfyui for a flow model) the flow pipelines' own defaults
+    flow-shift and flux-mu with ``flow_params`` (``shift``, ``mu``; :func:`studies.timegrid.flow_options`)."""
+    from ..exports.presets import is_flow
+
+    out = baseline_grids(steps, delta, T)
+    if is_flow(preset, scheduler_config):
+        for name in grids.FLOW_KINDS:
+            out[name] = grids.build(name, steps, delta, T, **(flow_params or {}))
+    return out
+
+
 def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,
                    T: float, beta_schedule: str | None = None, clip: bool = False, shift: float | None = None,
-                   scheduler_config: dict | None = None, train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES,
+                   mu: float | None = None, resolution=None, scheduler_config: dict | None = None,
+                   flow_params: dict | None = None, train: int = TRAIN_SAMPLES, test: int = TEST_SAMPLES,
                    seed: int = 0, effort: float = 1.0, batches=None, progress=no_progress):
     """The grid that wins for the solver a sampler preset runs, exported for that preset.
 
     Candidates: the solver's optimal grid (:func:`optimal_grid`) and the closed forms log-SNR, KL-optimal
-    and EDM, each exported for ``preset`` (rounded or clipped as the preset does); the one with the smallest
+    and EDM (and for a flow preset flow-shift and flux-mu with ``flow_params``: :func:`candidate_grids`), each
+    exported for ``preset`` (rounded or clipped as the preset does); the one with the smallest
     error on the training batch is exported, and every candidate's error on the fresh test batch, measured on
-    the nodes actually exported, is reported.
+    the nodes actually exported, is reported.  ``shift``, ``mu`` and ``resolution`` are the export's (the flow
+    scheduler's shift it pre-inverts).
 
     Returns:
         (Export, record): the export and a JSON-ready dict: ``kind`` (the chosen grid), ``solver``,
@@ -158,8 +175,10 @@ def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *,
     solver = implied_solver(preset, solver)
     steps = check_steps(steps)
     effort = option("effort", effort)
-    options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config)
+    options = dict(beta_schedule=beta_schedule, clip=clip, shift=shift, mu=mu, resolution=resolution,
+                   scheduler_config=scheduler_config)
     export(preset, baseline_grids(steps, delta, T)["logsnr"], **options)  # the preset's own checks, before the work
+    closed = candidate_grids(steps, delta, T, preset, scheduler_config, flow_params)
     if batches is None:
         delta, T = target.window(delta, T, teacher=True)
         batches = target.batches(delta, T, train=train, test=test, seed=seed, progress=progress)
@@ -168,7 +187,7 @@ def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *,
     opt = _optimal(batches, steps, solver, starts, effort, SCREEN_SAMPLES)
     exports = {"optimal": export(preset, opt["t"], **options)}
     skipped = {}
-    for name, t in baseline_grids(steps, delta, T).items():
+    for name, t in closed.items():
         try:
             exports[name] = export(preset, t, **options)
         except InputError as exc:  # e.g. nodes that round onto one timestep: not a candidate

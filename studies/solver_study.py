@@ -36,10 +36,13 @@ WITHIN = 1.1  # the league counts how often a grid is within this factor of the 
 
 
 def labels(target) -> tuple[str, ...]:
-    """The study's grids for a target, in the registry's order: ``balanced-RATE`` per rate, the closed forms, the
+    """The study's grids for a target, in the registry's order: ``balanced-RATE`` per rate, the closed forms (the
+    flow pipelines' defaults flow-shift and flux-mu where the target is a mixture or a flow model), the
     teacher-node grids the target has (a model's ``gits``) and ``optimal``."""
     out = []
     for name, kind in grids.KINDS.items():
+        if kind.params and not target.flow_grids:
+            continue
         if kind.needs == grids.RATE:
             out += [f"{name}-{rate}" for rate in target.rates]
         elif kind.needs == grids.TEACHER:
@@ -77,8 +80,15 @@ def build_grids(target, batches, steps, delta: float, T: float, rate_samples: in
         elif grids.KINDS[kind].needs == grids.TEACHER:
             out[label] = target.teacher_grids(kind, batches, steps)
         else:
-            out[label] = {N: grids.build(kind, N, delta, T) for N in steps}
+            params = target.flow_params()
+            out[label] = {N: grids.build(kind, N, delta, T, **params) for N in steps}
     return out, lam, rates
+
+
+def flow_parameters(target, study_labels) -> dict:
+    """{kind: its parameters} for the flow kinds among a study's grids (``{"flow-shift": {"shift": 3.0}}``)."""
+    params = target.flow_params()
+    return {k: grids.KINDS[k].parameters(**params) for k in study_labels if k in grids.FLOW_KINDS}
 
 
 def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, rate_samples: int = 4096,
@@ -117,11 +127,15 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     pbar.update(1)
                     if bar is not None:
                         bar.update(1)
-    return target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
-                               labels=list(study), solvers=list(chosen), grid_sets=grid_sets, lam=lam,
-                               rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
-                               rate_samples=rate_samples, train_samples=train_samples, effort=effort,
-                               seconds=time.time() - clock)
+    record = target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
+                                 labels=list(study), solvers=list(chosen), grid_sets=grid_sets, lam=lam,
+                                 rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
+                                 rate_samples=rate_samples, train_samples=train_samples, effort=effort,
+                                 seconds=time.time() - clock)
+    flow = flow_parameters(target, study)
+    if flow:
+        record["flow_params"] = flow
+    return record
 
 
 def optimal_grids(batches, solver: str, steps, effort: float = 1.0, starts=None) -> dict:

@@ -211,6 +211,14 @@ class MixtureTarget:
     def scheduler_config(self) -> dict | None:
         return None
 
+    # a mixture's study weighs the flow pipelines' defaults (flow-shift, flux-mu) with their default parameters
+    flow_grids = True
+
+    def flow_params(self) -> dict:
+        """The parameters of the flow grid kinds in this target's studies: the kinds' defaults (SD3's shift 3,
+        Flux's mu at 1024 x 1024)."""
+        return {}
+
     def check_rate(self, bound: str) -> str:
         if bound not in self.rates:
             raise InputError(f"`bound` = {bound!r}: expected one of {', '.join(self.rates)}")
@@ -505,6 +513,22 @@ class ModelTarget:
 
             return read_scheduler_config(path, "`model` scheduler config")
         return None
+
+    @property
+    def flow_grids(self) -> bool:
+        """Whether the study weighs the flow pipelines' defaults: the model's scheduler is a flow-matching one."""
+        from ..exports.presets import flow_pipeline
+
+        cfg = self.scheduler_config()
+        return cfg is not None and flow_pipeline(cfg) is not None
+
+    def flow_params(self) -> dict:
+        """The flow grid kinds' parameters from the model's own scheduler config (its static shift; its dynamic
+        line at 1024 x 1024), else the kinds' defaults."""
+        from .timegrid import flow_options
+
+        cfg = self.scheduler_config()
+        return flow_options(None, None, cfg)[0] if cfg is not None else {}
 
     def check_rate(self, bound: str) -> str:
         if bound not in self.rates:

@@ -478,18 +478,26 @@ def test_zero_terminal_snr_scheduler_config_widens_the_range_and_runs(tmp_path, 
     assert run_loop(s, preset) == (6 if preset == "diffusers-euler" else 7)
 
 
-def test_flux_like_config_pins_static_shift_and_the_pipeline_mu_changes_nothing(tmp_path):
+def test_flux_like_config_pre_inverts_the_pipeline_mu_for_its_unmodified_scheduler(tmp_path):
+    # the export targets the pipeline's own scheduler (dynamic shifting on): mu from --resolution, pre-inverted, and
+    # carried in the export; merging the export's scheduler_config changes nothing (it is the pipeline's own)
     cfg = write(tmp_path, FLUX)
+    one_line_error(run("grid", "ring8", "--steps", 8, "--for", "diffusers-flowmatch", "--scheduler-config", cfg),
+                   "expected --resolution H,W (or --mu)")
     r = run("grid", "ring8", "--steps", 8, "--for", "diffusers-flowmatch", "--scheduler-config", cfg,
-            "--format", "json")
+            "--resolution", "1024,1024", "--kind", "logsnr", "--format", "json")
     assert r.exit_code == 0, r.output
     g = json.loads(r.stdout)
-    assert g["scheduler_config"]["shift"] == 3.0 and g["scheduler_config"]["use_dynamic_shifting"] is False
-    assert any("dynamic" in w for w in g["warnings"])
-    s = FlowMatchEulerDiscreteScheduler.from_config({**FLUX, **g["scheduler_config"]})
-    s.set_timesteps(sigmas=g["sigmas"], mu=1.15)  # what a Flux pipeline passes at 1024^2
-    np.testing.assert_array_equal(s.sigmas.numpy(), np.float32(g["schedule"]))
+    assert g["scheduler_config"]["use_dynamic_shifting"] is True and g["mu"] == pytest.approx(1.15, abs=1e-12)
+    for config in (FLUX, {**FLUX, **g["scheduler_config"]}):
+        s = FlowMatchEulerDiscreteScheduler.from_config(config)
+        s.set_timesteps(sigmas=g["sigmas"], mu=g["mu"])  # what a Flux pipeline passes at 1024^2
+        np.testing.assert_array_equal(s.sigmas.numpy(), np.float32(g["schedule"]))
+        np.testing.assert_allclose(s.sigmas.numpy()[:-1], units.rf_from_t(g["t"]), rtol=2.4e-7)
     one_line_error(run("grid", "ring8", "--for", "diffusers-flowmatch", "--scheduler-config", cfg, "--shift", 2),
+                   "its static shift is not used")
+    sd3 = write(tmp_path, {**FLUX, "use_dynamic_shifting": False}, "sd3.json")
+    one_line_error(run("grid", "ring8", "--for", "diffusers-flowmatch", "--scheduler-config", sd3, "--shift", 2),
                    "disagrees with the scheduler config's shift")
 
 
@@ -604,6 +612,8 @@ def test_every_snippet_of_the_sampler_recipes_runs(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "scheduler_config.json").write_text(json.dumps(SD15))
+    (tmp_path / "flux_scheduler_config.json").write_text(json.dumps(FLUX))  # the flow recipes' pipeline configs
+    (tmp_path / "sd3_scheduler_config.json").write_text(json.dumps({**FLUX, "use_dynamic_shifting": False}))
     monkeypatch.setitem(sys.modules, "k_diffusion", fake_k_diffusion())
     blocks = doc_blocks("docs/samplers.md")
     ran = {"bash": 0, "python": 0}
