@@ -49,7 +49,8 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
     iteration (a network's J^T J has no gap below its top singular value: the vector converges slowly,
     the value fast).  The Krylov space starts from ``u0`` (the
     previous time's singular vectors in a table) mixed with a random direction, so a warm start never
-    confines the search to a stale singular vector.
+    confines the search to a stale singular vector.  The random direction comes from ``generator`` (a fixed seed
+    when None: torch's global generator is seeded differently in every process, so it is never used).
 
     Points that have stopped leave the batch: when half of the active points have stopped, the graph is
     rebuilt on the rest (one forward pass), so a few slow points do not make every point iterate.
@@ -65,6 +66,8 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
 
     x = torch.as_tensor(x).to(model.dtype).detach()
     n, d = x.shape
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
     g = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     q = _unit(g) if u0 is None else _unit(_unit(u0.double()) + 0.5 * _unit(g))
     k_max = max(1, min(int(iters), d))
@@ -208,7 +211,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
             x = traj[:, j]
         norms, its, ok, chg, batch_passes = [], [], [], [], []
         for lo in range(0, samples, batch):
-            r = opnorm(model, x[lo:lo + batch], t, iters=iters, tol=tol, u0=u[lo:lo + batch])
+            r = opnorm(model, x[lo:lo + batch], t, iters=iters, tol=tol, u0=u[lo:lo + batch], generator=g)
             u[lo:lo + batch] = r["u"].double()
             norms.append(r["norm"].numpy())
             its.append(r["iterations"].numpy())

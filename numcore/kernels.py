@@ -661,6 +661,11 @@ def _solve_grid_grad(y0, target, sig, solver, two_sinh, scale, inv_s, mrot, logc
 
 
 # The solver loops on one thread: for small batches (the grid search evaluates them thousands of times on
-# ~10^3 points), where starting a parallel region costs more than it saves.
-_solve_grid_serial = nb.njit(**_JIT)(_solve_grid.py_func)
-_solve_grid_grad_serial = nb.njit(**_JIT)(_solve_grid_grad.py_func)
+# ~10^3 points), where starting a parallel region costs more than it saves.  Under NUMBA_DISABLE_JIT=1 njit
+# returns the plain Python function, which has no ``py_func``: the function itself is the source then.
+def _python(kernel):
+    return getattr(kernel, "py_func", kernel)
+
+
+_solve_grid_serial = nb.njit(**_JIT)(_python(_solve_grid))
+_solve_grid_grad_serial = nb.njit(**_JIT)(_python(_solve_grid_grad))

@@ -808,3 +808,108 @@ def test_two_trainings_into_one_folder_do_not_clobber_each_other(tmp_path):
 
         with pytest.raises(flowcert.InputError, match="in use by another flowcert process"):
             flowcert.train_example("digits", str(out), steps=2, batch=4, threads=1)
+
+
+# ---- kind 8: a fixed seed fixes every number
+def drop_timing(obj):
+    """A JSON document without its wall-clock fields (every key that names seconds)."""
+    if isinstance(obj, dict):
+        return {k: drop_timing(v) for k, v in obj.items() if "second" not in k}
+    if isinstance(obj, list):
+        return [drop_timing(v) for v in obj]
+    return obj
+
+
+@pytest.fixture(scope="module")
+def tiny_unet(tmp_path_factory):
+    """A diffusers pipeline folder with a 4 x 4 UNet (d = 16, attention included) and a DDPM scheduler."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=4, in_channels=1, out_channels=1, block_out_channels=(8, 8),
+                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                                 norm_num_groups=4, attention_head_dim=4, time_embedding_dim=16)
+    folder = tmp_path_factory.mktemp("unet") / "tiny"
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(clip_sample=False)).save_pretrained(folder)
+    return str(folder)
+
+
+SMALL_TEACHER = ["--steps", "2", "--train-samples", "16", "--test-samples", "16", "--teacher-steps", "4",
+                 "--threads", "1"]
+MODEL_COMMANDS = {
+    "lipschitz": ["lipschitz", "--points", "2", "--empirical", "8", "--iters", "4", "--seed", "3"],
+    "grid-balanced": ["grid", "--steps", "2", "--samples", "16", "--teacher-steps", "4", "--seed", "1"],
+    "grid-optimal": ["grid", "--kind", "optimal", "--solver", "heun", *SMALL_TEACHER, "--seed", "2"],
+    "export": ["grid", "--for", "diffusers-euler", *SMALL_TEACHER],
+    "solvers": ["solvers", "--steps", "2", "--samples", "16", "--train-samples", "16", "--teacher-steps", "4",
+                "--effort", "0.05"],
+}
+
+
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+def test_every_seeded_model_command_repeats_bit_for_bit(tiny_unet, command):
+    """Each model command twice on a tiny UNet (d = 16, so Lanczos stops before its Krylov space is full and
+    its random start matters), torch's global generator reseeded in between: the same JSON but for timings."""
+    import torch
+
+    args = [*MODEL_COMMANDS[command], "--model", tiny_unet, "--format", "json"]
+    args += [] if "--threads" in args else ["--threads", "1"]
+    docs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        r = cli(*args)
+        assert r.exit_code == 0, r.output
+        docs.append(drop_timing(strict_json(r.stdout)))
+    assert docs[0] == docs[1]
+
+
+def test_lipschitz_model_repeats_across_processes(tiny_unet, here):
+    """The instance of the issue: two processes (torch seeds its global generator differently in each)."""
+    args = [sys.executable, "-m", "flowcert.cli", "lipschitz", "--model", tiny_unet, "--points", "2", "--empirical",
+            "8", "--iters", "3", "--seed", "5", "--threads", "1", "--format", "json"]
+    runs = [subprocess.run(args, capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    a, b = (drop_timing(strict_json(r.stdout)) for r in runs)
+    assert a == b and a["iterations_max"][0] < 16  # Lanczos stopped early: its start vector mattered
+
+
+def test_opnorm_never_draws_from_the_global_generator():
+    torch = pytest.importorskip("torch")
+    from flowcert.models.exact import exact_model
+    from flowcert.models.jacobian import opnorm
+
+    m = exact_model(flowcert_mixture("modes8d"))
+    x = torch.randn(4, m.d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    state = torch.get_rng_state()
+    a = opnorm(m, x, 0.3, iters=2)["norm"]
+    assert torch.equal(state, torch.get_rng_state())
+    torch.manual_seed(123)
+    assert torch.equal(a, opnorm(m, x, 0.3, iters=2)["norm"])
+
+
+def flowcert_mixture(name):
+    from flowcert.numcore.mixture import load
+
+    return load(name)
+
+
+# ---- kind 9: streams and environment
+NOJIT_COMMANDS = {
+    "grid-optimal": ["grid", "ring8", "--kind", "optimal", "--solver", "euler", "--steps", "2", "--train-samples", "16",
+                     "--test-samples", "16", "--effort", "0.05"],
+    "lipschitz-empirical": ["lipschitz", "ring8", "--points", "3", "--empirical", "200"],
+    "mixture-amp-samples": ["mixture", "ring8", "--amp-samples", "4"],
+    "solvers": ["solvers", "line2", "--steps", "2", "--samples", "32", "--train-samples", "16", "--effort", "0.05"],
+    "certify-verify": ["certify", "ring8", "--eps", "1e-2", "--t", "0.5", "--verify", "100"],
+    "certify-time-input": ["certify", "line2", "--eps", "3e-2", "--verify", "20", "--times", "2"],
+}
+
+
+@pytest.mark.parametrize("command", list(NOJIT_COMMANDS))
+def test_every_command_that_loads_the_kernels_runs_without_the_jit(here, command):
+    """NUMBA_DISABLE_JIT=1 (a debugging switch numba documents): njit returns plain functions, which have no
+    py_func; every command that loads numcore.kernels still runs (a regression: it broke all of them)."""
+    r = subprocess.run([sys.executable, "-m", "flowcert.cli", *NOJIT_COMMANDS[command]], capture_output=True, text=True,
+                       env={**os.environ, "NUMBA_DISABLE_JIT": "1"}, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-500:]
