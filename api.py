@@ -623,6 +623,7 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
 
     target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads)
     delta, T = target.window(delta, T)
+    target.probe(delta, T)
     return target.lipschitz(delta=delta, T=T, samples=samples, seed=option("seed", seed), iters=iters, tol=tol,
                             progress=progress)
 
@@ -663,6 +664,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
 
     target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads)
     delta, T = target.window(delta, T)
+    target.probe(delta, T)
     return build(target, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
                  beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
                  train_samples=train_samples, test_samples=test_samples, effort=effort, progress=progress)
@@ -700,6 +702,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
     scheduler_config = _config(scheduler_config)
     target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads)
     delta, T = target.window(delta, T)
+    target.probe(delta, T)
     return export_(target, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
                    beta_schedule=beta_schedule, clip=clip, shift=shift, scheduler_config=scheduler_config,
                    samples=samples, seed=seed, train_samples=train_samples, test_samples=test_samples,
@@ -740,6 +743,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
         check_destination(plot, "plot")
     target, m = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads)
     delta, T = target.window(delta, T)
+    target.probe(delta, T)
     ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
     samples, seed, train_samples, effort = options(samples=samples, seed=seed, train_samples=train_samples,
                                                    effort=effort)

@@ -220,6 +220,17 @@ def array(name: str, value, *, ndim: int | tuple[int, ...], shape=None, what: st
     return arr
 
 
+def finite(what: str, values) -> None:
+    """InputError unless every number in ``values`` is finite: a statistic about to be reported.  ``what`` names it,
+    the model and where (``model 'x': E||J||_op at OU time t = 0.1``); NaN or inf is never printed as a result."""
+    parts = values if isinstance(values, (list, tuple)) else [values]
+    for part in parts:
+        arr = np.asarray(part, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            bad = arr[~np.isfinite(arr)].ravel()[0]
+            raise InputError(f"{what} is {bad}: expected a finite number (refused rather than reported)")
+
+
 def choice(name: str, value: str, options) -> str:
     """One of a fixed set of strings."""
     if value not in options:

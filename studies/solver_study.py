@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..numcore import grids
+from ..numcore.checks import finite
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
 from ..numcore.samplers import EVALS_PER_STEP
@@ -110,6 +111,9 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     x = batches.solve(batches.x_test, t, solver)
                     e = relative_mse(x, batches.y_test)
                     sw, sw_ci = ref.distance(x)
+                    finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
+                           f"{label} grid with N = {N}",
+                           [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
                     rows.append(Row(label, solver, N, N * EVALS_PER_STEP[solver], "flowcert", e.value,
                                     (e.ci_low, e.ci_high), sw, sw_ci))
                     pbar.update(1)

@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..numcore.checks import InputError, option, time_window
+from ..numcore.checks import InputError, finite, option, time_window
 from ..numcore.io import no_progress
 
 # the exact teacher of the studies: RK4 step in log sigma_VE (relative RMS error ~3e-7 on ring8, estimated in
@@ -337,6 +337,9 @@ class ModelBatches:
             self.trajectory.update(evaluations=self.counter.samples - c0, seconds=time.perf_counter() - t0)
             self.y_train = self.trajectory["y"][-1] * math.exp(-delta)
             bar.update(1)
+        name = getattr(model, "name", "model")
+        finite(f"`model` {name!r}: the end point of its own teacher (RK4, {teacher_steps} steps) at OU time "
+               f"{delta:g}", [self.y_test, self.y_train])
         self.teacher = dict(teach)
         self.teacher.update(model_evaluations=self.counter.samples, seconds=time.perf_counter() - clock)
         self.objective = (f"relative MSE sum |x - teacher(x_T)|^2 / sum |teacher(x_T)|^2 of the solver's end points x "
@@ -363,6 +366,8 @@ class ModelBatches:
         from ..numcore.distances import relative_mse
 
         e = relative_mse(self.solve(self.x_test, t, solver), self.y_test)
+        finite(f"`model` {getattr(self.model, 'name', 'model')!r}: the relative MSE of {solver} with {len(t) - 1} "
+               "steps against its teacher", [v for v in (e.value, e.ci_low, e.ci_high) if v is not None])
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
 
 
@@ -405,6 +410,20 @@ class ModelTarget:
                              f"{self.model.sigma_range[1]:.4g}): expected <= {hi:.4g}")
         return time_window(d, T_)
 
+    def probe(self, delta: float, T: float, n: int = 2, points: int = 3) -> None:
+        """Evaluate the model once before any work: ``n`` samples of N(0, (1 + sigma^2) I) at ``points`` noise
+        levels spanning [delta, T] (its own generator: no random stream of the study is touched).  The boundary
+        checks of :mod:`models.denoiser` refuse a network that raises or returns the wrong shape, dtype, NaN or
+        inf there, before a long run starts."""
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for t in np.geomspace(delta, T, points):
+                sigma = math.sqrt(math.expm1(2.0 * float(t)))
+                y = torch.randn(n, self.d, generator=g, dtype=torch.float64) * math.sqrt(1.0 + sigma * sigma)
+                self.model(y, sigma)
+
     def lipschitz(self, *, delta: float, T: float, samples: int, seed: int = 0, iters: int | None = None,
                   tol: float | None = None, progress=no_progress) -> dict:
         """E||J(x, t)||_op (with its Monte-Carlo interval), the sampled sup, and the power-iteration record on
@@ -419,6 +438,12 @@ class ModelTarget:
         with progress(points, "||J|| (power iteration)") as bar:
             tab = table(self.model, ts, samples, data=self.data, seed=seed, iters=iters, tol=tol,
                         teacher_steps=self.teacher_steps, progress=bar)
+        from ..models.denoiser import where
+
+        for j, t in enumerate(tab["t"]):
+            finite(f"`model` {self.name!r}: E||J||_op (with its interval and the sampled sup) at "
+                   f"{where(math.sqrt(math.expm1(2.0 * float(t))))}",
+                   [tab["empirical_mean"][j], tab["empirical_mean_ci"][j], tab["empirical_sup"][j]])
         return {**self.header(), "delta": delta, "T": T, **tab,
                 "scope": "sampled", "where": "sampled points of p_t; a trained model has no analytic bound",
                 "no_bounds": NO_BOUNDS,
@@ -497,6 +522,13 @@ class ModelTarget:
         return None
 
     def finish_grid(self, out: dict, kind: str, st, clock: float) -> None:
+        t = np.asarray(out["t"], float)
+        finite(f"`model` {self.name!r}: the {kind} grid's nodes", t)
+        if out.get("lambda") is not None:
+            finite(f"`model` {self.name!r}: Lambda at the {kind} grid's nodes", out["lambda"])
+        if np.any(np.diff(t) >= 0):
+            raise InputError(f"`model` {self.name!r}: the {kind} grid's nodes are not strictly decreasing (its rate "
+                             "vanishes on a segment): expected fewer `steps`")
         out["cost"] = {"seconds": time.time() - clock,
                        "what": {"balanced": "wall time of the grid including its rate (the Jacobian table)",
                                 "optimal": "wall time of the teacher and the search (model evaluations in "

@@ -810,6 +810,129 @@ def test_two_trainings_into_one_folder_do_not_clobber_each_other(tmp_path):
             flowcert.train_example("digits", str(out), steps=2, batch=4, threads=1)
 
 
+# ---- kind 3: a network that returns NaN, inf, the wrong shape or dtype, or raises
+def _misbehaving(body):
+    """fn(x, s) of a 4-dimensional sample-predicting model; x: (n, 4) inputs, s: (n,) sigmas."""
+    import torch  # noqa: F401  (the bodies use it)
+
+    scope = {}
+    exec("import torch\ndef fn(x, s):\n" + "".join(f"    {line}\n" for line in body.splitlines()), scope)
+    return scope["fn"]
+
+
+MISBEHAVING = {
+    "nan": ('return x * float("nan")', "returned NaN"),
+    "inf-at-small-sigma": ('out = 0.5 * x\nreturn torch.where(s[:, None] < 0.05, out / 0, out)', "returned inf"),
+    "extra-column": ("return torch.cat([x, x[:, :1]], 1)", "returned shape"),
+    "ignores-the-batch": ("return 0.5 * x[:1]", "returned shape (1, 4)"),
+    "flat": ("return 0.5 * x.reshape(-1)[: x.shape[0]]", "returned shape"),
+    "integer": ("return (4 * x).round().long()", "dtype int64"),
+    "complex": ("return (0.5 * x).to(torch.complex64)", "dtype complex64"),
+    "boolean": ("return x > 0", "dtype bool"),
+    "none": ("return None", "returned NoneType"),
+    "raises": ('raise RuntimeError("CUDA error: device-side assert")', "raised RuntimeError"),
+    "raises-keyerror": ('return {"sample": x}["out"]', "raised KeyError"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISBEHAVING))
+def test_a_misbehaving_network_is_refused_at_its_first_evaluation(case):
+    torch = pytest.importorskip("torch")
+    import flowcert
+
+    body, words = MISBEHAVING[case]
+    m = flowcert.torch_model(_misbehaving(body), shape=(4,), name="bad-net")
+    for call in (lambda: flowcert.model_lipschitz(m, points=2, samples=16, threads=1),
+                 lambda: flowcert.model_grid(m, 2, kind="optimal", solver="euler", train_samples=16, test_samples=16,
+                                             teacher_steps=4, threads=1),
+                 lambda: flowcert.model_solvers(m, [2], samples=16, train_samples=16, teacher_steps=4, threads=1)):
+        with pytest.raises(flowcert.InputError) as err:
+            call()
+        text = str(err.value)
+        assert "'bad-net'" in text and "sigma = " in text and "OU time t = " in text and words in text, text
+        assert "\n" not in text
+    del torch
+
+
+def test_a_network_that_fails_only_inside_the_window_is_caught_where_it_fails():
+    """NaN for 1 < sigma < 2 only: the probe at the window's ends and middle passes, the run meets it and names the
+    noise level; nothing is reported."""
+    pytest.importorskip("torch")
+    import flowcert
+
+    m = flowcert.torch_model(_misbehaving('out = 0.5 * x\nreturn torch.where(((s > 1) & (s < 2))[:, None], out * '
+                                          'float("nan"), out)'), shape=(4,), name="band")
+    with pytest.raises(flowcert.InputError, match=r"'band' returned NaN at sigma = 1\.[0-9]+ "):
+        flowcert.model_solvers(m, [2], samples=16, train_samples=16, teacher_steps=8, threads=1)
+
+
+def test_a_jacobian_that_overflows_is_refused_not_reported():
+    """Finite outputs, but J^T J overflows float32: the statistic is refused with the time, never printed as inf."""
+    pytest.importorskip("torch")
+    import flowcert
+
+    m = flowcert.torch_model(_misbehaving("return x * 1e30"), shape=(4,), name="steep")
+    data = np.random.default_rng(0).normal(size=(32, 4))
+    with pytest.raises(flowcert.InputError, match="'steep': J\\^T J u is NaN or inf at sigma = "):
+        flowcert.model_lipschitz(m, points=2, samples=16, data=data, threads=1)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_every_statistic_is_checked_before_it_is_reported(monkeypatch):
+    """Whatever produced it, a NaN in the Jacobian table, the teacher's end points or a solver row is refused."""
+    torch = pytest.importorskip("torch")
+    import flowcert
+    from flowcert.models import jacobian
+    from flowcert.studies import targets
+
+    m = flowcert.load_model("mixture:line2")
+    table = jacobian.table
+
+    def nan_table(*a, **k):
+        out = table(*a, **k)
+        out["empirical_mean"][0] = np.nan
+        return out
+
+    monkeypatch.setattr(jacobian, "table", nan_table)
+    with pytest.raises(flowcert.InputError, match="E\\|\\|J\\|\\|_op .* is nan"):
+        flowcert.model_lipschitz(m, points=2, samples=16, threads=1)
+    monkeypatch.undo()
+    from flowcert.models import flow
+
+    solve = flow.solve
+    monkeypatch.setattr(flow, "solve", lambda *a, **k: solve(*a, **k) * np.inf)
+    with pytest.raises(flowcert.InputError, match="relative MSE"):
+        flowcert.model_solvers(m, [2], samples=16, train_samples=16, teacher_steps=4, threads=1)
+    del torch, targets
+
+
+def test_one_line_naming_the_model_on_the_command_line(here):
+    """Through FILE.py:NAME: one line, exit status 2, for lipschitz, grid and solvers."""
+    pytest.importorskip("torch")
+    (here / "m.py").write_text("import torch, flowcert\n"
+                               "def fn(x, s):\n    return torch.where(s[:, None] < 0.05, x / 0, x)\n"
+                               "model = flowcert.torch_model(fn, shape=(4,), name='m')\n")
+    small = ["--threads", "1"]
+    for args in (["lipschitz", "--points", "2", "--empirical", "16"],
+                 ["grid", "--kind", "optimal", "--solver", "euler", "--steps", "2", "--train-samples", "16",
+                  "--test-samples", "16", "--teacher-steps", "4"],
+                 ["grid", "--steps", "2", "--samples", "16"],
+                 ["solvers", "--steps", "2", "--samples", "16", "--train-samples", "16", "--teacher-steps", "4"]):
+        refused(cli(*args, "--model", "m.py:model", *small), "--model 'm' returned inf at sigma = 0.04474")
+
+
+def test_every_denoiser_subclass_gets_the_boundary_checks():
+    torch = pytest.importorskip("torch")
+    from flowcert.models.denoiser import Denoiser, InputError
+
+    class Zeros(Denoiser):
+        def __call__(self, y, sigma, cond=None):
+            return torch.zeros(y.shape[0], self.d + 1)
+
+    with pytest.raises(InputError, match="'zeros' returned shape \\(3, 3\\)"):
+        Zeros(shape=(2,), name="zeros")(torch.zeros(3, 2), 0.5)
+
+
 # ---- kind 8: a fixed seed fixes every number
 def drop_timing(obj):
     """A JSON document without its wall-clock fields (every key that names seconds)."""
