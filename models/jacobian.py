@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
-from ..numcore.checks import OPTIONS, InputError, array
+from ..numcore.checks import OPTIONS, InputError
 
 DEFAULT_ITERS = OPTIONS["iters"].default
 DEFAULT_TOL = OPTIONS["tol"].default
@@ -164,23 +164,15 @@ def dense_opnorm(model, x: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def load_data(path_or_array, d: int, name: str = "data") -> np.ndarray:
-    """Data x_0 as a float64 array (n, d): a .npy file or an array; images are flattened.
+    """Data x_0 as a float64 array (n, d): a .npy file or an array; images are flattened
+    (:func:`numcore.fit.load_data` with the model's d).
 
     Raises:
-        InputError: an unreadable file, a shape that does not hold d numbers per sample, NaN or inf.
+        InputError: an unreadable or damaged file, a shape that does not hold d numbers per sample, NaN or inf.
     """
-    arr = path_or_array
-    if isinstance(arr, str):
-        try:
-            arr = np.load(arr, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"`{name}` = {path_or_array!r} cannot be read as .npy: "
-                             f"{' '.join(str(exc).split())[:120]}") from None
-    arr = np.asarray(arr)
-    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != d:
-        raise InputError(f"`{name}` has shape {arr.shape}: expected (n, {d}) or (n, ...) with {d} numbers per "
-                         "sample (the model's sample size)")
-    return array(name, arr.reshape(arr.shape[0], d), ndim=2, what=f"an (n, {d}) array")
+    from ..numcore.fit import load_data as load
+
+    return load(path_or_array, name, d)
 
 
 def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEFAULT_ITERS,

@@ -333,6 +333,10 @@ OPTIONS: dict[str, Domain] = {
     "amp_samples": Domain("integer", 0, 10**6, default=128),  # exact trajectories for the per-trajectory amplification
     "amplification.samples": Domain("integer", 2, 10**6, default=128),
     "step": Domain("real", 1e-4, 0.5, default=0.02),  # RK4 step in log sigma_VE of the numpy trajectories
+    # fit: K = 1..max_components (and at most n); reg_covar is the surrogate's smallest variance, so it lies in a
+    # spec's variance range [numcore.mixture.MIN_VARIANCE, MAX_VARIANCE] (a test keeps the two equal)
+    "max_components": Domain("integer", 1, 1024, default=32),
+    "reg_covar": Domain("real", 1e-8, 1e12, default=1e-6),
 }
 
 
