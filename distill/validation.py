@@ -512,6 +512,11 @@ def start(specs=(), *, out: str | None = None, resume: str | None = None, preset
     choice("executor", executor, EXECUTORS)
     if workers is not None:
         option("workers", workers)
+    if executor == "ray":
+        from .executors import check_ray_address, require_ray
+
+        require_ray()
+        check_ray_address(address)  # before any work or folder: an address where no Ray head listens
     if resume is not None:
         given = [k for k, v in options.items() if v is not None]
         given += ["specs"] * bool(specs) + ["preset"] * bool(preset) + ["out"] * bool(out)
@@ -530,9 +535,5 @@ def start(specs=(), *, out: str | None = None, resume: str | None = None, preset
         cfg = build_config(names, [m.to_spec() | {"name": m.name} for m in mixes], preset=preset, **options)
         resolve_device(cfg.device)
         folder = check_folder(out or "flowcert-validate", "out")
-    if executor == "ray":
-        from .executors import require_ray
-
-        require_ray()
     return run(cfg, folder, resume=resume is not None, executor=executor, workers=workers, address=address,
                progress=progress, plots=plots)
