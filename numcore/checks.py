@@ -329,7 +329,9 @@ OPTIONS: dict[str, Domain] = {
     "jacobian_samples": Domain("integer", 2, 10**7, default=_JACOBIAN_SAMPLES),
     "iters": Domain("integer", 1, 10_000, default=20),  # Lanczos iterations at most per point
     "tol": Domain("real", 0.0, 1.0, low_open=True, default=1e-3),  # relative Ritz residual or growth
-    "threads": Domain("integer", 1, 1024),
+    # torch threads of the model commands and functions: 1, measured on a 2-core machine, idle and loaded
+    # (benchmarks/thread_default.py; docs/results.md, "Torch threads of the model commands")
+    "threads": Domain("integer", 1, 1024, default=1),
     "amp_samples": Domain("integer", 0, 10**6, default=128),  # exact trajectories for the per-trajectory amplification
     "amplification.samples": Domain("integer", 2, 10**6, default=128),
     "step": Domain("real", 1e-4, 0.5, default=0.02),  # RK4 step in log sigma_VE of the numpy trajectories
