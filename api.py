@@ -328,9 +328,9 @@ def export_grid(mixture, steps: int, preset: str, *, kind: str | None = None, so
 def _config(scheduler_config):
     """A scheduler config given as a dict or as the path of a scheduler_config.json."""
     if scheduler_config is not None and not isinstance(scheduler_config, dict):
-        from .numcore.io import read_json
+        from .exports.presets import read_scheduler_config
 
-        return read_json(scheduler_config)
+        return read_scheduler_config(scheduler_config)
     return scheduler_config
 
 
@@ -525,14 +525,34 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
         on y's device), with ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape
         (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
 
+    A diffusers folder is checked before diffusers reads it (its configuration files against one schema,
+    safetensors weights only, checked against the config: :func:`flowcert.models.loaders.load_diffusers`);
+    ``FILE.py:NAME`` runs the file as Python code, first in a child process (a file that exits, raises or
+    runs past ``$FLOWCERT_IMPORT_TIMEOUT`` seconds is refused), then here: it runs twice
+    (:func:`flowcert.models.loaders.load_callable`).
+
     Raises:
         InputError: no such folder or file, a folder without a model, an unsupported model class, a
-            scheduler without alphas_cumprod, an unsupported prediction type; torch or diffusers missing.
+            configuration field outside its domain, a duplicate or unknown key, a special or oversized file,
+            pickled weights only, weights that do not fit the config or are not finite, a scheduler without
+            alphas_cumprod, an unsupported prediction type; a model file that fails, exits or runs too long;
+            torch or diffusers missing.
     """
     require("torch", "torch", "a trained model")
     from .models.loaders import load
 
     return load(source, prediction=prediction, device=device)
+
+
+def model_files(source) -> list[str]:
+    """The files a model source reads (:func:`flowcert.models.loaders.input_files`): a command refuses any output
+    onto one of them.  Empty for None or a model object."""
+    if source is None or not isinstance(source, (str, os.PathLike)):
+        return []
+    require("torch", "torch", "a trained model")
+    from .models.loaders import input_files
+
+    return input_files(source)
 
 
 def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
@@ -560,12 +580,16 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
         the model (as :func:`load_model` returns it).
 
     Raises:
-        InputError: an unknown prediction, scaling or noise, or a bad shape.
+        InputError: an unknown prediction, scaling or noise, a bad shape, a ``name`` with a control character.
     """
     require("torch", "torch", "a trained model")
     import torch
 
     from .models.denoiser import torch_model as make
+    from .numcore.checks import name as check_name
+
+    if name is not None:
+        name = check_name("name", name)  # echoed in every report: no control characters
 
     return make(fn, shape=shape, prediction=prediction, scaling=scaling, noise=noise, log_alphabar=log_alphabar,
                 sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name, cond=cond)
@@ -801,7 +825,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
     from .studies.targets import data_for
 
     if plot is not None:
-        check_destination(plot, "plot")
+        check_destination(plot, "plot", [*model_files(model), *(x for x in (data, reference) if isinstance(x, str))])
     with _threads(threads) as n_threads:
         target, m = _model_target(model, data=data, teacher_steps=teacher_steps)
         delta, T = target.window(delta, T)

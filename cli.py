@@ -18,9 +18,10 @@ import sys
 import click
 
 from . import api, render
-from .numcore.checks import OPTIONS, InputError, show_value, split_list
+from .numcore.checks import OPTIONS, InputError, printable, show_value, split_list
 from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
+from .numcore.solvers import NAMES
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -513,8 +514,12 @@ def seed_option(what: str):
 
 
 MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pipeline or model folder with its "
-              "scheduler config), FILE.py:NAME (a flowcert.torch_model), mixture:SPEC (the exact mixture as a torch "
-              "model), or digits (the shipped example). Needs the torch extra.")
+              "scheduler config; safetensors weights only, pickles are never loaded), FILE.py:NAME (runs the file "
+              "FILE.py as Python code with your rights, so name only files you trust, and takes its NAME: a "
+              "flowcert.torch_model or a function of no arguments returning one; the file is first run in a child "
+              "process, and one that exits, raises or runs past FLOWCERT_IMPORT_TIMEOUT seconds [default: 60] is "
+              "refused), mixture:SPEC (the exact mixture as a torch model), or digits (the shipped example). Needs "
+              "the torch extra.")
 
 
 def model_options(data_help: str):
@@ -628,7 +633,7 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
     from .bounds.lipschitz import BOUNDS, LipschitzBound, violations
 
     spec_or_model(spec, model)
-    check_outputs({"output": output, "plot": plot}, [spec, data])
+    check_outputs({"output": output, "plot": plot}, [spec, data, *api.model_files(model)])
     if model is not None:
         out = api.model_lipschitz(model, points=points, samples=empirical,
                                   data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
@@ -682,7 +687,7 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="; ".join(f"{k}: {KINDS[k].what}" for k in GRID_KINDS) + " (--solver; the teacher is the exact "
                    "flow map, or with --model the model's own many-step teacher).  "
                    "[default: balanced; with --for: the grid that wins for the preset's solver]")
-@click.option("--solver", type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=None,
+@click.option("--solver", type=click.Choice(list(NAMES)), default=None,
               help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
                    "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default=None,
@@ -743,7 +748,7 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
     spec_or_model(spec, model)
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    check_outputs({"output": output}, [spec, scheduler_config, data])
+    check_outputs({"output": output}, [spec, scheduler_config, data, *api.model_files(model)])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
     if preset is not None and kind is None and bound is not None:
@@ -866,7 +871,7 @@ def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, ra
     """
     if model is not None:
         spec_or_model(specs[0] if specs else None, model)
-    check_outputs({"output": output, "plot": plot}, [*specs, data, reference])
+    check_outputs({"output": output, "plot": plot}, [*specs, data, reference, *api.model_files(model)])
     if model is not None:
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
                                 reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
@@ -913,8 +918,7 @@ def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, o
     check_outputs({"output": output}, [data])
     if output is not None:
         render.spec_format(output)  # an extension no spec is read from is refused before the work
-    # the default name is the file's stem, as text: bytes of a name that are not UTF-8 become U+FFFD
-    stem = os.fsencode(os.path.splitext(os.path.basename(output))[0]).decode("utf-8", "replace") if output else "fitted"
+    stem = printable(os.path.splitext(os.path.basename(output))[0]) if output else "fitted"  # derived: escaped
     res = api.fit(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
                   seed=seed, name=name or stem, progress=bars())
     if output is not None:
@@ -1004,7 +1008,7 @@ def demo_cmd(out):
     say(f"\n== flowcert certify ring8 --eps 1e-3 --t 0.05 --verify 20000 --export {here('net.npz')}\n"
                + render.certify_text(cert))
     write_atomic(here("certify.json"), render.to_json(cert) + "\n")
-    say(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {out}/")
+    say(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {printable(out, None)}/")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -1029,7 +1033,7 @@ def validate_options(f):
                               "that minimises --solver's error against the exact flow map.")),
         ("--bound", dict(type=click.Choice(["tri", "sharp", "onesided", "empirical"]), default=d.bound,
                          help="Rate the balanced grid is uniform in (empirical: the same as the grid named empirical).")),
-        ("--solver", dict(type=click.Choice(["euler", "heun", "dpmpp_2m"]), default=d.solver,
+        ("--solver", dict(type=click.Choice(list(NAMES)), default=d.solver,
                           help="The solver whose optimal grid (on the exact mixture) the grid named optimal is.")),
         ("--seeds", dict(type=int, default=d.seeds, help="Number of seeds (teacher data and initial weights).")),
         ("--seed", dict(type=int, default=d.seed, help="First seed.")),
@@ -1117,7 +1121,7 @@ def validate_cmd(ctx, specs, resume, out, preset, executor, workers, ray_address
     from .distill.report import summary_markdown
 
     say(summary_markdown(doc).rstrip("\n"))
-    folder = resume or out or "flowcert-validate"
+    folder = printable(resume or out or "flowcert-validate", None)  # a path echoed: control characters escaped
     say(f"\nwrote {folder}/results.json, {folder}/summary.md" + ("" if no_plots else " and plots"))
 
 

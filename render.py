@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .numcore.checks import printable
 from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
@@ -318,7 +319,7 @@ def certify_text(d: dict) -> str:
         lines.append(f"  {rows[0]['not_checked']}")
     text = "\n".join(lines)
     if "export" in d:
-        text += (f"\n  wrote {d['export']} (.npz: W{{l}}, b{{l}}, act{{l}} for l = 0..{d['depth'] - 1}, "
+        text += (f"\n  wrote {printable(d['export'], None)} (.npz: W{{l}}, b{{l}}, act{{l}} for l = 0..{d['depth'] - 1}, "
                  "W_out, b_out)")
     for var, rows in d.get("sweep", {}).items():
         ok = [r for r in rows if "error" not in r]
@@ -328,7 +329,7 @@ def certify_text(d: dict) -> str:
         text += f"\n\n# sweep over {var} (tight certificate; *_closed: closed-form choices)\n" + table(cols)
         text += "".join(f"\n# {var} = {r[var]:.3g}: no certificate ({r['error']})" for r in rows if "error" in r)
     if "plot" in d:
-        text += f"\nwrote {d['plot']}"
+        text += f"\nwrote {printable(d['plot'], None)}"
     return text
 
 
@@ -525,7 +526,7 @@ def fit_text(res: dict, path: str | None) -> str:
             "converged": ["yes" if r["converged"] else "no" for r in res["bic"]]}
     text = "\n".join(lines) + "\n" + table(cols)
     if path:
-        text += f"\nwrote {path}"
+        text += f"\nwrote {printable(path, None)}"
     return text
 
 
@@ -536,4 +537,4 @@ def train_text(res: dict) -> str:
     return (f"trained {res['example']}: diffusers UNet2DModel, {res['parameters']} parameters, {res['steps_done']} "
             f"steps of batch {c['batch']} ({res['seconds']:.0f} s{resumed}); final loss (EMA) {res['final_loss']:.4f}\n"
             f"data: {res['train_size']} training and {res['test_size']} held-out images ({res['data']})\n"
-            f"wrote {', '.join(res['files'])} into {res['out']}/")
+            f"wrote {', '.join(res['files'])} into {printable(res['out'], None)}/")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import sys
 
-NAMES = {"euler": "Euler", "heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)"}
+from flowcert.numcore.solvers import SOLVERS
+
+NAMES = {name: s.label for name, s in SOLVERS.items()}
 
 
 def ratio(cell) -> str:

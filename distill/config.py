@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from ..numcore import grids
 from ..numcore.checks import (TEACHER_DELTA_MIN, InputError, choice, integer, option, real, split_list, steps_list,
                               time_window)
+from ..numcore.solvers import NAMES, check as check_solver
 
 GRIDS = grids.GRID_KINDS + ("empirical",)  # empirical: the balanced grid on the data-aware rate
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 BALANCE_RATES = ("tri", "sharp", "onesided", "empirical")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("local", "process", "ray")
@@ -152,7 +153,7 @@ def check_config(cfg: ValidateConfig) -> ValidateConfig:
     cfg.steps = steps_list("steps", cfg.steps, MAX_STEPS)
     cfg.grids = split_list("grids", cfg.grids, GRIDS)
     cfg.bound = choice("bound", cfg.bound, BALANCE_RATES)
-    cfg.solver = choice("solver", cfg.solver, SOLVERS)
+    cfg.solver = check_solver(cfg.solver).name
     cfg.seeds = integer("seeds", cfg.seeds, low=1, high=1000)
     cfg.seed = option("seed", cfg.seed)
     cfg.delta, cfg.T = time_window(cfg.delta, cfg.T, delta_min=TEACHER_DELTA_MIN)

@@ -255,6 +255,8 @@ def _tensor(value, where, shape, dtype=None):
 
     if not isinstance(value, torch.Tensor):
         raise _Bad(f"{where} is not a tensor")
+    if value.layout != torch.strided or value.is_quantized:
+        raise _Bad(f"{where} is not a dense tensor")
     if tuple(value.shape) != tuple(shape):
         raise _Bad(f"{where} has shape {tuple(value.shape)}, expected {tuple(shape)}")
     if dtype is not None and value.dtype != dtype:
@@ -283,8 +285,9 @@ def load_teacher(out: Path, path, cfg, union: list[float], d: int) -> dict:
     return data
 
 
-def load_blocks(out: Path, path, job_dir, B: int, d: int, width: int, depth: int, loss_shape) -> dict:
-    """A group (or fine-tuning) checkpoint: the state of B blocks of the configured shape."""
+def load_blocks(out: Path, path, job_dir, B: int, d: int, width: int, depth: int, loss_shape, dtype=None) -> dict:
+    """A group (or fine-tuning) checkpoint: the state of B blocks of the configured shape, in the run's ``dtype``
+    (a torch dtype; an int8 or float16 tensor is refused, never cast), every number finite."""
     remedy = redo_job(out, job_dir)
     data = _torch_load(path, remedy)
     try:
@@ -295,16 +298,18 @@ def load_blocks(out: Path, path, job_dir, B: int, d: int, width: int, depth: int
                 not isinstance(state["biases"], list) or len(state["biases"]) != depth + 1:
             raise _Bad(f"state has the wrong number of layers (expected {depth + 1})")
         for li, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
-            _tensor(state["weights"][li], f"weights[{li}]", (B, fi, fo))
-            _tensor(state["biases"][li], f"biases[{li}]", (B, 1, fo))
+            _tensor(state["weights"][li], f"weights[{li}]", (B, fi, fo), dtype)
+            _tensor(state["biases"][li], f"biases[{li}]", (B, 1, fo), dtype)
         if not isinstance(state["stats"], list) or len(state["stats"]) != 4:
             raise _Bad("state.stats is not 4 tensors")
         for i, st in enumerate(state["stats"]):
-            _tensor(st, f"stats[{i}]", (B, 1, d))
+            _tensor(st, f"stats[{i}]", (B, 1, d), dtype)
         if loss_shape is None:
             num(data["loss"], "loss")
         else:
-            _tensor(data["loss"], "loss", loss_shape)
+            import torch
+
+            _tensor(data["loss"], "loss", loss_shape, torch.float64)
         num(data["seconds"], "seconds", finite=True, low=0.0)
     except _Bad as exc:
         raise damaged(path, f"is damaged ({exc})", remedy) from None

@@ -16,6 +16,9 @@ from ..numcore.io import to_json
 from ..numcore.io import write_atomic as _write_atomic
 
 LOCK_NAME = ".flowcert.lock"
+# What a run writes into its folder (patterns relative to it): no input of the run may be one of them.
+RUN_FILES = ("config.json", "grids.json", "amplification.json", "trajectory.json", "results.json", "summary.md",
+             "*.png", "teacher/*", "jobs/*", LOCK_NAME, ".*.tmp")
 
 
 def write_atomic(path, data) -> None:
@@ -47,17 +50,32 @@ def torch_save_atomic(path, obj) -> None:
 
 def torch_load_safe(path):
     """A torch checkpoint read with ``weights_only=True`` (tensors, numbers, strings and containers only: a pickle
-    that would run code is refused, never executed).  Raises ValueError (with the reason) for a missing,
-    truncated, foreign or code-bearing file; callers turn it into a one-line error that names the file."""
+    that would run code is refused, never executed), from the bytes of a regular file of at most 1 GiB (a FIFO or a
+    device is refused before anything is read: torch would block on it).  Raises ValueError (with the reason) for
+    a missing, special, truncated, foreign or code-bearing file; callers turn it into a one-line error that names
+    the file."""
     import pickle
+    import stat
     import zipfile
 
     import torch
 
+    from ..numcore.io import read_bounded
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise ValueError("is missing") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError("is not a regular file (a FIFO, a device or a folder)")
+    try:
+        raw = read_bounded(path, "checkpoint")
+    except InputError:
+        raise ValueError("cannot be read (not a regular file, unreadable, or larger than 1 GiB)") from None
+    try:
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ValueError("cannot be loaded (it holds objects a checkpoint does not: refused by weights_only loading, "
                          "never run)") from None

@@ -303,7 +303,7 @@ def run_job(ctx: dict, payload=None) -> dict:
             blocks = list(range(start, min(N, start + cfg.group)))
             ck = jdir / f"group{g}.pt"
             if ck.exists():
-                saved = runcheck.load_blocks(out, ck, jdir, len(blocks), d, width, cfg.depth, (len(blocks),))
+                saved = runcheck.load_blocks(out, ck, jdir, len(blocks), d, width, cfg.depth, (len(blocks),), dtype)
             else:
                 t0 = time.perf_counter()
                 gen = torch.Generator().manual_seed(seed_of(job["mkey"], job["seed"], N, "group", g))
@@ -322,7 +322,7 @@ def run_job(ctx: dict, payload=None) -> dict:
         if cfg.finetune > 0:
             ck = jdir / "finetune.pt"
             if ck.exists():
-                saved = runcheck.load_blocks(out, ck, jdir, N, d, width, cfg.depth, None)
+                saved = runcheck.load_blocks(out, ck, jdir, N, d, width, cfg.depth, None, dtype)
             else:
                 t0 = time.perf_counter()
                 gen = torch.Generator().manual_seed(seed_of(job["mkey"], job["seed"], N, "finetune"))
@@ -534,6 +534,8 @@ def start(specs=(), *, out: str | None = None, resume: str | None = None, preset
         names = [s if isinstance(s, str) else s.name for s in specs]
         cfg = build_config(names, [m.to_spec() | {"name": m.name} for m in mixes], preset=preset, **options)
         resolve_device(cfg.device)
-        folder = check_folder(out or "flowcert-validate", "out")
+        from .runfiles import RUN_FILES
+
+        folder = check_folder(out or "flowcert-validate", "out", [s for s in specs if isinstance(s, str)], RUN_FILES)
     return run(cfg, folder, resume=resume is not None, executor=executor, workers=workers, address=address,
                progress=progress, plots=plots)

@@ -59,7 +59,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..numcore.checks import InputError, choice, integer, kind_of, limit_text, real
+from ..numcore.checks import (
+    CONFIG_BYTES,
+    SCHEDULER_CONFIG,
+    InputError,
+    check_config,
+    choice,
+    kind_of,
+    limit_text,
+    real,
+)
 from ..numcore.units import (
     DDPM_STEPS,
     betas as unit_betas,
@@ -242,13 +251,33 @@ def _drift(actual, intended, t, consumer: str, cause: str, fix: str, warnings: l
 # ----------------------------------------------------------------------------- scheduler configurations
 
 
+def read_scheduler_config(path, what: str = "`scheduler_config`") -> dict:
+    """A scheduler_config.json read (bounded, strict: no key twice; a FIFO or a device refused before anything is
+    read) and checked field by field against numcore.checks.SCHEDULER_CONFIG; InputError naming the file, the
+    field, its value and what was expected."""
+    from ..numcore.io import read_json
+
+    return _Checked(check_config(read_json(path, what, limit=CONFIG_BYTES, constants=True), SCHEDULER_CONFIG,
+                                 f"{what} {str(path)!r}"))
+
+
+class _Checked(dict):
+    """A scheduler configuration that went through :func:`checked_scheduler_config` (checked once, however many
+    presets read it)."""
+
+
+def checked_scheduler_config(cfg) -> dict:
+    """A scheduler configuration given as a mapping, checked field by field (numcore.checks.SCHEDULER_CONFIG): the
+    checked copy every preset reads."""
+    if isinstance(cfg, _Checked):
+        return cfg
+    return _Checked(check_config(cfg, SCHEDULER_CONFIG, "`scheduler_config`"))
+
+
 def _flag(cfg: dict, key: str, default: bool = False) -> bool:
+    """A checked flag (scheduler_config): null stands for the default."""
     v = cfg.get(key, default)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise InputError(f"`scheduler_config` key {key!r} is {kind_of(v)}: expected true or false")
-    return v
+    return default if v is None else v
 
 
 def _scheduler_kind(cfg: dict) -> str:
@@ -274,7 +303,7 @@ def scheduler_family(cfg: dict, preset: str) -> str:
     """The family of ``cfg``, checked against the preset (one line naming both when they do not fit)."""
     if not isinstance(cfg, dict):
         raise InputError(f"`scheduler_config` is {kind_of(cfg)}: expected a JSON object (a scheduler_config.json)")
-    kind = _scheduler_kind(cfg)
+    kind = _scheduler_kind(checked_scheduler_config(cfg))
     if preset not in FAMILY_PRESETS[kind]:
         cls = cfg.get("_class_name") or "scheduler"
         raise InputError(
@@ -282,6 +311,12 @@ def scheduler_family(cfg: dict, preset: str) -> str:
             f"expected `preset` {' or '.join(FAMILY_PRESETS[kind])}"
         )
     return kind
+
+
+def _value(cfg: dict, key: str, default):
+    """A checked field, null standing for diffusers' default."""
+    v = cfg.get(key)
+    return default if v is None else v
 
 
 @dataclass(frozen=True)
@@ -335,16 +370,15 @@ def ddpm_table(beta_schedule: str | None = "linear", cfg: dict | None = None) ->
         name = choice("beta_schedule", beta_schedule, tuple(BETA_CONFIG))
         start, end = BETA_CONFIG[name]
         cfg = {"num_train_timesteps": DDPM_STEPS, "beta_schedule": name, "beta_start": start, "beta_end": end}
-    n = integer("scheduler_config num_train_timesteps", cfg.get("num_train_timesteps", 1000), low=2, high=10**6)
+    cfg = checked_scheduler_config(cfg)  # every field checked once, here (numcore.checks.SCHEDULER_CONFIG)
+    n = cfg.get("num_train_timesteps", 1000)
+    if n < 2:
+        raise InputError(f"`scheduler_config` num_train_timesteps = {n}: expected an integer >= 2 for a DDPM schedule")
     zero_snr = _flag(cfg, "rescale_betas_zero_snr")
     trained = cfg.get("trained_betas")
     keys = {"num_train_timesteps": n}
     if trained is not None:
-        from ..numcore.checks import array
-
-        betas = array("scheduler_config trained_betas", trained, ndim=1, what="a list of betas in (0, 1)")
-        if betas.size < 2 or np.any(betas <= 0) or np.any(betas >= 1):
-            raise InputError("`scheduler_config` trained_betas: expected >= 2 betas in (0, 1)")
+        betas = np.asarray(trained, dtype=np.float64)  # checked: 2 or more betas in (0, 1)
         name = "trained_betas"
         keys.update(trained_betas=betas.tolist(), num_train_timesteps=int(betas.size))
     else:
@@ -358,10 +392,7 @@ def ddpm_table(beta_schedule: str | None = "linear", cfg: dict | None = None) ->
             keys.update(beta_start=cfg["beta_start"], beta_end=cfg["beta_end"])
             betas = unit_betas(schedule)  # flowcert's own tables, so that ranges agree with --units ddpm
         else:
-            start = real("scheduler_config beta_start", cfg.get("beta_start", 1e-4), low=0.0, low_open=True,
-                         high=1.0, high_open=True)
-            end = real("scheduler_config beta_end", cfg.get("beta_end", 0.02), low=0.0, low_open=True, high=1.0,
-                       high_open=True)
+            start, end = cfg.get("beta_start", 1e-4), cfg.get("beta_end", 0.02)  # checked: in (0, 1)
             keys.update(beta_start=start, beta_end=end)
             betas = (np.linspace(start, end, n) if schedule == "linear"
                      else np.linspace(start**0.5, end**0.5, n) ** 2)
@@ -446,13 +477,13 @@ def diffusers_euler(t, beta_schedule: str | None = "linear", clip: bool = False,
     cfg = scheduler_config
     if cfg is not None:
         scheduler_family(cfg, "diffusers-euler")
+        cfg = checked_scheduler_config(cfg)
     table = _table_for(beta_schedule, cfg)
     t = _ddpm_inside(_descending(t), table, clip, warnings)
     sig = sigma_from_t(t)
     s32 = _ve_float32(sig, t, "EulerDiscreteScheduler")
     prediction = (cfg or {}).get("prediction_type", "epsilon")
-    timestep_type = choice("scheduler_config timestep_type", (cfg or {}).get("timestep_type", "discrete"),
-                           ("discrete", "continuous"))
+    timestep_type = (cfg or {}).get("timestep_type", "discrete")  # checked: discrete or continuous
     if timestep_type == "continuous" and prediction == "v_prediction":
         q = 0.25 * np.log(s32)
         _collapse(q, t, "EulerDiscreteScheduler (continuous timesteps 0.25 log sigma, float32)", "timesteps",
@@ -502,9 +533,9 @@ def diffusers_edm(t, rho: float = EDM_RHO, clip: bool = False, scheduler_config:
     cfg = scheduler_config
     if cfg is not None:
         scheduler_family(cfg, "diffusers-edm")
-        smin = real("scheduler_config sigma_min", cfg.get("sigma_min", 0.002), low=0.0, low_open=True)
-        smax = real("scheduler_config sigma_max", cfg.get("sigma_max", 80.0), low=0.0, low_open=True)
-        rho = real("scheduler_config rho", cfg.get("rho", EDM_RHO), low=0.0, low_open=True)
+        cfg = checked_scheduler_config(cfg)
+        smin, smax = _value(cfg, "sigma_min", 0.002), _value(cfg, "sigma_max", 80.0)  # checked: > 0
+        rho = cfg.get("rho", EDM_RHO)
         if not smin < smax:
             raise InputError(f"`scheduler_config` sigma_min = {smin:g}: expected below sigma_max = {smax:g}")
         t = _inside(t, float(t_from_sigma(smin)), float(t_from_sigma(smax)),
@@ -571,13 +602,13 @@ def diffusers_flowmatch(t, shift: float | None = None, scheduler_config: dict | 
     n_train = 1000
     if cfg is not None:
         scheduler_family(cfg, "diffusers-flowmatch")
-        own = real("scheduler_config shift", cfg.get("shift", cfg.get("flow_shift", 1.0)), low=0.0, low_open=True)
+        cfg = checked_scheduler_config(cfg)
+        own = cfg.get("shift", cfg.get("flow_shift", 1.0))  # checked: > 0
         if shift is not None and real("shift", shift) != own:
             raise InputError(f"`shift` = {real('shift', shift):g} disagrees with the scheduler config's shift {own:g}: "
                              "expected no `shift` with `scheduler_config` (the config defines it)")
         shift = own
-        n_train = integer("scheduler_config num_train_timesteps", cfg.get("num_train_timesteps", 1000), low=1,
-                          high=10**6)
+        n_train = cfg.get("num_train_timesteps", 1000)  # checked: 1 .. 10^6
         if _flag(cfg, "use_dynamic_shifting"):
             warnings.append("the scheduler config shifts dynamically (resolution-dependent mu); the export pins "
                             "use_dynamic_shifting = false so that the grid, not the resolution, sets the noise levels")
@@ -625,6 +656,7 @@ def diffusers_timesteps(t, beta_schedule: str | None = "linear", clip: bool = Fa
     cfg = scheduler_config
     if cfg is not None:
         scheduler_family(cfg, "diffusers-timesteps")
+        cfg = checked_scheduler_config(cfg)
     table = _table_for(beta_schedule, cfg)
     t = _ddpm_inside(_descending(t), table, clip, warnings)
     tn_all = table.t

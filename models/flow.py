@@ -146,9 +146,10 @@ def teacher(model, x_T, T: float, delta: float, steps: int = DEFAULT_TEACHER_STE
 
 
 def solve(model, x_T, t_grid, solver: str, batch: int = 1024, counter: Counter | None = None) -> np.ndarray:
-    """A few-step solver of :mod:`numcore.samplers` on the OU grid ``t_grid`` (descending) with the model's
-    denoiser; returns the OU-scale endpoint at t_grid[-1] as numpy (n, d)."""
-    from ..numcore.samplers import SAMPLERS
+    """A few-step solver of :mod:`numcore.solvers` (its program run by :func:`numcore.samplers.run`) on the OU
+    grid ``t_grid`` (descending) with the model's denoiser, float64 state; returns the OU-scale endpoint at
+    t_grid[-1] as numpy (n, d)."""
+    from ..numcore.samplers import run
 
     t = np.asarray(t_grid, float)
     sigmas = [float(s) for s in np.sqrt(np.expm1(2.0 * t))]
@@ -158,6 +159,6 @@ def solve(model, x_T, t_grid, solver: str, batch: int = 1024, counter: Counter |
         x = torch.as_tensor(x_T, dtype=torch.float64)
         for lo in range(0, x.shape[0], batch):
             y = x[lo:lo + batch] * math.exp(t[0])
-            y = SAMPLERS[solver](lambda yy, s: D(yy, s).double(), y, sigmas)
+            y = run(lambda yy, s: D(yy, s).double(), y, sigmas, solver)
             out.append((y * math.exp(-t[-1])).numpy())
     return np.concatenate(out)

@@ -7,8 +7,9 @@
 * :mod:`.marginal`  p_t: sampling, score, velocity Jacobian, denoiser
 * :mod:`.empirical` brute-force sup and mean of ||J||_op;  :mod:`.lp` Monte-Carlo L^p errors
 * :mod:`.integral`  Lambda(t) by adaptive Gauss-Kronrod in log t, and its inverse
-* :mod:`.units`, :mod:`.grids`, :mod:`.samplers`, :mod:`.distances`  time units, grid kinds,
-  k-diffusion-style samplers (and their compiled twins with gradients), error measures
+* :mod:`.units`, :mod:`.grids`, :mod:`.distances`  time units, grid kinds, error measures
+* :mod:`.solvers`   the solver registry: each solver as a scheme that writes its affine program for a grid
+* :mod:`.samplers`  a solver's program run with any denoiser, compiled with the exact one, and its gradient
 * :mod:`.flowmap`   the exact probability-flow map (RK4 in log sigma_VE), without torch
 * :mod:`.gridsearch` the search for the grid that minimises a solver's error
 * :mod:`.network`, :mod:`.gadgets`, :mod:`.scorenet`, :mod:`.scorenet_time`, :mod:`.timecoef`

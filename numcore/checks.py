@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -238,6 +239,69 @@ def choice(name: str, value: str, options) -> str:
     return value
 
 
+# ----------------------------------------------------------------------------- names and text
+MAX_NAME = 200  # the longest name (a mixture's, a model's, fit --name) flowcert echoes and writes
+# Characters that change what a terminal or a line-oriented file shows: controls (newline, escape, carriage return,
+# backspace, DEL), format characters (bidirectional overrides, zero-width joiners), lone surrogates, line and
+# paragraph separators.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def unsafe_at(text: str) -> int | None:
+    """The position of the first character of ``text`` that could forge or hide output (a control, format,
+    surrogate or line-separator character: newline, escape, U+202E), or None when there is none."""
+    if text.isascii():
+        for i, c in enumerate(text):
+            if c < " " or c == "\x7f":
+                return i
+        return None
+    for i, c in enumerate(text):
+        if unicodedata.category(c) in UNSAFE_CATEGORIES:
+            return i
+    return None
+
+
+def printable(text, limit: int | None = MAX_NAME) -> str:
+    """``text`` safe to echo on one line and to write into a file: every character :func:`unsafe_at` finds is
+    replaced by its escape (``\\n``, ``\\x1b``, ``\\u202e``); longer than ``limit`` characters, it is cut to
+    ``limit`` with ``...`` at the end.  For names flowcert derives itself (a file's stem, a folder's name, a
+    path shown in a report); a name the user writes is checked with :func:`name` instead."""
+    text = str(text)
+    if unsafe_at(text) is not None:
+        text = "".join(c.encode("unicode_escape").decode("ascii") if unsafe_at(c) is not None else c
+                       for c in text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def plain_text(field: str, value: str) -> str:
+    """``value`` (a string read from a file) when it holds no character :func:`unsafe_at` finds; InputError naming
+    ``field``, the character's code point and position otherwise (the text itself is never shown)."""
+    i = unsafe_at(value)
+    if i is not None:
+        raise InputError(f"`{field}` holds the control character U+{ord(value[i]):04X} at position {i + 1}: "
+                         "expected printable text (no line breaks, escapes or direction marks)")
+    return value
+
+
+def name(field: str, value, *, limit: int = MAX_NAME) -> str:
+    """A name that flowcert echoes to the terminal and writes into files (a spec's ``name``, ``fit --name``, a
+    model's name): a string of 1 to ``limit`` characters with no control character (:func:`plain_text`), so it
+    cannot forge an output line.  The same rule for the spec reader and for every writer of specs, so flowcert
+    never writes a name it would refuse to read.
+
+    Raises:
+        InputError: not a string, empty, too long or holding a control character; the name is never shown.
+    """
+    if not isinstance(value, str):
+        raise InputError(f"`{field}` is {kind_of(value)}: expected a string of 1 to {limit} characters")
+    if not 0 < len(value) <= limit:
+        raise InputError(f"`{field}` is a string of {len(value)} characters: expected a string of 1 to {limit} "
+                         "characters")
+    return plain_text(field, value)
+
+
 TEACHER_DELTA_MIN = 1e-10  # smallest OU time of the exact teacher (solvers, validate): VE sigma 1.4e-5
 T_LIMIT = 50.0  # largest OU time: alpha_T = 2e-22, p_T is the prior to float64 precision
 
@@ -353,6 +417,224 @@ def options(**values) -> tuple:
     return tuple(option(k, v) for k, v in values.items())
 
 
+# ----------------------------------------------------------------------------- configuration files
+CONFIG_BYTES = 16 * 2**20  # the largest configuration file read (a config.json with 10^6 trained betas is ~20 MB)
+PLAIN_MAGNITUDE = 2.0**20  # a number in a field without a declared domain (sizes, counts, scales) at most this
+PLAIN_LIST = 64  # entries of a list in such a field (block types, channel lists)
+
+
+def _flag_value(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"`{name}` = {show_value(value)}: expected true or false")
+    return bool(value)
+
+
+def _text_value(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"`{name}` = {show_value(value)}: expected a string")
+    if len(value) > MAX_NAME:
+        raise InputError(f"`{name}` is a string of {len(value)} characters: expected at most {MAX_NAME}")
+    return plain_text(name, value)
+
+
+def _plain_value(name: str, value, depth: int = 0):
+    """A value of a field without a declared domain: null, true/false, a finite number of magnitude at most
+    PLAIN_MAGNITUDE, printable text, or a list of at most PLAIN_LIST of these (lists in lists: two levels)."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return value
+    if isinstance(value, str):
+        return _text_value(name, value)
+    if _is_number(value):
+        return real(name, value, low=-PLAIN_MAGNITUDE, high=PLAIN_MAGNITUDE) if isinstance(value, float) else \
+            integer(name, value, low=-int(PLAIN_MAGNITUDE), high=int(PLAIN_MAGNITUDE))
+    if isinstance(value, list) and depth < 2:
+        if len(value) > PLAIN_LIST:
+            raise InputError(f"`{name}` has {len(value)} entries: expected at most {PLAIN_LIST}")
+        return [_plain_value(f"{name}[{i}]", v, depth + 1) for i, v in enumerate(value)]
+    raise InputError(f"`{name}` is {kind_of(value)}: expected a number, text, true/false, null or a short list "
+                     "of them")
+
+
+@dataclass(frozen=True)
+class Field:
+    """The domain of one field of a configuration file (a diffusers config.json, scheduler_config.json,
+    model_index.json): what :func:`check_config` accepts there and converts it to.
+
+    kind: ``integer`` or ``real`` (in [low, high], open ends on request; ``infinite``: -inf and inf too, as
+    diffusers writes some defaults), ``flag`` (true/false), ``choice`` (one of ``options``), ``text`` (printable,
+    at most MAX_NAME characters) or ``plain`` (:func:`_plain_value`); ``null``: null is accepted (diffusers writes
+    null for "not set"); ``many`` = (fewest, most): a list of such values, and with ``single`` one value too.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    options: tuple = ()
+    null: bool = False
+    many: tuple[int, int] | None = None
+    single: bool = False
+    infinite: bool = False
+
+    def one(self, name: str, value):
+        if self.kind in ("integer", "real") and not _is_number(value):  # "8" is text in a file, not a number
+            raise InputError(f"`{name}` = {show_value(value)}: expected {self.expected(one=True)}")
+        if self.kind == "integer":
+            if isinstance(value, float) and math.isfinite(value) and abs(value) > 2**53:
+                raise InputError(f"`{name}` = {value:g}: expected {self.expected(one=True)}")
+            return integer(name, value, low=self.low, high=self.high)
+        if self.kind == "real":
+            if self.infinite and isinstance(value, float) and math.isinf(value):
+                return value
+            out = real(name, value, low=self.low, high=self.high, low_open=self.low_open, high_open=self.high_open)
+            return value if isinstance(value, int) else out  # an integer stays one: libraries compute with its type
+        if self.kind == "flag":
+            return _flag_value(name, value)
+        if self.kind == "choice":
+            if not isinstance(value, str):
+                raise InputError(f"`{name}` = {show_value(value)}: expected one of {', '.join(self.options)}")
+            return choice(name, value, self.options)
+        if self.kind == "text":
+            return _text_value(name, value)
+        return _plain_value(name, value)
+
+    def __call__(self, name: str, value):
+        if value is None:
+            if self.null or self.kind == "plain":
+                return None
+            raise InputError(f"`{name}` is empty (null): expected {self.expected()}")
+        if self.many is not None and (isinstance(value, list) or not self.single):
+            lo, hi = self.many
+            if not isinstance(value, list):
+                raise InputError(f"`{name}` = {show_value(value)}: expected {self.expected()}")
+            if not lo <= len(value) <= hi:
+                raise InputError(f"`{name}` has {len(value)} entries: expected {lo} to {hi}")
+            if self.kind == "real" and len(value) > PLAIN_LIST:  # long lists of numbers (trained betas): at once
+                arr = array(name, value, ndim=1, limit=hi)
+                low_bad = (arr < self.low) | ((arr == self.low) & self.low_open) if self.low is not None else False
+                high_bad = (arr > self.high) | ((arr == self.high) & self.high_open) if self.high is not None else False
+                bad = np.flatnonzero(np.asarray(low_bad | high_bad))
+                if bad.size:
+                    self.one(f"{name}[{bad[0]}]", float(arr[bad[0]]))  # raises with the entry's message
+                return arr.tolist()
+            return [self.one(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        return self.one(name, value)
+
+    def expected(self, one: bool = False) -> str:
+        span = "" if self.low is None or self.high is None else \
+            f" from {exact_text(self.low)} to {exact_text(self.high)}"
+        what = {"integer": f"an integer{span}", "real": f"a number{span}", "flag": "true or false",
+                "text": "a string", "choice": f"one of {', '.join(self.options)}", "plain": "a plain value"}[self.kind]
+        if self.many is not None and not one:
+            what = f"{what} or a list of them" if self.single else f"a list of {self.many[0]} to {self.many[1]} " \
+                f"entries, each {what}"
+        return what
+
+
+_SIZE = Field("integer", 1, 4096)
+_COUNT = Field("integer", 1, 64)
+_NAME = Field("text")
+_FLAG = Field("flag")
+_POSITIVE = Field("real", 0.0, low_open=True, high=1e6)
+_UNIT_OPEN = Field("real", 0.0, 1.0, low_open=True, high_open=True)
+_NAMES = Field("text", many=(1, 16))
+# Every field of a diffusers model's config.json that flowcert or the model's size depends on; any other field of
+# the model class gets the plain domain, and a field the class does not take is refused.
+MODEL_CONFIG: dict[str, Field] = {
+    "_class_name": _NAME, "_diffusers_version": _NAME, "_name_or_path": _NAME,
+    "sample_size": Field("integer", 1, 4096, many=(1, 3), single=True, null=True),
+    "in_channels": _SIZE, "out_channels": _SIZE,
+    "block_out_channels": Field("integer", 1, 8192, many=(1, 16)),
+    "layers_per_block": Field("integer", 1, 64, many=(1, 16), single=True),
+    "transformer_layers_per_block": Field("integer", 1, 64, many=(1, 16), single=True),
+    "num_layers": Field("integer", 1, 256, null=True),
+    "norm_num_groups": Field("integer", 1, 1024, null=True), "attn_norm_num_groups": Field("integer", 1, 1024, null=True),
+    "attention_head_dim": Field("integer", 1, 4096, many=(1, 16), single=True, null=True),
+    "num_attention_heads": Field("integer", 1, 1024, many=(1, 16), single=True, null=True),
+    "time_embedding_dim": Field("integer", 1, 65536, null=True),
+    "num_class_embeds": Field("integer", 1, 10**6, null=True),
+    "num_train_timesteps": Field("integer", 2, 10**6, null=True),
+    "norm_eps": Field("real", 0.0, 1.0, low_open=True, high_open=True),
+    "dropout": Field("real", 0.0, 1.0, high_open=True),
+    "mid_block_scale_factor": _POSITIVE, "freq_shift": Field("real", -1e6, 1e6),
+    "downsample_padding": Field("integer", 0, 64),
+    "prediction_type": Field("choice", options=("epsilon", "sample", "v_prediction"), null=True),
+    "down_block_types": _NAMES, "up_block_types": _NAMES, "mid_block_type": Field("text", null=True),
+    "act_fn": _NAME, "flip_sin_to_cos": _FLAG, "center_input_sample": _FLAG, "add_attention": _FLAG,
+    "time_embedding_type": Field("choice", options=("positional", "fourier", "learned")),
+    "resnet_time_scale_shift": Field("choice", options=("default", "scale_shift", "ada_group", "spatial")),
+    "downsample_type": Field("choice", options=("conv", "resnet")),
+    "upsample_type": Field("choice", options=("conv", "resnet")),
+}
+# The fields of the DDPM-family scheduler configs (diffusers' DDPM, DDIM, Euler, DPM-Solver, EDM and flow-matching
+# schedulers): the model loader reads the noise schedule and the prediction type, exports/presets.py the rest.
+SCHEDULER_CONFIG: dict[str, Field] = {
+    "_class_name": _NAME, "_diffusers_version": _NAME, "_name_or_path": _NAME,
+    "num_train_timesteps": Field("integer", 1, 10**6),
+    "beta_start": _UNIT_OPEN, "beta_end": _UNIT_OPEN,
+    "beta_schedule": Field("choice", options=("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")),
+    "trained_betas": Field("real", 0.0, 1.0, low_open=True, high_open=True, many=(2, 10**6), null=True),
+    "prediction_type": Field("choice", options=("epsilon", "sample", "v_prediction", "flow_prediction")),
+    "timestep_spacing": Field("choice", options=("linspace", "leading", "trailing")),
+    "timestep_type": Field("choice", options=("discrete", "continuous")),
+    "variance_type": Field("choice", options=("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log",
+                                              "learned", "learned_range"), null=True),
+    "final_sigmas_type": Field("choice", options=("zero", "sigma_min")),
+    "interpolation_type": Field("choice", options=("linear", "log_linear")),
+    "sigma_schedule": Field("choice", options=("karras", "exponential")),
+    "steps_offset": Field("integer", 0, 10**6),
+    "clip_sample_range": _POSITIVE, "sample_max_value": _POSITIVE,
+    "dynamic_thresholding_ratio": Field("real", 0.0, 1.0, low_open=True),
+    "sigma_min": Field("real", 0.0, 1e12, low_open=True, null=True),
+    "sigma_max": Field("real", 0.0, 1e12, low_open=True, null=True),
+    "sigma_data": _POSITIVE, "rho": _POSITIVE,
+    "shift": _POSITIVE, "flow_shift": _POSITIVE,
+    "solver_order": Field("integer", 1, 3),
+    "lambda_min_clipped": Field("real", -1e6, 1e6, infinite=True),
+    **{k: _FLAG for k in ("rescale_betas_zero_snr", "clip_sample", "thresholding", "set_alpha_to_one",
+                          "skip_prk_steps", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                          "use_flow_sigmas", "use_dynamic_shifting", "lower_order_final", "euler_at_final",
+                          "use_lu_lambdas", "invert_sigmas", "stochastic_sampling")},
+}
+# model_index.json of a pipeline folder: these fields, and components as [library, class] (or [null, null]).
+PIPELINE_INDEX: dict[str, Field] = {"_class_name": _NAME, "_diffusers_version": _NAME, "_name_or_path": _NAME}
+COMPONENT = Field("text", many=(2, 2), null=True)
+
+
+def _key_text(key) -> str:
+    """A key for a message: shown when it is a plain word (a field name), never arbitrary content."""
+    return repr(key) if isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,39}", key) else "(not shown)"
+
+
+def check_config(cfg, schema: dict, where: str, *, known=None, other: Field | None = None) -> dict:
+    """A configuration mapping checked field by field against ``schema`` (field -> :class:`Field`); the checked
+    copy (integers as int, lists as lists) is returned, so every reader of the file reads checked values.
+
+    A field outside ``schema`` gets ``other`` (default: the plain domain); with ``known`` (the fields the
+    configured class takes), a field neither in ``schema`` nor in ``known`` and not starting with ``_`` is
+    refused as unknown.  ``where`` starts every message: it names the file (``model config '/m/config.json'``).
+
+    Raises:
+        InputError: one line: ``where``, the field, its value and what was expected.
+    """
+    if not isinstance(cfg, dict):
+        raise InputError(f"{where} is {kind_of(cfg)}: expected a JSON object")
+    other = other or Field("plain")
+    out = {}
+    for key, value in cfg.items():
+        if not isinstance(key, str):
+            raise InputError(f"{where} has a key that is {kind_of(key)}: expected field names")
+        field_ = schema.get(key)
+        if field_ is None and known is not None and key not in known and not key.startswith("_"):
+            raise InputError(f"{where}: unknown key {_key_text(key)}: expected only the fields its class takes")
+        try:
+            out[key] = (field_ or other)(key if _key_text(key) != "(not shown)" else "(key)", value)
+        except InputError as exc:
+            raise InputError(f"{where}: {str(exc).replace('`', '')}") from None
+    return out
+
+
 # ----------------------------------------------------------------------------- memory
 MEMORY_ENV = "FLOWCERT_MEMORY_GB"
 MEMORY_DEFAULT_GB = 4.0
@@ -370,6 +652,26 @@ def memory_budget() -> float:
     if not (math.isfinite(gb) and gb > 0):
         raise InputError(f"environment variable {MEMORY_ENV} = {show_value(text)}: expected a number of GiB > 0")
     return gb * 2**30
+
+
+IMPORT_TIMEOUT_ENV = "FLOWCERT_IMPORT_TIMEOUT"
+IMPORT_TIMEOUT_DEFAULT = 60.0
+
+
+def import_timeout() -> float:
+    """Seconds a model file (``FILE.py:NAME``) may take to import and return its model: ``$FLOWCERT_IMPORT_TIMEOUT``
+    (default 60)."""
+    import os
+
+    text = os.environ.get(IMPORT_TIMEOUT_ENV, "")
+    try:
+        seconds = float(text) if text else IMPORT_TIMEOUT_DEFAULT
+    except ValueError:
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and 0 < seconds <= 86400):
+        raise InputError(f"environment variable {IMPORT_TIMEOUT_ENV} = {show_value(text)}: expected seconds in "
+                         "(0, 86400]")
+    return seconds
 
 
 def gib(nbytes: float) -> str:

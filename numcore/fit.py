@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .checks import InputError, array, choice, integer, require
+from .checks import InputError, array, choice, integer, name as check_name, require
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -92,17 +92,17 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
 
     Raises:
         InputError: bad data (unreadable, NaN, wrong shape, fewer samples than 2, values beyond 1e12), a bad
-            option, a fit that is not a valid spec (variances beyond 1e12: rescale the data), more memory than the
-            budget, scikit-learn missing.
+            option, a ``name`` the spec reader refuses (:func:`numcore.checks.name`), a fit that is not a valid
+            spec (variances beyond 1e12: rescale the data), more memory than the budget, scikit-learn missing.
     """
     from .checks import fits_memory, option
-    from .mixture import MAX_NAME, from_spec
+    from .mixture import from_spec
 
     max_components, reg_covar, seed = (option(k, v) for k, v in
                                        (("max_components", max_components), ("reg_covar", reg_covar), ("seed", seed)))
     types = COVARIANCE_TYPES if covariance_type == "auto" else (
         choice("covariance_type", covariance_type, COVARIANCE_TYPES + ("auto",)),)
-    check_name(name, MAX_NAME)
+    name = check_name("name", name)  # the spec reader's own rule: fit never writes a name flowcert refuses
     require("sklearn", None, "fit", "scikit-learn")
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -147,17 +147,3 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
             "d": d, "reg_covar": reg_covar, "seed": seed, "seconds": time.time() - t0,
             "criterion": "BIC = -2 log L + p log n (smallest wins)"}
 
-
-def check_name(name, limit: int) -> str:
-    """A spec name: text of 1 to ``limit`` characters that can be written as UTF-8 (the spec loader's rule)."""
-    from .checks import show_value
-
-    if not isinstance(name, str) or not 0 < len(name) <= limit:
-        what = f"a string of {len(name)} characters" if isinstance(name, str) else show_value(name)
-        raise InputError(f"`name` is {what}: expected a string of 1 to {limit} characters")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"`name` = {name.encode('utf-8', 'backslashreplace').decode('ascii', 'replace')!r}: "
-                         "expected text (it holds bytes that are not UTF-8)") from None
-    return name

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -87,12 +88,26 @@ def check_outputs(outputs: dict, inputs=()) -> None:
         seen[param] = os.fspath(path)
 
 
-def check_folder(path, param: str = "out") -> str:
+def check_folder(path, param: str = "out", inputs=(), writes=()) -> str:
     """Create the output folder ``path`` (and its parents) if needed and check that files can be
-    created in it, before any work; InputError naming the folder otherwise."""
+    created in it, before any work; InputError naming the folder otherwise.
+
+    ``writes``: the command's files in the folder, as patterns relative to it (``config.json``,
+    ``*.png``, ``jobs/*``); an input (of ``inputs``, resolved through links) that is one of them is
+    refused: the command would replace it."""
     path = os.fspath(path)
     if not path:
         raise InputError(f"`{param}` is empty: expected a folder name")
+    import fnmatch
+
+    home = os.path.realpath(path)
+    for source in inputs:
+        if source is None or not os.path.exists(os.fspath(source)):
+            continue
+        rel = os.path.relpath(os.path.realpath(os.fspath(source)), home)
+        if not rel.startswith(os.pardir) and any(fnmatch.fnmatch(rel, w) for w in writes):
+            raise InputError(f"`{param}` = {path!r}: the command writes {rel!r} there, which is its input "
+                             f"{os.fspath(source)!r} (it would be overwritten); expected another folder")
     if os.path.lexists(path) and not os.path.isdir(path):
         raise InputError(f"`{param}` = {path!r}: exists and is not a folder")
     try:
@@ -147,26 +162,42 @@ def write_atomic(path, data: bytes | str, param: str = "output", *, makedirs: bo
     return path
 
 
-def read_bounded(path, what: str = "file", limit: int = MAX_READ_BYTES) -> bytes:
-    """The bytes of a regular file, at most ``limit`` (reads ``limit`` + 1 bytes to tell).
-
-    The file is opened without blocking and checked on the open descriptor, so a FIFO, a
-    device (a link to /dev/zero) or a folder is refused before anything is read.
+def open_regular(path, what: str = "file") -> tuple[int, os.stat_result]:
+    """(a read-only descriptor, its stat) of a regular file, opened without blocking and checked on the open
+    descriptor, so a FIFO, a device (a link to /dev/zero) or a folder is refused before anything is read.
+    The caller closes the descriptor.
 
     Raises:
-        InputError: naming the file; never showing its content.
+        InputError: naming the file and what it is instead.
     """
-    path = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise InputError(f"{what} {path!r} is {kind}: expected a regular file")
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        mode = st.st_mode
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise InputError(f"{what} {path!r} is {kind}: expected a regular file")
+    return fd, st
+
+
+def read_bounded(path, what: str = "file", limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of a regular file, at most ``limit`` (reads ``limit`` + 1 bytes to tell); a FIFO, a device or a
+    folder is refused before anything is read (:func:`open_regular`).
+
+    Raises:
+        InputError: naming the file; never showing its content.
+    """
+    path = os.fspath(path)
+    fd, _ = open_regular(path, what)
+    try:
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
@@ -225,6 +256,83 @@ def read_npy(path, what: str = "data", limit: int | None = None) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C").copy()  # writable, independent of ``raw``
 
 
+def tensor_name(name) -> str:
+    """A tensor's name for a message (``'conv_in.weight'``), or ``(not shown)`` when it is not a plain dotted name."""
+    plain = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,120}", name) is not None
+    return repr(name) if plain else "(not shown)"
+
+
+SAFETENSORS_HEADER_BYTES = 100 * 2**20  # safetensors' own limit on its JSON header
+SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+                      "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+
+
+def safetensors_header(path, what: str = "weights file") -> dict:
+    """The tensors a ``.safetensors`` file declares, {name: (dtype, shape)}, read from its header alone (the
+    tensors are not read; the file is never unpickled: safetensors holds no code).
+
+    The header is checked as strictly as every document (:func:`parse_document`: no key twice) and against the
+    file: known dtypes, shapes of non-negative integers, each tensor's byte range exactly its size, the ranges
+    tiling the data without gap or overlap, and the file exactly as long as the header says (a truncated or
+    padded file is refused).  A FIFO, a device or a folder is refused before anything is read.
+
+    Raises:
+        InputError: naming the file and what is wrong with it.
+    """
+    path = os.fspath(path)
+    fd, st = open_regular(path, what)
+    try:
+        head = os.pread(fd, 8, 0)
+        if len(head) < 8:
+            raise InputError(f"{what} {path!r} is {len(head)} bytes long: expected a safetensors file")
+        n = int.from_bytes(head, "little")
+        if n > min(SAFETENSORS_HEADER_BYTES, st.st_size - 8):
+            raise InputError(f"{what} {path!r} declares a header of {n} bytes in a file of {st.st_size}: expected a "
+                             "complete safetensors file (truncated, or not safetensors)")
+        raw = os.pread(fd, n, 8)
+    except OSError as exc:
+        raise InputError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) != n:
+        raise InputError(f"{what} {path!r} ended inside its header: expected a complete safetensors file")
+    doc = parse_document(raw.rstrip(b" "), "json", what, path)
+    if not isinstance(doc, dict):
+        raise InputError(f"{what} {path!r} has a header that is not a mapping: expected a safetensors file")
+    tensors, ranges = {}, []
+    for name, entry in doc.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise InputError(f"{what} {path!r} has __metadata__ that is not text: expected a safetensors file")
+            continue
+        bad = f"{what} {path!r}: tensor {tensor_name(name)}"
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise InputError(f"{bad} is not described by dtype, shape and data_offsets: expected a safetensors file")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise InputError(f"{bad} has an unknown dtype: expected one of {', '.join(SAFETENSORS_DTYPES)}")
+        ints = lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0  # noqa: E731
+                                                     for x in v)
+        if not ints(shape) or len(shape) > 8 or not ints(offsets) or len(offsets) != 2:
+            raise InputError(f"{bad} has a malformed shape or byte range: expected a safetensors file")
+        size = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
+        if offsets[1] - offsets[0] != size:
+            raise InputError(f"{bad} has a byte range of {offsets[1] - offsets[0]} bytes for {size} bytes of data: "
+                             "expected a safetensors file")
+        tensors[name] = (dtype, tuple(shape))
+        ranges.append(tuple(offsets))
+    ranges.sort()
+    end = 0
+    for lo, hi in ranges:
+        if lo != end:
+            raise InputError(f"{what} {path!r} has tensors that overlap or leave gaps: expected a safetensors file")
+        end = hi
+    if 8 + n + end != st.st_size:
+        raise InputError(f"{what} {path!r} is {st.st_size} bytes long, its header describes {8 + n + end}: "
+                         "expected a complete safetensors file (truncated or padded)")
+    return tensors
+
+
 def jsonable(obj):
     """Plain JSON values: arrays to lists, numpy scalars to Python, non-finite floats to None."""
     if isinstance(obj, dict):
@@ -252,19 +360,191 @@ def write_json(path, obj, param: str = "output") -> str:
     return write_atomic(path, to_json(obj) + "\n", param)
 
 
-def read_json(path, what: str = "file"):
-    """The JSON document in ``path`` (a regular file of at most 1 GiB); InputError naming the file
-    if it is unreadable or not JSON (the message never shows the file's content)."""
-    raw = read_bounded(path, what)
+MAX_DEPTH = 32  # containers inside containers in any document flowcert reads (specs: 4, run files: 6, configs: 3)
+DOCUMENT_FORMATS = ("json", "yaml", "toml")
+
+
+class _Refused(Exception):
+    """A document that parses but breaks a rule of :func:`parse_document` (the reason, without the file)."""
+
+
+def _shown_key(key) -> str:
+    """A key for a message: shown only when it is a plain word (a field name), never arbitrary content."""
+    word = isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,39}", key) is not None
+    return repr(key) if word else "(not shown)"
+
+
+def _json_pairs(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Refused(f"has the key {_shown_key(k)} twice: expected each key once")
+        out[k] = v
+    return out
+
+
+def _no_constant(name):
+    raise _Refused(f"holds the constant {name}: expected strict JSON (finite numbers; flowcert writes null for a "
+                   "number that is not finite)")
+
+
+def _yaml_load(text: str, values_limit: int):
+    """YAML through the safe loader: a key given twice in one mapping is refused, and so is a document whose aliases
+    expand to more than ``values_limit`` values or refer to themselves (measured on the node graph, before anything
+    is constructed)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        if key in seen:
+                            raise _Refused(f"has the key {_shown_key(key)} twice: expected each key once")
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: the constructor refuses it below
+                        pass
+            return super().construct_mapping(node, deep=deep)
+
+    loader = Loader(text)
     try:
-        return json.loads(raw.decode("utf-8"))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        state: dict[int, int] = {}  # 1 = on the path (a cycle when met again), 2 = done
+        stack = [(node, False)]
+        while stack:
+            n, closing = stack.pop()
+            key = id(n)
+            if closing:
+                kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
+                sizes[key] = sum(sizes[id(c)] for c in kids) + 1
+                state[key] = 2
+                if sizes[key] > values_limit:
+                    raise _Refused(f"expands to more than {values_limit} values through YAML aliases: expected a "
+                                   "document of at most that size")
+                continue
+            if state.get(key) == 2:
+                continue
+            if state.get(key) == 1:
+                raise _Refused("holds a recursive YAML alias: expected plain lists and mappings")
+            if isinstance(n, yaml.ScalarNode):
+                sizes[key], state[key] = 1, 2
+                continue
+            state[key] = 1
+            stack.append((n, True))
+            kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
+            stack.extend((c, False) for c in kids)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _parse_error(exc) -> str:
+    """Where a parser failed (line and column), without the text around it (it may be a secret)."""
+    mark = getattr(exc, "problem_mark", None)  # yaml
+    if mark is not None:
+        # quoted parts may be file content: keep only single punctuation marks (',', ']', ':')
+        problem = re.sub(r"'([^']*)'|\"([^\"]*)\"",
+                         lambda m: m.group(0) if len(m.group(0)) <= 4 and not any(c.isalnum() for c in m.group(0))
+                         else "(...)", getattr(exc, "problem", None) or "syntax error")[:80]
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = " ".join(str(exc).split())
+    found = re.search(r"\(at line \d+, column \d+\)", text)  # tomllib
+    return (text[: found.end()] if found and found.start() < 80 else "syntax error")[:120]
+
+
+def _check_tree(doc) -> None:
+    """Nesting at most MAX_DEPTH, and no key with a control character (iterative: any depth, no recursion)."""
+    from .checks import unsafe_at
+
+    stack = [(doc, 0, "the document")]
+    while stack:
+        value, depth, where = stack.pop()
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth >= MAX_DEPTH:
+            raise _Refused(f"is nested more than {MAX_DEPTH} levels deep: expected at most {MAX_DEPTH}")
+        if isinstance(value, list):
+            if not set(map(type, value)) <= {int, float}:  # a list of numbers has nothing below it
+                stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
+            continue
+        for k, v in value.items():
+            if isinstance(k, str) and unsafe_at(k) is not None:
+                raise _Refused(f"has a key holding the control character U+{ord(k[unsafe_at(k)]):04X} in {where}: "
+                               "expected printable keys")
+            shown = _shown_key(k)
+            name = k if shown != "(not shown)" else "(key)"
+            stack.append((v, depth + 1, name if where == "the document" else f"{where}.{name}"))
+
+
+def parse_document(raw: bytes, fmt: str, what: str, path, *, constants: bool = False, values_limit: int | None = None):
+    """The document in ``raw`` (bytes of a ``fmt`` file: json, yaml or toml), parsed strictly: the one parser of
+    every spec, configuration and run file flowcert reads.
+
+    * a key given twice in one mapping is refused in every format (JSON and YAML parsers would keep the last);
+    * JSON's NaN, Infinity and -Infinity are refused, unless ``constants`` (then they are floats, for a caller
+      that checks every number against its field's domain and names the field);
+    * nesting deeper than :data:`MAX_DEPTH` and keys holding a control character are refused;
+    * YAML goes through the safe loader, and aliases that expand beyond ``values_limit`` values (default: the
+      largest spec) or refer to themselves are refused before anything is constructed.
+
+    Raises:
+        InputError: naming ``what`` and ``path`` and where the parser failed (line and column), never the
+            file's content (a key is shown only when it is a plain word).
+    """
+    from .checks import MAX_ARRAY_VALUES
+
+    path = os.fspath(path)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{what} {os.fspath(path)!r} is not UTF-8 text: expected JSON") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {os.fspath(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                         f"column {exc.colno}") from None
-    except (ValueError, RecursionError):
-        raise InputError(f"{what} {os.fspath(path)!r} is not valid JSON") from None
+        raise InputError(f"{what} {path!r} is not UTF-8 text: expected {fmt.upper()}") from None
+    try:
+        if fmt == "json":
+            doc = json.loads(text, object_pairs_hook=_json_pairs,
+                             parse_constant=float if constants else _no_constant)
+        elif fmt == "toml":
+            import tomllib
+
+            doc = tomllib.loads(text)
+        elif fmt == "yaml":
+            doc = _yaml_load(text, MAX_ARRAY_VALUES if values_limit is None else values_limit)
+        else:  # pragma: no cover - a caller's bug
+            raise ValueError(f"unknown document format {fmt!r}")
+        _check_tree(doc)
+    except _Refused as exc:
+        raise InputError(f"{what} {path!r} {exc}") from None
+    except InputError:
+        raise
+    except Exception as exc:  # parser errors of three libraries
+        how = "is not valid JSON" if fmt == "json" else f"does not parse as {fmt.upper()}"
+        raise InputError(f"{what} {path!r} {how}: {_parse_error(exc)}") from None
+    return doc
+
+
+def read_document(path, what: str = "file", fmt: str = "json", *, limit: int = MAX_READ_BYTES,
+                  constants: bool = False, values_limit: int | None = None):
+    """:func:`read_bounded` and :func:`parse_document`: the document in ``path`` (a regular file of at most
+    ``limit`` bytes), strictly parsed; InputError naming the file otherwise."""
+    return parse_document(read_bounded(path, what, limit), fmt, what, path, constants=constants,
+                          values_limit=values_limit)
+
+
+def read_json(path, what: str = "file", *, limit: int = MAX_READ_BYTES, constants: bool = False):
+    """The strict JSON document in ``path`` (a regular file of at most 1 GiB; no duplicate keys, no NaN or
+    Infinity unless ``constants``; :func:`parse_document`); InputError naming the file if it is unreadable or
+    not such JSON (the message never shows the file's content)."""
+    return read_document(path, what, "json", limit=limit, constants=constants)
 
 
 def npy_bytes(array) -> bytes:

@@ -28,12 +28,15 @@ Loops run over chunks of points in parallel; every chunk owns its workspace.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba as nb
 import numpy as np
+from numba.extending import overload
 
 from . import jitcache
+from . import solvers as _solvers
 
 _JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
@@ -41,7 +44,8 @@ _JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 @nb.njit(**_JIT)
 def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
     """Fill lk (logits) and gk (component scores: rotated for G <= 1, original for G = K);
-    turn lk into normalised weights in place and return log p_t(x).  z: d workspace."""
+    turn lk into normalised weights in place and return (lmax, tot): log p_t(x) = lmax + log(tot), left to the
+    one caller that wants it (the others save a log per point).  z: d workspace."""
     K, d = mrot.shape
     G = mats.shape[0]
     lmax = -np.inf
@@ -84,7 +88,7 @@ def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
         tot += lk[k]
     for k in range(K):
         lk[k] /= tot
-    return lmax + math.log(tot)
+    return lmax, tot
 
 
 @nb.njit(**_JIT)
@@ -128,7 +132,8 @@ def _score_logp(x, inv_s, mrot, logc, mats, size, nchunks, score, logp, want_sco
         out = np.empty(d)
         tmp = np.empty(d)
         for p in range(c * size, min(n, (c + 1) * size)):
-            logp[p] = _component_terms(x[p], inv_s, mrot, logc, mats, z, lk, gk)
+            lmax, tot = _component_terms(x[p], inv_s, mrot, logc, mats, z, lk, gk)
+            logp[p] = lmax + math.log(tot)
             if want_score:
                 _rotated_score(gk, lk, mats, tmp, out)
                 for i in range(d):
@@ -376,65 +381,6 @@ def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out
         D[i] = y[i] + two_sinh * out[i]
 
 
-@nb.njit(parallel=True, **_JIT)
-def _solve_grid(y, sig, solver, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks):
-    """Few-step samplers on the VE sigma nodes ``sig`` (N + 1, descending, > 0), y (n, d) updated in place.
-
-    solver 0: Euler, 1: Heun, 2: DPM-Solver++(2M), with the steps of :mod:`numcore.samplers`; the marginal is
-    tabulated at the N + 1 node times (``mats`` as in :func:`_flow_rk4`).  Each chunk of points steps
-    through the grid together (the tables of one node are sliced once per chunk)."""
-    n, d = y.shape
-    K = mrot.shape[1]
-    N = sig.shape[0] - 1
-    for c in nb.prange(nchunks):
-        lo = c * size
-        hi = min(n, (c + 1) * size)
-        x = np.empty(d)
-        z = np.empty(d)
-        lk = np.empty(K)
-        gk = np.empty((K, d))
-        tmp = np.empty(d)
-        out = np.empty(d)
-        y2 = np.empty(d)
-        D = np.empty(d)
-        Dold = np.empty((hi - lo, d))
-        h_last = 0.0
-        for s in range(N):
-            a0, a1 = inv_s[s], inv_s[s + 1]
-            m0, m1 = mrot[s], mrot[s + 1]
-            l0, l1 = logc[s], logc[s + 1]
-            M0 = mats[s] if mats.shape[0] > 1 else mats[0]
-            M1 = mats[s + 1] if mats.shape[0] > 1 else mats[0]
-            dt = sig[s + 1] - sig[s]
-            h = math.log(sig[s]) - math.log(sig[s + 1])
-            ratio = sig[s + 1] / sig[s]
-            em = math.expm1(-h)
-            r = h_last / h
-            for p in range(lo, hi):
-                yp = y[p]
-                _denoise(yp, two_sinh[s], scale[s], a0, m0, l0, M0, x, z, lk, gk, tmp, out, D)
-                if solver == 0:
-                    for i in range(d):
-                        yp[i] += dt * (yp[i] - D[i]) / sig[s]
-                elif solver == 1:
-                    for i in range(d):
-                        tmp[i] = (yp[i] - D[i]) / sig[s]  # the slope at the start of the step
-                        y2[i] = yp[i] + dt * tmp[i]
-                    for i in range(d):
-                        Dold[p - lo, i] = tmp[i]
-                    _denoise(y2, two_sinh[s + 1], scale[s + 1], a1, m1, l1, M1, x, z, lk, gk, tmp, out, D)
-                    for i in range(d):
-                        yp[i] += 0.5 * dt * (Dold[p - lo, i] + (y2[i] - D[i]) / sig[s + 1])
-                else:
-                    for i in range(d):
-                        Dd = D[i] if s == 0 else (1.0 + 0.5 / r) * D[i] - (0.5 / r) * Dold[p - lo, i]
-                        yp[i] = ratio * yp[i] - em * Dd
-                        Dold[p - lo, i] = D[i]
-            h_last = h
-
-
-
-
 @nb.njit(**_JIT)
 def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, vr, D, Jv):
     """At the VE point y and one tabulated time: D = E[x_0 | y] into D, J v into Jv (J = dD/dy, symmetric),
@@ -445,15 +391,18 @@ def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk
     dD/dsigma = 2 sigma s + sigma^2 sum_k w_k [(dl_k - sum_j w_j dl_j) g_k - 2 sigma C_k^{-1} g_k],
     dl_k = sigma (|C_k^{-1}(y - mu_k)|^2 - tr C_k^{-1}); evaluated from the OU marginal's tables
     (C_k^{-1} = e^{-2t} P_k(t), g_k = e^{-t} g_k^OU) in the eigenbasis when it is shared."""
-    K, d = mrot.shape
+    _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, D)
+    return _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv)
+
+
+@nb.njit(**_JIT)
+def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv):
+    """:func:`_denoise_vjp` from the normalised weights lk and component scores gk that :func:`_denoise` left at
+    the point (a caller that kept them from its forward pass skips recomputing them): J v into Jv, returns
+    v . dD/dsigma; tmp, out, vr: d workspaces."""
+    K, d = gk.shape
     G = mats.shape[0]
     e = scale
-    for i in range(d):
-        x[i] = y[i] * e
-    _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk)
-    _rotated_score(gk, lk, mats, tmp, out)  # OU score, original coordinates
-    for i in range(d):
-        D[i] = y[i] + two_sinh * out[i]
     # v in the coordinates of gk (rotated for G = 1)
     if G == 1:
         for i in range(d):
@@ -527,145 +476,282 @@ def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk
     return vdsig
 
 
-@nb.njit(parallel=True, **_JIT)
-def _solve_grid_grad(y0, target, sig, solver, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks,
-                     loss_part, grad_part):
-    """The solvers of :func:`_solve_grid` with reverse-mode derivatives of the squared end-point error.
+# ------------------------------------------------------------------------------------- solver programs
+# A solver on a grid is the straight-line program of :mod:`numcore.solvers`: row 0 is y_T, row r >= 1 is
+#     X_r = sum_{w < W} cx[r, w] X_{r-1-w} + cd[r, w] D_{r-1-w},   D_r = D(X_r, ev[r]) where ev[r] > 0,
+# and the last row is the end point.  The denoiser of row r reads the marginal's tables number tab[r] (the
+# tables of the evaluated rows' times, deduplicated).  One forward kernel and one reverse-mode kernel serve
+# every solver; each comes parallel over chunks of points and serial (for small batches, where starting a
+# parallel region costs more than it saves: the grid search runs them thousands of times on ~10^3 points).
 
-    Per chunk c: loss_part[c] = sum_p |y_N(p) - target(p)|^2 and grad_part[c, k] = its derivative with
-    respect to rho_k = log sig[k] (every node, ends included).  Euler is DPM-Solver++(2M) without the
-    two-step correction: y_{s+1} = a_s y_s + (1 - a_s) D'_s, a_s = sig[s+1] / sig[s],
-    D'_s = (1 + c_s) D_s - c_s D_{s-1}, c_s = h_s / (2 h_{s-1}) (0 for Euler and on the first step),
-    h_s = rho_s - rho_{s+1}; Heun differentiates its predictor and trapezoid average."""
-    n, d = y0.shape
+
+@nb.njit(**_JIT)
+def _program_chunk(y, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats):
+    """The program on the points lo..hi of y (n, d), VE scale, each replaced by its end point.  The rows run
+    one after another over the whole chunk (the tables of an evaluated row are sliced once per chunk); the
+    last W + 1 rows of states and denoiser outputs are kept in a ring."""
+    d = y.shape[1]
     K = mrot.shape[1]
-    N = sig.shape[0] - 1
-    for c in nb.prange(nchunks):
-        x = np.empty(d)
-        z = np.empty(d)
-        lk = np.empty(K)
-        gk = np.empty((K, d))
-        tmp = np.empty(d)
-        out = np.empty(d)
-        vr = np.empty(d)
-        Dw = np.empty(d)
-        Jv = np.empty(d)
-        Y = np.empty((N + 1, d))
-        Dst = np.empty((N + 1, d))
-        Yt = np.empty((N + 1, d))
-        Dt = np.empty((N + 1, d))
-        lam = np.empty(d)
-        mu = np.empty(d)
-        mu_next = np.empty(d)
-        u = np.empty(d)
-        dv = np.empty(d)
-        gs = np.zeros(N + 1)  # d loss / d sigma_k (Heun) or d loss / d rho_k (Euler, DPM)
-        dh = np.zeros(N + 1)
-        loss = 0.0
-        for p in range(c * size, min(n, (c + 1) * size)):
-            for i in range(d):
-                Y[0, i] = y0[p, i]
-            # forward
-            for s in range(N):
-                M0 = mats[s] if mats.shape[0] > 1 else mats[0]
-                _denoise(Y[s], two_sinh[s], scale[s], inv_s[s], mrot[s], logc[s], M0, x, z, lk, gk, tmp, out,
-                         Dst[s])
-                a = sig[s + 1] / sig[s]
-                if solver == 1:
-                    M1 = mats[s + 1] if mats.shape[0] > 1 else mats[0]
-                    for i in range(d):
-                        Yt[s, i] = a * Y[s, i] + (1.0 - a) * Dst[s, i]
-                    _denoise(Yt[s], two_sinh[s + 1], scale[s + 1], inv_s[s + 1], mrot[s + 1], logc[s + 1], M1,
-                             x, z, lk, gk, tmp, out, Dt[s])
-                    half = 0.5 * (sig[s + 1] - sig[s])
-                    for i in range(d):
-                        Y[s + 1, i] = Y[s, i] + half * ((Y[s, i] - Dst[s, i]) / sig[s]
-                                                        + (Yt[s, i] - Dt[s, i]) / sig[s + 1])
-                else:
-                    cs = 0.0
-                    if solver == 2 and s > 0:
-                        cs = 0.5 * math.log(sig[s] / sig[s + 1]) / math.log(sig[s - 1] / sig[s])
-                    for i in range(d):
-                        Dp = (1.0 + cs) * Dst[s, i] - (cs * Dst[s - 1, i] if cs != 0.0 else 0.0)
-                        Y[s + 1, i] = a * Y[s, i] + (1.0 - a) * Dp
-            for i in range(d):
-                r = Y[N, i] - target[p, i]
-                loss += r * r
-                lam[i] = 2.0 * r
-            # backward
-            c_next = 0.0
-            for i in range(d):
-                mu_next[i] = 0.0
-            for s in range(N - 1, -1, -1):
-                M0 = mats[s] if mats.shape[0] > 1 else mats[0]
-                a = sig[s + 1] / sig[s]
-                if solver == 1:
-                    M1 = mats[s + 1] if mats.shape[0] > 1 else mats[0]
-                    s0, s1 = sig[s], sig[s + 1]
-                    delta_ = s1 - s0
-                    vd1 = _denoise_vjp(Yt[s], lam, s1, two_sinh[s + 1], scale[s + 1], inv_s[s + 1], mrot[s + 1],
-                                       logc[s + 1], M1, x, z, lk, gk, tmp, out, vr, Dw, Jv)
-                    gs[s + 1] -= delta_ / (2.0 * s1) * vd1
-                    ga0 = 0.0
-                    ga1 = 0.0
-                    na = 0.0
-                    for i in range(d):
-                        A = Y[s, i] - Dst[s, i]
-                        B = Yt[s, i] - Dt[s, i]
-                        mu[i] = delta_ / (2.0 * s1) * (lam[i] - Jv[i])  # nu = dloss/d(predictor)
-                        ga0 += lam[i] * (-A / (2.0 * s0) - delta_ * A / (2.0 * s0 * s0) - B / (2.0 * s1))
-                        ga1 += lam[i] * (A / (2.0 * s0) + B / (2.0 * s1) - delta_ * B / (2.0 * s1 * s1))
-                        na += mu[i] * A
-                    gs[s] += ga0 - a / s0 * na
-                    gs[s + 1] += ga1 + na / s0
-                    for i in range(d):
-                        u[i] = delta_ / (2.0 * s0) * lam[i] - (1.0 - a) * mu[i]
-                    vd0 = _denoise_vjp(Y[s], u, s0, two_sinh[s], scale[s], inv_s[s], mrot[s], logc[s], M0,
-                                       x, z, lk, gk, tmp, out, vr, Dw, Jv)
-                    gs[s] -= vd0
-                    for i in range(d):
-                        lam[i] = lam[i] + delta_ / (2.0 * s0) * lam[i] + a * mu[i] - Jv[i]
-                else:
-                    cs = 0.0
-                    hs = math.log(sig[s] / sig[s + 1])
-                    hp = 1.0
-                    if solver == 2 and s > 0:
-                        hp = math.log(sig[s - 1] / sig[s])
-                        cs = 0.5 * hs / hp
-                    Ga = 0.0
-                    Gc = 0.0
-                    for i in range(d):
-                        mu[i] = (1.0 - a) * lam[i]
-                        dv[i] = (1.0 + cs) * mu[i] - c_next * mu_next[i]
-                        Dprev = Dst[s - 1, i] if s > 0 else 0.0
-                        Dp = (1.0 + cs) * Dst[s, i] - cs * Dprev
-                        Ga += lam[i] * (Y[s, i] - Dp)
-                        Gc += mu[i] * (Dst[s, i] - Dprev)
-                    dh[s] += -a * Ga
-                    if cs != 0.0:
-                        dh[s] += Gc / (2.0 * hp)
-                        dh[s - 1] += -Gc * hs / (2.0 * hp * hp)
-                    vd = _denoise_vjp(Y[s], dv, sig[s], two_sinh[s], scale[s], inv_s[s], mrot[s], logc[s], M0,
-                                      x, z, lk, gk, tmp, out, vr, Dw, Jv)
-                    gs[s] += sig[s] * vd
-                    for i in range(d):
-                        lam[i] = a * lam[i] + Jv[i]
-                        mu_next[i] = mu[i]
-                    c_next = cs
-        loss_part[c] = loss
-        for k in range(N + 1):
-            if solver == 1:
-                grad_part[c, k] = sig[k] * gs[k]
+    R, W = cx.shape
+    B = W + 1
+    m = hi - lo
+    X = np.empty((B, m, d))
+    Dn = np.zeros((B, m, d))  # D of a row that is not evaluated stays 0 (its coefficients are 0)
+    ring = np.empty(W, np.int64)  # the ring slots of rows r - 1, ..., r - W
+    x = np.empty(d)
+    z = np.empty(d)
+    lk = np.empty(K)
+    gk = np.empty((K, d))
+    tmp = np.empty(d)
+    out = np.empty(d)
+    xr = np.empty(d)
+    Dr = np.empty(d)
+    for p in range(m):
+        for i in range(d):
+            X[0, p, i] = y[lo + p, i]
+    for r in range(R):
+        b = r % B
+        reach = 0  # the terms up to the last nonzero coefficient (a zero term adds exactly nothing)
+        for w in range(min(W, r)):
+            ring[w] = (r - 1 - w) % B
+            if cx[r, w] != 0.0 or cd[r, w] != 0.0:
+                reach = w + 1
+        j = tab[r]
+        evaluated = ev[r] > 0.0
+        if evaluated:
+            M = mats[j] if mats.shape[0] > 1 else mats[0]
+            a, mr, lc = inv_s[j], mrot[j], logc[j]
+        q0 = ring[0] if r > 0 else 0
+        x0 = cx[r, 0]
+        d0 = cd[r, 0]
+        for p in range(m):
+            if r > 0:
+                # X_r = cx[r, 0] X_{r-1} + cd[r, 0] D_{r-1} + cx[r, 1] X_{r-2} + cd[r, 1] D_{r-2} + ..., in this order
+                for i in range(d):
+                    acc = x0 * X[q0, p, i]
+                    acc += d0 * Dn[q0, p, i]
+                    for w in range(1, reach):
+                        q = ring[w]
+                        acc += cx[r, w] * X[q, p, i]
+                        acc += cd[r, w] * Dn[q, p, i]
+                    X[b, p, i] = acc
+                    xr[i] = acc
             else:
-                grad_part[c, k] = gs[k] + dh[k] - (dh[k - 1] if k > 0 else 0.0)
+                for i in range(d):
+                    xr[i] = X[b, p, i]
+            if evaluated:
+                _denoise(xr, two_sinh[j], scale[j], a, mr, lc, M, x, z, lk, gk, tmp, out, Dr)
+                for i in range(d):
+                    Dn[b, p, i] = Dr[i]
+            else:
+                for i in range(d):
+                    Dn[b, p, i] = 0.0
+    last = (R - 1) % B
+    for p in range(m):
+        for i in range(d):
+            y[lo + p, i] = X[last, p, i]
 
 
-# The solver loops on one thread: for small batches (the grid search evaluates them thousands of times on
-# ~10^3 points), where starting a parallel region costs more than it saves.  Under NUMBA_DISABLE_JIT=1 njit
-# returns the plain Python function, which has no ``py_func``: the function itself is the source then.
-def _python(kernel):
-    return getattr(kernel, "py_func", kernel)
+@nb.njit(parallel=True, **_JIT)
+def _run_program(y, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks):
+    """Every point of y (n, d), VE scale, carried through the program to its end point in place; chunks in
+    parallel.  ``tab`` (R,): the table of each evaluated row; two_sinh = 2 sinh(t), scale = e^{-t} and the
+    marginal's tables (:func:`numcore.flowmap.tables`) at those times (``mats`` as in :func:`_flow_rk4`)."""
+    n = y.shape[0]
+    for c in nb.prange(nchunks):
+        _program_chunk(y, c * size, min(n, (c + 1) * size), ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc,
+                       mats)
 
 
-_solve_grid_serial = nb.njit(**_JIT)(_python(_solve_grid))
-_solve_grid_grad_serial = nb.njit(**_JIT)(_python(_solve_grid_grad))
+@nb.njit(**_JIT)
+def _run_program_serial(y, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks):
+    """:func:`_run_program` on one thread."""
+    n = y.shape[0]
+    for c in range(nchunks):
+        _program_chunk(y, c * size, min(n, (c + 1) * size), ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc,
+                       mats)
+
+
+KEEP_TERMS = 2**22  # numbers per chunk up to which the reverse pass keeps the forward's weights (else recomputes)
+
+
+@nb.njit(**_JIT)
+def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats, g_ev, g_cx,
+                       g_cd):
+    """The squared end-point error sum_p |X_{R-1}(p) - target(p)|^2 of the points lo..hi (returned), and its
+    cotangents added into g_ev (R,), g_cx (R, W), g_cd (R, W).
+
+    Per point: the forward pass keeps every row's X_r and D_r; the backward pass runs the rows in reverse with
+    the adjoints bX_r = dloss/dX_r and bD_r = dloss/dD_r.  Row r's definition gives
+        g_cx[r, w] += bX_r . X_{r-1-w},  g_cd[r, w] += bX_r . D_{r-1-w},
+        bX_{r-1-w} += cx[r, w] bX_r,     bD_{r-1-w} += cd[r, w] bX_r,
+    and once bD_r is complete (every row that reads D_r is later), an evaluated row adds
+        bX_r += J_r bD_r  (J = dD/dy, symmetric),   g_ev[r] += bD_r . dD/dsigma (at fixed y)."""
+    d = y0.shape[1]
+    K = mrot.shape[1]
+    R, W = cx.shape
+    X = np.empty((R, d))
+    Dn = np.zeros((R, d))
+    bX = np.empty((R, d))
+    bD = np.empty((R, d))
+    keep = R * K * (d + 1) <= KEEP_TERMS  # the weights and component scores of every row, for the backward pass
+    LK = np.empty((R, K) if keep else (1, K))
+    GK = np.empty((R, K, d) if keep else (1, K, d))
+    Dw = np.empty(d)
+    x = np.empty(d)
+    z = np.empty(d)
+    lk = np.empty(K)
+    gk = np.empty((K, d))
+    tmp = np.empty(d)
+    out = np.empty(d)
+    vr = np.empty(d)
+    Jv = np.empty(d)
+    loss = 0.0
+    for p in range(lo, hi):
+        # forward
+        for i in range(d):
+            X[0, i] = y0[p, i]
+        for r in range(R):
+            if r > 0:
+                for i in range(d):
+                    acc = 0.0
+                    for w in range(min(W, r)):
+                        acc += cx[r, w] * X[r - 1 - w, i]
+                        acc += cd[r, w] * Dn[r - 1 - w, i]
+                    X[r, i] = acc
+            if ev[r] > 0.0:
+                j = tab[r]
+                M = mats[j] if mats.shape[0] > 1 else mats[0]
+                _denoise(X[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, out, Dn[r])
+                if keep:
+                    for k in range(K):
+                        LK[r, k] = lk[k]
+                        for i in range(d):
+                            GK[r, k, i] = gk[k, i]
+        for r in range(R):
+            for i in range(d):
+                bX[r, i] = 0.0
+                bD[r, i] = 0.0
+        for i in range(d):
+            e = X[R - 1, i] - target[p, i]
+            loss += e * e
+            bX[R - 1, i] = 2.0 * e
+        # backward
+        for r in range(R - 1, -1, -1):
+            if ev[r] > 0.0:
+                j = tab[r]
+                M = mats[j] if mats.shape[0] > 1 else mats[0]
+                if keep:
+                    g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv)
+                else:
+                    g_ev[r] += _denoise_vjp(X[r], bD[r], ev[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M,
+                                            x, z, lk, gk, tmp, out, vr, Dw, Jv)
+                for i in range(d):
+                    bX[r, i] += Jv[i]
+            for w in range(min(W, r)):
+                q = r - 1 - w
+                sx = 0.0
+                sd = 0.0
+                for i in range(d):
+                    sx += bX[r, i] * X[q, i]
+                    sd += bX[r, i] * Dn[q, i]
+                    bX[q, i] += cx[r, w] * bX[r, i]
+                    bD[q, i] += cd[r, w] * bX[r, i]
+                g_cx[r, w] += sx
+                g_cd[r, w] += sd
+    return loss
+
+
+@nb.njit(parallel=True, **_JIT)
+def _program_vjp(y0, target, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks, loss_part,
+                 g_ev, g_cx, g_cd):
+    """The program's squared end-point error against ``target`` (n, d) and its cotangents with respect to the
+    program, per chunk c (in parallel): loss_part[c], g_ev[c] (R,), g_cx[c] (R, W), g_cd[c] (R, W), every array
+    zero on entry; arguments as in :func:`_run_program`."""
+    n = y0.shape[0]
+    for c in nb.prange(nchunks):
+        loss_part[c] = _program_vjp_chunk(y0, target, c * size, min(n, (c + 1) * size), ev, cx, cd, tab, two_sinh,
+                                          scale, inv_s, mrot, logc, mats, g_ev[c], g_cx[c], g_cd[c])
+
+
+@nb.njit(**_JIT)
+def _program_vjp_serial(y0, target, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats, size, nchunks,
+                        loss_part, g_ev, g_cx, g_cd):
+    """:func:`_program_vjp` on one thread."""
+    n = y0.shape[0]
+    for c in range(nchunks):
+        loss_part[c] = _program_vjp_chunk(y0, target, c * size, min(n, (c + 1) * size), ev, cx, cd, tab, two_sinh,
+                                          scale, inv_s, mrot, logc, mats, g_ev[c], g_cx[c], g_cd[c])
+
+
+@nb.njit(**_JIT)
+def _table_index(ev, sig, tab):
+    """tab[r] = k for a row evaluated at the node sigma sig[k], N + 1, N + 2, ... for the rows evaluated at a
+    sigma that is no node (in row order), -1 for the rows not evaluated; returns the number of the latter."""
+    extra = 0
+    for r in range(ev.shape[0]):
+        tab[r] = -1
+        if ev[r] > 0.0:
+            for k in range(sig.shape[0]):
+                if ev[r] == sig[k]:
+                    tab[r] = k
+                    break
+            if tab[r] < 0:
+                tab[r] = sig.shape[0] + extra
+                extra += 1
+    return extra
+
+
+COMPLEX_STEP = 1e-30  # rho_k + i h: d f / d rho_k = Im f / h, exact to rounding (no difference is taken)
+_c1, _c2 = nb.complex128[::1], nb.complex128[:, ::1]
+_SCHEME = nb.types.FunctionType(nb.none(_c1, _c1, _c2, _c2))
+
+
+def _grid_gradient(scheme, sig, g_ev, g_cx, g_cd):
+    """The gradient with respect to rho_k = log sig[k] (N + 1,) of a function of the program whose cotangents are
+    g_ev (R,), g_cx (R, W), g_cd (R, W): sum_r g_ev[r] dev[r]/drho_k + g_cx . dcx/drho_k + g_cd . dcd/drho_k,
+    the derivatives of the scheme by complex steps (sig[k] e^{ih}: N + 1 runs of the scheme on complex grids)."""
+    R, W = g_cx.shape
+    n = sig.shape[0]
+    grad = np.zeros(n)
+    s = np.empty(n, np.complex128)
+    ev = np.empty(R, np.complex128)
+    cx = np.empty((R, W), np.complex128)
+    cd = np.empty((R, W), np.complex128)
+    for k in range(n):
+        for i in range(n):
+            s[i] = sig[i]
+        s[k] = sig[k] * complex(math.cos(COMPLEX_STEP), math.sin(COMPLEX_STEP))
+        ev[:] = 0.0
+        cx[:, :] = 0.0
+        cd[:, :] = 0.0
+        scheme(s, ev, cx, cd)
+        acc = 0.0
+        for r in range(R):
+            acc += g_ev[r] * ev[r].imag
+            for w in range(W):
+                acc += g_cx[r, w] * cx[r, w].imag + g_cd[r, w] * cd[r, w].imag
+        grad[k] = acc / COMPLEX_STEP
+    return grad
+
+
+@functools.cache
+def grid_gradient():
+    """:func:`_grid_gradient` compiled (on first use: a command that takes no gradient does not compile it), with
+    the scheme typed as a first-class function, so that one compiled driver serves every scheme and is cached."""
+    sig = nb.float64[::1](_SCHEME, nb.float64[::1], nb.float64[::1], nb.float64[:, ::1], nb.float64[:, ::1])
+    return nb.njit(sig, **_JIT)(_grid_gradient)
+
+
+@overload(_solvers.expm1)
+def _expm1(x):
+    """numcore.solvers.expm1 compiled: math's expm1 for real x; for complex x = a + ib, numpy's
+    expm1(a) cos b - 2 sin^2(b/2) + i e^a sin b (numba's own complex expm1 computes e^a cos b - 1)."""
+    if isinstance(x, nb.types.Complex):
+        def impl(x):
+            a, b = x.real, x.imag
+            s = math.sin(0.5 * b)
+            return complex(math.expm1(a) * math.cos(b) - 2.0 * s * s, math.exp(a) * math.sin(b))
+        return impl
+    if isinstance(x, (nb.types.Float, nb.types.Integer)):
+        return lambda x: math.expm1(x)

@@ -17,15 +17,13 @@ one-line message on bad input.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import InputError, array, kind_of, show_value
+from .checks import InputError, array, kind_of, name as check_name, printable, show_value
 
 MAX_COMPONENTS = 1024
 MAX_DIM = 1024
@@ -34,7 +32,6 @@ MAX_FILE_BYTES = 64 * 2**20
 MAX_ABS_MEAN = 1e12  # |mu_ki|: squared distances, precision-weighted distances and their products stay finite
 MAX_VARIANCE = 1e12  # covariance eigenvalues (and |entries|) at most this, at least MIN_VARIANCE
 MIN_VARIANCE = 1e-8
-MAX_NAME = 200
 WEIGHT_TOL = 1e-6
 SPEC_KEYS = ("name", "weights", "means", "variance", "cov")
 
@@ -167,11 +164,9 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         shown = (f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else "")) if word else "(not shown)"
         raise InputError(f"unknown key {shown} in mixture spec: expected only {', '.join(SPEC_KEYS)}")
     if "name" in spec and spec["name"] is not None:
-        if not isinstance(spec["name"], str) or not 0 < len(spec["name"]) <= MAX_NAME:
-            what = f"a string of {len(spec['name'])} characters" if isinstance(spec["name"], str) \
-                else kind_of(spec["name"])
-            raise InputError(f"`name` is {what}: expected a string of 1 to {MAX_NAME} characters")
-        name = spec["name"]
+        name = check_name("name", spec["name"])
+    else:
+        name = printable(name)  # a name flowcert derived (a file's stem): escaped, never refused
     if "means" not in spec:
         raise InputError("means is missing: expected a K x d list of component means")
     means = array("means", spec["means"], ndim=(1, 2), what="a K x d list of component means")
@@ -391,88 +386,16 @@ def builtin(name: str) -> GaussianMixture:
 # ----------------------------------------------------------------------------- files
 
 
-def _yaml(text: str, path: str):
-    """YAML through the safe loader, refusing documents whose aliases expand beyond a spec's size
-    (measured on the node graph, before anything is constructed)."""
-    import yaml
-
-    from .checks import MAX_ARRAY_VALUES
-
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        sizes: dict[int, int] = {}
-        state: dict[int, int] = {}  # 1 = on the path (a cycle when met again), 2 = done
-        stack = [(node, False)]
-        while stack:
-            n, closing = stack.pop()
-            key = id(n)
-            if closing:
-                kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
-                sizes[key] = sum(sizes[id(c)] for c in kids) + 1
-                state[key] = 2
-                if sizes[key] > MAX_ARRAY_VALUES:
-                    raise InputError(f"mixture file {path!r} expands to more than {MAX_ARRAY_VALUES} values "
-                                     "through YAML aliases: expected a spec of at most that size")
-                continue
-            if state.get(key) == 2:
-                continue
-            if state.get(key) == 1:
-                raise InputError(f"mixture file {path!r} holds a recursive YAML alias: expected plain lists of numbers")
-            if isinstance(n, yaml.ScalarNode):
-                sizes[key], state[key] = 1, 2
-                continue
-            state[key] = 1
-            stack.append((n, True))
-            kids = n.value if isinstance(n, yaml.SequenceNode) else [v for kv in n.value for v in kv]
-            stack.extend((c, False) for c in kids)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _parse_error(exc) -> str:
-    """Where a parser failed (line and column), without the text around it (it may be a secret)."""
-    mark = getattr(exc, "problem_mark", None)  # yaml
-    if mark is not None:
-        # quoted parts may be file content: keep only single punctuation marks (',', ']', ':')
-        problem = re.sub(r"'([^']*)'|\"([^\"]*)\"",
-                         lambda m: m.group(0) if len(m.group(0)) <= 4 and not any(c.isalnum() for c in m.group(0))
-                         else "(...)", getattr(exc, "problem", None) or "syntax error")[:80]
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    text = " ".join(str(exc).split())
-    found = re.search(r"\(at line \d+, column \d+\)", text)  # tomllib
-    return (text[: found.end()] if found and found.start() < 80 else "syntax error")[:120]
-
-
 def _read_file(path: str):
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".json", ".yaml", ".yml", ".toml"):
         raise InputError(f"mixture file {path!r} has extension {ext or '(none)'!r}: expected .json, .yaml, .yml "
                          "or .toml")
-    from .io import read_bounded
+    from .io import read_document
 
-    raw = read_bounded(path, "mixture file", MAX_FILE_BYTES)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"mixture file {path!r} is not UTF-8 text: expected a .json, .yaml or .toml spec") from None
-    try:
-        if ext == ".json":
-            return json.loads(text)
-        if ext == ".toml":
-            return tomllib.loads(text)
-        return _yaml(text, path)
-    except InputError:
-        raise
-    except Exception as exc:  # parser errors of three libraries
-        raise InputError(f"mixture file {path!r} does not parse as {ext[1:].upper()}: {_parse_error(exc)}") from None
+    # NaN and Infinity parse as numbers here: the spec checks refuse them by field (`means contains nan`)
+    return read_document(path, "mixture file", {".yml": "yaml"}.get(ext, ext[1:]), limit=MAX_FILE_BYTES,
+                         constants=True)
 
 
 def load(spec: str) -> GaussianMixture:
@@ -484,7 +407,7 @@ def load(spec: str) -> GaussianMixture:
             f"mixture {spec!r} is neither a file nor a built-in: expected a path or one of {', '.join(BUILTINS)}"
         )
     data = _read_file(spec)
-    base = os.path.splitext(os.path.basename(spec))[0]
+    base = printable(os.path.splitext(os.path.basename(spec))[0])
     try:
         return from_spec(data, name=base)
     except InputError as exc:

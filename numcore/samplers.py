@@ -1,12 +1,12 @@
-"""Few-step ODE samplers on a sigma grid, k-diffusion style, in numpy.
+"""Few-step ODE solvers on a sigma grid: the solvers of :mod:`numcore.solvers` run with any denoiser, and with
+the exact mixture denoiser in the compiled kernels (with the gradient of their end-point error).
 
-All samplers integrate the probability-flow ODE in VE coordinates
+All solvers integrate the probability-flow ODE in VE coordinates
 
     y = x / alpha = e^t x,   sigma = sqrt(e^{2t} - 1),   dy/dsigma = (y - D(y, sigma)) / sigma,
 
-where D(y, sigma) = E[x_0 | x_t] is the denoiser.  ``sigmas`` is descending; a
-trailing 0 is allowed (the last step then returns the denoiser output).  A
-``model`` is a callable D(y, sigma) -> (n, d).
+where D(y, sigma) = E[x_0 | x_t] is the denoiser.  Grids are descending and end at sigma_N > 0.  A ``model``
+is a callable D(y, sigma) -> (n, d).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .marginal import denoiser
+from .solvers import check
 from .units import t_from_sigma
 
 
@@ -37,107 +38,95 @@ class CountCalls:
         return self.model(y, sigma)
 
 
-def to_d(x, sigma, denoised):
-    """ODE derivative dy/dsigma = (y - D) / sigma."""
-    return (x - denoised) / sigma
+def run(model, y, sig, solver):
+    """The solver's program (:mod:`numcore.solvers`) on the sigma grid ``sig`` (N + 1, descending, > 0) from y
+    (VE scale), with any denoiser ``model(y, sigma)``: numpy arrays or torch tensors alike (only +, * and
+    indexing touch y).  Returns the end point at sig[-1], VE scale.
+
+    Row 0 is y; row r is sum_w cx[r, w] X_{r-1-w} + cd[r, w] D_{r-1-w} (terms with a zero coefficient are left
+    out), and D_r = model(X_r, ev[r]) where ev[r] > 0."""
+    s = check(solver)
+    ev, cx, cd = s.program(np.asarray(sig, float))
+    R, W = cx.shape
+    X, D = [y] + [None] * (R - 1), [None] * R
+    for r in range(R):
+        if r > 0:
+            acc = None
+            for w in range(min(W, r)):
+                for c, v in ((cx[r, w], X[r - 1 - w]), (cd[r, w], D[r - 1 - w])):
+                    if c != 0.0:
+                        term = float(c) * v
+                        acc = term if acc is None else acc + term
+            X[r] = acc
+            if r > W:  # rows r - 1 - W and older are never read again
+                X[r - 1 - W] = D[r - 1 - W] = None
+        if ev[r] > 0.0:
+            D[r] = model(X[r], float(ev[r]))
+    return X[R - 1]
 
 
-def sample_euler(model, x, sigmas):
-    """Euler: y_{i+1} = y_i + (sigma_{i+1} - sigma_i) d_i."""
-    for i in range(len(sigmas) - 1):
-        d = to_d(x, sigmas[i], model(x, sigmas[i]))
-        x = x + d * (sigmas[i + 1] - sigmas[i])
-    return x
-
-
-def sample_heun(model, x, sigmas):
-    """Heun (trapezoid, 2 evaluations per step); Euler on a last step to sigma = 0."""
-    for i in range(len(sigmas) - 1):
-        d = to_d(x, sigmas[i], model(x, sigmas[i]))
-        dt = sigmas[i + 1] - sigmas[i]
-        if sigmas[i + 1] == 0:
-            x = x + d * dt
-        else:
-            x_2 = x + d * dt
-            d_2 = to_d(x_2, sigmas[i + 1], model(x_2, sigmas[i + 1]))
-            x = x + (d + d_2) / 2 * dt
-    return x
-
-
-def sample_dpmpp_2m(model, x, sigmas):
-    """DPM-Solver++(2M): exponential integrator in lambda = -log sigma with a two-step denoiser extrapolation.
-
-    h = lambda_{i+1} - lambda_i, r = h_{i-1} / h,
-    D' = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}  (D' = D_i on the first step and on a last step to 0),
-    y_{i+1} = (sigma_{i+1} / sigma_i) y_i - expm1(-h) D'.
-    """
-    old_denoised, h_last = None, None
-    for i in range(len(sigmas) - 1):
-        denoised = model(x, sigmas[i])
-        if sigmas[i + 1] == 0:
-            x = denoised
-            continue
-        h = np.log(sigmas[i]) - np.log(sigmas[i + 1])
-        if old_denoised is None:
-            denoised_d = denoised
-        else:
-            r = h_last / h
-            denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-        x = (sigmas[i + 1] / sigmas[i]) * x - np.expm1(-h) * denoised_d
-        old_denoised, h_last = denoised, h
-    return x
-
-
-SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
-EVALS_PER_STEP = {"euler": 1, "heun": 2, "dpmpp_2m": 1}
-
-
-SOLVER_IDS = {"euler": 0, "heun": 1, "dpmpp_2m": 2}
 PARALLEL_WORK = 2**16  # points x steps from which the compiled solver runs in parallel
 
 
-def sample_grid(mix, x_T, t, solver: str, *, compiled: bool = True):
-    """Run ``solver`` with the exact denoiser on the OU-time grid t (descending, t[0] = T, t[-1] > 0) from
-    x_T (n, d), OU scale; returns x at t[-1] (n, d), OU scale.
+def evaluated_tables(mix, ev, sig, t):
+    """The marginal's tables for the program's evaluated rows: (tab (R,), two_sinh, scale, inv_s, mrot, logc,
+    mats) as the kernels take them.  Tables 0..N are the grid nodes' (at t[k], for the rows evaluated at sig[k]);
+    a row evaluated at a sigma that is no node gets its own table at t = 1/2 log(1 + sigma^2)."""
+    from . import kernels as kn
+    from .flowmap import tables
 
-    ``compiled`` runs the whole solver in one numba kernel (:func:`numcore.kernels._solve_grid`, every point
-    on its own); otherwise the loops above with :func:`mixture_denoiser` (the reference it is tested against).
-    """
+    tab = np.empty(ev.size, np.int64)
+    times = t
+    if kn._table_index(ev, sig, tab):
+        off = np.flatnonzero(tab >= t.size)
+        times = np.concatenate([t, 0.5 * np.log1p(ev[off] * ev[off])])
+    return (tab, 2.0 * np.sinh(times), np.exp(-times), *tables(mix, times))
+
+
+def sample_grid(mix, x_T, t, solver, *, compiled: bool = True):
+    """Run ``solver`` (a name of :data:`numcore.solvers.SOLVERS`) with the exact denoiser on the OU-time grid t
+    (descending, t[0] = T, t[-1] > 0) from x_T (n, d), OU scale; returns x at t[-1] (n, d), OU scale.
+
+    ``compiled`` runs the solver's program in one numba kernel (:func:`numcore.kernels._run_program`, every point
+    on its own); otherwise :func:`run` with :func:`mixture_denoiser` (the reference it is tested against)."""
+    s = check(solver)
     t = np.asarray(t, float)
     sigmas = np.sqrt(np.expm1(2.0 * t))
     y = np.array(np.asarray(x_T, float) * np.exp(t[0]), order="C")
     if compiled:
         from . import kernels as kn
-        from .flowmap import tables
 
-        inv_s, mrot, logc, mats = tables(mix, t)
+        ev, cx, cd = s.program(sigmas, compiled=True)
         size, nch = kn._chunks(y.shape[0])
-        kernel = kn._solve_grid if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._solve_grid_serial
-        kernel(y, sigmas, SOLVER_IDS[solver], 2.0 * np.sinh(t), np.exp(-t), inv_s, mrot, logc, mats,
-                       size, nch)
+        kernel = kn._run_program if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._run_program_serial
+        kernel(y, ev, cx, cd, *evaluated_tables(mix, ev, sigmas, t), size, nch)
     else:
-        y = SAMPLERS[solver](mixture_denoiser(mix), y, sigmas)
+        y = run(mixture_denoiser(mix), y, sigmas, s)
     return y * np.exp(-t[-1])
 
 
-def squared_error_and_grad(mix, x_T, target, t, solver: str):
+def squared_error_and_grad(mix, x_T, target, t, solver):
     """(sum_i |x_i - target_i|^2, its gradient with respect to rho_k = log sigma_VE(t_k)) for ``solver`` with the
     exact denoiser on the grid t from x_T (OU scale); x_i are the end points at t[-1] and target (n, d) is in OU
     scale too.  The gradient has shape (N + 1,) (every node; the ends' entries are there but the ends are
-    usually fixed).  Reverse-mode differentiation through the compiled solver (:func:`numcore.kernels
-    ._solve_grid_grad`), checked against finite differences in the tests."""
-    from . import kernels as kn
-    from .flowmap import tables
+    usually fixed).
 
+    Reverse mode through the program (:func:`numcore.kernels._program_vjp`: the cotangents of ev, cx, cd), then
+    through the scheme by complex steps (:func:`numcore.kernels.grid_gradient`); checked against finite
+    differences in the tests."""
+    from . import kernels as kn
+
+    s = check(solver)
     t = np.asarray(t, float)
     sigmas = np.sqrt(np.expm1(2.0 * t))
     y = np.ascontiguousarray(np.asarray(x_T, float) * np.exp(t[0]))
     tgt = np.ascontiguousarray(np.asarray(target, float) * np.exp(t[-1]))  # VE scale at the last node
-    inv_s, mrot, logc, mats = tables(mix, t)
+    ev, cx, cd = s.program(sigmas, compiled=True)
     size, nch = kn._chunks(y.shape[0])
-    loss, grad = np.zeros(nch), np.zeros((nch, t.size))
-    kernel = kn._solve_grid_grad if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._solve_grid_grad_serial
-    kernel(y, tgt, sigmas, SOLVER_IDS[solver], 2.0 * np.sinh(t), np.exp(-t), inv_s, mrot, logc, mats,
-                        size, nch, loss, grad)
+    loss, g_ev, g_cx, g_cd = np.zeros(nch), np.zeros((nch, ev.size)), np.zeros((nch, *cx.shape)), np.zeros(
+        (nch, *cd.shape))
+    kernel = kn._program_vjp if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._program_vjp_serial
+    kernel(y, tgt, ev, cx, cd, *evaluated_tables(mix, ev, sigmas, t), size, nch, loss, g_ev, g_cx, g_cd)
+    grad = kn.grid_gradient()(s.scheme, sigmas, g_ev.sum(0), g_cx.sum(0), g_cd.sum(0))
     scale2 = np.exp(-2.0 * t[-1])  # back to OU scale: x = e^{-t_N} y
-    return float(loss.sum()) * scale2, grad.sum(0) * scale2
+    return float(loss.sum()) * scale2, grad * scale2

@@ -18,12 +18,13 @@ import time
 import numpy as np
 
 from ..numcore import grids, gridsearch
-from ..numcore.checks import InputError, choice, option
+from ..numcore.checks import InputError, option
 from ..numcore.io import no_progress
 from ..numcore.mixture import GaussianMixture
 from .targets import OBJECTIVE, Batches, Target, as_target
+from ..numcore.solvers import NAMES, check
 
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 BASELINES = ("logsnr", "kl-optimal", "edm")
 TRAIN_SAMPLES = 4096
 SCREEN_SAMPLES = 1024  # the search runs on these first training trajectories, then refines on all of them
@@ -38,8 +39,6 @@ PRESET_SOLVER = {
     "k-diffusion": "euler",  # sample_euler
     "comfyui": "euler",  # KSampler's default sampler
 }
-def check_solver(solver) -> str:
-    return choice("solver", solver, SOLVERS)
 
 
 def check_optimal(solver, steps: int) -> str:
@@ -47,7 +46,7 @@ def check_optimal(solver, steps: int) -> str:
     if solver is None:
         raise InputError("`solver` missing: `kind` optimal is the grid of one solver: expected one of "
                          + ", ".join(SOLVERS))
-    solver = check_solver(solver)
+    solver = check(solver).name
     if steps > MAX_STEPS:
         raise InputError(f"`steps` = {steps}: expected an integer <= {MAX_STEPS} for `kind` optimal "
                          "(the grid search's limit)")
@@ -89,7 +88,7 @@ def optimal_grid(target: Target | GaussianMixture, steps: int, solver: str, *, d
         InputError: an unknown solver, ``steps`` outside 1..MAX_STEPS, bad batch sizes or effort.
     """
     target = as_target(target)
-    solver = check_solver(solver)
+    solver = check(solver).name
     steps = check_steps(steps)
     effort = option("effort", effort)
     if batches is None:
@@ -135,7 +134,7 @@ def search(batches: Batches, solver: str, steps: int, starts: dict, effort: floa
 
 def implied_solver(preset: str, solver: str | None) -> str:
     """The solver a preset runs unless ``solver`` names another (:data:`PRESET_SOLVER`)."""
-    return check_solver(solver) if solver is not None else PRESET_SOLVER[preset]
+    return check(solver).name if solver is not None else PRESET_SOLVER[preset]
 
 
 def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,

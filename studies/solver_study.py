@@ -29,10 +29,10 @@ from ..numcore import grids
 from ..numcore.checks import finite
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
-from ..numcore.samplers import EVALS_PER_STEP
+from ..numcore.solvers import NAMES, SOLVERS as REGISTRY
 
 OPTIMAL = "optimal"  # the solver's own optimal grid (one per solver)
-SOLVERS = ("euler", "heun", "dpmpp_2m")
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
 
 
@@ -114,7 +114,7 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
                            f"{label} grid with N = {N}",
                            [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
-                    rows.append(Row(label, solver, N, N * EVALS_PER_STEP[solver], "flowcert", e.value,
+                    rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
                                     (e.ci_low, e.ci_high), sw, sw_ci))
                     pbar.update(1)
                     if bar is not None:

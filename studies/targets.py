@@ -550,9 +550,9 @@ class ModelTarget:
         """The model's own scheduler config (a diffusers model: its scheduler_config.json), or None."""
         path = self.model.describe().get("scheduler_config")
         if isinstance(path, str):
-            from ..numcore.io import read_json
+            from ..exports.presets import read_scheduler_config
 
-            return read_json(path)
+            return read_scheduler_config(path, "`model` scheduler config")
         return None
 
     def check_rate(self, bound: str) -> str:

@@ -126,7 +126,7 @@ BAD = [
     ('{"variance": 1}', "means is missing"),
     ('{"means": [[0]], "variance": 1e-12}', "too small"),
     ('[1, 2]', "expected a mapping"),
-    ('{"means": [[0]], "variance": 1', "does not parse"),
+    ('{"means": [[0]], "variance": 1', "is not valid JSON"),
 ]
 
 

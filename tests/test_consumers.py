@@ -631,10 +631,12 @@ def test_readme_export_line_runs_in_diffusers():
 @pytest.mark.parametrize("content, needle", [
     ("{not json", "is not valid JSON"),
     ("[1, 2]", "expected a JSON object"),
-    ('{"beta_schedule": "cosine"}', "--scheduler-config beta_schedule = 'cosine': expected one of"),
-    ('{"beta_schedule": "linear", "beta_start": "abc"}', "--scheduler-config beta_start"),
+    ('{"beta_schedule": "cosine"}', "scheduler_config.json': beta_schedule = 'cosine': expected one of"),
+    ('{"beta_schedule": "linear", "beta_start": "abc"}', "scheduler_config.json': beta_start = 'abc'"),
     ('{"beta_schedule": "linear", "rescale_betas_zero_snr": "yes"}', "expected true or false"),
-    ('{"num_train_timesteps": 1.5}', "--scheduler-config num_train_timesteps"),
+    ('{"num_train_timesteps": 1.5}', "scheduler_config.json': num_train_timesteps = 1.5"),
+    ('{"beta_schedule": "linear", "beta_schedule": "scaled_linear"}', "'beta_schedule' twice"),
+    ('{"beta_schedule": "linear", "beta_end": NaN}', "beta_end = nan"),
     ('{"trained_betas": [0.5, 1.5]}', "trained_betas"),
 ])
 def test_bad_scheduler_config_is_one_line(tmp_path, content, needle):

@@ -11,6 +11,7 @@ from conftest import mixtures
 from flowcert.numcore import flowmap, grids, samplers, units
 from flowcert.numcore.marginal import sample
 from flowcert.numcore.mixture import builtin, from_spec
+from flowcert.numcore.solvers import SOLVERS
 
 DELTA, T = 1e-3, 5.0
 
@@ -69,7 +70,7 @@ def test_segments_do_not_change_the_map_and_the_error_estimate_is_honest():
 def test_compiled_solvers_equal_the_numpy_loops(mix):
     x = sample(mix, T, 30, np.random.default_rng(3))
     for t in (grids.kl_optimal(6, DELTA, T), grids.edm(3, DELTA, T)):
-        for solver in samplers.SOLVER_IDS:
+        for solver in SOLVERS:
             got = samplers.sample_grid(mix, x, t, solver)
             want = samplers.sample_grid(mix, x, t, solver, compiled=False)
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -86,7 +87,7 @@ def test_solver_gradients_equal_finite_differences(mix):
     def loss(r, solver):
         return np.sum((samplers.sample_grid(mix, x, units.t_from_rho(r), solver) - target) ** 2)
 
-    for solver in samplers.SOLVER_IDS:
+    for solver in SOLVERS:
         value, grad = samplers.squared_error_and_grad(mix, x, target, t, solver)
         assert value == pytest.approx(loss(rho, solver), rel=1e-10)
         fd = []

@@ -1439,3 +1439,497 @@ def test_long_model_commands_print_a_start_line_when_not_on_a_terminal(here, mon
         assert r.exit_code == 0 and "starting: its teacher (4 RK4 steps) on 16 test and 16 training" in r.stderr
     r = cli("grid", "--model", "mixture:line2", "--kind", "edm")
     assert r.exit_code == 0 and r.stderr == ""  # a closed form evaluates nothing
+
+
+# ----------------------------------------------------------------------------- shared: tiny diffusers folders
+FAST = ["--kind", "uniform", "--steps", "4", "--threads", "1"]  # a grid command that loads the model, nothing more
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """{layout: folder} of one tiny UNet2DModel (8 x 8, one channel) with a DDPMScheduler: ``model`` (config.json,
+    weights and scheduler_config.json in one folder) and ``pipeline`` (model_index.json, unet/, scheduler/)."""
+    diffusers = pytest.importorskip("diffusers")
+    torch = pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                 layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    sched = diffusers.DDPMScheduler()
+    unet.save_pretrained(root / "model")
+    sched.save_config(root / "model")
+    diffusers.DDPMPipeline(unet=unet, scheduler=sched).save_pretrained(root / "pipeline")
+    return {"model": root / "model", "pipeline": root / "pipeline"}
+
+
+def model_copy(tiny_models, tmp_path, layout="model", name="m"):
+    dest = tmp_path / name
+    shutil.copytree(tiny_models[layout], dest)
+    return dest
+
+
+def set_field(path, field, raw):
+    """``field`` of the JSON file ``path`` set to the raw JSON text ``raw`` (NaN, Infinity, "8", ...)."""
+    cfg = json.loads(path.read_text())
+    cfg[field] = "@@"
+    path.write_text(json.dumps(cfg).replace('"@@"', raw))
+
+
+def cli_process(*args, env=None, cwd=None, timeout=300):
+    """The real command in a fresh process (library log lines reach its stderr there, unlike CliRunner's)."""
+    return subprocess.run([sys.executable, "-m", "flowcert.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- kind 1: model folders and configs
+@pytest.mark.parametrize("file, field, raw, words", [
+    ("config.json", "sample_size", "NaN", ("sample_size = nan", "expected an integer")),
+    ("config.json", "sample_size", '"8"', ("sample_size = '8'",)),
+    ("config.json", "sample_size", "8.5", ("sample_size = 8.5",)),
+    ("config.json", "sample_size", "1e300", ("sample_size", "4096")),
+    ("config.json", "in_channels", "true", ("in_channels = True",)),
+    ("config.json", "in_channels", "-1", ("in_channels = -1",)),
+    ("config.json", "block_out_channels", "[8, Infinity]", ("block_out_channels[1] = inf",)),
+    ("config.json", "norm_num_groups", "0", ("norm_num_groups = 0",)),
+    ("config.json", "planted_key", "1", ("unknown key 'planted_key'",)),
+    ("config.json", "quantization_config", '{"bits": 4}', ("unknown key",)),
+    ("config.json", "_class_name", "NaN", ("_class_name = nan", "expected a string")),
+    ("scheduler_config.json", "num_train_timesteps", "Infinity", ("num_train_timesteps = inf",)),
+    ("scheduler_config.json", "num_train_timesteps", "999.5", ("num_train_timesteps = 999.5",)),
+    ("scheduler_config.json", "num_train_timesteps", "10000000000", ("num_train_timesteps",)),
+    ("scheduler_config.json", "beta_start", "NaN", ("beta_start = nan",)),
+    ("scheduler_config.json", "beta_end", "2.0", ("beta_end = 2",)),
+    ("scheduler_config.json", "beta_start", '"0.0001"', ("beta_start = '0.0001'",)),
+    ("scheduler_config.json", "trained_betas", "[0.1, NaN, 0.2]", ("trained_betas[1] = nan",)),
+    ("scheduler_config.json", "trained_betas", '["a", "b"]', ("trained_betas[0] = 'a'",)),
+    ("scheduler_config.json", "beta_schedule", '"cosine-ish"', ("beta_schedule = 'cosine-ish'", "linear")),
+    ("scheduler_config.json", "timestep_spacing", '"sideways"', ("timestep_spacing = 'sideways'",)),
+    ("scheduler_config.json", "prediction_type", '"x0"', ("prediction_type = 'x0'",)),
+    ("scheduler_config.json", "clip_sample", '"yes"', ("clip_sample = 'yes'", "true or false")),
+    ("scheduler_config.json", "planted_key", '"x"', ("unknown key 'planted_key'",)),
+    ("scheduler_config.json", "_class_name", '"UNet2DModel"', ("_class_name = 'UNet2DModel'", "scheduler")),
+])
+def test_every_config_field_is_checked_with_file_field_and_value(tiny_models, tmp_path, file, field, raw, words):
+    m = model_copy(tiny_models, tmp_path)
+    set_field(m / file, field, raw)
+    line = refused(cli("grid", "--model", m, *FAST), file, *words)
+    assert line.count(str(m)) >= 1  # the file is named in full
+
+
+def test_a_config_that_is_not_an_object_or_too_large_a_sample_is_refused(tiny_models, tmp_path):
+    m = model_copy(tiny_models, tmp_path)
+    (m / "config.json").write_text("[1, 2]")
+    refused(cli("grid", "--model", m, *FAST), "config.json", "is a list: expected a JSON object")
+    m = model_copy(tiny_models, tmp_path, name="big")
+    set_field(m / "config.json", "sample_size", "4096")
+    set_field(m / "config.json", "in_channels", "4096")  # every size in its domain, the sample 2^36 numbers
+    refused(cli("grid", "--model", m, *FAST), "samples of shape (4096, 4096, 4096)", "at most 16777216")
+
+
+@pytest.mark.parametrize("field, raw, words", [
+    ("scheduler", "NaN", ("model_index.json", "scheduler = nan")),
+    ("unet", '"UNet2DModel"', ("model_index.json", "unet = 'UNet2DModel'")),
+    ("unet", '["diffusers", "UNet2DModel", "x"]', ("model_index.json", "unet has 3 entries")),
+])
+def test_pipeline_index_is_checked(tiny_models, tmp_path, field, raw, words):
+    m = model_copy(tiny_models, tmp_path, "pipeline")
+    set_field(m / "model_index.json", field, raw)
+    refused(cli("grid", "--model", m, *FAST), *words)
+
+
+@pytest.mark.parametrize("file", ["config.json", "scheduler_config.json"])
+@pytest.mark.parametrize("special", ["fifo", "dev-zero", "folder"])
+def test_special_files_in_a_model_folder_are_refused_before_reading(tiny_models, tmp_path, file, special):
+    m = model_copy(tiny_models, tmp_path)
+    (m / file).unlink()
+    if special == "fifo":
+        os.mkfifo(m / file)
+    elif special == "dev-zero":
+        os.symlink("/dev/zero", m / file)
+    else:
+        (m / file).mkdir()
+    clock = time.time()
+    refused(cli("grid", "--model", m, *FAST), file, {"fifo": "FIFO", "dev-zero": "device", "folder": "folder"}[special])
+    assert time.time() - clock < 60
+
+
+def test_huge_config_is_refused_after_its_limit(tiny_models, tmp_path):
+    from flowcert.numcore.checks import CONFIG_BYTES
+
+    m = model_copy(tiny_models, tmp_path)
+    with open(m / "config.json", "r+b") as fh:
+        fh.truncate(2**31)  # sparse: 2 GiB of zeros after the JSON object
+    refused(cli("grid", "--model", m, *FAST), "config.json", f"larger than {CONFIG_BYTES} bytes")
+
+
+def test_deeply_nested_config_is_refused(tiny_models, tmp_path):
+    for depth, words in ((50000, ("nested too deeply",)), (40, ("nested more than 32",))):
+        m = model_copy(tiny_models, tmp_path, name=f"m{depth}")
+        set_field(m / "config.json", "act_fn", "[" * depth + "]" * depth)
+        refused(cli("grid", "--model", m, *FAST), "config.json", *words)
+
+
+def test_a_refused_model_prints_one_line_and_a_valid_one_none(tiny_models, tmp_path):
+    """In a real process (where diffusers' logger writes): a config field diffusers would warn about is refused in
+    one line, and a valid folder with a field of another scheduler (which diffusers logs as ignored) prints
+    nothing on stderr."""
+    m = model_copy(tiny_models, tmp_path)
+    set_field(m / "scheduler_config.json", "planted_key", "1")
+    r = cli_process("grid", "--model", m, *FAST)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    good = model_copy(tiny_models, tmp_path, name="good")
+    set_field(good / "scheduler_config.json", "use_karras_sigmas", "false")  # an Euler field, not DDPM's
+    r = cli_process("grid", "--model", good, *FAST)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_valid_folders_load_with_identical_numbers(tiny_models, tmp_path):
+    """The checked loader gives the network diffusers' from_pretrained gives (bit for bit, with the same plain
+    attention processor flowcert sets for double backward)."""
+    torch = pytest.importorskip("torch")
+    import diffusers
+
+    import flowcert
+    from flowcert.models.loaders import _classic_attention
+
+    for layout, sub in (("model", ""), ("pipeline", "unet")):
+        m = flowcert.load_model(str(tiny_models[layout]))
+        ref = diffusers.UNet2DModel.from_pretrained(tiny_models[layout] / sub).eval()
+        assert _classic_attention(ref) == m.describe()["attention_layers"] == 1
+        x, ts = torch.randn(3, 1, 8, 8), torch.tensor([10.0, 500.0, 990.0])
+        assert torch.equal(m.fn(x, ts), ref(x, ts).sample.detach())
+
+
+def test_scheduler_config_dicts_and_files_share_the_one_schema(here):
+    import flowcert
+
+    with pytest.raises(flowcert.InputError, match="num_train_timesteps = inf"):
+        flowcert.export_grid("ring8", 4, "diffusers-euler", kind="uniform",
+                             scheduler_config={"_class_name": "EulerDiscreteScheduler",
+                                               "num_train_timesteps": float("inf")})
+    (here / "sc.json").write_text('{"_class_name": "EulerDiscreteScheduler", "beta_end": NaN}')
+    refused(cli("grid", "ring8", "--for", "diffusers-euler", "--kind", "uniform", "--scheduler-config", "sc.json"),
+            "--scheduler-config 'sc.json'", "beta_end = nan")
+    os.mkfifo(here / "fifo.json")
+    refused(cli("grid", "ring8", "--for", "diffusers-euler", "--kind", "uniform", "--scheduler-config", "fifo.json"),
+            "FIFO")
+
+
+# ----------------------------------------------------------------------------- kind 2: weights and checkpoints
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def _edit_weights(folder, edit):
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(folder / WEIGHTS)
+    edit(sd)
+    save_file(sd, folder / WEIGHTS)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda sd: sd.pop("conv_in.bias"), ("lack 1 tensor", "'conv_in.bias'")),
+    (lambda sd: sd.__setitem__("planted.weight", sd["conv_in.bias"].clone()), ("hold 1 tensor", "'planted.weight'")),
+    (lambda sd: sd.__setitem__("conv_in.bias", sd["conv_in.bias"][:-1].clone()), ("'conv_in.bias' has shape (7,)",)),
+    (lambda sd: sd.__setitem__("conv_in.weight", sd["conv_in.weight"].to(__import__("torch").int8)),
+     ("'conv_in.weight' has dtype I8", "floating-point")),
+    (lambda sd: sd["conv_in.weight"].view(-1).__setitem__(0, float("nan")), ("'conv_in.weight' holds NaN",)),
+    (lambda sd: sd["conv_out.bias"].fill_(float("inf")), ("'conv_out.bias' holds NaN or infinite",)),
+], ids=["missing", "extra", "shape", "int8", "nan", "inf"])
+def test_weights_must_match_the_config_exactly(tiny_models, tmp_path, edit, words):
+    m = model_copy(tiny_models, tmp_path)
+    _edit_weights(m, edit)
+    refused(cli("grid", "--model", m, *FAST), WEIGHTS, *words)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda b: b[: len(b) // 2], ("truncated",)),
+    (lambda b: b"", ("0 bytes long",)),
+    (lambda b: os.urandom(len(b)), ("header",)),
+    (lambda b: (2**40).to_bytes(8, "little") + b[8:], ("declares a header of 1099511627776 bytes",)),
+    (lambda b: b + b"\0" * 64, ("padded",)),
+    (lambda b: b[:8] + b[8:].replace(b'"F32"', b'"F99"', 1), ("unknown dtype",)),
+], ids=["truncated", "empty", "junk", "header-length", "padded", "dtype"])
+def test_damaged_safetensors_are_refused_from_the_header(tiny_models, tmp_path, damage, words):
+    m = model_copy(tiny_models, tmp_path)
+    (m / WEIGHTS).write_bytes(damage((m / WEIGHTS).read_bytes()))
+    refused(cli("grid", "--model", m, *FAST), WEIGHTS, *words)
+
+
+def test_pickled_weights_are_never_unpickled(tiny_models, tmp_path):
+    import pickle
+
+    m = model_copy(tiny_models, tmp_path)
+    (m / WEIGHTS).unlink()
+    marker = tmp_path / "ran"
+    (m / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps({"w": _Payload(str(marker))}))
+    refused(cli("grid", "--model", m, *FAST), "diffusion_pytorch_model.bin", "pickle", "never loads")
+    assert not marker.exists()
+    os.mkfifo(m / WEIGHTS)
+    refused(cli("grid", "--model", m, *FAST), WEIGHTS, "FIFO")
+
+
+def test_sharded_safetensors_load(tiny_models, tmp_path):
+    """diffusers' sharded layout (an index naming the shards) loads, and its index is checked."""
+    from safetensors.torch import load_file, save_file
+
+    m = model_copy(tiny_models, tmp_path)
+    sd = load_file(m / WEIGHTS)
+    (m / WEIGHTS).unlink()
+    keys = sorted(sd)
+    shards = {"a.safetensors": keys[: len(keys) // 2], "b.safetensors": keys[len(keys) // 2:]}
+    for name, ks in shards.items():
+        save_file({k: sd[k] for k in ks}, m / name)
+    index = {"metadata": {}, "weight_map": {k: n for n, ks in shards.items() for k in ks}}
+    (m / (WEIGHTS + ".index.json")).write_text(json.dumps(index))
+    assert cli("grid", "--model", m, *FAST).exit_code == 0
+    index["weight_map"][keys[0]] = "../outside.safetensors"
+    (m / (WEIGHTS + ".index.json")).write_text(json.dumps(index))
+    refused(cli("grid", "--model", m, *FAST), "weight_map")
+
+
+def _teacher_of(run):
+    (run / JOB / "result.json").unlink()
+    return run / "teacher" / "0-one-s0.pt"
+
+
+def _nan_teacher(run):
+    import torch
+
+    path = _teacher_of(run)
+    data = torch.load(path, weights_only=True)
+    data["train"][0, 0, 0] = float("nan")
+    torch.save(data, path)
+
+
+def _int8_group(run):
+    import torch
+
+    (run / JOB / "result.json").unlink()
+    data = torch.load(run / JOB / "group0.pt", weights_only=True)
+    data["state"]["weights"] = [w.to(torch.int8) for w in data["state"]["weights"]]
+    torch.save(data, run / JOB / "group0.pt")
+
+
+def _float16_group(run):
+    import torch
+
+    (run / JOB / "result.json").unlink()
+    data = torch.load(run / JOB / "group0.pt", weights_only=True)
+    data["state"]["biases"] = [b.to(torch.float16) for b in data["state"]["biases"]]
+    torch.save(data, run / JOB / "group0.pt")
+
+
+def _fifo(path):
+    def damage(run):
+        (run / JOB / "result.json").unlink() if path != "result.json" else None
+        (run / JOB / path).unlink()
+        os.mkfifo(run / JOB / path)
+
+    return damage
+
+
+@pytest.mark.parametrize("damage, words", [
+    (_nan_teacher, ("0-one-s0.pt", "non-finite", "delete it")),
+    (lambda f: _teacher_of(f).write_bytes(os.urandom(4096)), ("0-one-s0.pt", "cannot be loaded")),
+    (_int8_group, ("group0.pt", "dtype torch.int8", "delete the folder")),
+    (_float16_group, ("group0.pt", "dtype torch.float16")),
+    (_fifo("group0.pt"), ("group0.pt", "not a regular file")),
+    (_fifo("result.json"), ("result.json", "FIFO")),
+    (lambda f: (f / JOB / "result.json").write_text(
+        (f / JOB / "result.json").read_text().replace('"value": ', '"value": NaN, "x": ', 1)),
+     ("result.json", "constant NaN", "delete the folder")),
+    (lambda f: (f / JOB / "result.json").write_text(
+        (f / JOB / "result.json").read_text().replace('"N": 1', '"N": 1, "N": 1', 1)), ("result.json", "'N' twice")),
+], ids=["nan-teacher", "junk-teacher", "int8-group", "float16-group", "fifo-group", "fifo-result", "nan-result",
+        "duplicate-key-result"])
+def test_resume_refuses_damaged_checkpoints_and_results(damaged, damage, words):
+    damage(damaged)
+    clock = time.time()
+    refused(cli("validate", "--resume", damaged), "run file", *words)
+    assert time.time() - clock < 60
+
+
+def test_a_pickle_planted_in_a_run_folder_never_runs(damaged, tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "ran"
+    (damaged / JOB / "result.json").unlink()
+    torch.save({"state": _Payload(str(marker)), "loss": 0.0, "seconds": 1.0}, damaged / JOB / "group0.pt")
+    refused(cli("validate", "--resume", damaged), "group0.pt", "never run")
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- kind 4: FILE.py:NAME runs the file
+GOOD_MODEL = ("import flowcert\n"
+              "MODEL = flowcert.torch_model(lambda x, s, *a, **k: 0 * x, shape=(2,), prediction='sample')\n")
+
+
+@pytest.mark.parametrize("body, words", [
+    ("import sys\nsys.exit(0)\n", ("called sys.exit(0)",)),
+    ("import os\nos._exit(0)\n", ("ended the process (exit status 0)",)),
+    (GOOD_MODEL + "import os\nos._exit(3)\n", ("ended the process (exit status 3)",)),
+    ("raise KeyboardInterrupt\n", ("KeyboardInterrupt",)),
+    ("raise SystemExit('bye')\n", ("sys.exit('bye')",)),
+    ("raise GeneratorExit\n", ("GeneratorExit",)),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", ("signal 9",)),
+    ("import sys\ndef MODEL():\n    sys.exit(0)\n", ("calling MODEL()", "sys.exit(0)")),
+    ("import os\ndef MODEL():\n    os._exit(0)\n", ("ended the process",)),
+    ("def MODEL():\n    raise KeyboardInterrupt\n", ("calling MODEL()", "KeyboardInterrupt")),
+    ("import time\ntime.sleep(3600)\n", ("took more than 3 s", "FLOWCERT_IMPORT_TIMEOUT")),
+    ("import time\ndef MODEL():\n    time.sleep(3600)\n", ("took more than 3 s",)),
+], ids=["sys-exit", "os-exit", "os-exit-3", "keyboard-interrupt", "system-exit-text", "generator-exit", "sigkill",
+        "name-sys-exit", "name-os-exit", "name-interrupt", "sleeps", "name-sleeps"])
+def test_a_model_file_that_exits_raises_or_hangs_is_refused(here, monkeypatch, body, words):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("FLOWCERT_IMPORT_TIMEOUT", "3")
+    (here / "f.py").write_text(body)
+    clock = time.time()
+    refused(cli("grid", "--model", "f.py:MODEL", *FAST), "f.py", *words)
+    assert time.time() - clock < 60
+
+
+def test_a_model_file_is_named_as_code_in_help_and_runs(here, monkeypatch):
+    pytest.importorskip("torch")
+    text = " ".join(cli("grid", "--help").stdout.split())
+    assert "FILE.py:NAME (runs the file FILE.py as Python code" in text and "FLOWCERT_IMPORT_TIMEOUT" in text
+    (here / "f.py").write_text(GOOD_MODEL + "open('runs.txt', 'a').write('x')\n")
+    r = cli("grid", "--model", "f.py:MODEL", *FAST)
+    assert r.exit_code == 0, r.output
+    assert (here / "runs.txt").read_text() == "xx"  # once in the checking child, once here (documented)
+    monkeypatch.setenv("FLOWCERT_IMPORT_TIMEOUT", "-1")
+    refused(cli("grid", "--model", "f.py:MODEL", *FAST), "FLOWCERT_IMPORT_TIMEOUT")
+
+
+def test_a_model_file_that_exits_in_a_real_process_is_not_success(here):
+    """os._exit(0) at import, run as the real command: exit status 2 and one line (it was 0 with no output)."""
+    pytest.importorskip("torch")
+    (here / "f.py").write_text("import os\nos._exit(0)\n")
+    r = cli_process("grid", "--model", "f.py:MODEL", *FAST, cwd=here)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ended the process" in r.stderr
+
+
+# ----------------------------------------------------------------------------- kind 5: outputs that destroy inputs
+def _outputs(kind, m, tmp_path):
+    return {"config": m / "config.json", "weights": m / WEIGHTS, "scheduler": m / "scheduler_config.json",
+            "link": tmp_path / "link.json", "hardlink": tmp_path / "hard.json"}[kind]
+
+
+@pytest.mark.parametrize("kind", ["config", "weights", "scheduler", "link", "hardlink"])
+@pytest.mark.parametrize("option", ["-o", "--plot"])
+def test_outputs_onto_the_models_own_files_are_refused(tiny_models, tmp_path, kind, option):
+    m = model_copy(tiny_models, tmp_path)
+    if kind == "link":
+        os.symlink(m / "config.json", tmp_path / "link.json")
+    if kind == "hardlink":
+        os.link(m / WEIGHTS, tmp_path / "hard.json")
+    target = _outputs(kind, m, tmp_path)
+    before = target.read_bytes()
+    args = (["grid", "--model", m, *FAST] if option == "-o" else
+            ["lipschitz", "--model", m, "--points", "2", "--empirical", "16", "--iters", "2", "--threads", "1"])
+    refused(cli(*args, option, target), "is an input of this command")
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("file", ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json"])
+def test_outputs_onto_a_pipelines_files_are_refused(tiny_models, tmp_path, file):
+    m = model_copy(tiny_models, tmp_path, "pipeline")
+    refused(cli("grid", "--model", m, *FAST, "-o", m / file), "is an input of this command")
+
+
+def test_outputs_onto_a_model_file_a_spec_or_data_are_refused(here):
+    pytest.importorskip("torch")
+    (here / "f.py").write_text(GOOD_MODEL)
+    refused(cli("grid", "--model", "f.py:MODEL", *FAST, "-o", "f.py"), "is an input of this command")
+    assert (here / "f.py").read_text() == GOOD_MODEL
+    spec_file(here, "s.json", {"means": [[0.0, 0.0], [2.0, 0.0]], "variance": 0.1})
+    refused(cli("grid", "--model", "mixture:s.json", *FAST, "-o", "s.json"), "is an input of this command")
+    np.save(here / "d.npy", np.zeros((16, 2)))
+    refused(cli("solvers", "--model", "mixture:s.json", "--reference", "d.npy", "--steps", "4", "--plot", "d.npy"),
+            "is an input of this command")
+
+
+def test_validate_never_writes_over_its_spec(here):
+    (here / "out").mkdir()
+    spec = spec_file(here / "out", "config.json", {"means": [[0.5, 0.0]], "variance": 0.05})
+    before = (here / "out" / "config.json").read_text()
+    refused(cli("validate", spec, *VALIDATE, "--out", "out"), "config.json", "would be overwritten")
+    assert (here / "out" / "config.json").read_text() == before
+    os.symlink(here / "out" / "config.json", here / "spec.json")  # through a link, too
+    refused(cli("validate", "spec.json", *VALIDATE, "--out", "out"), "would be overwritten")
+
+
+# ----------------------------------------------------------------------------- kind 10: duplicate keys, control characters
+@pytest.mark.parametrize("name, text", [
+    ("d.json", '{"means": [[0, 0], [2, 0]], "variance": 0.1, "variance": 5}'),
+    ("d.yaml", "means: [[0, 0], [2, 0]]\nvariance: 0.1\nvariance: 5\n"),
+    ("d.toml", "means = [[0, 0], [2, 0]]\nvariance = 0.1\nvariance = 5\n"),
+    ("n.json", '{"means": [[0, 0], [2, 0]], "cov": {"a": 1, "a": 2}}'),
+])
+def test_a_key_given_twice_is_refused_in_every_format(here, name, text):
+    line = refused(cli("mixture", spec_file(here, name, text)), name)
+    assert "twice" in line or "overwrite" in line
+
+
+def test_duplicate_keys_in_configs_and_run_files_are_refused(tiny_models, tmp_path, damaged):
+    m = model_copy(tiny_models, tmp_path)
+    text = (m / "scheduler_config.json").read_text()
+    (m / "scheduler_config.json").write_text(text.replace('"prediction_type": "epsilon"',
+                                                          '"prediction_type": "epsilon", "prediction_type": "sample"'))
+    refused(cli("grid", "--model", m, *FAST), "scheduler_config.json", "'prediction_type' twice")
+    cfg = (damaged / "config.json").read_text()
+    (damaged / "config.json").write_text(cfg.replace('"seeds": 1', '"seeds": 1, "seeds": 1', 1))
+    refused(cli("validate", "--resume", damaged), "config.json", "'seeds' twice")
+
+
+@pytest.mark.parametrize("name", ["ring\nforged line", "ring\x1b[2J", "ring\u202egpj.exe", "a\rb", "\u2028", "x\x00"])
+def test_names_with_control_characters_are_refused_and_never_shown(here, name):
+    line = refused(cli("mixture", spec_file(here, "s.json", {"name": name, "means": [[0, 0]], "variance": 1})),
+                   "name holds the control character U+")
+    assert name not in line and "forged" not in line
+
+
+def test_names_flowcert_derives_are_escaped(here, tiny_models):
+    spec = spec_file(here, "a\nforged line.json", {"means": [[0, 0], [2, 0]], "variance": 0.1})
+    r = cli("mixture", spec, "--amp-samples", "0")
+    assert r.exit_code == 0 and r.stdout.startswith("mixture a\\nforged line:"), r.stdout[:80]
+    assert not any(ln.startswith("forged") for ln in r.stdout.splitlines())
+    m = model_copy(tiny_models, here, name="m\nforged\x1b[31m")
+    r = cli("grid", "--model", m, *FAST, "--format", "table")
+    assert r.exit_code == 0 and "\x1b" not in r.stdout, r.output
+    assert not any(ln.startswith("forged") for ln in r.stdout.splitlines())
+
+
+def test_fit_writes_only_names_the_reader_accepts(here):
+    np.save(here / "d.npy", np.random.default_rng(0).normal(size=(200, 2)))
+    refused(cli("fit", "d.npy", "--max-components", "2", "--name", "x\nforged", "-o", "s.yaml"), "name", "U+000A")
+    assert not (here / "s.yaml").exists()
+    r = cli("fit", "d.npy", "--max-components", "2", "-o", "a\nforged.yaml")
+    assert r.exit_code == 0, r.output
+    assert "wrote a\\nforged.yaml" in r.stdout and not any(ln.startswith("forged") for ln in r.stdout.splitlines())
+    r = cli("mixture", "a\nforged.yaml", "--amp-samples", "0")
+    assert r.exit_code == 0 and r.stdout.startswith("mixture a\\nforged:"), r.output
+
+
+def test_the_name_rule_and_escaping():
+    from flowcert.numcore.checks import InputError, name, printable
+
+    assert name("name", "ring8 (fitted, ü)") == "ring8 (fitted, ü)"
+    assert printable("a\nb\x1b\u202ec\udcff") == "a\\nb\\x1b\\u202ec\\udcff"
+    assert printable("x" * 300) == "x" * 197 + "..."
+    for bad in ("", "x" * 201, 5, "a\tb", "a\x7fb", "\u200b"):
+        with pytest.raises(InputError):
+            name("name", bad)
+    import flowcert
+
+    pytest.importorskip("torch")
+    with pytest.raises(InputError, match="`name` holds the control character"):
+        flowcert.torch_model(lambda x, s: x, shape=(2,), name="m\nforged")
+
+
+def test_keys_with_control_characters_and_deep_documents_are_refused(here):
+    line = refused(cli("mixture", spec_file(here, "k.json", json.dumps({"means": [[0]], "variance": 1, "a\nb": 1}))),
+                   "control character U+000A")
+    assert "a\nb" not in line
+    refused(cli("mixture", spec_file(here, "deep.yaml", "means: [[0]]\nvariance: 1\nx: " + "[" * 40 + "]" * 40)),
+            "nested more than 32")

@@ -192,13 +192,14 @@ def test_model_path_solvers_equal_numcores_on_the_exact_mixture():
     from flowcert.models.flow import solve
     from flowcert.numcore import grids
     from flowcert.numcore.samplers import sample_grid
+    from flowcert.numcore.solvers import SOLVERS
 
     mix = flowcert.load_mixture("square4")
     m = mixture_model(mix)
     xT = sample(mix, 5.0, 200, 0)
     for kind in ("edm", "logsnr"):
         t = grids.build(kind, 6, 1e-3, 5.0)
-        for solver in ("euler", "heun", "dpmpp_2m"):
+        for solver in SOLVERS:
             np.testing.assert_allclose(solve(m, xT, t, solver), sample_grid(mix, xT, t, solver), rtol=1e-9, atol=1e-9)
 
 

@@ -1,6 +1,9 @@
 """Samplers against closed forms and orders of accuracy; error measures against brute force; the solvers command."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,9 +11,11 @@ from click.testing import CliRunner
 
 from flowcert.cli import main
 from flowcert.distill.teacher import gaussian_flow
-from flowcert.numcore import grids, marginal, samplers
+from flowcert.numcore import flowmap, grids, marginal, samplers, solvers
+from flowcert.numcore.checks import InputError
 from flowcert.numcore.distances import directions, relative_mse, sliced_wasserstein
 from flowcert.numcore.mixture import builtin, from_spec
+from oracles import sample_dpmpp_2m, sample_euler, sample_heun
 
 DELTA, T = 1e-2, 3.0
 
@@ -30,24 +35,132 @@ def test_denoiser_is_the_posterior_mean_for_one_gaussian(gauss):
     np.testing.assert_allclose(samplers.mixture_denoiser(gauss)(y, sigma), want, rtol=1e-10)
 
 
-@pytest.mark.parametrize("solver, order", [("euler", 1), ("heun", 2), ("dpmpp_2m", 2)])
-def test_order_of_accuracy_on_the_closed_form_gaussian_flow(gauss, solver, order):
+# A solver registered for these tests only: the explicit midpoint rule (RK2) in VE sigma, which evaluates the
+# denoiser at a sigma that is no grid node.  It is what adding a solver takes: one entry and its scheme.
+def midpoint(sig, ev, cx, cd):
+    """k1 = (x - D(x, s_i)) / s_i, x_m = x + (s_m - s_i) k1 at s_m = (s_i + s_{i+1}) / 2, x <- x + (s_{i+1} - s_i)
+    (x_m - D(x_m, s_m)) / s_m.  Rows X_0, M_0, X_1, ..., X_N."""
+    for i in range(sig.shape[0] - 1):
+        sm = 0.5 * (sig[i] + sig[i + 1])
+        ev[2 * i], ev[2 * i + 1] = sig[i], sm  # D(X_i), D(M_i)
+        cx[2 * i + 1, 0], cd[2 * i + 1, 0] = sm / sig[i], 1.0 - sm / sig[i]  # M_i = X_i + (s_m - s_i) k1
+        dt = sig[i + 1] - sig[i]
+        cx[2 * i + 2, 0], cd[2 * i + 2, 0], cx[2 * i + 2, 1] = dt / sm, -dt / sm, 1.0  # X_{i+1}
+
+
+MIDPOINT = solvers.Solver("midpoint", "explicit midpoint", 2, 2, lambda N: 2 * N + 1, lambda N: 2 * N, midpoint,
+                          "the explicit midpoint rule in VE sigma (a test solver)")
+CASES = [*solvers.SOLVERS, MIDPOINT.name]
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The registry with the test solver in it (for this test only)."""
+    monkeypatch.setitem(solvers.SOLVERS, MIDPOINT.name, MIDPOINT)
+    return solvers.SOLVERS
+
+
+@pytest.mark.parametrize("solver", CASES)
+def test_order_of_accuracy_on_the_closed_form_gaussian_flow(gauss, registry, solver):
     x = marginal.sample(gauss, T, 200, np.random.default_rng(1))
     exact = gaussian_flow(gauss.means[0], gauss.covs[0], x, T, DELTA)
     err = [np.sqrt(relative_mse(samplers.sample_grid(gauss, x, grids.logsnr(N, DELTA, T), solver), exact).value)
            for N in (16, 32, 64)]
     rates = np.log2(np.array(err[:-1]) / np.array(err[1:]))
-    assert np.all(rates > order - 0.3), rates
+    assert np.all(rates > registry[solver].order - 0.3), rates
+
+
+@pytest.mark.parametrize("solver", CASES)
+def test_interpreter_equals_the_compiled_kernel_on_numpy_and_torch(registry, solver):
+    torch = pytest.importorskip("torch")
+    for name, N in (("ring8", 6), ("hetero3", 5), ("aniso3", 3)):
+        mix = builtin(name)
+        x = marginal.sample(mix, T, 64, np.random.default_rng(2))
+        t = grids.kl_optimal(N, DELTA, T)
+        got = samplers.sample_grid(mix, x, t, solver)
+        want = samplers.sample_grid(mix, x, t, solver, compiled=False)  # samplers.run, numpy
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+        # the same interpreter on float64 tensors (the denoiser computed in numpy)
+        D = samplers.mixture_denoiser(mix)
+        sig = np.sqrt(np.expm1(2.0 * t))
+        y = x * np.exp(t[0])
+        on_torch = samplers.run(lambda v, s: torch.from_numpy(D(v.numpy(), s)), torch.from_numpy(y), sig, solver)
+        assert on_torch.dtype == torch.float64
+        np.testing.assert_allclose(on_torch.numpy(), samplers.run(D, y, sig, solver), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("solver", CASES)
+def test_program_shape_and_evaluations(registry, solver):
+    s = solvers.check(solver)
+    for N in (1, 2, 7):
+        sig = np.sqrt(np.expm1(2.0 * grids.edm(N, DELTA, T)))
+        ev, cx, cd = s.program(sig)
+        assert ev.shape == (s.rows(N),) and cx.shape == cd.shape == (s.rows(N), s.history)
+        assert np.count_nonzero(ev > 0) == s.evaluations(N) and ev[-1] == 0
+        calls = samplers.CountCalls(lambda y, sigma: 0.5 * y)
+        samplers.run(calls, np.ones((3, 2)), sig, solver)
+        assert calls.calls == s.evaluations(N)
+        # row r reaches back at most W rows; every row's coefficients sum to 1 (affine: a constant is kept)
+        assert np.all(cx[0] == 0) and np.all(cd[0] == 0)
+        for r in range(1, s.rows(N)):
+            assert not np.any(cx[r, r:]) and not np.any(cd[r, r:])
+        np.testing.assert_allclose((cx + cd).sum(1)[1:], 1.0, rtol=1e-12)
+        # the compiled scheme, on real and on complex grids, fills the same program
+        for a, b in zip(s.program(sig, compiled=True), (ev, cx, cd)):
+            np.testing.assert_allclose(a, b, rtol=1e-15, atol=0)
+        for a, b in zip(s.program(sig + 0j, compiled=True), (ev, cx, cd)):
+            np.testing.assert_allclose(a, b, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("solver", CASES)
+def test_gradient_in_log_sigma_equals_central_differences(registry, solver):
+    for name in ("ring8", "hetero3"):
+        mix = builtin(name)
+        x = marginal.sample(mix, T, 24, np.random.default_rng(4))
+        target = flowmap.flow(mix, x, T, DELTA, step=0.05)
+        t = grids.kl_optimal(5, DELTA, T)
+        rho = flowmap.rho_from_t(t)
+
+        def loss(r):
+            return np.sum((samplers.sample_grid(mix, x, flowmap.t_from_rho(r), solver) - target) ** 2)
+
+        value, grad = samplers.squared_error_and_grad(mix, x, target, t, solver)
+        assert value == pytest.approx(loss(rho), rel=1e-12)
+        fd = []
+        for k in range(1, t.size - 1):  # the inner nodes (the ends' entries hold y_T and the target in VE scale)
+            e = np.zeros_like(rho)
+            e[k] = 1e-6
+            fd.append((loss(rho + e) - loss(rho - e)) / 2e-6)
+        np.testing.assert_allclose(grad[1:-1], fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+
+
+def test_solver_check_names_the_registry():
+    assert solvers.NAMES == ("euler", "heun", "dpmpp_2m") and solvers.check("heun") is solvers.SOLVERS["heun"]
+    with pytest.raises(InputError, match=r"^`solver` = 'x': expected one of euler, heun, dpmpp_2m$"):
+        solvers.check("x")
+    assert [s.evaluations(8) for s in solvers.SOLVERS.values()] == [8, 16, 8]
+    assert solvers.SOLVERS["dpmpp_2m"].label == "DPM-Solver++(2M)"
+
+
+def test_every_command_runs_without_the_jit():
+    # NUMBA_DISABLE_JIT=1 runs every kernel as plain Python: the optimal grid's search and gradients included
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    r = subprocess.run([sys.executable, "-m", "flowcert.cli", "grid", "ring8", "--kind", "optimal", "--solver", "heun",
+                        "--steps", "2", "--train-samples", "64", "--test-samples", "64", "--format", "json"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["solver"] == "heun" and len(res["t"]) == 3
 
 
 def test_sampler_steps_read_like_the_equations():
     # one Euler step on D = 0 scales y by sigma_1/sigma_0; one DPM++ step is exact for constant D
     y = np.ones((1, 2))
-    np.testing.assert_allclose(samplers.sample_euler(lambda y, s: 0 * y, y, [2.0, 0.5]), 0.25 * y)
+    np.testing.assert_allclose(sample_euler(lambda y, s: 0 * y, y, [2.0, 0.5]), 0.25 * y)
     D = np.array([[0.3, -1.0]])
-    got = samplers.sample_dpmpp_2m(lambda y, s: D + 0 * y, y, [2.0, 0.5, 0.1])
+    got = sample_dpmpp_2m(lambda y, s: D + 0 * y, y, [2.0, 0.5, 0.1])
     np.testing.assert_allclose(got, D + (y - D) * 0.1 / 2.0, rtol=1e-12)
-    assert np.all(samplers.sample_heun(lambda y, s: D + 0 * y, y, [2.0, 1.0, 0.0]) == D)
+    assert np.all(sample_heun(lambda y, s: D + 0 * y, y, [2.0, 1.0, 0.0]) == D)
 
 
 def test_relative_mse_and_its_interval():
@@ -86,11 +199,11 @@ def test_solvers_command_json_and_plot(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert png.stat().st_size > 10000
-    assert len(res["rows"]) == 8 * 2 * 3
+    assert len(res["rows"]) == 8 * 2 * len(solvers.NAMES)
     assert {row["grid"] for row in res["rows"]} == {"balanced-tri", "balanced-sharp", "balanced-empirical",
                                                     "uniform", "edm", "logsnr", "kl-optimal", "optimal"}
     assert res["teacher"]["relative_rms_error"] < 1e-5 and res["optimal"]["train_samples"] == 128
-    for solver in ("euler", "heun", "dpmpp_2m"):
+    for solver in solvers.NAMES:
         for N in ("2", "4"):
             opt = res["optimal"]["grids"][solver][N]
             assert len(opt["t"]) == int(N) + 1 and opt["stop"]
@@ -102,7 +215,7 @@ def test_solvers_command_json_and_plot(tmp_path):
             assert cell["optimal"]["geo_mean"] == 1.0
     for row in res["rows"]:
         assert row["rel_mse_ci"][0] <= row["rel_mse"] <= row["rel_mse_ci"][1]
-        assert row["nfe"] == row["steps"] * (2 if row["solver"] == "heun" else 1)
+        assert row["nfe"] == solvers.SOLVERS[row["solver"]].evaluations(row["steps"])
     for solver, s in res["summary"].items():
         best = min(s["geo_mean_rel_mse"].values())
         assert s["geo_mean_rel_mse"][s["overall_winner"]] == best
