@@ -58,7 +58,8 @@ class OutputError(Exception):
 
 def _unencodable(exc: UnicodeEncodeError):
     """Encoding error handler of :func:`say`: bytes a file name could not decode (surrogate escapes, U+DC80-DCFF)
-    go out as those bytes, any other character the stream's encoding lacks as a backslash escape."""
+    go out as those bytes (paths in 'wrote' lines are escaped before: numcore.checks.printable), any other
+    character the stream's encoding lacks as a backslash escape."""
     chunk = exc.object[exc.start:exc.end]
     if all(0xDC80 <= ord(c) <= 0xDCFF for c in chunk):
         return bytes(ord(c) - 0xDC00 for c in chunk), exc.end
