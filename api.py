@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from .models.denoiser import Denoiser, TorchModel
+    from .models.denoiser import Denoiser, Needs, TorchModel
 
     from .exports.presets import Export
     from .bounds.stability import Stability
@@ -167,19 +167,27 @@ def lipschitz(mixture, t: float | np.ndarray, bound: str = "sharp", *, ball_mass
 
 def lipschitz_report(mixture, *, bounds: Iterable[str] = ("tri", "sharp", "onesided"), points: int = 50,
                      delta: float = DELTA, T: float = T_MAX, empirical: int = 0, seed: int = 0,
-                     ball_mass: float = 1 - 1e-6, progress=no_progress) -> dict:
+                     ball_mass: float = 1 - 1e-6, class_label: int | None = None, guidance: float | None = None,
+                     progress=no_progress) -> dict:
     """L(t) on ``points`` log-spaced times of [delta, T], Lambda(T) per bound, and with ``empirical``
     the brute-force sup and p_t-mean of ||J||_op from that many samples of p_t per time.
+
+    With ``class_label`` (a mixture whose spec has ``labels``): the bounds of that class's mixture, and with
+    ``guidance`` W >= 0 the bounds of the classifier-free-guided velocity (1 - W) v_u + W v_c over the
+    unconditional and the class's mixture (``tri``: |1 - W| L_u + W L_c; ``sharp``, ``onesided``: both spectrum
+    ends carried through; docs/theory.md, "Guided fields"), where both mixtures' bounds hold.
 
     Returns the dict of ``flowcert lipschitz --format json`` (arrays of shape (points,)).
 
     Raises:
-        InputError: a bad bound name, ``points``, ``empirical``, ``ball_mass`` or window.
+        InputError: a bad bound name, ``points``, ``empirical``, ``ball_mass`` or window; a class the mixture does
+            not have, a mixture without labels, guidance without a class, guidance NaN, negative or above 1000.
     """
     from .bounds.lipschitz import report
 
     return report(load_mixture(mixture), bounds=tuple(bounds), points=points, delta=delta, T=T,
-                  empirical=empirical, seed=seed, ball_mass=ball_mass, progress=progress)
+                  empirical=empirical, seed=seed, ball_mass=ball_mass, progress=progress,
+                  class_label=class_label, guidance=guidance)
 
 
 def stability(mixture, bound: str = "tri", *, delta: float = DELTA, T: float = T_MAX, samples: int = 4096,
@@ -506,24 +514,43 @@ def validate(specs=(), *, out: str | None = None, resume: str | None = None, pre
 
 
 def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, prediction: str | None = None,
-               device: str = "cpu") -> Denoiser:
-    """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time.
+               device: str = "cpu", dtype: str | torch.dtype | None = None,
+               shape: tuple[int, ...] | str | None = None, cond: str | os.PathLike | dict | None = None,
+               uncond: str | os.PathLike | dict | Denoiser | None = None,
+               guidance: float | None = None, class_label: int | None = None, prompt: str | None = None,
+               negative_prompt: str | None = None) -> Denoiser:
+    """A trained network (or a mixture) as a denoiser D(x, sigma) in VE sigma, with its score and velocity in OU time,
+    conditioned and guided as asked.
 
     Args:
         source: a diffusers folder on disk (a pipeline folder with ``model_index.json``, or a model
-            folder with ``config.json`` + weights and a scheduler config beside it or in
-            ``scheduler/``); ``FILE.py:NAME`` naming a :class:`~flowcert.models.denoiser.TorchModel` (see
-            :func:`torch_model`) or a function of no arguments returning one; ``mixture:SPEC`` or a
-            :class:`GaussianMixture` (its exact score as a torch module); ``digits`` (the model shipped
-            with flowcert, unless a folder of that name exists); or a TorchModel (returned as is).
+            folder with ``config.json`` + safetensors weights and a scheduler config beside it or in
+            ``scheduler/``): ``UNet2DModel`` (class-conditional too), ``UNet2DConditionModel`` (SD 1.x/2.x,
+            SDXL), ``DiTTransformer2DModel``, ``SD3Transformer2DModel``, ``FluxTransformer2DModel`` or another
+            unconditional diffusers denoiser, with a DDPM-family or FlowMatch scheduler; ``FILE.py:NAME`` naming a
+            :class:`~flowcert.models.denoiser.TorchModel` (see :func:`torch_model`) or a function of no arguments
+            returning one; ``mixture:SPEC`` or a :class:`GaussianMixture` (its exact score as a torch module; a
+            spec with ``labels`` is also the exact class-conditional model); ``digits`` (the model shipped with
+            flowcert, unless a folder of that name exists); or a model (returned as is, conditioned and guided).
         prediction: override a diffusers scheduler's ``prediction_type`` (epsilon, sample, v_prediction).
-        device: torch device.
+        device: torch device of the network (``cpu``, ``cuda``, ``mps``); inputs are moved there at the boundary.
+        dtype: the network's dtype (``float32``, ``bfloat16``, ``float16``); the solver state stays float64.
+        shape: the latent shape (C, H, W) or ``"C,H,W"`` where the config has none (Flux) or another is wanted.
+        cond: the conditional branch's forward arguments: a ``.safetensors``/``.npz`` file or a mapping (arrays
+            with a leading batch dimension of 1: ``encoder_hidden_states``, ``pooled_projections``,
+            ``class_labels``, ``text_embeds``, ``time_ids``, ``txt_ids``, ``guidance`` ...).
+        uncond: the unconditional branch: a file, a mapping, or another model.
+        guidance: classifier-free guidance W >= 0 (diffusers' D_u + W (D_c - D_u); 1: the conditional model alone).
+        class_label: shorthand for ``class_labels = [N]``.
+        prompt: text encoded by the pipeline folder's own text encoders (``flowcert[models]``).
+        negative_prompt: the unconditional branch's text, encoded the same way (``""``: the empty prompt).
 
     Returns:
         the model, a :class:`~flowcert.models.denoiser.Denoiser`: called as ``model(y, sigma)`` (y of shape
         (n, d) in VE coordinates, sigma > 0 a float or one per sample, shape (n,); the result in y's dtype and
         on y's device), with ``score(x, t)``, ``velocity(x, t)`` and ``dense_jacobian(x, t)`` (x of shape
-        (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``.
+        (n, d), OU time t), ``d``, ``shape``, ``sigma_range`` (the trained VE range) and ``describe()``; with
+        guidance W != 1 a :class:`~flowcert.models.guidance.GuidedDenoiser`.
 
     A diffusers folder is checked before diffusers reads it (its configuration files against one schema,
     safetensors weights only, checked against the config: :func:`flowcert.models.loaders.load_diffusers`);
@@ -534,14 +561,25 @@ def load_model(source: str | os.PathLike | GaussianMixture | Denoiser, *, predic
     Raises:
         InputError: no such folder or file, a folder without a model, an unsupported model class, a
             configuration field outside its domain, a duplicate or unknown key, a special or oversized file,
-            pickled weights only, weights that do not fit the config or are not finite, a scheduler without
-            alphas_cumprod, an unsupported prediction type; a model file that fails, exits or runs too long;
+            pickled weights or conditioning, weights that do not fit the config or are not finite, a scheduler
+            that is neither DDPM-family nor FlowMatch, an unsupported prediction type; a model file that fails,
+            exits or runs too long; a conditional model without conditioning, a cond missing an argument or of the
+            wrong shape, an unknown class, guidance NaN or negative, a text model with W != 1 and no unconditional
+            input, prompts without text encoders or without the ``models`` extra, a device torch does not see;
             torch or diffusers missing.
     """
     require("torch", "torch", "a trained model")
+    from .models.conditioning import condition
     from .models.loaders import load
 
-    return load(source, prediction=prediction, device=device)
+    given = any(v is not None for v in (cond, class_label, prompt))
+    model = load(source, prediction=prediction, device=device, dtype=dtype, shape=shape, conditioned=given)
+    if any(v is not None for v in (cond, uncond, guidance, class_label, prompt, negative_prompt)):
+        model = condition(model, cond=cond, uncond=uncond, guidance=guidance, class_label=class_label,
+                          prompt=prompt, negative_prompt=negative_prompt)
+    elif model.needs is not None and model.needs.required and not model.cond:
+        condition(model)  # refuses a conditional model without conditioning, in one line
+    return model
 
 
 def model_files(source) -> list[str]:
@@ -555,10 +593,11 @@ def model_files(source) -> list[str]:
     return input_files(source)
 
 
-def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str = "ve",
+def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str = "sample", scaling: str | None = None,
                 noise: str = "sigma", log_alphabar: np.ndarray | None = None,
                 sigma_range: tuple[float, float] | None = None, dtype: torch.dtype | None = None,
-                device: str = "cpu", name: str | None = None, cond: dict | None = None) -> TorchModel:
+                device: str = "cpu", name: str | None = None, cond: dict | None = None,
+                needs: Needs | None = None) -> TorchModel:
     """Declare how a torch callable ``fn(x, noise_level, **cond)`` is parametrised, so flowcert can use it as a
     denoiser (D = c_skip y + c_out fn(c_in y, c_noise, **cond); :mod:`flowcert.models.denoiser`).
 
@@ -567,14 +606,20 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
             (n,), both on ``device`` in ``dtype``; the output has prod(shape) numbers per sample.
         shape: the shape of one sample, e.g. ``(64,)`` or ``(1, 8, 8)``.
         prediction: what ``fn`` returns: ``sample`` (the denoiser D = E[x_0 | x]), ``epsilon``,
-            ``v_prediction`` or ``score`` (grad log p of its input variable).
-        scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z) or ``vp`` (x = alpha x_0 + sigma_vp z).
-        noise: what ``noise_level`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr`` or ``ddpm`` (fractional
-            timestep of ``log_alphabar``).
+            ``v_prediction``, ``score`` (grad log p of its input variable) or ``flow`` (the flow-matching
+            velocity v = eps - x_0).
+        scaling: what ``fn`` sees: ``ve`` (y = x_0 + sigma z), ``vp`` (x = alpha x_0 + sigma_vp z) or ``flow``
+            (x_s = (1 - s) x_0 + s eps = y / (1 + sigma)); default ``flow`` for ``prediction="flow"``, else ``ve``.
+        noise: what ``noise_level`` holds: ``sigma`` (VE), ``t`` (OU time), ``logsnr``, ``ddpm`` (fractional
+            timestep of ``log_alphabar``), ``flow`` (the flow time s = sigma / (1 + sigma)) or ``flow1000``
+            (1000 s).
         log_alphabar: log alphas_cumprod of the training steps (``noise="ddpm"``).
         sigma_range: (sigma_min, sigma_max), the VE range it was trained on (grids stay inside it).
         dtype: torch dtype of its inputs (default float32); ``device``: where it runs (inputs are moved there).
-        cond: keyword arguments passed to every call of ``fn`` untouched (conditioning).
+        cond: keyword arguments passed to every call of ``fn`` (conditioning: tensors moved to ``device``, a
+            leading batch dimension of 1 broadcast over the samples).
+        needs: what ``fn`` needs beside (x, noise_level) (:class:`flowcert.models.denoiser.Needs`: required and
+            accepted keywords, a null class for guidance), checked when the model is conditioned.
 
     Returns:
         the model (as :func:`load_model` returns it).
@@ -592,7 +637,8 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
         name = check_name("name", name)  # echoed in every report: no control characters
 
     return make(fn, shape=shape, prediction=prediction, scaling=scaling, noise=noise, log_alphabar=log_alphabar,
-                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name, cond=cond)
+                sigma_range=sigma_range, dtype=dtype or torch.float32, device=device, name=name, cond=cond,
+                needs=needs)
 
 
 @contextlib.contextmanager
@@ -613,11 +659,12 @@ def _threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64):
-    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model)."""
+def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64, load: dict | None = None):
+    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model); ``load``: :func:`load_model`'s
+    keywords (conditioning, guidance, device, dtype, shape)."""
     from .studies.targets import ModelTarget, data_for
 
-    m = load_model(model)
+    m = load_model(model, **(load or {}))
     return ModelTarget(m, data=data_for(m, data), points=points, teacher_steps=teacher_steps), m
 
 
@@ -651,7 +698,7 @@ def _announce(announce, plan, threads: int) -> None:
 def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 256,
                     data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
-                    teacher_steps: int = 64, threads: int | None = None, progress=no_progress,
+                    teacher_steps: int = 64, threads: int | None = None, load: dict | None = None, progress=no_progress,
                     announce: Callable[[int, str], None] | None = None) -> dict:
     """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times (the model's
     rate, :meth:`flowcert.studies.targets.ModelTarget.lipschitz`).
@@ -672,6 +719,8 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
             busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
         announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
             command line prints it as the start line).
+        load: keywords of :func:`load_model` (``cond``, ``uncond``, ``guidance``, ``class_label``, ``prompt``,
+            ``negative_prompt``, ``device``, ``dtype``, ``shape``): the rate of the conditioned, guided model.
 
     Returns:
         the dict of ``flowcert lipschitz --model --format json``: ``t`` (points,), ``empirical_mean``,
@@ -685,7 +734,7 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
     from .numcore.checks import option
 
     with _threads(threads) as n_threads:
-        target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps)
+        target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, load=load)
         delta, T = target.window(delta, T)
         seed = option("seed", seed)
         target.probe(delta, T, batch=_probe_batch("balanced", samples=samples))
@@ -699,7 +748,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-               threads: int | None = None, progress=no_progress,
+               threads: int | None = None, load: dict | None = None, progress=no_progress,
                announce: Callable[[int, str], None] | None = None) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model: :func:`grid`'s code
     (:func:`flowcert.studies.timegrid.build`) on the model, with a model's defaults.
@@ -719,6 +768,8 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
             busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
         announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
             command line prints it as the start line).
+        load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape): the grid of the
+            conditioned, guided model against its own guided teacher.
 
     Returns:
         the dict of :func:`grid` (``t``, ``lambda``, ``lambda_T``, units, ...) plus ``model`` and
@@ -733,7 +784,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
     from .studies.timegrid import build
 
     with _threads(threads) as n_threads:
-        target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps)
+        target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, load=load)
         delta, T = target.window(delta, T)
         target.probe(delta, T, batch=_probe_batch(kind, samples=samples, train=train_samples, test=test_samples))
         _announce(announce, target.plan_grid(kind, samples=samples, train=train_samples, test=test_samples),
@@ -749,7 +800,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
                       test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-                      threads: int | None = None, progress=no_progress,
+                      threads: int | None = None, load: dict | None = None, progress=no_progress,
                announce: Callable[[int, str], None] | None = None) -> dict:
     """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``): :func:`export_grid`'s
     code (:func:`flowcert.studies.timegrid.export`) on the model, with a model's defaults.
@@ -764,6 +815,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
             busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
         announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
             command line prints it as the start line).
+        load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
         dict: ``export`` (:class:`Export`), ``grid`` and ``selection`` (None when ``kind`` was given; else
@@ -778,7 +830,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
 
     scheduler_config = _config(scheduler_config)
     with _threads(threads) as n_threads:
-        target, _ = _model_target(model, data=data, teacher_steps=teacher_steps)
+        target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, load=load)
         delta, T = target.window(delta, T)
         target.probe(delta, T, batch=_probe_batch(kind or "optimal", samples=samples, train=train_samples,
                                                   test=test_samples))
@@ -794,7 +846,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
                   data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1, plot: str | None = None,
-                  threads: int | None = None, progress=no_progress,
+                  threads: int | None = None, load: dict | None = None, progress=no_progress,
                announce: Callable[[int, str], None] | None = None) -> dict:
     """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model: :func:`solvers`'s study
     (:func:`flowcert.studies.solver_study.run`) on the model, with a model's defaults.
@@ -811,6 +863,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
             busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
         announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
             command line prints it as the start line).
+        load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
         the dict of ``flowcert solvers --model --format json``: ``rows`` (grid, solver, steps, nfe,
@@ -827,7 +880,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
     if plot is not None:
         check_destination(plot, "plot", [*model_files(model), *(x for x in (data, reference) if isinstance(x, str))])
     with _threads(threads) as n_threads:
-        target, m = _model_target(model, data=data, teacher_steps=teacher_steps)
+        target, m = _model_target(model, data=data, teacher_steps=teacher_steps, load=load)
         delta, T = target.window(delta, T)
         ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
         samples, seed, train_samples, effort = options(samples=samples, seed=seed, train_samples=train_samples,

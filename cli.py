@@ -515,25 +515,85 @@ def seed_option(what: str):
 
 
 MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pipeline or model folder with its "
-              "scheduler config; safetensors weights only, pickles are never loaded), FILE.py:NAME (runs the file "
-              "FILE.py as Python code with your rights, so name only files you trust, and takes its NAME: a "
-              "flowcert.torch_model or a function of no arguments returning one; the file is first run in a child "
-              "process, and one that exits, raises or runs past FLOWCERT_IMPORT_TIMEOUT seconds [default: 60] is "
-              "refused), mixture:SPEC (the exact mixture as a torch model), or digits (the shipped example). Needs "
-              "the torch extra.")
+              "scheduler config: UNet2DModel, UNet2DConditionModel, DiTTransformer2DModel, SD3Transformer2DModel, "
+              "FluxTransformer2DModel; DDPM-family or FlowMatch scheduler; safetensors weights only, pickles are never "
+              "loaded), FILE.py:NAME (runs the file FILE.py as Python code with your rights, so name only files you "
+              "trust, and takes its NAME: a flowcert.torch_model or a function of no arguments returning one; the "
+              "file is first run in a child process, and one that exits, raises or runs past FLOWCERT_IMPORT_TIMEOUT "
+              "seconds [default: 60] is refused), mixture:SPEC (the exact mixture as a torch model; a spec with "
+              "labels is class-conditional), or digits (the shipped example). Needs the torch extra.")
+# the options that say how a model is loaded, conditioned and guided: one dict `load` for api.load_model
+LOAD_OPTIONS = ("cond", "uncond", "class_label", "guidance", "prompt", "negative_prompt", "shape", "device", "dtype")
+# in APPLIES they always act where they are accepted: with --model through api.load_model; with a mixture SPEC only
+# --class-label (and --guidance for lipschitz's bound), the others refused by :func:`mixture_conditioning`
+for _name in ("lipschitz", "grid", "solvers"):
+    APPLIES[_name].update(dict.fromkeys(LOAD_OPTIONS))
 
 
 def model_options(data_help: str):
-    """--model and --data, shared by the commands that take a trained model."""
+    """--model, --data and --threads, and how the model is loaded, conditioned and guided (--cond, --uncond,
+    --class-label, --guidance, --prompt, --negative-prompt, --shape, --device, --dtype), shared by the commands that
+    take a trained model; the command receives the latter as one dict ``load`` (api.load_model's keywords, given
+    ones only)."""
 
-    def deco(f):
+    def deco(cmd):
+        @functools.wraps(cmd)
+        def run(*args, **kwargs):
+            load = {k: kwargs.pop(k) for k in LOAD_OPTIONS}
+            return cmd(*args, load={k: v for k, v in load.items() if v is not None}, **kwargs)
+
         f = number("--threads", "threads", "With --model: torch CPU threads (one thread was faster than two on a "
-                   "2-core machine, idle or busy: docs/results.md).")(f)
+                   "2-core machine, idle or busy: docs/results.md).")(run)
         f = click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
                          help=data_help)(f)
+        f = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "float64"]), default=None,
+                         help="With --model: the network's dtype (the solver state stays float64) [default: the "
+                              "weights' own].")(f)
+        f = click.option("--device", default=None, metavar="DEVICE",
+                         help="With --model: cpu, cuda, cuda:N or mps, where the network runs (inputs are moved "
+                              "there) [default: cpu].")(f)
+        f = click.option("--shape", default=None, metavar="C,H,W",
+                         help="With --model: the latent shape, where the config has none (Flux) or another is "
+                              "wanted [default: the config's].")(f)
+        f = click.option("--negative-prompt", default=None, metavar="TEXT",
+                         help="With --model and --guidance: the unconditional branch's prompt, encoded as --prompt "
+                              "(\"\" is the pipelines' empty prompt).")(f)
+        f = click.option("--prompt", default=None, metavar="TEXT",
+                         help="With --model (a pipeline folder with its text encoders): the prompt, encoded by the "
+                              "folder's own encoders (needs flowcert[models]).")(f)
+        f = number("--guidance", "guidance", "With --model: classifier-free guidance W >= 0, D_u + W (D_c - D_u) "
+                   "(diffusers' convention; the unconditional branch from --uncond, --negative-prompt or the "
+                   "family's null class). With a mixture SPEC (lipschitz): the guided field's bound. [default: 1, "
+                   "the conditional model alone]")(f)
+        f = number("--class-label", "class_label", "A class: shorthand for --cond with class_labels = [N] "
+                   "(class-conditional networks, a mixture with labels: its class's components).")(f)
+        f = click.option("--uncond", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="With --model and --guidance: the unconditional branch's forward arguments "
+                              "(.safetensors or .npz, as --cond).")(f)
+        f = click.option("--cond", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                         help="With --model: the network's conditioning, a .safetensors or .npz file whose arrays "
+                              "are forward keyword arguments (encoder_hidden_states, pooled_projections, "
+                              "class_labels, text_embeds, time_ids, txt_ids, guidance ...) with a leading batch "
+                              "dimension of 1. Never unpickled.")(f)
         return click.option("--model", default=None, metavar="MODEL", help=MODEL_HELP)(f)
 
     return deco
+
+
+def mixture_conditioning(spec, load: dict, *, bound: bool = False):
+    """A mixture SPEC with the model options: only --class-label (its class's mixture; and --guidance where the
+    command has the guided bound, ``bound``).  Returns the spec or the class's mixture."""
+    allowed = ("class_label", "guidance") if bound else ("class_label",)
+    other = [k for k in load if k not in allowed]
+    if other:
+        raise InputError(f"`{other[0]}` applies to --model: with a mixture SPEC expected "
+                         + ("--class-label and --guidance only" if bound else
+                            "--class-label only (guided fields: --model mixture:SPEC)"))
+    if bound or "class_label" not in load:
+        return spec
+    from .numcore.checks import option
+
+    return api.load_mixture(spec).restrict(option("class_label", load["class_label"]))
 
 
 def given(value, default):
@@ -617,8 +677,8 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
 @output_option
 @plot_option("Plot the bounds (and the empirical sup/mean) against t on log axes.")
 @click.option("--latex", is_flag=True, help="Print the formulas as LaTeX (with this mixture's constants) and exit.")
-def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, tol, seed, ball_mass, delta, T, fmt, output,
-                  plot, latex):
+def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, iters, tol, seed, ball_mass, delta, T,
+                  fmt, output, plot, latex):
     """Lipschitz bounds L(t) of the probability-flow velocity v = -x - grad log p_t.
 
     Every bound is an upper bound of sup_x ||J(x,t)||_op, J = dv/dx (onesided:
@@ -630,15 +690,20 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
     With --model (a trained network): no analytic bound exists, so the table holds
     the p_t-mean of ||J||_op with its 95% Monte-Carlo interval, the sampled sup, and
     the power iteration's record (iterations, converged fraction).
+
+    With --class-label K (a mixture whose spec has labels): the bounds of class K's
+    mixture; with --guidance W as well, those of the classifier-free-guided velocity
+    (1 - W) v_u + W v_c (tri: |1 - W| L_u + W L_c), where both mixtures' bounds hold.
     """
     from .bounds.lipschitz import BOUNDS, LipschitzBound, violations
 
     spec_or_model(spec, model)
-    check_outputs({"output": output, "plot": plot}, [spec, data, *api.model_files(model)])
+    check_outputs({"output": output, "plot": plot}, [spec, data, load.get("cond"), load.get("uncond"),
+                                                    *api.model_files(model)])
     if model is not None:
         out = api.model_lipschitz(model, points=points, samples=empirical,
                                   data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
-                                  progress=bars(), announce=start_line("lipschitz", model))
+                                  load=load, progress=bars(), announce=start_line("lipschitz", model))
         if plot:
             from .bounds.plots import lipschitz
 
@@ -646,12 +711,20 @@ def lipschitz_cmd(spec, model, data, threads, bounds, points, empirical, iters, 
         emit(render.model_lipschitz_output(out, fmt), output)
         return
     which = split_list("bounds", bounds, BOUNDS)
+    mixture_conditioning(spec, load, bound=True)
     delta, T = api.DELTA if delta is None else delta, api.T_MAX if T is None else T
     if latex:
-        say(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
+        if "class_label" in load:
+            from .bounds.guided import GuidedLipschitzBound
+
+            say(GuidedLipschitzBound(api.load_mixture(spec), load["class_label"], load.get("guidance", 1.0),
+                                     ball_mass).latex(which))
+        else:
+            say(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
         return
     out = api.lipschitz_report(spec, bounds=which, points=points, delta=delta, T=T, empirical=empirical,
-                               seed=seed, ball_mass=ball_mass, progress=bars())
+                               seed=seed, ball_mass=ball_mass, class_label=load.get("class_label"),
+                               guidance=load.get("guidance"), progress=bars())
     for w, n in violations(out).items():
         if n:
             click.echo(f"warning: brute force exceeds the {w} bound at {n} times", err=True)
@@ -730,8 +803,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Output format; default from the -o extension (.json, .csv, .npy, .txt), else table. "
                    "txt: the values alone, one per line (comma-separated for comfyui).")
 @output_option
-def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples, seed,
-             train_samples, test_samples, teacher_steps, effort, preset, shift, scheduler_config, fmt, output):
+def grid_cmd(spec, model, data, threads, load, kind, solver, bound, steps, delta, T, units, beta_schedule, clip, samples,
+             seed, train_samples, test_samples, teacher_steps, effort, preset, shift, scheduler_config, fmt, output):
     """A time grid for N-step sampling or distillation, exported for other samplers.
 
     The default is the stability-balanced grid: t_i = Lambda^{-1}((N - i)/N Lambda(T)),
@@ -749,7 +822,8 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
     spec_or_model(spec, model)
     names = split_list("units", units, UNITS)
     fmt = output_format(fmt, output)
-    check_outputs({"output": output}, [spec, scheduler_config, data, *api.model_files(model)])
+    check_outputs({"output": output}, [spec, scheduler_config, data, load.get("cond"), load.get("uncond"),
+                                       *api.model_files(model)])
     if preset is None and scheduler_config is not None:
         raise InputError("`scheduler_config` applies to the exports: expected `preset` with it")
     if preset is not None and kind is None and bound is not None:
@@ -758,12 +832,12 @@ def grid_cmd(spec, model, data, threads, kind, solver, bound, steps, delta, T, u
                   test_samples=test_samples, progress=bars())
     if model is not None:
         common.update(bound=bound or "empirical", delta=delta, T=T, data=data, teacher_steps=teacher_steps,
-                      threads=threads, announce=start_line("grid", model))
+                      threads=threads, load=load, announce=start_line("grid", model))
         grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
     else:
         common.update(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
                       T=api.T_MAX if T is None else T)
-        grid_fn, export_fn, source = api.grid, api.export_grid, spec
+        grid_fn, export_fn, source = api.grid, api.export_grid, mixture_conditioning(spec, load)
     if preset is None:
         g = grid_fn(source, steps, kind=kind or "balanced", units=names, beta_schedule=beta_schedule or "linear",
                     **common)
@@ -851,8 +925,8 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @format_option("table", "json")
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
-def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, random, samples, train_samples, effort, seed,
-                delta, T, fmt, output, plot):
+def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, steps, random, samples, train_samples,
+                effort, seed, delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
@@ -872,14 +946,19 @@ def solvers_cmd(specs, model, data, threads, reference, teacher_steps, steps, ra
     """
     if model is not None:
         spec_or_model(specs[0] if specs else None, model)
-    check_outputs({"output": output, "plot": plot}, [*specs, data, reference, *api.model_files(model)])
+    check_outputs({"output": output, "plot": plot}, [*specs, data, reference, load.get("cond"), load.get("uncond"),
+                                                    *api.model_files(model)])
     if model is not None:
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
                                 reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
-                                train_samples=train_samples, effort=effort, plot=plot, progress=bars(),
+                                train_samples=train_samples, effort=effort, plot=plot, load=load, progress=bars(),
                                 announce=start_line("solvers", model))
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
+    if load:
+        specs = tuple(mixture_conditioning(s, load) for s in specs) if specs else specs
+        if not specs:
+            raise InputError("`class_label` needs a mixture SPEC with labels or --model")
     res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
                       delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
                       samples=samples, seed=seed, train_samples=train_samples, effort=effort, plot=plot,

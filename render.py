@@ -110,8 +110,14 @@ def lipschitz_columns(out: dict, which) -> dict:
 def lipschitz_text(out: dict, which) -> str:
     """The table of ``flowcert lipschitz`` from :func:`flowcert.lipschitz_report`."""
     head = [f"# {out['mixture']}: bounds hold {out['where']}"]
+    if "class_label" in out:
+        head.append(f"# class {out['class_label']}, guidance W = {out['guidance']:g}: bounds of J_W = (1 - W) J_u + "
+                    "W J_c (W = 1: the class's own mixture)")
     head += [f"# Lambda_{w}(T) = {out['lambda_T'][w]:.6g}" for w in which]
-    if "empirical_sup" in out:
+    if "empirical_points" in out:
+        head.append(f"# empirical: {out['empirical_samples']} points per time (seed {out['empirical_seed']}), "
+                    f"{out['empirical_points']}")
+    elif "empirical_sup" in out:
         head.append(f"# empirical: {out['empirical_samples']} samples of p_t per time "
                     f"(seed {out['empirical_seed']}) + mean segments")
     if "trajectory_rate_mean" in out:

@@ -420,9 +420,14 @@ class LipschitzBound:
 
 
 def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: float = 1e-3, T: float = 5.0,
-           empirical: int = 0, seed: int = 0, ball_mass: float = 1 - 1e-6, progress=None) -> dict:
+           empirical: int = 0, seed: int = 0, ball_mass: float = 1 - 1e-6, progress=None,
+           class_label: int | None = None, guidance: float | None = None) -> dict:
     """L(t) per bound on ``points`` log-spaced times of [delta, T], Lambda(T) per bound, and with
     ``empirical`` > 0 the brute-force sup and the p_t-mean of ||J||_op from that many samples per time.
+
+    With ``class_label`` (a mixture with labels): the bounds of the class-conditional mixture, and with
+    ``guidance`` W as well those of the guided velocity (1 - W) v_u + W v_c (:mod:`bounds.guided`; fields
+    ``class_label`` and ``guidance``; the brute force then samples both mixtures' p_t).
 
     Fields (the JSON of ``flowcert lipschitz``): ``t`` (points,), one array per bound, ``lambda_T``,
     ``scope``, ``where``, ``what``; ``radius`` and ``ball_mass`` for ball-local bounds; with
@@ -448,9 +453,20 @@ def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: floa
             raise InputError(f"`bounds` = {w!r}: expected one of {', '.join(BOUNDS)}")
     points, empirical, seed, ball_mass = options(points=points, empirical=empirical, seed=seed, ball_mass=ball_mass)
     progress = progress or no_progress
-    lb = LipschitzBound(mix, ball_mass)
+    if class_label is None and guidance is not None:
+        raise InputError(f"`guidance` = {guidance!r}: guidance needs a class: expected `class_label` with it (a "
+                         "mixture with labels)")
+    guided = class_label is not None
+    if guided:
+        from .guided import GuidedLipschitzBound
+
+        lb = GuidedLipschitzBound(mix, class_label, 1.0 if guidance is None else guidance, ball_mass)
+    else:
+        lb = LipschitzBound(mix, ball_mass)
     ts = np.geomspace(delta, T, points)
     out = {"mixture": mix.name, "t": ts, "scope": lb.scope, "where": lb.where(), "what": {w: WHAT[w] for w in which}}
+    if guided:
+        out.update(class_label=lb.label, guidance=lb.guidance)
     for w in which:
         out[w] = lb(ts, w)
     out["lambda_T"] = {w: stability(mix, w, delta, T, bound=lb).integral.total for w in which}
@@ -460,7 +476,12 @@ def report(mix: GaussianMixture, *, bounds=BOUNDS, points: int = 50, delta: floa
     if lb.notes:
         out["notes"] = lb.notes
     if empirical:
-        out.update(_brute_force(mix, lb, ts, empirical, seed, progress))
+        if guided:
+            from .guided import brute_force
+
+            out.update(brute_force(lb, ts, empirical, seed, progress))
+        else:
+            out.update(_brute_force(mix, lb, ts, empirical, seed, progress))
         out["tightness"] = {
             w: {"max_ratio": float(np.max(_reference(out, w) / out[w])) if w != "onesided" else None,
                 "holds_at_all_points": bool(np.all(_holds(out, w)))}

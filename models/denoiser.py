@@ -18,13 +18,19 @@ pieces looked up in registries:
     D(y, sigma) = c_skip(sigma) y + c_out(sigma) F(c_in(sigma) y, c_noise(sigma), **cond)
 
     scaling (c_in: what the network sees)       ``ve``: y;  ``vp``: x = alpha y = alpha x_0 + sigma_vp z
-                                                 (alpha = 1 / sqrt(1 + sigma^2), sigma_vp = sigma alpha)
+                                                 (alpha = 1 / sqrt(1 + sigma^2), sigma_vp = sigma alpha);
+                                                 ``flow``: x_s = (1 - s) x_0 + s eps = y / (1 + sigma)
+                                                 (flow matching / rectified flow, s = sigma / (1 + sigma))
     prediction (c_skip, c_out: what F is)        ``sample``: D;  ``epsilon``: eps (y = D + sigma eps);
                                                  ``v_prediction``: v = alpha eps - sigma_vp x_0 (D = alpha x - sigma_vp v);
-                                                 ``score``: grad log p of the input variable (D = y + sigma^2 c_in s)
-    noise map (c_noise: the noise-level input)   ``sigma``, ``t`` (OU time), ``logsnr`` (-2 log sigma), or ``ddpm``
+                                                 ``score``: grad log p of the input variable (D = y + sigma^2 c_in s);
+                                                 ``flow``: the flow-matching velocity v = eps - x_0
+                                                 (D = x_s - s v = (y - sigma v) / (1 + sigma))
+    noise map (c_noise: the noise-level input)   ``sigma``, ``t`` (OU time), ``logsnr`` (-2 log sigma), ``ddpm``
                                                  (the fractional training timestep n of a VP schedule: log alphabar_n
-                                                 interpolated linearly between integer steps, exact at integer n)
+                                                 interpolated linearly between integer steps, exact at integer n),
+                                                 ``flow`` (the flow time s) or ``flow1000`` (1000 s, the ``timestep``
+                                                 diffusers' FlowMatch schedulers and SD3 pipelines pass)
 
 These conversions are exact: a VP-trained model (DDPM, epsilon or v) evaluated at the timestep whose alphabar
 equals alpha(sigma)^2 is the same function as its VE-sigma denoiser.  In OU time (alpha = e^{-t}, x = alpha y)
@@ -33,12 +39,13 @@ the score, the probability-flow velocity and its Jacobian are
     s(x, t) = (alpha D(x / alpha, sigma) - x) / sigma_vp^2,    v(x, t) = -x - s(x, t),
     J(x, t) = dv/dx = -I - (alpha^2 dD/dy - I) / sigma_vp^2       (dD/dy at y = x / alpha).
 
-At the boundary the inputs move to the network's device and compute dtype; the output comes back in the
-state's dtype and device.  Every evaluation of every denoiser is checked there (:func:`checked`): a network
-that raises, returns something other than a real floating tensor of d numbers per sample, or returns NaN or
-inf is refused with one line (:class:`~numcore.checks.InputError`) naming the model and the noise level (VE
-sigma and OU time) where it failed, instead of letting the failure surface as an internal error or as NaN in
-a report.
+At the boundary the inputs move to the network's device and compute dtype (conditioning tensors too, a leading
+batch dimension of 1 broadcast over the samples: :func:`batch_cond`); the output comes back in the state's
+dtype and device.  What a network needs beside (x, noise level) is declared by :class:`Needs`.  Every
+evaluation of every denoiser is checked there (:func:`checked`): a network that raises, returns something other
+than a real floating tensor of d numbers per sample, or returns NaN or inf is refused with one line
+(:class:`~numcore.checks.InputError`) naming the model and the noise level (VE sigma and OU time) where it failed,
+instead of letting the failure surface as an internal error or as NaN in a report.
 """
 
 from __future__ import annotations
@@ -93,9 +100,15 @@ def _ddpm_step(sigma: float, log_alphabar: np.ndarray) -> float:
     return float(np.interp(-la, -log_alphabar, np.arange(log_alphabar.size, dtype=float)))
 
 
+def _flow_time(sigma: float) -> float:
+    """The flow-matching time s = sigma / (1 + sigma) of VE sigma (x_s = (1 - s) x_0 + s eps = y / (1 + sigma))."""
+    return sigma / (1.0 + sigma)
+
+
 SCALINGS: dict[str, Scaling] = {s.name: s for s in (
     Scaling("ve", lambda sigma: 1.0, "the VE point y = x_0 + sigma z"),
     Scaling("vp", _alpha, "the VP point x = alpha y = alpha x_0 + sigma_vp z"),
+    Scaling("flow", lambda sigma: 1.0 / (1.0 + sigma), "the flow point x_s = (1 - s) x_0 + s eps = y / (1 + sigma)"),
 )}
 PREDICTIONS: dict[str, Prediction] = {p.name: p for p in (
     Prediction("sample", lambda sigma, c_in: 0.0, lambda sigma, c_in: 1.0, "the denoised sample D"),
@@ -104,12 +117,18 @@ PREDICTIONS: dict[str, Prediction] = {p.name: p for p in (
                "v = alpha eps - sigma_vp x_0"),
     Prediction("score", lambda sigma, c_in: 1.0, lambda sigma, c_in: sigma * sigma * c_in,
                "the score of the input variable"),
+    # y = x_0 + sigma eps and v = eps - x_0 give x_0 = (y - sigma v) / (1 + sigma) = x_s - s v, whatever the input
+    Prediction("flow", lambda sigma, c_in: 1.0 / (1.0 + sigma), lambda sigma, c_in: -sigma / (1.0 + sigma),
+               "the flow-matching velocity v = eps - x_0"),
 )}
 NOISE_MAPS: dict[str, NoiseMap] = {m.name: m for m in (
     NoiseMap("sigma", lambda sigma, tab: sigma, "the VE sigma"),
     NoiseMap("t", lambda sigma, tab: 0.5 * math.log1p(sigma * sigma), "the OU time t"),
     NoiseMap("logsnr", lambda sigma, tab: -2.0 * math.log(sigma), "the log-SNR -2 log sigma"),
     NoiseMap("ddpm", _ddpm_step, "the fractional DDPM training timestep", table=True),
+    NoiseMap("flow", lambda sigma, tab: _flow_time(sigma), "the flow time s = sigma / (1 + sigma)"),
+    NoiseMap("flow1000", lambda sigma, tab: 1000.0 * _flow_time(sigma),
+             "1000 s, the timestep of diffusers' FlowMatch schedulers"),
 )}
 
 
@@ -196,6 +215,46 @@ def checked(call):
     return run
 
 
+def batch_cond(cond: dict, n: int, device, dtype) -> dict:
+    """Conditioning as the network receives it: every tensor on the network's device (floating tensors in its
+    dtype), a leading batch dimension of 1 broadcast over the n samples (a view); other values, and tensors
+    whose leading dimension is not 1, are passed as they are.  A tensor already in place is passed itself."""
+    out = {}
+    for key, value in cond.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device=device)
+            if value.ndim >= 1 and value.shape[0] == 1 and n != 1:
+                value = value.expand(n, *value.shape[1:])
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a network's forward needs beside (x, noise level): the conditioning it requires and accepts.
+
+    Attributes:
+        what: the network's name for messages (a diffusers class name).
+        required: forward keyword arguments it cannot run without.
+        accepted: every conditioning key it takes (None: anything).
+        text: conditioned on text (classifier-free guidance then needs an unconditional input).
+        classes: number of classes of ``class_labels`` (labels 0..classes-1), or None.
+        null: the family's own unconditional conditioning (DiT's null class), or None.
+        shared: keys without a batch dimension in the network call (the same for every sample, e.g. Flux's
+            txt_ids): two guidance branches share one network call only when these are equal.
+        check: ``check(cond)`` raises InputError (one line) on a value of the wrong shape or range, or None.
+    """
+
+    what: str
+    required: tuple = ()
+    accepted: tuple | None = None
+    text: bool = False
+    classes: int | None = None
+    null: dict | None = None
+    shared: tuple = ()
+    check: Callable | None = None
+
+
 # ----------------------------------------------------------------------------- the interface
 @dataclass
 class Denoiser:
@@ -209,6 +268,7 @@ class Denoiser:
         sigma_range: (sigma_min, sigma_max) the model was trained on (VE), or None (unbounded).
         name, source, info: labels for reports.
         cond: the model's own conditioning (forward keyword arguments), used when a call passes none.
+        needs: what the network's forward needs beside (x, noise level) (:class:`Needs`), or None (unknown).
     """
 
     shape: tuple
@@ -219,6 +279,7 @@ class Denoiser:
     source: str = ""
     info: dict = field(default_factory=dict)
     cond: dict = field(default_factory=dict)
+    needs: Needs | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -235,6 +296,12 @@ class Denoiser:
         self.info, self.cond = dict(self.info), dict(self.cond or {})
 
     # ------------------------------------------------------------------ sizes
+    @property
+    def work_dtype(self) -> torch.dtype:
+        """The dtype of the state around the network: its own, or float32 for a half-precision network (the score
+        (alpha D - x) / sigma_vp^2 cancels at small sigma: the state never drops below float32)."""
+        return self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
+
     @property
     def d(self) -> int:
         """Numbers per sample."""
@@ -267,7 +334,7 @@ class Denoiser:
         """s(x, t) = grad log p_t(x) in OU coordinates, x of shape (n, d)."""
         alpha, var = math.exp(-t), -math.expm1(-2.0 * t)
         sigma = math.sqrt(math.expm1(2.0 * t))
-        return (alpha * self(x.to(self.dtype) / alpha, sigma) - x) / var
+        return (alpha * self(x.to(self.work_dtype) / alpha, sigma) - x) / var
 
     def velocity(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """v(x, t) = -x - s(x, t), the forward-time probability-flow velocity."""
@@ -275,7 +342,7 @@ class Denoiser:
 
     def dense_jacobian(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """J(x, t) = dv/dx for each point, shape (n, d, d), by d reverse passes (for small d and checks)."""
-        x = x.to(self.dtype).detach().requires_grad_(True)
+        x = x.to(self.work_dtype).detach().requires_grad_(True)
         with torch.enable_grad():
             v = self.velocity(x, t)
             rows = [torch.autograd.grad(v[:, i].sum(), x, retain_graph=i + 1 < v.shape[1])[0]
@@ -293,6 +360,7 @@ class TorchModel(Denoiser):
             d numbers per sample.
         prediction, scaling, noise: names in :data:`PREDICTIONS`, :data:`SCALINGS`, :data:`NOISE_MAPS`.
         log_alphabar: for ``ddpm``: log alphabar_n of the integer training steps n = 0..N-1.
+        module: the torch module ``fn`` calls, where flowcert built it (a diffusers network: its config), or None.
     """
 
     fn: Callable = None
@@ -300,6 +368,7 @@ class TorchModel(Denoiser):
     scaling: str = "ve"
     noise: str = "sigma"
     log_alphabar: np.ndarray | None = None
+    module: object = field(default=None, repr=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -344,7 +413,7 @@ class TorchModel(Denoiser):
         s = per_sample(sigma, n)
         c_in, c_skip, c_out, c_noise = (c.to(device=self.device, dtype=self.dtype) for c in self.scalings(s))
         yd = y.to(device=self.device, dtype=self.dtype)
-        kwargs = self.cond if cond is None else cond
+        kwargs = batch_cond(self.cond if cond is None else cond, n, self.device, self.dtype)
         out = self.fn((c_in * yd).reshape(n, *self.shape), c_noise, **kwargs)
         F = output_tensor(out)
         check_values(self, F, y, s)  # the network's own output, before the parametrisation mixes it with y
@@ -363,11 +432,14 @@ def output_tensor(out):
     return out
 
 
-def torch_model(fn: Callable, *, shape, prediction: str = "sample", scaling: str = "ve", noise: str = "sigma",
+def torch_model(fn: Callable, *, shape, prediction: str = "sample", scaling: str | None = None, noise: str = "sigma",
                 log_alphabar=None, sigma_range=None, dtype=torch.float32, device: str = "cpu",
-                name: str | None = None, cond: dict | None = None) -> TorchModel:
-    """Declare the parametrisation of a torch callable ``fn(x, noise_level, **cond)`` (see :class:`TorchModel`)."""
+                name: str | None = None, cond: dict | None = None, needs: Needs | None = None) -> TorchModel:
+    """Declare the parametrisation of a torch callable ``fn(x, noise_level, **cond)`` (see :class:`TorchModel`);
+    ``scaling`` defaults to ``flow`` for a flow-matching network (``prediction="flow"``), else ``ve``."""
+    if scaling is None:
+        scaling = "flow" if prediction == "flow" else "ve"
     return TorchModel(shape=tuple(shape) if not isinstance(shape, int) else (shape,), dtype=dtype, device=device,
                       sigma_range=sigma_range, name=name or getattr(fn, "__name__", "model"), source="torch callable",
-                      cond=cond or {}, fn=fn, prediction=prediction, scaling=scaling, noise=noise,
+                      cond=cond or {}, needs=needs, fn=fn, prediction=prediction, scaling=scaling, noise=noise,
                       log_alphabar=log_alphabar)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .denoiser import Denoiser
+from ..numcore.checks import InputError
+from .denoiser import Denoiser, Needs
 
 
 class TorchMixture:
@@ -85,6 +86,9 @@ class TorchMixture:
         return self.score_and_hvp(x, t, eye)[1]
 
 
+NULL_LABEL = -1  # class_labels = -1: the unconditional mixture (every component), as a null class does for a network
+
+
 @dataclass
 class ExactMixture(Denoiser):
     """The exact denoiser of a flowcert mixture behind the model interface (:class:`~.denoiser.Denoiser`): the
@@ -92,7 +96,13 @@ class ExactMixture(Denoiser):
 
     D(y, sigma) = (x + sigma_vp^2 s(x, t)) / alpha at x = alpha y, t = 1/2 log(1 + sigma^2), with the exact score
     of :class:`TorchMixture`; differentiable in y by autograd, so Jacobians of the model path can be checked
-    against numcore's closed-form Hessians.  A mixture has no conditioning: ``cond`` must be empty.
+    against numcore's closed-form Hessians.
+
+    A mixture with ``labels`` is also the exact class-conditional model: ``cond = {"class_labels": c}`` (one
+    label, or one per sample) gives the denoiser of p_0(x | c), the components labelled c renormalised
+    (:meth:`GaussianMixture.restrict`), and ``c = -1`` (:data:`NULL_LABEL`) the unconditional mixture, as a null
+    class does for a network; so classifier-free guidance on it runs the same code as on a network.  Without
+    labels a mixture takes no conditioning.
     """
 
     mix: object = None
@@ -100,39 +110,109 @@ class ExactMixture(Denoiser):
     def __post_init__(self):
         super().__post_init__()
         self.tm = TorchMixture(self.mix, self.device, self.dtype)
+        self._by_label = {NULL_LABEL: self.tm}
+        if self.needs is None:
+            self.needs = _needs(self.mix)
 
     def describe(self) -> dict:
         out = super().describe()
+        label = self.cond.get("class_labels") if self.cond else None
+        extra = {} if label is None else {"class_label": int(torch.as_tensor(label).reshape(-1)[0])}
         return {**{k: out[k] for k in ("name", "source", "shape", "d")}, "prediction": "score", "scaling": "vp",
-                "noise": "t", **{k: v for k, v in out.items() if k not in ("name", "source", "shape", "d")}}
+                "noise": "t", **extra, **{k: v for k, v in out.items() if k not in ("name", "source", "shape", "d")}}
 
-    def _at(self, y: torch.Tensor, sigma: float) -> torch.Tensor:
+    def _mixture(self, label: int) -> TorchMixture:
+        if label not in self._by_label:
+            self._by_label[label] = TorchMixture(self.mix.restrict(label), self.device, self.dtype)
+        return self._by_label[label]
+
+    @staticmethod
+    def _at(tm: TorchMixture, y: torch.Tensor, sigma: float) -> torch.Tensor:
         alpha = 1.0 / math.sqrt(1.0 + sigma * sigma)
         sig_vp = sigma * alpha
         t = 0.5 * math.log1p(sigma * sigma)
         x = alpha * y
-        return (x + sig_vp * sig_vp * self.tm.score(x, t)) / alpha
+        return (x + sig_vp * sig_vp * tm.score(x, t)) / alpha
+
+    def _labels(self, cond: dict, n: int) -> torch.Tensor | None:
+        """The class label of each sample (n,), or None for the unconditional mixture."""
+        if not cond:
+            return None
+        check_cond(self, cond)
+        lab = torch.as_tensor(cond["class_labels"]).reshape(-1).cpu()
+        if lab.numel() not in (1, n):
+            raise InputError(f"`cond` class_labels has {lab.numel()} labels: expected 1 or one per sample ({n})")
+        return lab.expand(n) if lab.numel() == 1 else lab
 
     def __call__(self, y: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
-        from .denoiser import InputError, per_sample
+        from .denoiser import per_sample
 
-        if cond:
-            raise InputError(f"`cond` = {sorted(cond)}: a Gaussian mixture takes no conditioning")
         n = y.shape[0]
         s = per_sample(sigma, n)
+        labels = self._labels(self.cond if cond is None else cond, n)
         yd = y.to(device=self.device, dtype=self.dtype)
-        values = torch.unique(s)
-        if values.numel() == 1:
-            out = self._at(yd, float(values[0]))
+        keys = s if labels is None else torch.stack([s, labels.double()], 1)
+        groups = torch.unique(keys, dim=0) if keys.ndim == 2 else torch.unique(keys)
+        if groups.shape[0] == 1:
+            g = groups[0]
+            tm = self.tm if labels is None else self._mixture(int(g[1]))
+            out = self._at(tm, yd, float(g if labels is None else g[0]))
         else:
             out = torch.empty_like(yd)
-            for v in values.tolist():
-                rows = (s == v).to(yd.device)
-                out[rows] = self._at(yd[rows], v)
+            for g in groups:
+                rows = (s == g) if labels is None else (s == g[0]) & (labels == int(g[1]))
+                tm = self.tm if labels is None else self._mixture(int(g[1]))
+                out[rows.to(yd.device)] = self._at(tm, yd[rows.to(yd.device)], float(g if labels is None else g[0]))
         return out.to(device=y.device, dtype=y.dtype)
 
 
-def exact_model(mix, dtype=torch.float64, device: str = "cpu") -> ExactMixture:
-    """The exact denoiser of a flowcert mixture as a model (:class:`ExactMixture`)."""
-    return ExactMixture(shape=(mix.d,), dtype=dtype, device=device, name=mix.name,
-                        source="flowcert mixture (exact score)", mix=mix)
+def _needs(mix) -> Needs:
+    """What the exact mixture takes: class_labels (its classes, or -1 for every component) when it has labels."""
+    if mix.labels is None:
+        return Needs(what=f"the mixture {mix.name!r}", accepted=())
+    classes = mix.classes
+
+    def check(cond):
+        if "class_labels" not in cond:
+            return
+        lab = torch.as_tensor(cond["class_labels"])
+        if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+            raise InputError(f"`cond` class_labels has dtype {str(lab.dtype).replace('torch.', '')}: expected "
+                             "integer class labels")
+        bad = [int(v) for v in lab.reshape(-1).tolist() if int(v) not in classes and int(v) != NULL_LABEL]
+        if bad:
+            raise InputError(f"`class_label` = {bad[0]}: expected one of the mixture's classes "
+                             f"{', '.join(str(c) for c in classes)} (or {NULL_LABEL}: every component)")
+
+    return Needs(what=f"the mixture {mix.name!r}", accepted=("class_labels",), null={"class_labels": torch.tensor(
+        [NULL_LABEL])}, check=check)
+
+
+def check_cond(model: Denoiser, cond: dict) -> None:
+    """Conditioning against what the model takes (:class:`~.denoiser.Needs`): keys it does not take, required keys
+    missing, and the model's own check of shapes and ranges, each refused in one line."""
+    needs = model.needs
+    if needs is None:
+        return
+    if needs.accepted is not None:
+        unknown = [k for k in cond if k not in needs.accepted]
+        if unknown:
+            takes = (f"it takes {', '.join(needs.accepted)}" if needs.accepted else "it takes no conditioning")
+            raise InputError(f"`cond` holds {', '.join(map(str, unknown))}, which {needs.what} does not take: "
+                             f"expected only the forward's arguments ({takes})")
+    missing = [k for k in needs.required if k not in cond]
+    if missing:
+        raise InputError(f"`cond` lacks {', '.join(missing)}: {needs.what} needs {', '.join(needs.required)}")
+    if needs.check is not None:
+        needs.check(cond)
+
+
+def exact_model(mix, dtype=torch.float64, device: str = "cpu", cond: dict | None = None) -> ExactMixture:
+    """The exact denoiser of a flowcert mixture as a model (:class:`ExactMixture`); ``cond`` = ``{"class_labels":
+    c}`` makes it the exact class-conditional model of class c (a mixture with labels)."""
+    model = ExactMixture(shape=(mix.d,), dtype=dtype, device=device, name=mix.name,
+                         source="flowcert mixture (exact score)", mix=mix)
+    if cond:
+        check_cond(model, cond)
+        model.cond = dict(cond)
+    return model

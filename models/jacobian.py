@@ -64,7 +64,7 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
     """
     from torch.func import vjp
 
-    x = torch.as_tensor(x).to(model.dtype).detach()
+    x = torch.as_tensor(x).to(model.work_dtype).detach()
     n, d = x.shape
     if generator is None:
         generator = torch.Generator().manual_seed(0)

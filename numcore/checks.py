@@ -403,6 +403,10 @@ OPTIONS: dict[str, Domain] = {
     # spec's variance range [numcore.mixture.MIN_VARIANCE, MAX_VARIANCE] (a test keeps the two equal)
     "max_components": Domain("integer", 1, 1024, default=32),
     "reg_covar": Domain("real", 1e-8, 1e12, default=1e-6),
+    # classifier-free guidance D_u + W (D_c - D_u): W = 1 the conditional model alone; W >= 0 (the guided bound's
+    # domain); 1000 is far beyond any scale pipelines use (1 to 20)
+    "guidance": Domain("real", 0.0, 1000.0),  # not given: 1, the conditional model alone
+    "class_label": Domain("integer", 0, 2**31 - 1),  # a class of a class-conditional model or a labelled mixture
 }
 
 
@@ -463,7 +467,8 @@ class Field:
     kind: ``integer`` or ``real`` (in [low, high], open ends on request; ``infinite``: -inf and inf too, as
     diffusers writes some defaults), ``flag`` (true/false), ``choice`` (one of ``options``), ``text`` (printable,
     at most MAX_NAME characters) or ``plain`` (:func:`_plain_value`); ``null``: null is accepted (diffusers writes
-    null for "not set"); ``many`` = (fewest, most): a list of such values, and with ``single`` one value too.
+    null for "not set"); ``many`` = (fewest, most): a list of such values, and with ``single`` one value too;
+    ``null_items``: entries of such a list may be null (a pipeline component not saved is [null, null]).
     """
 
     kind: str
@@ -476,6 +481,7 @@ class Field:
     many: tuple[int, int] | None = None
     single: bool = False
     infinite: bool = False
+    null_items: bool = False
 
     def one(self, name: str, value):
         if self.kind in ("integer", "real") and not _is_number(value):  # "8" is text in a file, not a number
@@ -518,7 +524,8 @@ class Field:
                 if bad.size:
                     self.one(f"{name}[{bad[0]}]", float(arr[bad[0]]))  # raises with the entry's message
                 return arr.tolist()
-            return [self.one(f"{name}[{i}]", v) for i, v in enumerate(value)]
+            return [None if v is None and self.null_items else self.one(f"{name}[{i}]", v)
+                    for i, v in enumerate(value)]
         return self.one(name, value)
 
     def expected(self, one: bool = False) -> str:
@@ -544,7 +551,7 @@ _NAMES = Field("text", many=(1, 16))
 MODEL_CONFIG: dict[str, Field] = {
     "_class_name": _NAME, "_diffusers_version": _NAME, "_name_or_path": _NAME,
     "sample_size": Field("integer", 1, 4096, many=(1, 3), single=True, null=True),
-    "in_channels": _SIZE, "out_channels": _SIZE,
+    "in_channels": _SIZE, "out_channels": Field("integer", 1, 4096, null=True),  # null: as in_channels (SD3, Flux)
     "block_out_channels": Field("integer", 1, 8192, many=(1, 16)),
     "layers_per_block": Field("integer", 1, 64, many=(1, 16), single=True),
     "transformer_layers_per_block": Field("integer", 1, 64, many=(1, 16), single=True),
@@ -566,7 +573,21 @@ MODEL_CONFIG: dict[str, Field] = {
     "resnet_time_scale_shift": Field("choice", options=("default", "scale_shift", "ada_group", "spatial")),
     "downsample_type": Field("choice", options=("conv", "resnet")),
     "upsample_type": Field("choice", options=("conv", "resnet")),
+    # the conditional families' fields (models.families reads them)
+    "class_embed_type": Field("text", null=True), "addition_embed_type": Field("text", null=True),
+    "encoder_hid_dim_type": Field("text", null=True), "encoder_hid_dim": Field("integer", 1, 65536, null=True),
+    "cross_attention_dim": Field("integer", 1, 65536, many=(1, 16), single=True, null=True),
+    "projection_class_embeddings_input_dim": Field("integer", 1, 10**6, null=True),
+    "addition_time_embed_dim": Field("integer", 1, 65536, null=True),
+    "num_embeds_ada_norm": Field("integer", 1, 10**6, null=True),
+    "joint_attention_dim": Field("integer", 1, 65536, null=True),
+    "pooled_projection_dim": Field("integer", 1, 65536, null=True),
+    "patch_size": Field("integer", 1, 64, null=True), "pos_embed_max_size": Field("integer", 1, 4096, null=True),
+    "guidance_embeds": _FLAG,
 }
+# flowcert.json beside a model's config.json: what diffusers' config has no field for (a class-conditional UNet's
+# null class for classifier-free guidance)
+SIDECAR_CONFIG: dict[str, Field] = {"null_class": Field("integer", 0, 10**6)}
 # The fields of the DDPM-family scheduler configs (diffusers' DDPM, DDIM, Euler, DPM-Solver, EDM and flow-matching
 # schedulers): the model loader reads the noise schedule and the prediction type, exports/presets.py the rest.
 SCHEDULER_CONFIG: dict[str, Field] = {
@@ -597,9 +618,14 @@ SCHEDULER_CONFIG: dict[str, Field] = {
                           "use_flow_sigmas", "use_dynamic_shifting", "lower_order_final", "euler_at_final",
                           "use_lu_lambdas", "invert_sigmas", "stochastic_sampling")},
 }
-# model_index.json of a pipeline folder: these fields, and components as [library, class] (or [null, null]).
-PIPELINE_INDEX: dict[str, Field] = {"_class_name": _NAME, "_diffusers_version": _NAME, "_name_or_path": _NAME}
-COMPONENT = Field("text", many=(2, 2), null=True)
+# model_index.json of a pipeline folder: these fields (the pipelines' own flags among them), and components as
+# [library, class] (a component not saved is [null, null]).
+PIPELINE_INDEX: dict[str, Field] = {
+    "_class_name": _NAME, "_diffusers_version": _NAME, "_name_or_path": _NAME,
+    **{k: _FLAG for k in ("requires_safety_checker", "force_zeros_for_empty_prompt", "add_watermarker",
+                          "requires_aesthetics_score", "is_cosxl_edit", "is_distilled")},
+}
+COMPONENT = Field("text", many=(2, 2), null=True, null_items=True)
 
 
 def _key_text(key) -> str:

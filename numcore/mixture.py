@@ -17,6 +17,7 @@ one-line message on bad input.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ MAX_ABS_MEAN = 1e12  # |mu_ki|: squared distances, precision-weighted distances 
 MAX_VARIANCE = 1e12  # covariance eigenvalues (and |entries|) at most this, at least MIN_VARIANCE
 MIN_VARIANCE = 1e-8
 WEIGHT_TOL = 1e-6
-SPEC_KEYS = ("name", "weights", "means", "variance", "cov")
+MAX_LABEL = 2**31 - 1  # class labels: what a network's integer class embedding takes
+SPEC_KEYS = ("name", "weights", "means", "variance", "cov", "labels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +52,9 @@ class GaussianMixture:
     structure : "isotropic" (Sigma_k = sigma^2 I shared), "shared" (one Sigma for
         all components), or "component" (covariances differ between components).
     name : label used in reports.
+    labels : (K,) optional class label of each component (integers >= 0), or None: the class-conditional
+        density of class c is the mixture restricted to the components labelled c, renormalised
+        (:meth:`restrict`).
     """
 
     weights: np.ndarray
@@ -58,7 +63,41 @@ class GaussianMixture:
     basis: np.ndarray
     structure: str
     name: str = "mixture"
+    labels: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def classes(self) -> tuple:
+        """The distinct class labels, ascending (empty without labels)."""
+        return () if self.labels is None else tuple(int(c) for c in np.unique(self.labels))
+
+    def restrict(self, label: int) -> "GaussianMixture":
+        """The class-conditional mixture p_0(x | c): the components labelled ``label``, weights renormalised.
+
+        Raises:
+            InputError: a mixture without labels, or a label no component has.
+        """
+        if self.labels is None:
+            raise InputError(f"`class_label` = {label!r}: mixture {self.name!r} has no labels: expected a spec with "
+                             "labels (a class per component)")
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) \
+                or int(label) not in self.classes:
+            raise InputError(f"`class_label` = {show_value(label)}: expected one of the mixture's classes "
+                             f"{', '.join(str(c) for c in self.classes)}")
+        key = ("restrict", int(label))
+        if key not in self._cache:
+            keep = np.flatnonzero(self.labels == int(label))
+            spec = self.to_spec()
+            sub = {"weights": (self.weights[keep] / self.weights[keep].sum()).tolist(),
+                   "means": self.means[keep].tolist(), "labels": [int(label)] * keep.size}
+            if "variance" in spec:
+                v = spec["variance"]
+                sub["variance"] = v if np.ndim(v) == 0 else [v[k] for k in keep]
+            else:
+                c = np.asarray(spec["cov"])
+                sub["cov"] = c.tolist() if c.ndim == 2 else c[keep].tolist()
+            self._cache[key] = from_spec(sub, name=f"{self.name}[class {int(label)}]")
+        return self._cache[key]
 
     @property
     def K(self) -> int:
@@ -111,11 +150,12 @@ class GaussianMixture:
         return a2 * self.eigvals + (-np.expm1(-2.0 * t))
 
     def describe(self) -> dict:
-        """Plain-data summary: sizes, structure, geometry constants."""
+        """Plain-data summary: sizes, structure, geometry constants (and the classes, with labels)."""
         sq = (self.means**2).sum(1)
         dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * self.means @ self.means.T, 0.0))
         off = dist[~np.eye(self.K, dtype=bool)]
-        return {
+        extra = {} if self.labels is None else {"classes": list(self.classes), "labels": self.labels.tolist()}
+        return {**extra,
             "name": self.name,
             "K": self.K,
             "d": self.d,
@@ -131,6 +171,8 @@ class GaussianMixture:
     def to_spec(self) -> dict:
         """A spec mapping that :func:`from_spec` turns back into this mixture."""
         spec = {"name": self.name, "weights": self.weights.tolist(), "means": self.means.tolist()}
+        if self.labels is not None:
+            spec["labels"] = self.labels.tolist()
         if self.structure == "isotropic":
             spec["variance"] = float(self.eigvals[0, 0])
         elif self.isotropic_components:
@@ -150,7 +192,8 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
 
     Keys: ``weights`` (optional, K positive numbers summing to 1 within 1e-6;
     default equal), ``means`` (K x d), and exactly one of ``variance`` (a number,
-    or K numbers) or ``cov`` (one d x d matrix, or K of them); ``name`` optional.
+    or K numbers) or ``cov`` (one d x d matrix, or K of them); ``name`` optional;
+    ``labels`` optional (K class labels, integers >= 0: a class per component).
     """
     if not isinstance(spec, dict):
         raise InputError(f"mixture spec is {kind_of(spec)}: expected a mapping with keys means, variance or cov")
@@ -192,6 +235,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         w = w / w.sum()
     else:
         w = np.full(K, 1.0 / K)
+    labels = _labels(spec.get("labels"), K)
 
     has_var, has_cov = "variance" in spec, "cov" in spec
     if has_var == has_cov:
@@ -209,7 +253,7 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         _in_range("variance", v, MAX_VARIANCE)
         eig = np.broadcast_to(np.reshape(v, (-1, 1)), (K, d)).astype(np.float64).copy()
         structure = "isotropic" if (v.ndim == 0 or np.all(v == v[0])) else "component"
-        return _build(w, means, eig, np.zeros((0, d, d)), structure, name)
+        return _build(w, means, eig, np.zeros((0, d, d)), structure, name, labels)
 
     c = array("cov", spec["cov"], ndim=(2, 3), what=f"a {d} x {d} matrix or {K} of them")
     if c.ndim == 2:
@@ -260,7 +304,30 @@ def from_spec(spec, *, name: str = "mixture") -> GaussianMixture:
         structure = "component"
         if not diagonal and np.allclose(basis, basis[0]):
             basis = basis[:1]
-    return _build(w, means, eig, basis, structure, name)
+    return _build(w, means, eig, basis, structure, name, labels)
+
+
+def _labels(value, K: int) -> np.ndarray | None:
+    """The spec's optional ``labels``: K integers in [0, MAX_LABEL], each checked (one line per bad value)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise InputError(f"labels is {kind_of(value)}: expected a list of {K} class labels (one per mean)")
+    if len(value) != K:
+        raise InputError(f"labels has {len(value)} entries: expected {K} class labels (one per mean)")
+    out = np.empty(K, np.int64)
+    for k, v in enumerate(value):
+        ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        if not ok and isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+            ok, v = True, int(v)
+        if not ok:
+            number = isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+            shown = f"= {show_value(v)}" if number else f"is {kind_of(v)}"
+            raise InputError(f"labels[{k}] {shown}: expected a class label (an integer >= 0)")
+        if not 0 <= int(v) <= MAX_LABEL:
+            raise InputError(f"labels[{k}] = {int(v)}: expected a class label in [0, {MAX_LABEL}]")
+        out[k] = int(v)
+    return out
 
 
 def _in_range(field: str, values: np.ndarray, limit: float) -> None:
@@ -271,7 +338,7 @@ def _in_range(field: str, values: np.ndarray, limit: float) -> None:
                          "squared distances, precisions and their products overflow float64; rescale the data)")
 
 
-def _build(w, means, eig, basis, structure, name) -> GaussianMixture:
+def _build(w, means, eig, basis, structure, name, labels=None) -> GaussianMixture:
     if eig.min() < MIN_VARIANCE:
         raise InputError(f"variance {eig.min():.3g} is too small: expected variances >= {MIN_VARIANCE:g}")
     if eig.max() > MAX_VARIANCE:
@@ -284,6 +351,7 @@ def _build(w, means, eig, basis, structure, name) -> GaussianMixture:
         basis=np.ascontiguousarray(basis),
         structure=structure,
         name=name,
+        labels=labels,
     )
 
 

@@ -63,19 +63,30 @@ def test_a_sigma_of_the_wrong_shape_is_refused():
 
 
 def test_conditioning_passes_through_untouched_and_the_call_overrides_the_model_own():
+    """Keys and values reach the network as given; a leading batch dimension of 1 is broadcast over the samples
+    (a view of the same numbers), a tensor with one row per sample and anything that is not a tensor are passed
+    as they are, and a call's cond replaces the model's own."""
     seen = []
-    emb, label = torch.randn(1, 4, 3), torch.tensor([7])
+    emb, label, per, extra = torch.randn(1, 4, 3), torch.tensor([7]), torch.randn(3, 5), {"scale": 0.5}
 
     def fn(x, noise_level, **cond):
         seen.append(cond)
         return torch.zeros_like(x)
 
-    model = torch_model(fn, shape=(2,), cond={"encoder_hidden_states": emb, "class_labels": label})
+    model = torch_model(fn, shape=(2,), cond={"encoder_hidden_states": emb, "class_labels": label, "per": per,
+                                              "cross_attention_kwargs": extra})
     model(torch.ones(3, 2), 1.0)
-    assert seen[-1]["encoder_hidden_states"] is emb and seen[-1]["class_labels"] is label
+    got = seen[-1]
+    assert set(got) == {"encoder_hidden_states", "class_labels", "per", "cross_attention_kwargs"}
+    assert got["encoder_hidden_states"].shape == (3, 4, 3) and got["encoder_hidden_states"].data_ptr() == emb.data_ptr()
+    assert torch.equal(got["encoder_hidden_states"], emb.expand(3, 4, 3))
+    assert got["class_labels"].tolist() == [7, 7, 7] and got["class_labels"].dtype == torch.int64
+    assert got["per"] is per and got["cross_attention_kwargs"] is extra
+    model(torch.ones(1, 2), 1.0)
+    assert seen[-1]["encoder_hidden_states"] is emb and seen[-1]["class_labels"] is label  # nothing to broadcast
     other = {"class_labels": torch.tensor([1])}
     model(torch.ones(3, 2), 1.0, other)
-    assert seen[-1] is not other and seen[-1]["class_labels"] is other["class_labels"] and len(seen[-1]) == 1
+    assert seen[-1] is not other and seen[-1]["class_labels"].tolist() == [1, 1, 1] and len(seen[-1]) == 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
@@ -114,7 +125,8 @@ def test_inputs_are_moved_to_the_network_device():
 def test_every_parametrisation_of_the_registries_is_exact():
     """D = c_skip y + c_out F against each prediction's definition, for every scaling and noise map."""
     la = np.log(np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)))
-    assert set(PREDICTIONS) >= {"sample", "epsilon", "v_prediction", "score"}
+    assert set(PREDICTIONS) >= {"sample", "epsilon", "v_prediction", "score", "flow"}
+    assert set(SCALINGS) >= {"ve", "vp", "flow"} and set(NOISE_MAPS) >= {"flow", "flow1000"}
     for sname, sc in SCALINGS.items():
         for pname, pr in PREDICTIONS.items():
             for sigma in (0.03, 1.0, 30.0):
@@ -123,7 +135,7 @@ def test_every_parametrisation_of_the_registries_is_exact():
                 y, D = 1.7, 0.4  # a point and its denoised value; eps = (y - D) / sigma
                 eps = (y - D) / sigma
                 F = {"sample": D, "epsilon": eps, "v_prediction": alpha * eps - sigma * alpha * D,
-                     "score": -(y - D) / sigma**2 / c_in}[pname]
+                     "score": -(y - D) / sigma**2 / c_in, "flow": eps - D}[pname]
                 assert math.isclose(pr.c_skip(sigma, c_in) * y + pr.c_out(sigma, c_in) * F, D, rel_tol=1e-12,
                                     abs_tol=1e-12), (sname, pname, sigma)
     for name, nm in NOISE_MAPS.items():

@@ -1592,7 +1592,7 @@ def test_valid_folders_load_with_identical_numbers(tiny_models, tmp_path):
     import diffusers
 
     import flowcert
-    from flowcert.models.loaders import _classic_attention
+    from flowcert.models.families import classic_attention as _classic_attention
 
     for layout, sub in (("model", ""), ("pipeline", "unet")):
         m = flowcert.load_model(str(tiny_models[layout]))

@@ -39,13 +39,16 @@ def _exact_fn(mix, prediction, scaling, noise, log_alphabar=None):
             sigma = math.sqrt(math.expm1(2 * c))
         elif noise == "logsnr":
             sigma = math.exp(-c / 2)
+        elif noise in ("flow", "flow1000"):
+            s = c / (1000.0 if noise == "flow1000" else 1.0)
+            sigma = s / (1 - s)
         else:
             la = np.interp(c, np.arange(log_alphabar.size), log_alphabar)
             sigma = math.sqrt(math.expm1(-la))
         t = 0.5 * math.log1p(sigma * sigma)
         alpha, svp = math.exp(-t), math.sqrt(-math.expm1(-2 * t))
         z = inp.double().numpy()
-        x = z if scaling == "vp" else alpha * z  # OU-scale point
+        x = {"vp": z, "ve": alpha * z, "flow": alpha * (1 + sigma) * z}[scaling]  # OU-scale point
         D = denoiser(mix, x, t)
         eps = (x - alpha * D) / svp
         if prediction == "sample":
@@ -54,9 +57,12 @@ def _exact_fn(mix, prediction, scaling, noise, log_alphabar=None):
             out = eps
         elif prediction == "v_prediction":
             out = alpha * eps - svp * D
+        elif prediction == "flow":
+            out = eps - D  # v = eps - x_0
         else:
             s_ou = score(mix, x, t)
-            out = s_ou if scaling == "vp" else s_ou * alpha  # d/dy log p(y) = alpha d/dx log p_t(x)
+            # d/dy log p(y) = alpha d/dx log p_t(x); the flow point y / (1 + sigma): another factor 1 + sigma
+            out = {"vp": s_ou, "ve": s_ou * alpha, "flow": s_ou * alpha * (1 + sigma)}[scaling]
         return torch.as_tensor(out)
 
     return fn
