@@ -350,7 +350,7 @@ def optimise_grid(error: Callable[[np.ndarray], float], steps: int, *, delta: fl
     (OU times, shape (N + 1,), descending, t[0] = T, t[N] = delta) to a positive number, typically the
     relative MSE of your sampler's end points against a teacher's on a fixed batch, built with
     ``flowcert.numcore.gridsearch.endpoint_error(sample, target)``.  Nelder-Mead over the N - 1 interior
-    log-sigmas up to N = 8, coarse to fine (the optimum at ceil(N/2), refined with L-BFGS-B) above;
+    log-sigmas up to N = 8 (L-BFGS-B when ``error`` has ``value_and_grad``, see ``endpoint_error``), coarse to fine (the optimum at ceil(N/2), refined with L-BFGS-B) above;
     deterministic; the nodes stay strictly decreasing.
 
     Args:

@@ -321,6 +321,10 @@ class Denoiser:
                 "sigma_range": list(self.sigma_range) if self.sigma_range else None, **self.info}
 
     # ------------------------------------------------------------------ the denoiser
+    #: True when ``D(y, sigma)`` takes sigma as a 0-d float64 tensor that requires grad and is differentiable in
+    #: it (the grid search's gradients need dD/dsigma); a model without it is searched without gradients
+    sigma_differentiable = False
+
     def __call__(self, y: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
         """D(y, sigma) for y of shape (n, d) in VE coordinates; sigma a float or (n,); shape (n, d), y's dtype."""
         raise NotImplementedError
@@ -408,16 +412,46 @@ class TorchModel(Denoiser):
         tab = torch.tensor(rows, dtype=torch.float64)[where]
         return tab[:, 0:1], tab[:, 1:2], tab[:, 2:3], tab[:, 3]
 
+    sigma_differentiable = True
+
+    def linear_scalings(self, sigma: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(c_in, c_skip, c_out, c_noise) at one sigma given as a 0-d float64 tensor that may require grad: each a
+        0-d tensor whose value is the registry's (as :meth:`scalings` gives it) and whose derivative in sigma is
+        the registry function's, by central differences (relative step :data:`SCALING_STEP`; the functions are
+        scalar, so any registered parametrisation is differentiated without a torch twin)."""
+        sc, pr, nm = SCALINGS[self.scaling], PREDICTIONS[self.prediction], NOISE_MAPS[self.noise]
+
+        def values(s):
+            c_in = sc.c_in(s)
+            return np.array([c_in, pr.c_skip(s, c_in), pr.c_out(s, c_in), nm.c_noise(s, self.log_alphabar)])
+
+        s0 = float(sigma.detach())
+        h = SCALING_STEP * s0
+        v, dv = values(s0), (values(s0 + h) - values(s0 - h)) / (2.0 * h)
+        ds = sigma - s0  # value 0, derivative 1
+        return tuple(float(a) + float(b) * ds for a, b in zip(v, dv))
+
     def __call__(self, y: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
         n = y.shape[0]
-        s = per_sample(sigma, n)
-        c_in, c_skip, c_out, c_noise = (c.to(device=self.device, dtype=self.dtype) for c in self.scalings(s))
+        s = per_sample(sigma.detach() if torch.is_tensor(sigma) else sigma, n)  # the noise levels for messages
+        if torch.is_tensor(sigma) and sigma.requires_grad:  # differentiable in sigma (one sigma for all samples)
+            if sigma.ndim != 0:
+                raise InputError(f"`sigma` has shape {tuple(sigma.shape)}: a sigma that requires grad must be one "
+                                 "number (0-d)")
+            c_in, c_skip, c_out, c_noise = (c.to(device=self.device, dtype=self.dtype)
+                                            for c in self.linear_scalings(sigma))
+            c_noise = c_noise.expand(n)
+        else:
+            c_in, c_skip, c_out, c_noise = (c.to(device=self.device, dtype=self.dtype) for c in self.scalings(s))
         yd = y.to(device=self.device, dtype=self.dtype)
         kwargs = batch_cond(self.cond if cond is None else cond, n, self.device, self.dtype)
         out = self.fn((c_in * yd).reshape(n, *self.shape), c_noise, **kwargs)
         F = output_tensor(out)
         check_values(self, F, y, s)  # the network's own output, before the parametrisation mixes it with y
         return (c_skip * yd + c_out * F.reshape(n, -1).to(yd.dtype)).to(device=y.device, dtype=y.dtype)
+
+
+SCALING_STEP = 1e-5  # relative step of the central differences of the scalings in sigma (error ~1e-10)
 
 
 def output_tensor(out):

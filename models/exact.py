@@ -22,6 +22,11 @@ from ..numcore.checks import InputError
 from .denoiser import Denoiser, Needs
 
 
+def _functions(t):
+    """(exp, expm1) for a float t (math's) or a tensor t (torch's, differentiable)."""
+    return (torch.exp, torch.expm1) if torch.is_tensor(t) else (math.exp, math.expm1)
+
+
 class TorchMixture:
     """The mixture's arrays as tensors, with the score and Hessian-vector products of p_t."""
 
@@ -40,10 +45,12 @@ class TorchMixture:
     def d(self) -> int:
         return self.mix.d
 
-    def _terms(self, x, t: float):
-        """(w (n,K), z/s (n,K,d) in the eigenbasis, 1/s (K,d), score (n,d), g (n,K,d))."""
-        alpha = math.exp(-t)
-        s = alpha * alpha * self.eigvals + (-math.expm1(-2.0 * t))
+    def _terms(self, x, t):
+        """(w (n,K), z/s (n,K,d) in the eigenbasis, 1/s (K,d), score (n,d), g (n,K,d)); t a float or a 0-d tensor
+        (then differentiable in it)."""
+        exp, expm1 = _functions(t)
+        alpha = exp(-t)
+        s = alpha * alpha * self.eigvals + (-expm1(-2.0 * t))
         diff = x[:, None, :] - alpha * self.means[None]
         z = diff if self.U is None else torch.einsum("nkd,kde->nke", diff, self.U)
         zs = z / s
@@ -62,8 +69,9 @@ class TorchMixture:
         """
         if self.iso_var is None:
             return self._terms(x, t)[2]
-        alpha = math.exp(-t)
-        s = alpha * alpha * self.iso_var + (-math.expm1(-2.0 * t))
+        exp, expm1 = _functions(t)
+        alpha = exp(-t)
+        s = alpha * alpha * self.iso_var + (-expm1(-2.0 * t))
         logits = self.log_w + (alpha * (x @ self.means.T) - (alpha * alpha) * self.half_sq_means) / s
         w = torch.softmax(logits, dim=1)
         return (alpha * (w @ self.means) - x) / s
@@ -126,11 +134,19 @@ class ExactMixture(Denoiser):
             self._by_label[label] = TorchMixture(self.mix.restrict(label), self.device, self.dtype)
         return self._by_label[label]
 
+    sigma_differentiable = True
+
     @staticmethod
-    def _at(tm: TorchMixture, y: torch.Tensor, sigma: float) -> torch.Tensor:
-        alpha = 1.0 / math.sqrt(1.0 + sigma * sigma)
+    def _at(tm: TorchMixture, y: torch.Tensor, sigma) -> torch.Tensor:
+        """D at one sigma: a float, or a 0-d tensor (then differentiable in it)."""
+        if torch.is_tensor(sigma):
+            sigma = sigma.to(device=y.device, dtype=y.dtype)
+            alpha = 1.0 / torch.sqrt(1.0 + sigma * sigma)
+            t = 0.5 * torch.log1p(sigma * sigma)
+        else:
+            alpha = 1.0 / math.sqrt(1.0 + sigma * sigma)
+            t = 0.5 * math.log1p(sigma * sigma)
         sig_vp = sigma * alpha
-        t = 0.5 * math.log1p(sigma * sigma)
         x = alpha * y
         return (x + sig_vp * sig_vp * tm.score(x, t)) / alpha
 
@@ -148,9 +164,20 @@ class ExactMixture(Denoiser):
         from .denoiser import per_sample
 
         n = y.shape[0]
-        s = per_sample(sigma, n)
         labels = self._labels(self.cond if cond is None else cond, n)
         yd = y.to(device=self.device, dtype=self.dtype)
+        if torch.is_tensor(sigma) and sigma.requires_grad:  # differentiable in sigma (one sigma for all samples)
+            if sigma.ndim != 0:
+                raise InputError(f"`sigma` has shape {tuple(sigma.shape)}: a sigma that requires grad must be one "
+                                 "number (0-d)")
+            if labels is None:
+                return self._at(self.tm, yd, sigma).to(device=y.device, dtype=y.dtype)
+            out = yd.new_zeros(yd.shape)
+            for c in torch.unique(labels).tolist():
+                idx = torch.nonzero(labels == c).reshape(-1).to(yd.device)
+                out = out.index_put((idx,), self._at(self._mixture(int(c)), yd[idx], sigma))  # out of place
+            return out.to(device=y.device, dtype=y.dtype)
+        s = per_sample(sigma, n)
         keys = s if labels is None else torch.stack([s, labels.double()], 1)
         groups = torch.unique(keys, dim=0) if keys.ndim == 2 else torch.unique(keys)
         if groups.shape[0] == 1:

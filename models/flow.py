@@ -24,10 +24,11 @@ DEFAULT_TEACHER_STEPS = 64
 
 
 class Counter:
-    """A model wrapper counting model evaluations (in samples and in batched calls)."""
+    """A model wrapper counting model evaluations (in samples and in batched calls); ``backward`` counts the
+    reverse passes through the network (in samples) that gradients add, apart."""
 
     def __init__(self, model):
-        self.model, self.calls, self.samples = model, 0, 0
+        self.model, self.calls, self.samples, self.backward = model, 0, 0, 0
 
     def __call__(self, y, sigma):
         self.calls += 1
@@ -162,3 +163,48 @@ def solve(model, x_T, t_grid, solver: str, batch: int = 1024, counter: Counter |
             y = run(lambda yy, s: D(yy, s).double(), y, sigmas, solver)
             out.append((y * math.exp(-t[-1])).numpy())
     return np.concatenate(out)
+
+
+GRADIENT_BATCH = 256  # samples per reverse pass (the autograd graph of one chunk is kept until its backward)
+
+
+def squared_error_and_grad(model, x_T, target, t_grid, solver: str, batch: int = GRADIENT_BATCH,
+                           counter: Counter | None = None) -> tuple[float, np.ndarray]:
+    """(sum_i |x_i - target_i|^2, its gradient with respect to rho_k = log sigma_VE(t_k), shape (N + 1,)) for the
+    solver's end points x (OU scale) on the OU grid ``t_grid`` from x_T with the model's denoiser: the twin of
+    :func:`numcore.samplers.squared_error_and_grad` for a network.
+
+    Reverse mode as LD3 backpropagates through its solver: the solver's program (:mod:`numcore.solvers`) runs in
+    torch with its evaluation sigmas and coefficients as leaves (:func:`numcore.samplers.run_program`), torch
+    autograd gives their cotangents (through the network: J^T v in y and v . dD/dsigma through its scalings and
+    noise input, :attr:`models.denoiser.Denoiser.sigma_differentiable`), and complex steps through the scheme carry
+    them to the nodes (:func:`numcore.kernels.grid_gradient`).  One forward and one reverse pass through the network
+    per evaluation; the forward passes are counted on ``counter.samples`` (as :func:`solve` counts them), the
+    reverse passes on ``counter.backward``.  The end nodes' entries leave out the scaling between OU and VE
+    coordinates at t_0 and t_N (the search keeps both ends fixed)."""
+    from ..numcore import kernels
+    from ..numcore.samplers import run_program
+    from ..numcore.solvers import check
+
+    s = check(solver)
+    t = np.asarray(t_grid, float)
+    sig = np.sqrt(np.expm1(2.0 * t))
+    program = s.program(sig, compiled=True)
+    leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in program]
+    grads = [np.zeros_like(a) for a in program]
+    D = counter or Counter(model)
+    x = torch.as_tensor(np.asarray(x_T, float), dtype=torch.float64)
+    tgt = torch.as_tensor(np.asarray(target, float), dtype=torch.float64)
+    a0, aN = math.exp(t[0]), math.exp(-t[-1])
+    loss = 0.0
+    for lo in range(0, x.shape[0], batch):
+        with torch.enable_grad():
+            end = run_program(lambda yy, ss: D(yy, ss).double(), x[lo:lo + batch] * a0, *program, values=leaves)
+            part = ((end * aN - tgt[lo:lo + batch]) ** 2).sum()
+            g = torch.autograd.grad(part, leaves, allow_unused=True)
+        for acc, gi in zip(grads, g):
+            if gi is not None:
+                acc += gi.numpy()
+        loss += float(part.detach())
+        D.backward += int(end.shape[0]) * s.evaluations(len(t) - 1)
+    return loss, kernels.grid_gradient()(s.scheme, sig, *(np.ascontiguousarray(a) for a in grads))

@@ -8,10 +8,13 @@ that every point of the search space is a valid grid: in rho = log sigma_VE the 
     rho_{i-1} - rho_i = (rho(T) - rho(delta)) softmax(z_1, ..., z_{N-1}, 0)_i,
 
 so the nodes are strictly decreasing and the ends fixed for every z in R^{N-1}.  The objective is
-log error(t).  Up to ``FULL_SIMPLEX`` steps a Nelder-Mead simplex searches all N - 1 coordinates; above,
-the search first solves the problem with ceil(N/2) steps, inserts a node in the middle of each of its
-gaps (in rho) and refines that grid with L-BFGS-B (coarse to fine), with exact gradients when ``error``
-provides them (``error.value_and_grad``) and forward differences otherwise.  With a ``screen`` (a cheaper
+log error(t).  When ``error`` provides exact gradients (``error.value_and_grad``), L-BFGS-B with them
+searches all N - 1 coordinates at every N (a budget per run and a stop when progress stalls): up to
+``FULL_SIMPLEX`` steps one run from every start, the best kept (runs from different starts can end in different
+basins); above, one run from the best start after the coarse stage below.  Without gradients, up to ``FULL_SIMPLEX`` steps a
+Nelder-Mead simplex searches all N - 1 coordinates; above, the search first solves the problem with ceil(N/2)
+steps, inserts a node in the middle of each of its gaps (in rho) and refines that grid with L-BFGS-B (coarse to
+fine) with forward differences.  With a ``screen`` (a cheaper
 estimate of the same error, e.g. on part of the batch) all of that runs on the screen, and one L-BFGS-B run
 on ``error`` finishes.  Every run starts at the best of the given starting grids, and the result is never
 worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
@@ -30,7 +33,7 @@ import numpy as np
 from .units import rho_from_t, t_from_rho
 
 MAX_STEPS = 64  # the largest N the search accepts
-FULL_SIMPLEX = 8  # up to this N, Nelder-Mead over every interior node
+FULL_SIMPLEX = 8  # up to this N, Nelder-Mead over every interior node (without gradients); above, coarse to fine
 MIN_GAP = 1e-9  # smallest gap in rho, relative to the whole range: closer nodes are rejected
 SIMPLEX_EVALS = 300  # Nelder-Mead budget per free node
 REFINE_EVALS = 40  # L-BFGS-B budget per free node (coarse to fine, finite-difference gradients)
@@ -207,20 +210,26 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
                             "none", time.perf_counter() - clock, f.history, {1: (starts[best], values[best])})
     z0 = to_params(starts[best])
     gradient = hasattr(error, "value_and_grad")
-    if N <= FULL_SIMPLEX:
+    if gradient and N <= FULL_SIMPLEX:  # a run from every start: they can end in different basins
+        runs = []
+        for name in sorted(values, key=values.get):
+            r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True)
+            r.message = stop
+            runs.append(r)
+            iterations += int(getattr(r, "nit", 0))
+        res = min(runs, key=lambda r: r.fun)
+        res.nit = 0  # counted above
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients) from each of {len(runs)} starts")
+    elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
+        res, stop = _lbfgsb(f, z0, N, effort, True)
+        res.message = stop
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
+    elif N <= FULL_SIMPLEX:
         res = minimize(f, z0, method="Nelder-Mead",
                        options=dict(maxfev=int(effort * SIMPLEX_EVALS * (N - 1)), xatol=xtol / effort,
                                     fatol=ftol / effort, adaptive=N > 5,
                                     initial_simplex=np.vstack([z0, z0 + 0.5 * np.eye(N - 1)])))
         stages.append(f"nelder-mead({N - 1})")
-    elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
-        stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
-        res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
-                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
-        if stall.stopped:
-            res.message = (f"stalled: the error fell by less than {100 * stall.gain:.2g}% over the last "
-                           f"{stall.window} iterations")
-        stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
     else:
         res = minimize(f, z0, method="L-BFGS-B",
                        options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,

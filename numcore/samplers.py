@@ -46,22 +46,36 @@ def run(model, y, sig, solver):
     Row 0 is y; row r is sum_w cx[r, w] X_{r-1-w} + cd[r, w] D_{r-1-w} (terms with a zero coefficient are left
     out), and D_r = model(X_r, ev[r]) where ev[r] > 0."""
     s = check(solver)
-    ev, cx, cd = s.program(np.asarray(sig, float))
+    return run_program(model, y, *s.program(np.asarray(sig, float)))
+
+
+def run_program(model, y, ev, cx, cd, values=None):
+    """A program (ev (R,), cx (R, W), cd (R, W), numpy) run from y with ``model(y, sigma)``; returns its last row.
+
+    ``values``: (ev, cx, cd) of the same shapes whose entries are used instead of Python floats (e.g. torch
+    tensors that carry gradients: :func:`models.flow.squared_error_and_grad` differentiates the end point with
+    respect to the program this way); the numpy program still decides which terms and rows there are, so both
+    run the same operations in the same order."""
     R, W = cx.shape
+    if values is None:
+        at_ev, at_cx, at_cd = (lambda r: float(ev[r])), (lambda r, w: float(cx[r, w])), (lambda r, w: float(cd[r, w]))
+    else:
+        vev, vcx, vcd = values
+        at_ev, at_cx, at_cd = (lambda r: vev[r]), (lambda r, w: vcx[r, w]), (lambda r, w: vcd[r, w])
     X, D = [y] + [None] * (R - 1), [None] * R
     for r in range(R):
         if r > 0:
             acc = None
             for w in range(min(W, r)):
-                for c, v in ((cx[r, w], X[r - 1 - w]), (cd[r, w], D[r - 1 - w])):
+                for c, at, v in ((cx[r, w], at_cx, X[r - 1 - w]), (cd[r, w], at_cd, D[r - 1 - w])):
                     if c != 0.0:
-                        term = float(c) * v
+                        term = at(r, w) * v
                         acc = term if acc is None else acc + term
             X[r] = acc
             if r > W:  # rows r - 1 - W and older are never read again
                 X[r - 1 - W] = D[r - 1 - W] = None
         if ev[r] > 0.0:
-            D[r] = model(X[r], float(ev[r]))
+            D[r] = model(X[r], at_ev(r))
     return X[R - 1]
 
 

@@ -120,7 +120,7 @@ def _optimal(batches: Batches, steps: int, solver: str, starts: dict, effort: fl
 
 def search(batches: Batches, solver: str, steps: int, starts: dict, effort: float = 1.0,
            screen: int = SCREEN_SAMPLES, coarse=None) -> gridsearch.SearchResult:
-    """:func:`numcore.gridsearch.search` on the training batch.  Up to 8 steps the simplex runs on the whole
+    """:func:`numcore.gridsearch.search` on the training batch.  Up to 8 steps the search runs on the whole
     batch (few-step errors are heavy-tailed: a smaller batch can choose a basin that fresh trajectories do not
     confirm); above, the coarse-to-fine stages run on its ``screen`` first trajectories and one L-BFGS-B run
     with exact gradients finishes on all of them."""

@@ -414,9 +414,10 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
     the exact flow map: relative RMS difference eps ~ 2e-5, checked below) and rounding (1e-14).  A solver
     error of relative RMS r then changes the relative MSE r^2 by at most ~2 eps r, i.e. relatively by
     2 eps / r <= 2e-5 / 0.045 < 1e-3 for the errors here (r^2 > 2e-3): we allow 2e-3 on the training errors.
-    From the same starts Nelder-Mead sees the same ordering of its vertices unless two differ by less than
-    that, so the grids coincide (measured: identical nodes); we allow 0.02 in every log sigma, far below
-    a grid's spacing (> 1) and below the search's own tolerance (gaps within ~0.4% of the 8.4 range: 0.035).
+    From the same starts L-BFGS-B (exact gradients on both paths: autograd through the network there, the
+    compiled reverse-mode kernel here) takes the same steps up to that relative difference, so the grids
+    coincide to far below the search's tolerance; we allow 0.02 in every log sigma, far below a grid's spacing
+    (> 1) and below the search's own tolerance (gaps within ~0.4% of the 8.4 range: 0.035).
     """
     from flowcert.numcore.units import sigma_from_t
     from flowcert.studies.optimal import optimal_grid
@@ -424,7 +425,7 @@ def test_optimal_grid_of_a_wrapped_mixture_is_the_analytic_one():
 
     mix = flowcert.load_mixture("ring8")
     model = mixture_model(mix)
-    mb = ModelBatches(model, 1e-3, 5.0, train=96, test=64, seed=3, teacher_steps=64, check=64)
+    mb = ModelBatches(model, 1e-3, 5.0, train=96, test=64, seed=3, teacher_steps=64, check=64, gradients=True)
     ab = Batches(mix, 1e-3, 5.0, seed=3, points=(mb.x_train.numpy(), mb.x_test.numpy()))
     eps = np.sqrt(np.sum((ab.y_train - mb.y_train) ** 2) / np.sum(ab.y_train**2))
     assert eps < 5e-5  # the model's teacher is the exact flow map within its RK4 error
@@ -466,3 +467,104 @@ def test_solvers_api_takes_a_loaded_mixture_and_a_path(tmp_path):
     for arg, name in ((mix, "line2"), (spec, "two")):
         res = flowcert.solvers(arg, steps=[2], samples=64, train_samples=64)
         assert res["mixture"] == name and res["rows"]
+
+
+# ----------------------------------------------------------------------------- gradients through the network
+def test_model_gradient_equals_numcores_reverse_mode_on_the_exact_mixture():
+    """models.flow.squared_error_and_grad (the registry's program in torch with autograd, then complex steps
+    through the scheme) on the exact mixture's torch denoiser equals numcore's compiled reverse-mode kernel
+    (samplers.squared_error_and_grad), a separate implementation, for every registered solver: both compute the
+    same number in float64 in a different order, so they agree to rounding (1e-9 allowed)."""
+    from flowcert.models.flow import squared_error_and_grad
+    from flowcert.numcore import grids, samplers
+    from flowcert.numcore.solvers import SOLVERS
+
+    mix = flowcert.load_mixture("ring8")
+    m = mixture_model(mix)
+    x = sample(mix, 5.0, 48, 0)
+    y = samplers.sample_grid(mix, x, grids.build("logsnr", 64, 1e-3, 5.0), "heun")
+    t = grids.build("edm", 6, 1e-3, 5.0)
+    for solver in SOLVERS:
+        va, ga = samplers.squared_error_and_grad(mix, x, y, t, solver)
+        vb, gb = squared_error_and_grad(m, x, y, t, solver)
+        assert vb == pytest.approx(va, rel=1e-9), solver
+        np.testing.assert_allclose(gb[1:-1], ga[1:-1], rtol=1e-9, atol=1e-9 * np.max(np.abs(ga)), err_msg=solver)
+
+
+def _smooth_network(d: int):
+    """A fixed random tanh network fn(x, c_noise) in float64: smooth in both inputs, so central differences of
+    a solver's end points in log sigma converge (a ReLU net's kinks or a float32 net's rounding would not)."""
+    g = torch.Generator().manual_seed(0)
+    W1 = torch.randn(d + 2, 24, generator=g, dtype=torch.float64) / 2
+    b1 = torch.randn(24, generator=g, dtype=torch.float64) / 2
+    W2 = torch.randn(24, d, generator=g, dtype=torch.float64) / 4
+
+    def fn(x, c):
+        z = torch.cat([x, torch.sin(c)[:, None], torch.tanh(c / 4)[:, None]], 1)
+        return torch.tanh(z @ W1 + b1) @ W2
+
+    return fn
+
+
+@pytest.mark.parametrize("prediction,scaling,noise", [("epsilon", "vp", "t"), ("v_prediction", "ve", "sigma"),
+                                                      ("sample", "ve", "logsnr")])
+def test_model_gradient_matches_finite_differences(prediction, scaling, noise):
+    """The grid gradient through a network (autograd in y and in sigma through the scalings and the noise
+    input, complex steps through the scheme) against central differences of the plain forward solver
+    (models.flow.solve: floats, no autograd) in each interior log sigma.
+
+    Tolerance: step h = 1e-4 in log sigma; the differences' truncation error is ~h^2 |f'''| ~ 1e-8 relative
+    and their rounding ~1e-16 / h ~ 1e-12; the scalings' own central differences (relative step 1e-5) add
+    ~1e-10.  We allow 1e-6 of the largest entry, far below a wrong term (a missing dD/dsigma changes entries by
+    O(1) relative, checked: the noise input alone moves them by > 1e-3)."""
+    from flowcert.models.flow import solve, squared_error_and_grad
+    from flowcert.numcore import grids
+    from flowcert.numcore.solvers import SOLVERS
+    from flowcert.numcore.units import rho_from_t, t_from_rho
+
+    d = 3
+    m = torch_model(_smooth_network(d), shape=(d,), prediction=prediction, scaling=scaling, noise=noise,
+                    dtype=torch.float64)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, d))
+    y = rng.standard_normal((16, d)) * 0.5
+    t = grids.build("logsnr", 5, 1e-3, 3.0)
+    rho, h = rho_from_t(t), 1e-4
+
+    def f(r, solver):
+        tk = t_from_rho(r)
+        tk[0], tk[-1] = t[0], t[-1]
+        return float(np.sum((solve(m, x, tk, solver) - y) ** 2))
+
+    for solver in SOLVERS:
+        v, g = squared_error_and_grad(m, x, y, t, solver, batch=7)  # several chunks
+        assert v == pytest.approx(f(rho, solver), rel=1e-12), solver
+        fd = []
+        for k in range(1, len(t) - 1):
+            e = np.zeros_like(rho)
+            e[k] = h
+            fd.append((f(rho + e, solver) - f(rho - e, solver)) / (2 * h))
+        fd = np.array(fd)
+        np.testing.assert_allclose(g[1:-1], fd, rtol=0, atol=1e-6 * np.max(np.abs(fd)), err_msg=solver)
+
+
+def test_exact_mixture_differentiable_in_sigma_with_per_sample_labels():
+    """The exact class-conditional mixture with a sigma that requires grad and one label per sample: its value is
+    the plain call's (float sigma), and its derivative in sigma matches central differences of the plain call
+    (step 1e-6 relative: truncation ~1e-12, rounding ~1e-10; 1e-7 allowed)."""
+    from flowcert.numcore.mixture import from_spec
+
+    spec = {"weights": [0.2, 0.3, 0.1, 0.4], "means": [[-1.5, 0.0], [1.5, 0.5], [0.0, 2.0], [0.5, -2.0]],
+            "variance": [0.05, 0.02, 0.1, 0.03], "labels": [0, 0, 1, 1]}
+    m = mixture_model(from_spec(spec, name="labelled"))
+    y = torch.as_tensor(np.random.default_rng(0).standard_normal((6, 2)) * 1.5)
+    cond = {"class_labels": torch.tensor([0, 1, 1, -1, 0, 1])}
+    v = torch.as_tensor(np.random.default_rng(1).standard_normal((6, 2)))
+    for s0 in (0.1, 0.8, 3.0):
+        s = torch.tensor(s0, dtype=torch.float64, requires_grad=True)
+        D = m(y, s, cond)
+        np.testing.assert_allclose(D.detach().numpy(), m(y, s0, cond).numpy(), rtol=1e-14, atol=1e-14)
+        g = float(torch.autograd.grad((D * v).sum(), s)[0])
+        h = 1e-6 * s0
+        fd = float(((m(y, s0 + h, cond) - m(y, s0 - h, cond)) * v).sum()) / (2 * h)
+        assert g == pytest.approx(fd, rel=1e-7, abs=1e-7)
