@@ -410,8 +410,8 @@ def certify(mixture, eps: float, *, t: float | None = None, p: float = 2.0, delt
 
 def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: Iterable[int] = (4, 8, 16, 32), *, random: int = 0, delta: float = DELTA,
             T: float = T_MAX, samples: int = 10000, seed: int = 0, train_samples: int = 4096, effort: float = 1.0,
-            plot: str | None = None, progress=no_progress) -> dict:
-    """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate against the exact flow map.
+            solvers: str | Iterable[str] | None = None, plot: str | None = None, progress=no_progress) -> dict:
+    """Which grid makes which solver most accurate against the exact flow map.
 
     From ``samples`` exact x_T ~ p_T and the exact denoiser, every grid kind (balanced on the tri,
     sharp and empirical rates, uniform, EDM, log-SNR, KL-optimal, and each solver's optimal grid,
@@ -423,9 +423,12 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
 
     Args:
         mixture: a spec, a list of specs, or None (then ``random`` must be >= 1).
+        solvers: the solvers to study (names of the registry, :data:`flowcert.numcore.solvers.NAMES`, as a list
+            or comma-separated; default all), each with its own optimal grid.
 
     Returns:
-        one mixture: the dict of ``flowcert solvers --format json``: ``rows`` (grid, solver, steps, nfe,
+        one mixture: the dict of ``flowcert solvers --format json``: ``solvers`` (the ones studied), ``rows``
+        (grid, solver, steps, nfe,
         engine, rel_mse, rel_mse_ci, sw), ``sw_floor``, ``summary``, ``optimal`` (the optimal grids and
         their searches), ``teacher``, ``league``.  Several: ``studies`` (one such dict each, without
         ``league``) and ``league`` (per solver and N, each grid's relative MSE over the optimal grid's:
@@ -439,8 +442,11 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
     from .numcore.io import check_outputs
     from .numcore.mixture import random_mixtures
 
+    from .numcore.solvers import check_list
+
     delta, T = time_window(delta, T, delta_min=TEACHER_DELTA_MIN)
     ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
+    chosen = check_list(solvers)
     samples, seed, train_samples, random, effort = options(samples=samples, seed=seed, train_samples=train_samples,
                                                            random=random, effort=effort)
     from .numcore.mixture import GaussianMixture
@@ -460,12 +466,13 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
         fits_memory("samples", samples, need, f"the study of {target.name} at d = {target.d}",
                     largest=int(samples * _budget() / need))
     studies = []
-    per = (len(solver_study.labels(targets[0])) + 1) * len(ns) * len(solver_study.SOLVERS)  # runs and searches
+    per = (len(solver_study.labels(targets[0])) + 1) * len(ns) * len(chosen)  # runs and searches
     with progress(len(mixes) * per, "solvers") as bar:
         for target in targets:
             studies.append(solver_study.run(target, ns, delta, T, samples=samples, seed=seed, bar=bar,
                                             rate_samples=min(samples, 4096), train_samples=train_samples,
-                                            effort=effort, teacher_progress=progress if len(mixes) == 1
+                                            effort=effort, solvers=chosen,
+                                            teacher_progress=progress if len(mixes) == 1
                                             else no_progress))
     league = solver_study.league(studies)
     if len(mixes) == 1 and not random:
@@ -476,7 +483,7 @@ def solvers(mixture: str | dict | GaussianMixture | list | None = None, steps: I
     if plot is not None:
         solver_study.plot_league(league, plot)
     return {"studies": studies, "league": league, "random": random, "seed": seed, "steps": ns, "samples": samples,
-            "train_samples": train_samples, "delta": delta, "T": T}
+            "train_samples": train_samples, "delta": delta, "T": T, "solvers": list(chosen)}
 
 
 def validate(specs=(), *, out: str | None = None, resume: str | None = None, preset: str | None = None,
@@ -845,10 +852,11 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
 def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
                   data: np.ndarray | str | None = None, reference: np.ndarray | str | None = None,
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
-                  rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1, plot: str | None = None,
-                  threads: int | None = None, load: dict | None = None, progress=no_progress,
-               announce: Callable[[int, str], None] | None = None) -> dict:
-    """Which grid makes Euler, Heun and DPM-Solver++(2M) most accurate for a trained model: :func:`solvers`'s study
+                  rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1,
+                  solvers: str | Iterable[str] | None = None, plot: str | None = None, threads: int | None = None,
+                  load: dict | None = None, progress=no_progress,
+                  announce: Callable[[int, str], None] | None = None) -> dict:
+    """Which grid makes which solver most accurate for a trained model: :func:`solvers`'s study
     (:func:`flowcert.studies.solver_study.run`) on the model, with a model's defaults.
 
     From ``samples`` x_T ~ N(0, I): every grid (balanced on the model's E||J||, uniform, EDM, log-SNR,
@@ -859,6 +867,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
     interval.
 
     Args:
+        solvers: the solvers to study (as in :func:`solvers`; default all).
         threads: torch CPU threads while it runs (default: ``OPTIONS["threads"]``, 1: measured faster than 2 on a
             busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
         announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
@@ -866,7 +875,7 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
         load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
-        the dict of ``flowcert solvers --model --format json``: ``rows`` (grid, solver, steps, nfe,
+        the dict of ``flowcert solvers --model --format json``: ``solvers``, ``rows`` (grid, solver, steps, nfe,
         rel_mse, rel_mse_ci, sw, sw_ci), ``teacher``, ``sw_floor``, ``summary``, ``grid_nodes``, ``rate``.
 
     Raises:
@@ -874,9 +883,11 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
     """
     from .numcore.checks import OPTIONS, options, steps_list
     from .numcore.io import check_destination
+    from .numcore.solvers import check_list
     from .studies import solver_study
     from .studies.targets import data_for
 
+    chosen = check_list(solvers)
     if plot is not None:
         check_destination(plot, "plot", [*model_files(model), *(x for x in (data, reference) if isinstance(x, str))])
     with _threads(threads) as n_threads:
@@ -890,7 +901,8 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
         _announce(announce, target.plan_study(ns, samples=samples, train=train_samples, rate_samples=rate_samples),
                   n_threads)
         res = solver_study.run(target, ns, delta, T, samples=samples, seed=seed, rate_samples=rate_samples,
-                               train_samples=train_samples, effort=effort, progress=progress, reference=ref)
+                               train_samples=train_samples, effort=effort, solvers=chosen, progress=progress,
+                               reference=ref)
     if plot is not None:
         solver_study.plot(res, plot)
     return res

@@ -22,6 +22,7 @@ from .numcore.checks import OPTIONS, InputError, printable, show_value, split_li
 from .numcore.grids import GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 from .numcore.solvers import NAMES
+from .exports.presets import PRESETS
 
 # ----------------------------------------------------------------------------- plumbing
 
@@ -458,7 +459,7 @@ APPLIES: dict[str, dict] = {
         "seed": (lambda v: v["verify"] > 0, "with `verify` > 0 (it seeds the verification samples)"),
     },
     "solvers": {
-        "specs": None, "model": None, "steps": None, "samples": None, "train_samples": None, "effort": None,
+        "specs": None, "model": None, "solvers": None, "steps": None, "samples": None, "train_samples": None, "effort": None,
         "seed": None, "delta": None, "T": None, "fmt": None, "output": None, "plot": None,
         "data": (_model, "with `model`"), "threads": (_model, "with `model`"),
         "reference": (_model, "with `model`"), "teacher_steps": (_model, "with `model`"),
@@ -740,8 +741,7 @@ def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, i
 # ----------------------------------------------------------------------------- grid
 
 GRID_FORMATS = ("table", "json", "csv", "npy", "txt")
-PRESET_NAMES = ("diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps", "k-diffusion",
-                "comfyui")
+PRESET_NAMES = tuple(PRESETS)
 
 
 def output_format(fmt: str | None, output: str | None) -> str:
@@ -763,7 +763,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
                    "[default: balanced; with --for: the grid that wins for the preset's solver]")
 @click.option("--solver", type=click.Choice(list(NAMES)), default=None,
               help="The solver of --kind optimal, and of the winning --for export (default: the one the preset "
-                   "runs: dpmpp_2m for diffusers-timesteps, euler for the others).")
+                   "runs: a k-diffusion-* or comfyui-* preset names its sampler; unipc for diffusers-unipc, "
+                   "dpmpp_2m for diffusers-timesteps, dpmpp_3m for diffusers-dpmsolver-3m, euler for the others).")
 @click.option("--bound", type=click.Choice(["tri", "sharp", "empirical"]), default=None,
               help="Rate L(t) that defines Lambda: the triangle or sharp bound, or the empirical p_t-average of "
                    "||J||_op (data-aware; uses --samples and --seed).  [default: tri; empirical with --model, "
@@ -777,7 +778,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Extra units to output (repeat or comma-separate): t, sigma (VE/EDM), alpha, sigma_vp, logsnr, "
                    "rf (rectified flow), ddpm (fractional timestep of --beta-schedule, 1000 steps).")
 @click.option("--beta-schedule", type=click.Choice(["linear", "scaled_linear"]), default=None,
-              help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps exports "
+              help="DDPM beta schedule for --units ddpm and the diffusers-euler / diffusers-timesteps / "
+                   "diffusers-dpmsolver-3m exports "
                    "[default: linear, or the --scheduler-config's].")
 @click.option("--clip", is_flag=True, help="Clip times outside the DDPM schedule's (or the --scheduler-config's) "
                                            "range (with a warning) instead of failing.")
@@ -794,8 +796,8 @@ def output_format(fmt: str | None, output: str | None) -> str:
               help="Write the grid the way one sampler takes it: " + ", ".join(PRESET_NAMES) +
                    " (conventions in the docs: order, trailing 0, final sigma, shift).")
 @click.option("--shift", type=float, default=None,
-              help="diffusers-flowmatch: the scheduler's static shift to compensate [default: 1 (neutral), or the "
-                   "--scheduler-config's].")
+              help="diffusers-flowmatch, diffusers-unipc: the scheduler's static shift to compensate [default: 1 "
+                   "(neutral), or the --scheduler-config's].")
 @click.option("--scheduler-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="A pipeline's own scheduler_config.json (diffusers presets): build the export for that scheduler "
                    "(beta schedule, zero terminal SNR, sigma range, shift) and check it there.")
@@ -919,6 +921,9 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @number("--train-samples", "train_samples", "Trajectories the optimal grids are fitted on (independent of "
         "--samples; with --model the model's teacher's).")
 @number("--effort", "effort", "Multiplies the grid search's evaluation budgets.")
+@click.option("--solvers", "solvers", default=None, metavar="NAMES",
+              help="Comma-separated solvers to study, each with its own optimal grid: "
+                   + ", ".join(NAMES) + " [default: all]")
 @seed_option("Seed of the samples, projections and random mixtures.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
@@ -926,13 +931,13 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
 def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, steps, random, samples, train_samples,
-                effort, seed, delta, T, fmt, output, plot):
+                effort, solvers, seed, delta, T, fmt, output, plot):
     """Which grid makes which solver most accurate, against the exact flow map.
 
     For each grid (balanced from the tri, sharp and empirical rates; uniform;
     EDM rho = 7; log-SNR; KL-optimal; and each solver's optimal grid, fitted on
-    --train-samples other trajectories) and each N, runs Euler, Heun and
-    DPM-Solver++(2M) from exact x_T ~ p_T with the exact denoiser, and reports the
+    --train-samples other trajectories) and each N, runs every solver of
+    --solvers (default all) from exact x_T ~ p_T with the exact denoiser, and reports the
     relative MSE against the exact endpoint Phi_{T->delta}(x_T) with a 95% CI, and
     the sliced W2 distance to an independent sample of p_delta with its Monte-Carlo
     noise floor.  JSON holds `rows` (grid, solver, steps, nfe, engine, rel_mse,
@@ -951,8 +956,8 @@ def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, ste
     if model is not None:
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
                                 reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
-                                train_samples=train_samples, effort=effort, plot=plot, load=load, progress=bars(),
-                                announce=start_line("solvers", model))
+                                train_samples=train_samples, effort=effort, solvers=solvers, plot=plot, load=load,
+                                progress=bars(), announce=start_line("solvers", model))
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
     if load:
@@ -961,8 +966,8 @@ def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, ste
             raise InputError("`class_label` needs a mixture SPEC with labels or --model")
     res = api.solvers(list(specs) or None, given(steps, "4,8,16,32"), random=random,
                       delta=api.DELTA if delta is None else delta, T=api.T_MAX if T is None else T,
-                      samples=samples, seed=seed, train_samples=train_samples, effort=effort, plot=plot,
-                      progress=bars())
+                      samples=samples, seed=seed, train_samples=train_samples, effort=effort,
+                      solvers=solvers, plot=plot, progress=bars())
     emit(render.to_json(res) if fmt == "json" else render.solvers_text(res), output)
 
 

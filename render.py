@@ -267,7 +267,7 @@ def preset_output(ex, g: dict, fmt: str, selection: dict | None = None) -> str |
     integer = ex.values.dtype.kind in "iu"
     if integer:
         value_text = str
-    elif ex.preset == "comfyui":  # ComfyUI's number parser reads no exponents: plain decimals
+    elif ex.preset.startswith("comfyui"):  # ComfyUI's number parser reads no exponents: plain decimals
         from .exports.presets import plain_decimal as value_text
     else:
         value_text = "{:.9g}".format
@@ -396,6 +396,18 @@ def league_text(lg: dict) -> str:
                               + f" ({cell[g]['within']:.0%})" for g in grids_]
         lines += [f"{solver}: best closed form per N: "
                   + ", ".join(f"N={N} {per[N]['best_baseline']}" for N in steps), table(cols)]
+    if lg.get("budget"):
+        lines.append("\nat a budget of K model evaluations: each solver's optimal grid and best closed form, "
+                     "relative MSE (geometric mean over the mixtures) and its ratio to the best (paired"
+                     + (", 95% intervals" if M > 1 else "") + ")")
+        for K, b in lg["budget"].items():
+            cells = []
+            for name in b["order"]:
+                c = b["candidates"][name]
+                v = c["vs_best"]
+                ci = f" [{v['ci'][0]:.3g}, {v['ci'][1]:.3g}]" if v["ci"] else ""
+                cells.append(f"{name} {c['geo_mean']:.3g} (x{v['geo_mean']:.3g}{ci})")
+            lines.append(f"  K={K}: " + "; ".join(cells))
     return "\n".join(lines)
 
 

@@ -1,12 +1,20 @@
 """The league of `flowcert solvers SPEC... --random M --seed S`, resumable and split into parts.
 
-    python benchmarks/league.py OUT_DIR [--random 20] [--seed 0] [--part 1/2] [--builtins ring8,...]
-    python benchmarks/league.py OUT_DIR --combine            # league.json (the command's JSON) and league.png
+    python benchmarks/league.py OUT_DIR [--random 20] [--seed 0] [--part 1/2] [--builtins ring8,...] [--solvers NAMES]
+    python benchmarks/league.py OUT_DIR --combine [--with DIR ...]     # league.json (the command's JSON), league.png
 
 Each mixture's study is written to OUT_DIR/<i>-<name>.json as soon as it is done (a killed run continues where
 it stopped); `--part i/k` takes every k-th mixture, so k processes can share the work.  The study of each mixture
 is exactly the one `flowcert solvers` runs (`flowcert.studies.solver_study.run` with the command's defaults and
 the same seed), so `--combine` gives the command's result.
+
+`--solvers` studies only those solvers (default: every registered one).  Studies of other solvers on the same
+mixtures, seed and window (the same test and training batches: the batches depend on the mixture and the seed
+only) can be run apart and joined: `--combine --with DIR` adds, per mixture, DIR's solvers to OUT_DIR's (rows,
+optimal grids and summaries side by side; a solver studied in both is taken from OUT_DIR).  The join is checked:
+the two studies must share the window, the sample sizes, the grids and the exact teacher's end points (its error
+estimate and the sliced-W2 floor, which are computed from them, must agree to 1e-9: a study run with another
+number of threads sums in another order).
 """
 
 from __future__ import annotations
@@ -16,17 +24,40 @@ import json
 import os
 import time
 
-from flowcert.studies import solver_study
 from flowcert.numcore.io import to_json, write_atomic
 from flowcert.numcore.mixture import BUILTINS, builtin, random_mixtures
+from flowcert.numcore.solvers import NAMES, check_list
+from flowcert.studies import solver_study
+from flowcert.studies.targets import MixtureTarget
 
 STEPS = [4, 8, 16, 32]
 DELTA, T = 1e-3, 5.0
+SAMPLES, TRAIN_SAMPLES, RATE_SAMPLES = 10000, 4096, 4096  # flowcert solvers' defaults (rate: min(samples, 4096))
 
 
 def mixtures(args) -> list:
     names = args.builtins.split(",") if args.builtins else list(BUILTINS)
     return [builtin(n) for n in names] + random_mixtures(args.random, args.seed)
+
+
+def join(mine: dict, other: dict) -> dict:
+    """One study with the solvers of both (``mine`` wins where both have a solver), in the registry's order."""
+    for key in ("mixture", "delta", "T", "samples", "seed", "steps", "grids"):
+        if mine[key] != other[key]:
+            raise SystemExit(f"{mine['mixture']}: the studies differ in {key}: {mine[key]} and {other[key]}")
+    for a, b in ((mine["teacher"]["relative_rms_error"], other["teacher"]["relative_rms_error"]),
+                 (mine["sw_floor"]["value"], other["sw_floor"]["value"])):
+        if abs(a - b) > 1e-9 * abs(b):  # equal up to the summation order of another thread count
+            raise SystemExit(f"{mine['mixture']}: the studies' exact end points differ (teacher error or SW2 floor)")
+    solvers = [s for s in NAMES if s in mine["solvers"] or s in other["solvers"]]
+    take = {s: (mine if s in mine["solvers"] else other) for s in solvers}
+    out = dict(mine)
+    out["solvers"] = solvers
+    out["rows"] = [r for s in solvers for r in take[s]["rows"] if r["solver"] == s]
+    out["optimal"] = {**mine["optimal"], "grids": {s: take[s]["optimal"]["grids"][s] for s in solvers}}
+    out["summary"] = {s: take[s]["summary"][s] for s in solvers}
+    out["timing"] = {"parts": [mine.get("timing"), other.get("timing")]}
+    return out
 
 
 def main():
@@ -36,27 +67,35 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--builtins", default=None)
     ap.add_argument("--part", default="1/1")
+    ap.add_argument("--solvers", default=None, help="comma-separated solvers to study [default: all]")
     ap.add_argument("--combine", action="store_true")
+    ap.add_argument("--with", dest="others", action="append", default=[],
+                    help="with --combine: a folder of studies of other solvers on the same mixtures, joined in")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     mixes = mixtures(args)
-    paths = [os.path.join(args.out, f"{i:02d}-{m.name}.json") for i, m in enumerate(mixes)]
+    names = [f"{i:02d}-{m.name}.json" for i, m in enumerate(mixes)]
+    paths = [os.path.join(args.out, n) for n in names]
     if args.combine:
         studies = [json.load(open(p)) for p in paths]
+        for other in args.others:
+            studies = [join(s, json.load(open(os.path.join(other, n)))) for s, n in zip(studies, names)]
         lg = solver_study.league(studies)
         doc = {"studies": studies, "league": lg, "random": args.random, "seed": args.seed, "steps": STEPS,
                "samples": studies[0]["samples"], "train_samples": studies[0]["optimal"]["train_samples"],
-               "delta": DELTA, "T": T}
+               "delta": DELTA, "T": T, "solvers": studies[0]["solvers"]}
         write_atomic(os.path.join(args.out, "league.json"), to_json(doc) + "\n")
         solver_study.plot_league(lg, os.path.join(args.out, "league.png"))
-        print(f"combined {len(studies)} studies")
+        print(f"combined {len(studies)} studies of {', '.join(doc['solvers'])}")
         return
+    solvers = check_list(args.solvers)
     i, k = (int(v) for v in args.part.split("/"))
     for j, (mix, path) in enumerate(zip(mixes, paths)):
         if j % k != i - 1 or os.path.exists(path):
             continue
         c = time.perf_counter(), time.process_time()
-        res = solver_study.run(mix, STEPS, DELTA, T, samples=10000, seed=args.seed, empirical_samples=4096)
+        res = solver_study.run(MixtureTarget(mix), STEPS, DELTA, T, samples=SAMPLES, seed=args.seed,
+                               rate_samples=RATE_SAMPLES, train_samples=TRAIN_SAMPLES, solvers=solvers)
         res["timing"] = {"wall_s": time.perf_counter() - c[0], "cpu_s": time.process_time() - c[1],
                          "load": os.getloadavg()[0]}
         write_atomic(path, to_json(res) + "\n")

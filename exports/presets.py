@@ -8,9 +8,14 @@ the list one consumer accepts, with that consumer's conventions:
 | diffusers-euler     | EulerDiscreteScheduler `sigmas`        | N+1 VE sigmas sqrt(e^{2t}-1), last sigma(delta) | no          | N         |
 | diffusers-edm       | EDMEulerScheduler `sigmas` (a ramp)    | N+1 ramp values r_i in [0, 1]            | appended by scheduler (final_sigmas_type="zero") | N+1 |
 | diffusers-flowmatch | FlowMatchEulerDiscreteScheduler `sigmas` | N+1 rectified-flow times, pre-shifted  | appended by scheduler | N+1   |
+| diffusers-unipc     | UniPCMultistepScheduler `sigmas` (flow) | N rectified-flow times (t_0..t_{N-1}), pre-shifted | appended by scheduler | N |
 | diffusers-timesteps | DPMSolverMultistepScheduler `timesteps` | N+1 integer DDPM timesteps (rounded)   | appended by scheduler (final_sigmas_type="zero") | N+1 |
-| k-diffusion         | `sigmas` of any k-diffusion sampler    | N+1 VE sigmas and a trailing 0           | yes (in the list) | N+1       |
-| comfyui             | a SIGMAS list (e.g. a manual-sigmas node) | N+1 VE sigmas and a trailing 0        | yes (in the list) | N+1       |
+| diffusers-dpmsolver-3m | the same, pinned to DPM-Solver++(3M) | N+1 integer DDPM timesteps (rounded) | appended by scheduler | N+1 |
+| k-diffusion[-S]     | `sigmas` of any k-diffusion sampler (S) | N+1 VE sigmas and a trailing 0          | yes (in the list) | N+1       |
+| comfyui[-S]         | a SIGMAS list (e.g. a manual-sigmas node) for sampler S | N+1 VE sigmas and a trailing 0 | yes (in the list) | N+1 |
+
+:data:`PRESETS` holds each preset with the registry's solver its consumer runs (the default of ``--for``'s
+winning grid): the k-diffusion-S and comfyui-S presets are made from the registry's sampler names.
 
 "steps run" counts solver steps (model evaluations per step depend on the
 solver: see docs/samplers.md); where the consumer ends in sigma = 0, its last
@@ -56,6 +61,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -128,13 +134,13 @@ class Export:
         """``values`` as plain text: one per line; for ComfyUI comma-separated plain decimals."""
         if self.values.dtype.kind in "iu":
             items = [str(int(v)) for v in self.values]
-        elif self.preset == "comfyui":
+        elif self.preset.startswith("comfyui"):
             items = [plain_decimal(v) for v in self.values]
             # what ComfyUI's manual-sigmas node will read: exactly these numbers, one per item
             assert all(COMFYUI_NUMBER.fullmatch(x) for x in items), items
         else:
             items = [repr(float(v)) for v in self.values]
-        return (", ".join(items) if self.preset == "comfyui" else "\n".join(items)) + "\n"
+        return (", ".join(items) if self.preset.startswith("comfyui") else "\n".join(items)) + "\n"
 
 
 def plain_decimal(x: float) -> str:
@@ -293,8 +299,8 @@ def _scheduler_kind(cfg: dict) -> str:
     return "ddpm"
 
 
-FAMILY_PRESETS = {"ddpm": ("diffusers-euler", "diffusers-timesteps"), "edm": ("diffusers-edm",),
-                  "flow": ("diffusers-flowmatch",)}
+FAMILY_PRESETS = {"ddpm": ("diffusers-euler", "diffusers-timesteps", "diffusers-dpmsolver-3m"),
+                  "edm": ("diffusers-edm",), "flow": ("diffusers-flowmatch", "diffusers-unipc")}
 FAMILY_NAMES = {"ddpm": "a DDPM-type (beta schedule)", "edm": "an EDM (sigma_min/sigma_max)",
                 "flow": "a flow-matching"}
 
@@ -644,18 +650,31 @@ def diffusers_flowmatch(t, shift: float | None = None, scheduler_config: dict | 
     )
 
 
+# DPMSolverMultistepScheduler's settings that make it the registry's solver of each timesteps preset
+DPMSOLVER_PINS = {
+    "diffusers-timesteps": {"algorithm_type": "dpmsolver++", "solver_order": 2, "solver_type": "midpoint",
+                            "lower_order_final": True, "euler_at_final": False},
+    # k-diffusion's sample_dpmpp_3m_sde (eta = 0): its second-order warm-up step is diffusers' "heun" form, and it
+    # keeps third order to the last node (lower_order_final would drop the last two steps' orders below 15 steps)
+    "diffusers-dpmsolver-3m": {"algorithm_type": "dpmsolver++", "solver_order": 3, "solver_type": "heun",
+                               "lower_order_final": False, "euler_at_final": False},
+}
+
+
 def diffusers_timesteps(t, beta_schedule: str | None = "linear", clip: bool = False,
-                        scheduler_config: dict | None = None) -> Export:
+                        scheduler_config: dict | None = None, preset: str = "diffusers-timesteps") -> Export:
     """Integer DDPM timesteps for schedulers that take only ``timesteps`` (DPMSolverMultistepScheduler, ...).
 
     Each node is rounded to the nearest integer timestep of the scheduler's beta
     schedule; nodes outside the schedule's range fail unless ``clip``; nodes that
-    round onto the same timestep fail.
+    round onto the same timestep fail.  ``preset`` diffusers-timesteps pins
+    DPMSolverMultistepScheduler to DPM-Solver++(2M) (its defaults), diffusers-dpmsolver-3m
+    to DPM-Solver++(3M) as k-diffusion runs it (:data:`DPMSOLVER_PINS`).
     """
     warnings: list = []
     cfg = scheduler_config
     if cfg is not None:
-        scheduler_family(cfg, "diffusers-timesteps")
+        scheduler_family(cfg, preset)
         cfg = checked_scheduler_config(cfg)
     table = _table_for(beta_schedule, cfg)
     t = _ddpm_inside(_descending(t), table, clip, warnings)
@@ -666,7 +685,7 @@ def diffusers_timesteps(t, beta_schedule: str | None = "linear", clip: bool = Fa
         i = int(same[0])
         raise InputError(
             f"grid nodes {i} and {i + 1} (t = {t[i]:.4g}, {t[i + 1]:.4g}) round to the same {table.name} "
-            f"timestep {n[i]}: expected fewer `steps` or a larger `delta` for diffusers-timesteps"
+            f"timestep {n[i]}: expected fewer `steps` or a larger `delta` for {preset}"
         )
     tn = tn_all[n]
     s32 = f32(table.sigmas[n])
@@ -677,15 +696,95 @@ def diffusers_timesteps(t, beta_schedule: str | None = "linear", clip: bool = Fa
     config = {**table.config,
               **_pins(cfg, ("timestep_spacing", "steps_offset"), {"timestep_spacing": "linspace", "steps_offset": 0}),
               "final_sigmas_type": "zero", "use_karras_sigmas": False, "use_lu_lambdas": False,
-              "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_flow_sigmas": False}
+              "use_exponential_sigmas": False, "use_beta_sigmas": False, "use_flow_sigmas": False,
+              **DPMSOLVER_PINS[preset]}
     if cfg is not None:
         config["prediction_type"] = cfg.get("prediction_type", "epsilon")
+    which = ("DPM-Solver++(3M) (solver_order 3, its second-order warm-up step in the 'heun' form, no lower order at "
+             "the end: k-diffusion's sample_dpmpp_3m_sde with eta = 0)" if preset == "diffusers-dpmsolver-3m" else
+             "DPM-Solver++(2M) (DPMSolverMultistepScheduler's defaults); HeunDiscreteScheduler takes the same "
+             "timesteps and evaluates twice per step but not on the last: 2N+1")
     return Export(
-        "diffusers-timesteps", "timesteps", n, append_zero(s32), tn, config=config,
+        preset, "timesteps", n, append_zero(s32), tn, config=config,
         conventions="N+1 integer timesteps of the beta schedule (t_n = -1/2 log alphabar_n), strictly descending, "
                     "each grid node rounded to the nearest n; the scheduler evaluates the model at each and appends "
                     "the final sigma (0 with final_sigmas_type='zero': N+1 steps, the last returns the x_0 prediction "
-                    "at the delta node); HeunDiscreteScheduler evaluates twice per step but not on the last: 2N+1.",
+                    f"at the delta node); the config pins {which}.",
+        warnings=tuple(warnings),
+    )
+
+
+def diffusers_dpmsolver_3m(t, beta_schedule: str | None = "linear", clip: bool = False,
+                           scheduler_config: dict | None = None) -> Export:
+    """:func:`diffusers_timesteps` for DPMSolverMultistepScheduler run as DPM-Solver++(3M) (flowcert's dpmpp_3m)."""
+    return diffusers_timesteps(t, beta_schedule, clip, scheduler_config, preset="diffusers-dpmsolver-3m")
+
+
+UNIPC_EPS = 1e-6  # UniPCMultistepScheduler moves a first flow sigma within this of 1 down by it
+
+
+def diffusers_unipc(t, shift: float | None = None, scheduler_config: dict | None = None) -> Export:
+    """UniPCMultistepScheduler(use_flow_sigmas=True).set_timesteps(sigmas=np.array(values)): flowcert's unipc.
+
+    diffusers 0.42 takes custom ``sigmas`` in UniPC only with ``use_flow_sigmas`` (flow pipelines; a list is
+    refused, a numpy array is taken), and no ``timesteps``.  The values are the rectified-flow times of the first
+    N grid nodes, pre-shifted like :func:`diffusers_flowmatch` (UniPC applies its ``flow_shift`` in float64, then
+    stores float32); the scheduler appends r = 0: N model evaluations at t_0, ..., t_{N-1}, its own orders
+    1, 2, ..., 2, 1 (lower_order_final) and the corrector at every node but the first and the last.  flowcert's
+    unipc is the same run with the appended 0 replaced by rf(t_N), so its last step ends at delta instead of
+    returning the x_0 prediction.
+    """
+    warnings: list = []
+    t = _descending(t)
+    cfg = scheduler_config
+    n_train = 1000
+    if cfg is not None:
+        scheduler_family(cfg, "diffusers-unipc")
+        cfg = checked_scheduler_config(cfg)
+        own = _value(cfg, "flow_shift", _value(cfg, "shift", 1.0))  # checked: > 0
+        if shift is not None and real("shift", shift) != own:
+            raise InputError(f"`shift` = {real('shift', shift):g} disagrees with the scheduler config's shift {own:g}: "
+                             "expected no `shift` with `scheduler_config` (the config defines it)")
+        shift = own
+        n_train = _value(cfg, "num_train_timesteps", 1000)  # checked: 1 .. 10^6
+        if _flag(cfg, "use_dynamic_shifting"):
+            warnings.append("the scheduler config shifts dynamically (resolution-dependent mu); the export pins "
+                            "use_dynamic_shifting = false so that the grid, not the resolution, sets the noise levels")
+    shift = real("shift", 1.0 if shift is None else shift, low=0.0, low_open=True)
+    r = rf_from_t(t)
+    values = unshift(r[:-1], shift)
+    consumer = f"UniPCMultistepScheduler (flow sigmas, shift {shift:g})"
+    with np.errstate(all="ignore"):
+        y = shift * values / (1.0 + (shift - 1.0) * values)  # float64, as the scheduler computes it
+    if np.isfinite(y[0]) and abs(y[0] - 1.0) < UNIPC_EPS:
+        y[0] -= UNIPC_EPS
+    y32 = f32(y)
+    if not np.all(np.isfinite(y32)) or not y32[-1] >= TINY32:
+        i = int(np.flatnonzero(~(np.isfinite(y32) & (y32 >= TINY32)))[0])
+        raise InputError(f"`shift` = {shift:g}: {consumer} turns grid node {i} (t = {t[i]:.6g}, r = {r[i]:.4g}) into "
+                         f"{y32[i]:.4g}, not a normal float32 number: expected a `shift` closer to 1 or a larger "
+                         "`delta`")
+    _collapse(append_zero(y32), t, consumer + " (float32)", "rectified-flow times")
+    # its int64 timesteps int(num_train_timesteps r), which condition the network: a repeated one conditions two
+    # noise levels alike, and a repeated first one makes the scheduler start at the second node
+    _collapse(np.trunc(y * n_train), t, consumer + " (its integer timesteps)", "timesteps")
+    _drift(y32, r[:-1], t[:-1], "UniPCMultistepScheduler", f"float32 cannot represent the shift compensation for "
+           f"shift {shift:g}", "a `shift` closer to 1", warnings, f"`shift` = {shift:g}", noise=lambda x: x / (1.0 - x))
+    config = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": shift,
+              "num_train_timesteps": n_train, "use_dynamic_shifting": False, "shift_terminal": None,
+              "solver_order": 2, "solver_type": "bh2", "predict_x0": True, "lower_order_final": True,
+              "disable_corrector": [], "solver_p": None, "final_sigmas_type": "zero", "thresholding": False,
+              "use_karras_sigmas": False, "use_exponential_sigmas": False, "use_beta_sigmas": False,
+              "timestep_spacing": "linspace"}
+    return Export(
+        "diffusers-unipc", "sigmas", values, append_zero(y32), t, config=config,
+        conventions="N rectified-flow times r = sigma_vp/(alpha + sigma_vp) of the nodes t_0 .. t_{N-1}, descending, "
+                    "pre-shifted for the config's flow_shift; pass them as a numpy array (UniPCMultistepScheduler "
+                    "refuses a list). The scheduler appends r = 0: N model evaluations, orders 1, 2, ..., 2, 1, the "
+                    "corrector UniC on every node but the first; its last step returns the x_0 prediction where "
+                    "flowcert's unipc ends at t_N = delta (the same N evaluations). Flow pipelines only: diffusers "
+                    "0.42 takes custom sigmas in UniPC only with use_flow_sigmas (and no timesteps); the network is "
+                    "conditioned on int(num_train_timesteps r), truncated.",
         warnings=tuple(warnings),
     )
 
@@ -700,12 +799,12 @@ def _ve_list(t, consumer: str) -> tuple[np.ndarray, np.ndarray]:
     return append_zero(sig), append_zero(s32)
 
 
-def k_diffusion(t) -> Export:
+def k_diffusion(t, preset: str = "k-diffusion") -> Export:
     """k-diffusion ``sigmas``: the N+1 VE sigmas, descending, then a trailing 0 (append_zero)."""
     t = _descending(t)
     sig, s32 = _ve_list(t, "k-diffusion")
     return Export(
-        "k-diffusion", "sigmas", sig, s32, t,
+        preset, "sigmas", sig, s32, t,
         conventions="N+2 numbers: the N+1 VE sigmas sqrt(e^{2t}-1) descending to sigma(delta), then 0 "
                     "(k-diffusion's append_zero convention); samplers run N+1 steps, the last from sigma(delta) to 0 "
                     "returns the denoiser output; drop the 0 to stop at delta. Checked in float32 (the tensors "
@@ -713,12 +812,12 @@ def k_diffusion(t) -> Export:
     )
 
 
-def comfyui(t) -> Export:
+def comfyui(t, preset: str = "comfyui") -> Export:
     """A ComfyUI SIGMAS list: VE sigmas, descending, trailing 0 (text: comma-separated plain decimals)."""
     t = _descending(t)
     sig, s32 = _ve_list(t, "ComfyUI")
     return Export(
-        "comfyui", "sigmas", sig, s32, t,
+        preset, "sigmas", sig, s32, t,
         conventions="a SIGMAS list of N+2 numbers: the N+1 VE sigmas descending to sigma(delta), then 0 "
                     "(N+1 sampler steps; the last returns the denoised image); text output is comma-separated plain "
                     "decimals (no exponent: the manual-sigmas node would split 4.4e-05 into two numbers). For eps/v "
@@ -728,15 +827,73 @@ def comfyui(t) -> Export:
     )
 
 
-PRESETS = {
-    "diffusers-euler": diffusers_euler,
-    "diffusers-edm": diffusers_edm,
-    "diffusers-flowmatch": diffusers_flowmatch,
-    "diffusers-timesteps": diffusers_timesteps,
-    "k-diffusion": k_diffusion,
-    "comfyui": comfyui,
-}
-CONFIGURABLE = ("diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps")
+# ----------------------------------------------------------------------------- the presets and what they run
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One way of handing a grid to a consumer: ``build(t, **options)`` writes the :class:`Export`; ``solver`` is
+    the registry's solver (:mod:`numcore.solvers`) the consumer runs with it, whose optimal grid ``--for`` exports
+    by default; ``runs`` says what runs it; ``options`` which of beta_schedule, clip, shift, scheduler_config it
+    takes."""
+
+    name: str
+    build: Callable
+    solver: str
+    runs: str
+    options: tuple = ()
+
+
+_DDPM_OPTIONS = ("beta_schedule", "clip", "scheduler_config")
+_FLOW_OPTIONS = ("shift", "scheduler_config")
+
+
+def _named(builder, preset: str):
+    return lambda t: builder(t, preset)
+
+
+def _presets() -> dict:
+    """The table: the diffusers presets with the solver each scheduler runs, then one k-diffusion and one ComfyUI
+    preset per registered solver those tools run (the registry's :attr:`~numcore.solvers.Solver.k_diffusion` and
+    :attr:`~numcore.solvers.Solver.comfyui` names), besides the plain ``k-diffusion`` and ``comfyui`` (Euler, their
+    default sampler)."""
+    from ..numcore.solvers import SOLVERS, check
+
+    table = [
+        Preset("diffusers-euler", diffusers_euler, "euler", "diffusers EulerDiscreteScheduler", _DDPM_OPTIONS),
+        Preset("diffusers-edm", lambda t, clip=False, scheduler_config=None: diffusers_edm(t, EDM_RHO, clip,
+                                                                                         scheduler_config),
+               "euler", "diffusers EDMEulerScheduler", ("clip", "scheduler_config")),
+        Preset("diffusers-flowmatch", diffusers_flowmatch, "euler",
+               "diffusers FlowMatchEulerDiscreteScheduler (Euler in r = Euler in VE sigma)", _FLOW_OPTIONS),
+        Preset("diffusers-unipc", diffusers_unipc, "unipc",
+               "diffusers UniPCMultistepScheduler (use_flow_sigmas; bh2, order 2, corrector UniC)", _FLOW_OPTIONS),
+        Preset("diffusers-timesteps", diffusers_timesteps, "dpmpp_2m",
+               "diffusers DPMSolverMultistepScheduler (DPM-Solver++(2M), its defaults)", _DDPM_OPTIONS),
+        Preset("diffusers-dpmsolver-3m", diffusers_dpmsolver_3m, "dpmpp_3m",
+               "diffusers DPMSolverMultistepScheduler (solver_order 3, solver_type heun, no lower_order_final)",
+               _DDPM_OPTIONS),
+        Preset("k-diffusion", k_diffusion, "euler", "k-diffusion sample_euler (any k-diffusion sampler takes it)"),
+        Preset("comfyui", comfyui, "euler", "ComfyUI euler, KSampler's default (any ComfyUI sampler takes it)"),
+    ]
+    for s in SOLVERS.values():
+        if s.k_diffusion:
+            name = "k-diffusion-" + s.k_diffusion.removeprefix("sample_")
+            eta = " with eta=0" if s.name == "dpmpp_3m" else ""
+            table.append(Preset(name, _named(k_diffusion, name), s.name, f"k-diffusion {s.k_diffusion}{eta}"))
+    for s in SOLVERS.values():
+        if s.comfyui:
+            name = "comfyui-" + s.comfyui
+            eta = " (eta 0: the SamplerDPMPP_3M_SDE node)" if s.name == "dpmpp_3m" else ""
+            table.append(Preset(name, _named(comfyui, name), s.name, f"ComfyUI sampler {s.comfyui}{eta}"))
+    for p in table:
+        check(p.solver)
+    return {p.name: p for p in table}
+
+
+PRESETS = _presets()
+PRESET_SOLVER = {name: p.solver for name, p in PRESETS.items()}  # the solver each preset runs (its default)
+CONFIGURABLE = tuple(name for name, p in PRESETS.items() if "scheduler_config" in p.options)
 
 
 def check(name: str) -> str:
@@ -754,14 +911,9 @@ def export(name: str, t, *, beta_schedule: str | None = None, clip: bool = False
     when both are given; ``scheduler_config`` (a diffusers scheduler's configuration dict) applies to
     the diffusers presets only.
     """
-    check(name)
+    p = PRESETS[check(name)]
     if scheduler_config is not None and name not in CONFIGURABLE:
         raise InputError(f"`scheduler_config` applies to {', '.join(CONFIGURABLE)}: expected no scheduler config "
                          f"with `preset` {name}")
-    if name in ("diffusers-euler", "diffusers-timesteps"):
-        return PRESETS[name](t, beta_schedule, clip, scheduler_config)
-    if name == "diffusers-flowmatch":
-        return PRESETS[name](t, shift, scheduler_config)
-    if name == "diffusers-edm":
-        return PRESETS[name](t, EDM_RHO, clip, scheduler_config)
-    return PRESETS[name](t)
+    given = {"beta_schedule": beta_schedule, "clip": clip, "shift": shift, "scheduler_config": scheduler_config}
+    return p.build(t, **{k: given[k] for k in p.options})

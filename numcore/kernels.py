@@ -33,7 +33,7 @@ import math
 
 import numba as nb
 import numpy as np
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
 from . import jitcache
 from . import solvers as _solvers
@@ -741,6 +741,10 @@ def grid_gradient():
     the scheme typed as a first-class function, so that one compiled driver serves every scheme and is cached."""
     sig = nb.float64[::1](_SCHEME, nb.float64[::1], nb.float64[::1], nb.float64[:, ::1], nb.float64[:, ::1])
     return nb.njit(sig, **_JIT)(_grid_gradient)
+
+
+for _helper in _solvers.JITABLE:
+    register_jitable(_helper)
 
 
 @overload(_solvers.expm1)

@@ -5,7 +5,7 @@ error on a grid can be measured and minimised directly:
 
     objective(t) = sum_i |S_t(x_i) - Phi_{T->delta}(x_i)|^2 / sum_i |Phi_{T->delta}(x_i)|^2,   x_i ~ p_T,
 
-S_t the solver (Euler, Heun or DPM-Solver++(2M), :mod:`numcore.samplers`) with the exact denoiser on the
+S_t the solver (any of the registry, :mod:`numcore.solvers`) with the exact denoiser on the
 grid t, over a training batch; :func:`numcore.gridsearch.search` minimises it from the best closed-form grid
 (log-SNR, KL-optimal, EDM).  The reported error is measured on a separate fresh batch, with a 95% interval,
 next to the closed forms' errors on the same batch.
@@ -30,17 +30,6 @@ TRAIN_SAMPLES = 4096
 SCREEN_SAMPLES = 1024  # the search runs on these first training trajectories, then refines on all of them
 TEST_SAMPLES = 4096
 MAX_STEPS = gridsearch.MAX_STEPS
-# the solver a sampler preset runs (its default); --solver overrides it
-PRESET_SOLVER = {
-    "diffusers-euler": "euler",  # EulerDiscreteScheduler
-    "diffusers-edm": "euler",  # EDMEulerScheduler
-    "diffusers-flowmatch": "euler",  # FlowMatchEulerDiscreteScheduler (Euler in r = Euler in VE sigma)
-    "diffusers-timesteps": "dpmpp_2m",  # DPMSolverMultistepScheduler (DPM-Solver++(2M) by default)
-    "k-diffusion": "euler",  # sample_euler
-    "comfyui": "euler",  # KSampler's default sampler
-}
-
-
 def check_optimal(solver, steps: int) -> str:
     """The solver of an ``optimal`` grid (required) and its step count (at most MAX_STEPS); returns the solver."""
     if solver is None:
@@ -133,8 +122,11 @@ def search(batches: Batches, solver: str, steps: int, starts: dict, effort: floa
 
 
 def implied_solver(preset: str, solver: str | None) -> str:
-    """The solver a preset runs unless ``solver`` names another (:data:`PRESET_SOLVER`)."""
-    return check(solver).name if solver is not None else PRESET_SOLVER[preset]
+    """The solver a preset runs unless ``solver`` names another (the preset table's,
+    :data:`exports.presets.PRESETS`, which reads the registry)."""
+    from ..exports.presets import PRESETS, check as check_preset
+
+    return check(solver).name if solver is not None else PRESETS[check_preset(preset)].solver
 
 
 def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *, solver: str | None = None, delta: float,

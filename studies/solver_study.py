@@ -29,10 +29,10 @@ from ..numcore import grids
 from ..numcore.checks import finite
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
-from ..numcore.solvers import NAMES, SOLVERS as REGISTRY
+from ..numcore.solvers import NAMES, SOLVERS as REGISTRY, check_list
 
 OPTIMAL = "optimal"  # the solver's own optimal grid (one per solver)
-SOLVERS = NAMES  # the registry's solvers (numcore.solvers)
+SOLVERS = NAMES  # the registry's solvers (numcore.solvers): the study's default
 WITHIN = 1.1  # the league counts how often a grid is within this factor of the optimum
 
 
@@ -83,30 +83,32 @@ def build_grids(target, batches, steps, delta: float, T: float, rate_samples: in
 
 
 def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, rate_samples: int = 4096,
-        train_samples: int = 4096, effort: float = 1.0, reference=None, bar=None, teacher_progress=no_progress,
-        progress=no_progress) -> dict:
+        train_samples: int = 4096, effort: float = 1.0, solvers=None, reference=None, bar=None,
+        teacher_progress=no_progress, progress=no_progress) -> dict:
     """The whole study on one target; returns a JSON-ready dict (rows, floor, summary, optimal grids).
 
-    ``reference``: a model's held-out data x_0 for the sliced W2 (a mixture's reference is exact samples of
-    p_delta).  ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress``
+    ``solvers``: the registry's names to study (default: every registered solver; the record's ``solvers`` says
+    which).  ``reference``: a model's held-out data x_0 for the sliced W2 (a mixture's reference is exact samples
+    of p_delta).  ``bar`` advances once per (grid, N, solver) run and once per optimal search; ``teacher_progress``
     is a progress factory for the teacher."""
     clock = time.time()
+    chosen = check_list(solvers)
     batches = target.batches(delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
     ref = target.reference(batches, delta, seed, reference)
     grid_sets, lam, rates = build_grids(target, batches, steps, delta, T, rate_samples, seed)
     optimal = {}
-    with progress(len(SOLVERS) * len(steps), "optimal grids") as obar:
-        for solver in SOLVERS:
+    with progress(len(chosen) * len(steps), "optimal grids") as obar:
+        for solver in chosen:
             optimal[solver] = target.study_optimal(batches, solver, steps, effort)
             obar.update(len(steps))
             if bar is not None:
                 bar.update(len(steps))
     rows = []
     study = labels(target)
-    with progress(len(study) * len(steps) * len(SOLVERS), "solvers") as pbar:
+    with progress(len(study) * len(steps) * len(chosen), "solvers") as pbar:
         for label in study:
             for N in steps:
-                for solver in SOLVERS:
+                for solver in chosen:
                     t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
                     x = batches.solve(batches.x_test, t, solver)
                     e = relative_mse(x, batches.y_test)
@@ -120,7 +122,7 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     if bar is not None:
                         bar.update(1)
     return target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
-                               labels=list(study), solvers=list(SOLVERS), grid_sets=grid_sets, lam=lam,
+                               labels=list(study), solvers=list(chosen), grid_sets=grid_sets, lam=lam,
                                rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
                                rate_samples=rate_samples, train_samples=train_samples, effort=effort,
                                seconds=time.time() - clock)
@@ -194,7 +196,8 @@ def league(studies: list) -> dict:
     For each (solver, N, grid): ratios r_m = rel_mse(grid) / rel_mse(optimal) on mixture m (same test batch),
     ``geo_mean`` = exp(mean log r_m) with a 95% Student-t interval of the mean log ratio (``ci``; null for one
     mixture), ``within`` = the fraction of mixtures with r_m <= 1.1, ``best_baseline`` the grid with the
-    smallest geometric mean other than the optimum, and ``mixtures`` = M.
+    smallest geometric mean other than the optimum, and ``mixtures`` = M; ``budget`` (:func:`budget`): at each
+    number of model evaluations, every solver's optimal grid and best closed form against each other.
     """
     from scipy.stats import t as student
 
@@ -221,6 +224,53 @@ def league(studies: list) -> dict:
                            "within": float(np.mean(logs <= np.log(WITHIN))), "max": float(np.exp(logs.max()))}
             base = [g for g in names if g != OPTIMAL]
             out["table"][solver][N] = {"grids": cell, "best_baseline": min(base, key=lambda g: cell[g]["geo_mean"])}
+    out["budget"] = budget(studies)
+    return out
+
+
+def _geo(logs) -> tuple[float, list | None]:
+    """exp(mean) of logs and the 95% Student-t interval of the mean, exponentiated (None for one value)."""
+    from scipy.stats import t as student
+
+    logs = np.asarray(logs, float)
+    m = float(logs.mean())
+    if logs.size < 2:
+        return float(np.exp(m)), None
+    h = float(student.ppf(0.975, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+    return float(np.exp(m)), [float(np.exp(m - h)), float(np.exp(m + h))]
+
+
+def budget(studies: list) -> dict:
+    """At a budget of K model evaluations (the rows' ``nfe``: Heun spends two per step, the others one), which
+    solver with which grid is most accurate over the mixtures.
+
+    For each K and each solver that has a run with K evaluations: its optimal grid and its best closed form at
+    that N (the smallest geometric mean over the mixtures), each with ``geo_mean`` (geometric mean of the relative
+    MSE over the mixtures, 95% interval ``ci``) and ``vs_best`` (its relative MSE over the best candidate's on the
+    same mixture, geometric mean and interval: a paired comparison).  ``best`` is the candidate with the smallest
+    geometric mean; ``order`` ranks them."""
+    out = {}
+    rows = [{(r["solver"], r["grid"], r["nfe"]): r for r in s["rows"]} for s in studies]
+    keys = rows[0].keys()
+    for K in sorted({k[2] for k in keys}):
+        cand = {}
+        for solver in dict.fromkeys(k[0] for k in keys if k[2] == K):
+            grids_ = [k[1] for k in keys if k[0] == solver and k[2] == K]
+            geo = {g: _geo([np.log(r[solver, g, K]["rel_mse"]) for r in rows])[0] for g in grids_}
+            closed = min((g for g in grids_ if g != OPTIMAL), key=geo.get)
+            for g in ([OPTIMAL] if OPTIMAL in grids_ else []) + [closed]:
+                logs = [np.log(r[solver, g, K]["rel_mse"]) for r in rows]
+                gm, ci = _geo(logs)
+                cand[f"{solver}/{g}"] = {"solver": solver, "grid": g, "steps": rows[0][solver, g, K]["steps"],
+                                         "geo_mean": gm, "ci": ci, "logs": logs}
+        best = min(cand, key=lambda c: cand[c]["geo_mean"])
+        for c in cand.values():
+            gm, ci = _geo(np.array(c.pop("logs")) - np.log([r[cand[best]["solver"], cand[best]["grid"], K]["rel_mse"]
+                                                            for r in rows]))
+            c["vs_best"] = {"geo_mean": gm, "ci": ci}
+        order = sorted(cand, key=lambda c: cand[c]["geo_mean"])
+        out[K] = {"best": {"solver": cand[best]["solver"], "grid": cand[best]["grid"]}, "order": order,
+                  "candidates": cand}
     return out
 
 

@@ -483,7 +483,7 @@ class ModelTarget:
         """The solver study: the teacher, the balanced grid's rate, then the searches and the rows."""
         n1, t1 = self.plan_teacher(train, samples)
         n2, t2 = self.plan_rate(rate_samples)
-        return n1 + n2, f"{t1.replace(', then the grid search', '')}; {t2}; then 3 solvers' grid searches at N = " \
+        return n1 + n2, f"{t1.replace(', then the grid search', '')}; {t2}; then the solvers' grid searches at N = " \
                         f"{', '.join(map(str, steps))} and every grid's rows"
 
     def lipschitz(self, *, delta: float, T: float, samples: int, seed: int = 0, iters: int | None = None,

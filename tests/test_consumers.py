@@ -18,11 +18,13 @@ from diffusers import (
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     HeunDiscreteScheduler,
+    UniPCMultistepScheduler,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers import (
+    COMFY_SAMPLERS,
     K_SAMPLERS,
     Counted,
     comfyui_manual_sigmas,
@@ -61,21 +63,28 @@ def eps_model(x_in, timestep, sigma):
     return sigma / torch.sqrt(1 + sigma**2) * x_in
 
 
+SCHEDULERS = {"diffusers-euler": EulerDiscreteScheduler, "diffusers-edm": EDMEulerScheduler,
+              "diffusers-flowmatch": FlowMatchEulerDiscreteScheduler, "diffusers-unipc": UniPCMultistepScheduler,
+              "diffusers-timesteps": DPMSolverMultistepScheduler,
+              "diffusers-dpmsolver-3m": DPMSolverMultistepScheduler}
+DIFFUSERS_PRESETS = list(SCHEDULERS)
+
+
 def build(ex, cls=None, merge=None):
     """The scheduler an export is meant for, from its config (merged last into ``merge`` when given)."""
-    cls = cls or {"diffusers-euler": EulerDiscreteScheduler, "diffusers-edm": EDMEulerScheduler,
-                  "diffusers-flowmatch": FlowMatchEulerDiscreteScheduler,
-                  "diffusers-timesteps": DPMSolverMultistepScheduler}[ex.preset]
+    cls = cls or SCHEDULERS[ex.preset]
     s = cls.from_config({**merge, **ex.config}) if merge is not None else cls(**ex.config)
     arg = ex.values.tolist()
     if ex.preset == "diffusers-edm":
         arg = torch.tensor(ex.values, dtype=torch.float64)
+    if ex.preset == "diffusers-unipc":
+        arg = np.asarray(ex.values)  # UniPCMultistepScheduler takes an array (a list fails in its shift)
     s.set_timesteps(**{ex.argument: arg})
     return s
 
 
 def model_for(preset):
-    if preset == "diffusers-flowmatch":
+    if preset in ("diffusers-flowmatch", "diffusers-unipc"):
         return lambda x, timestep, sigma: -0.5 * x  # a velocity
     if preset == "diffusers-edm":
         return lambda x, timestep, sigma: 0.1 * x
@@ -84,7 +93,8 @@ def model_for(preset):
 
 def run_loop(s, preset, x0=None):
     model = Counted(model_for(preset))
-    x = torch.ones(4, dtype=torch.float32) * float(getattr(s, "init_noise_sigma", 1.0)) if x0 is None else x0
+    shape = (1, 4) if preset == "diffusers-unipc" else (4,)  # UniPC's corrector wants (batch, channels, ...)
+    x = torch.ones(shape, dtype=torch.float32) * float(getattr(s, "init_noise_sigma", 1.0)) if x0 is None else x0
     out = diffusers_loop(s, model, x)
     assert torch.isfinite(out).all()
     return model.calls
@@ -138,12 +148,11 @@ def hard_grids(draw):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(t=hard_grids(), preset=st.sampled_from(["diffusers-euler", "diffusers-edm", "diffusers-flowmatch",
-                                                "diffusers-timesteps"]),
-       shift=st.sampled_from([1.0, 3.0, 0.3, 1e4]))
+@given(t=hard_grids(), preset=st.sampled_from(DIFFUSERS_PRESETS), shift=st.sampled_from([1.0, 3.0, 0.3, 1e4]))
 def test_every_accepted_export_runs_in_the_real_scheduler(t, preset, shift):
     try:
-        ex = presets.export(preset, t, clip=True, shift=shift if preset == "diffusers-flowmatch" else None)
+        flow = preset in ("diffusers-flowmatch", "diffusers-unipc")
+        ex = presets.export(preset, t, clip=True, shift=shift if flow else None)
     except InputError as exc:
         assert "\n" not in str(exc)
         return
@@ -152,13 +161,13 @@ def test_every_accepted_export_runs_in_the_real_scheduler(t, preset, shift):
     sig = s.sigmas.numpy().astype(float)
     assert np.all(np.diff(sig) < 0), (sig, ex.schedule)
     assert np.all(np.diff(s.timesteps.numpy().astype(float)) < 0)
-    if preset in ("diffusers-euler", "diffusers-flowmatch"):
+    if preset in ("diffusers-euler", "diffusers-flowmatch", "diffusers-unipc"):
         np.testing.assert_array_equal(sig, ex.schedule)  # the emulation is the scheduler's own float32 arithmetic
     elif preset == "diffusers-edm":
         np.testing.assert_allclose(sig, ex.schedule, rtol=2.5e-7, atol=0)  # torch pow vs numpy pow: <= 2 ulp
     else:
         np.testing.assert_allclose(sig, ex.schedule, rtol=2e-5)  # diffusers' float32 beta table
-    want = {"diffusers-euler": n}.get(preset, n + 1)
+    want = {"diffusers-euler": n, "diffusers-unipc": n}.get(preset, n + 1)
     assert run_loop(s, preset) == want
 
 
@@ -177,6 +186,29 @@ def test_every_accepted_k_diffusion_and_comfyui_list_runs_in_float32(t, preset, 
     assert torch.isfinite(x).all()
     n = ex.t.size - 1
     assert model.calls == (2 * n + 1 if sampler == "sample_heun" else n + 1)
+
+
+SAMPLER_PRESETS = [p for p in presets.PRESETS if p.startswith(("k-diffusion-", "comfyui-"))]
+
+
+@pytest.mark.parametrize("preset", SAMPLER_PRESETS)
+@pytest.mark.parametrize("kind, n", [("logsnr", 1), ("edm", 4), ("kl-optimal", 9)])
+def test_every_sampler_preset_runs_in_its_sampler_in_float32(preset, kind, n):
+    # a k-diffusion-* / comfyui-* export, as the tool reads it, in the sampler it is named after: N+1 steps (the
+    # last to sigma = 0), one evaluation each (Heun: two but one on the last)
+    from flowcert.numcore.solvers import SOLVERS
+
+    ex = presets.export(preset, grids.build(kind, n, 1e-3, 5.0))
+    solver = SOLVERS[presets.PRESET_SOLVER[preset]]
+    if preset.startswith("comfyui"):
+        sig, sampler = comfyui_manual_sigmas(ex.text()), COMFY_SAMPLERS[solver.comfyui]
+    else:
+        sig, sampler = torch.tensor(ex.values, dtype=torch.float32), K_SAMPLERS[solver.k_diffusion]
+    np.testing.assert_array_equal(sig.numpy().astype(float), ex.schedule)
+    model = Counted(gaussian_denoiser)
+    x = sampler(model, torch.ones(3) * sig[0], sig)
+    assert torch.isfinite(x).all() and x.dtype == torch.float32
+    assert model.calls == (2 * n + 1 if solver.name == "heun" else n + 1)
 
 
 # ----------------------------------------------------------------------------- 2. shift compensation
@@ -412,8 +444,7 @@ HOSTILE = {  # every schedule-changing key a pipeline config may carry, set away
 }
 
 
-@pytest.mark.parametrize("preset", ["diffusers-euler", "diffusers-timesteps", "diffusers-flowmatch",
-                                    "diffusers-edm"])
+@pytest.mark.parametrize("preset", DIFFUSERS_PRESETS)
 def test_merging_into_a_hostile_pipeline_config_changes_nothing(preset):
     t = grids.logsnr(6, 2e-3, 2.5)
     ex = presets.export(preset, t)
@@ -515,7 +546,9 @@ def test_continuous_v_prediction_euler_config_checks_its_own_timesteps():
     (EulerDiscreteScheduler, "diffusers-euler", lambda n: n, False),
     (EDMEulerScheduler, "diffusers-edm", lambda n: n + 1, True),
     (FlowMatchEulerDiscreteScheduler, "diffusers-flowmatch", lambda n: n + 1, True),
+    (UniPCMultistepScheduler, "diffusers-unipc", lambda n: n, True),
     (DPMSolverMultistepScheduler, "diffusers-timesteps", lambda n: n + 1, True),
+    (DPMSolverMultistepScheduler, "diffusers-dpmsolver-3m", lambda n: n + 1, True),
     (HeunDiscreteScheduler, "diffusers-timesteps", lambda n: 2 * n + 1, True),
 ])
 @pytest.mark.parametrize("n", [1, 4, 9])
@@ -523,10 +556,12 @@ def test_model_evaluations_and_trailing_zero_per_named_scheduler(cls, preset, ev
     ex = presets.export(preset, grids.logsnr(n, 2e-3, 2.5))
     s = build(ex, cls=cls, merge={} if cls is HeunDiscreteScheduler else None)
     assert (float(s.sigmas[-1]) == 0.0) == trailing_zero
-    # the last grid node is included: sigma(delta) (rf(delta) for flow matching; the rounded node for timesteps)
+    # the last grid node is included: sigma(delta) (rf(delta) for flow matching; the rounded node for timesteps;
+    # UniPC ends its N evaluations at t_{N-1} and steps from there to r = 0)
     last = float(s.sigmas[-2] if trailing_zero else s.sigmas[-1])
-    want = {"diffusers-flowmatch": units.rf_from_t(2e-3),
-            "diffusers-timesteps": units.sigma_from_t(ex.t[-1])}.get(preset, units.sigma_from_t(2e-3))
+    want = {"diffusers-flowmatch": units.rf_from_t(2e-3), "diffusers-unipc": units.rf_from_t(ex.t[-2]),
+            "diffusers-timesteps": units.sigma_from_t(ex.t[-1]),
+            "diffusers-dpmsolver-3m": units.sigma_from_t(ex.t[-1])}.get(preset, units.sigma_from_t(2e-3))
     assert last == pytest.approx(want, rel=2e-5)
     assert np.all(np.diff(s.sigmas.numpy()) <= 0)  # descending, as documented (Heun repeats interior nodes)
     assert run_loop(s, preset) == evaluations(n)
@@ -606,7 +641,7 @@ def test_every_snippet_of_the_sampler_recipes_runs(tmp_path, monkeypatch):
             g = ns["g"]
             np.testing.assert_allclose(s.sigmas.numpy(), g["schedule"], rtol=2e-5)
             preset = g["for"]
-            assert run_loop(s, preset) == (8 if preset == "diffusers-euler" else 9)
+            assert run_loop(s, preset) == (8 if preset in ("diffusers-euler", "diffusers-unipc") else 9)
         if "ex" in ns:
             ex = ns["ex"]
             s = build(ex)

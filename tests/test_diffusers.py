@@ -10,8 +10,10 @@ from diffusers import (
     EDMEulerScheduler,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
+    UniPCMultistepScheduler,
 )
 
+import consumers
 import diffusers_sampling as ds
 import oracles
 from flowcert.exports import presets
@@ -75,6 +77,17 @@ def test_dpmsolver_takes_the_integer_timesteps(schedule):
     np.testing.assert_allclose(s.sigmas.numpy(), ex.schedule, rtol=2e-5)
 
 
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+@pytest.mark.parametrize("kind", GRIDS)
+def test_unipc_takes_the_first_n_flow_sigmas(kind, shift):
+    ex = presets.diffusers_unipc(GRIDS[kind], shift)
+    s = UniPCMultistepScheduler(**ex.config)
+    s.set_timesteps(sigmas=np.asarray(ex.values))
+    np.testing.assert_array_equal(s.sigmas.numpy(), ex.schedule)
+    np.testing.assert_allclose(s.sigmas.numpy()[:-1], units.rf_from_t(GRIDS[kind][:-1]), rtol=2e-6)
+    assert len(s.timesteps) == GRIDS[kind].size - 1 and s.sigmas[-1] == 0
+
+
 def test_heun_discrete_takes_the_integer_timesteps_from_config():
     ex = presets.diffusers_timesteps(GRIDS["logsnr"])
     s = HeunDiscreteScheduler.from_config(ex.config)  # from_config ignores the DPM-Solver-only settings
@@ -130,6 +143,35 @@ def test_dpmsolver_loop_equals_flowcert_dpmpp_2m(ring8):
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
+def test_dpmsolver_3m_export_loop_equals_k_diffusions_3m(ring8):
+    ex = presets.diffusers_dpmsolver_3m(grids.edm(8, 1e-2, T))
+    x = marginal.sample(ring8, ex.t[0], 400, np.random.default_rng(2))
+    got, _ = ds.dpmsolver_multistep(ring8, x, ex)  # the scheduler as the export builds it (float32 sigmas)
+    model = samplers.mixture_denoiser(ring8)
+    want = consumers.k_sample_dpmpp_3m_sde(lambda y, s: torch.from_numpy(model(y.numpy(), float(s))),
+                                           torch.from_numpy(x * np.exp(ex.t[0])),
+                                           torch.tensor(ex.schedule, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
+    # the same scheduler left at its DPM-Solver++(2M) defaults is another solver
+    got2, _ = ds.dpmsolver_multistep(ring8, x, presets.diffusers_timesteps(grids.edm(8, 1e-2, T)))
+    assert np.abs(got2 - want).max() > 1e-3 * np.abs(want).max()
+
+
+def test_unipc_export_loop_equals_flowcert_unipc(ring8, start):
+    # the export as a flow pipeline runs it: its float32 sigmas, N evaluations; with the appended r = 0 replaced
+    # by rf(delta) the end point is flowcert's unipc on the grid (float32 sigmas: to 1e-4)
+    t = GRIDS["logsnr"]
+    ex = presets.diffusers_unipc(t)
+    got, sched, calls = ds.unipc_flow(ring8, start, t, sigmas=ex.values, final=float(np.float32(units.rf_from_t(t[-1]))),
+                                      float64=False, **ex.config)
+    assert calls == t.size - 1 and sched.sigmas.dtype == torch.float32
+    want = samplers.sample_grid(ring8, start, t, "unipc")
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
+    # left as it is, the scheduler's last step returns the x_0 prediction near the end point
+    x0, _, _ = ds.unipc_flow(ring8, start, t, sigmas=ex.values, final=None, float64=False, **ex.config)
+    assert np.abs(x0 - want).max() < 0.1 * np.abs(want).max()
+
+
 def test_diffusers_euler_converges_to_the_exact_flow_map(ring8, start):
     from flowcert.distill.teacher import Teacher
 
@@ -144,7 +186,8 @@ def test_diffusers_euler_converges_to_the_exact_flow_map(ring8, start):
     assert errs[2] < 2e-3
 
 
-@pytest.mark.parametrize("preset", ["diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-timesteps"])
+@pytest.mark.parametrize("preset", ["diffusers-euler", "diffusers-edm", "diffusers-flowmatch", "diffusers-unipc",
+                                    "diffusers-timesteps", "diffusers-dpmsolver-3m"])
 def test_cli_json_export_builds_the_scheduler(tmp_path, preset):
     import json
 
@@ -153,19 +196,22 @@ def test_cli_json_export_builds_the_scheduler(tmp_path, preset):
     from flowcert.cli import main
 
     out = tmp_path / "g.json"
-    extra = ["--shift", "2.5"] if preset == "diffusers-flowmatch" else []
+    extra = ["--shift", "2.5"] if preset in ("diffusers-flowmatch", "diffusers-unipc") else []
     r = CliRunner().invoke(main, ["grid", "square4", "--kind", "logsnr", "--steps", "6", "--T", "4", "--for", preset,
                                   *extra, "-o", str(out)])
     assert r.exit_code == 0, r.output
     g = json.loads(out.read_text())
     cls = {"diffusers-euler": EulerDiscreteScheduler, "diffusers-edm": EDMEulerScheduler,
-           "diffusers-flowmatch": FlowMatchEulerDiscreteScheduler,
-           "diffusers-timesteps": DPMSolverMultistepScheduler}[preset]
+           "diffusers-flowmatch": FlowMatchEulerDiscreteScheduler, "diffusers-unipc": UniPCMultistepScheduler,
+           "diffusers-timesteps": DPMSolverMultistepScheduler,
+           "diffusers-dpmsolver-3m": DPMSolverMultistepScheduler}[preset]
     s = cls(**g["scheduler_config"])
-    arg = g[g["argument"]]
+    arg = np.asarray(g[g["argument"]]) if preset == "diffusers-unipc" else g[g["argument"]]
     s.set_timesteps(**{g["argument"]: torch.tensor(arg) if preset == "diffusers-edm" else arg})
     np.testing.assert_allclose(s.sigmas.numpy(), g["schedule"], rtol=2e-5)
     t = grids.logsnr(6, DELTA, 4.0)
-    want = units.rf_from_t(t) if preset == "diffusers-flowmatch" else units.sigma_from_t(t)
-    tol = 0.2 if preset == "diffusers-timesteps" else 2e-6  # integer rounding of the timesteps
-    np.testing.assert_allclose(s.sigmas.numpy()[: t.size], want, rtol=tol)
+    want = units.rf_from_t(t) if preset in ("diffusers-flowmatch", "diffusers-unipc") else units.sigma_from_t(t)
+    if preset == "diffusers-unipc":  # the first N nodes, then the scheduler's r = 0
+        want = want[:-1]
+    tol = 0.2 if preset in ("diffusers-timesteps", "diffusers-dpmsolver-3m") else 2e-6  # integer timesteps
+    np.testing.assert_allclose(s.sigmas.numpy()[: want.size], want, rtol=tol)

@@ -165,6 +165,31 @@ def test_kind_optimal_json_and_plain_grid_points_to_it():
     np.testing.assert_allclose(kl["t"], grids.kl_optimal(4, DELTA, T), rtol=1e-14)
 
 
+@pytest.mark.parametrize("solver", ["unipc", "dpmpp_3m", "deis", "ipndm", "ipndm_v"])
+def test_kind_optimal_for_every_registered_solver(solver):
+    r = run("grid", "ring8", "--steps", "3", "--kind", "optimal", "--solver", solver, "--train-samples", "128",
+            "--test-samples", "128", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["solver"] == solver and len(doc["t"]) == 4 and doc["optimal"]["search"]["stop"]
+    best = min(v["rel_mse"] for v in doc["optimal"]["baselines"].values())
+    assert doc["optimal"]["train_rel_mse"] <= min(doc["optimal"]["search"]["start_train_rel_mse"].values())
+    assert doc["optimal"]["rel_mse"] <= 1.5 * best  # a fresh batch of 128: no worse than noise allows
+
+
+@pytest.mark.parametrize("preset", ["diffusers-unipc", "diffusers-dpmsolver-3m", "k-diffusion-dpmpp_3m_sde",
+                                    "comfyui-deis", "comfyui-ipndm", "comfyui-ipndm_v"])
+def test_for_exports_the_winner_for_the_presets_own_solver(preset):
+    from flowcert.exports.presets import PRESET_SOLVER
+
+    r = run("grid", "ring8", "--steps", "3", "--T", "2.5", "--for", preset, "--train-samples", "128",
+            "--test-samples", "128", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # (warnings go to standard error)
+    assert doc["for"] == preset and doc["solver"] == PRESET_SOLVER[preset]
+    assert doc["selection"]["solver_from"] == f"implied by {preset}" and len(doc["t"]) == 4
+
+
 @pytest.mark.parametrize("args, needle", [
     (("--kind", "optimal"), "--solver missing"),
     (("--kind", "optimal", "--solver", "rk4"), "'rk4' is not one of"),

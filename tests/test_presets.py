@@ -20,11 +20,50 @@ def test_every_preset_is_descending_and_starts_at_T():
         n = ex.values.size
         assert np.all(np.diff(ex.schedule) < 0), name
         assert ex.t.size == T_GRID.size
-        if name in ("k-diffusion", "comfyui"):
+        if name.startswith(("k-diffusion", "comfyui")):
             assert n == T_GRID.size + 1 and ex.values[-1] == 0.0
+        elif name == "diffusers-unipc":  # the first N nodes; the scheduler appends r = 0 for the last
+            assert n == T_GRID.size - 1 and ex.schedule.size == T_GRID.size
         else:
             assert n == T_GRID.size
         assert ex.schedule[-1] == 0.0 or name == "diffusers-euler"
+
+
+def test_each_preset_runs_the_registrys_solver():
+    from flowcert.numcore import solvers
+
+    assert presets.PRESET_SOLVER["diffusers-unipc"] == "unipc"
+    assert presets.PRESET_SOLVER["diffusers-timesteps"] == "dpmpp_2m"
+    assert presets.PRESET_SOLVER["diffusers-dpmsolver-3m"] == "dpmpp_3m"
+    assert presets.PRESET_SOLVER["k-diffusion"] == presets.PRESET_SOLVER["comfyui"] == "euler"
+    # one k-diffusion and one ComfyUI preset per solver those tools run, named after their sampler
+    for s in solvers.SOLVERS.values():
+        if s.k_diffusion:
+            assert presets.PRESET_SOLVER["k-diffusion-" + s.k_diffusion.removeprefix("sample_")] == s.name
+        if s.comfyui:
+            assert presets.PRESET_SOLVER["comfyui-" + s.comfyui] == s.name
+    assert {"comfyui-deis", "comfyui-ipndm", "comfyui-ipndm_v", "comfyui-dpmpp_3m_sde",
+            "k-diffusion-dpmpp_3m_sde"} <= set(presets.PRESETS)
+    assert set(presets.PRESET_SOLVER.values()) == set(solvers.NAMES)  # every solver has a consumer preset
+    # sampler presets write what their tool's plain preset writes
+    for name in presets.PRESETS:
+        base = "comfyui" if name.startswith("comfyui") else "k-diffusion" if name.startswith("k-diffusion") else None
+        if base:
+            np.testing.assert_array_equal(presets.export(name, T_GRID).values, presets.export(base, T_GRID).values)
+    text = presets.export("comfyui-ipndm", T_GRID).text()
+    assert ", " in text and "e" not in text.lower()
+
+
+def test_unipc_values_are_the_first_n_rf_times_with_the_shift_compensated():
+    for shift in (1.0, 3.0):
+        ex = presets.diffusers_unipc(T_GRID, shift)
+        back = shift * ex.values / (1 + (shift - 1) * ex.values)
+        np.testing.assert_allclose(back, units.rf_from_t(T_GRID[:-1]), rtol=1e-13)
+        assert ex.config["use_flow_sigmas"] and ex.config["flow_shift"] == shift
+        assert ex.schedule[-1] == 0 and ex.t.size == T_GRID.size
+    # nodes whose integer timesteps int(1000 r) repeat (a repeated first one makes the scheduler start at node 1)
+    with pytest.raises(InputError, match=r"grid nodes 0 and 1 .* collapse in UniPCMultistepScheduler .*integer"):
+        presets.diffusers_unipc(np.array([5.0, 4.99, 1.0, 0.01]))
 
 
 def test_sigmas_are_ve_sigmas_of_the_grid():

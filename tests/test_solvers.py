@@ -135,11 +135,43 @@ def test_gradient_in_log_sigma_equals_central_differences(registry, solver):
 
 
 def test_solver_check_names_the_registry():
-    assert solvers.NAMES == ("euler", "heun", "dpmpp_2m") and solvers.check("heun") is solvers.SOLVERS["heun"]
-    with pytest.raises(InputError, match=r"^`solver` = 'x': expected one of euler, heun, dpmpp_2m$"):
+    assert solvers.NAMES == ("euler", "heun", "dpmpp_2m", "unipc", "dpmpp_3m", "deis", "ipndm", "ipndm_v") and solvers.check("heun") is solvers.SOLVERS["heun"]
+    with pytest.raises(InputError, match=r"^`solver` = 'x': expected one of euler, heun, dpmpp_2m, unipc, dpmpp_3m, "
+                                         r"deis, ipndm, ipndm_v$"):
         solvers.check("x")
-    assert [s.evaluations(8) for s in solvers.SOLVERS.values()] == [8, 16, 8]
+    assert [s.evaluations(8) for s in solvers.SOLVERS.values()] == [8, 16, 8, 8, 8, 8, 8, 8]
     assert solvers.SOLVERS["dpmpp_2m"].label == "DPM-Solver++(2M)"
+    assert solvers.check_list(None) == solvers.check_list([]) == solvers.NAMES
+    assert solvers.check_list("deis, euler,deis") == ("euler", "deis")  # the registry's order, each once
+    with pytest.raises(InputError, match=r"^`solvers` = 'dpmpp_3m_sde': expected one of euler, "):
+        solvers.check_list("euler,dpmpp_3m_sde")
+
+
+def weights(name, sig):
+    """The multistep weights c_j of each row of an Adams-Bashforth-type solver: row i + 1 = x_i + (sigma_{i+1} -
+    sigma_i) sum_j c_j (x_{i-j} - D_{i-j}) / sigma_{i-j}."""
+    ev, cx, cd = solvers.SOLVERS[name].program(sig)
+    return [[-cd[i + 1, j] * sig[i - j] / (sig[i + 1] - sig[i]) for j in range(min(i + 1, 4))]
+            for i in range(sig.size - 1)]
+
+
+def test_ipndm_weights_and_ipndm_v_as_comfyui_evaluates_them():
+    equal = np.linspace(9.0, 1.0, 7)
+    ab = [[1], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24]]
+    for i, w in enumerate(weights("ipndm", equal)):
+        np.testing.assert_allclose(w, ab[min(i, 3)], rtol=1e-13)
+    uneven = np.array([20.0, 9.0, 5.0, 3.0, 1.5, 0.5])
+    assert all(np.allclose(w, ab[min(i, 3)], rtol=1e-13) for i, w in enumerate(weights("ipndm", uneven)))
+    # iPNDM-v: Adams-Bashforth's weights up to third order at equal steps, but ComfyUI's fourth-order term gives
+    # (57, -65, 43, -11)/24 there, and away from equal (or geometric) steps its weights do not sum to 1
+    v = weights("ipndm_v", equal)
+    for i in range(3):
+        np.testing.assert_allclose(v[i], ab[i], rtol=1e-13)
+    np.testing.assert_allclose(v[3], np.array([57, -65, 43, -11]) / 24, rtol=1e-13)
+    np.testing.assert_allclose([sum(w) for w in weights("ipndm_v", np.geomspace(20, 0.5, 7))], 1.0, rtol=1e-13)
+    sums = [sum(w) for w in weights("ipndm_v", uneven)]
+    np.testing.assert_allclose(sums[:3], 1.0, rtol=1e-13)
+    assert abs(sums[4] - 1) > 1e-2
 
 
 def test_every_command_runs_without_the_jit():
@@ -220,6 +252,24 @@ def test_solvers_command_json_and_plot(tmp_path):
         best = min(s["geo_mean_rel_mse"].values())
         assert s["geo_mean_rel_mse"][s["overall_winner"]] == best
     assert res["sw_floor"]["mean"] > 0
+
+
+def test_solvers_option_picks_the_solvers_each_with_its_optimal_grid():
+    r = CliRunner().invoke(main, ["solvers", "line2", "--steps", "2", "--solvers", "unipc,euler", "--samples", "200",
+                                  "--T", "3", "--delta", "0.01", "--train-samples", "64", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["solvers"] == ["euler", "unipc"]  # the registry's order
+    assert {row["solver"] for row in res["rows"]} == {"euler", "unipc"} and set(res["optimal"]["grids"]) == {"euler",
+                                                                                                             "unipc"}
+    assert set(res["league"]["table"]) == {"euler", "unipc"}
+    budget = res["league"]["budget"]["2"]
+    assert {c["solver"] for c in budget["candidates"].values()} == {"euler", "unipc"}
+    best = budget["candidates"][budget["order"][0]]
+    assert best["vs_best"]["geo_mean"] == 1.0 and best["geo_mean"] == min(c["geo_mean"]
+                                                                          for c in budget["candidates"].values())
+    r = CliRunner().invoke(main, ["solvers", "line2", "--solvers", "euler,lms"])
+    assert r.exit_code == 2 and "--solvers = 'lms': expected one of euler, heun" in r.stderr
 
 
 def test_league_over_random_mixtures():
