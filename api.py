@@ -9,6 +9,7 @@ torch is needed only by :func:`solvers` and :func:`validate` (``pip install "flo
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -675,32 +676,65 @@ def torch_model(fn: Callable, *, shape: tuple[int, ...] | int, prediction: str =
                 needs=needs)
 
 
-def _threads(threads: int | None) -> None:
-    """torch's CPU threads for the model functions (None: torch's default, one per core)."""
-    if threads is not None:
-        from .numcore.checks import option
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    """torch's CPU threads while a model function runs (None: the option table's default, ``OPTIONS["threads"]``,
+    chosen from measurements: docs/results.md, thread default); the caller's setting is restored afterwards."""
+    from .numcore.checks import OPTIONS, option
 
-        import torch
+    n = option("threads", OPTIONS["threads"].default if threads is None else threads)
+    require("torch", "torch", "a trained model")
+    import torch
 
-        torch.set_num_threads(option("threads", threads))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(previous)
 
 
-def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64, threads: int | None = None,
-                  load: dict | None = None):
-    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model), torch threads set; ``load``:
-    :func:`load_model`'s keywords (conditioning, guidance, device, dtype, shape)."""
+def _model_target(model, *, data=None, points: int = 40, teacher_steps: int = 64, load: dict | None = None):
+    """(the loaded model's :class:`~flowcert.studies.targets.ModelTarget`, the model); ``load``: :func:`load_model`'s
+    keywords (conditioning, guidance, device, dtype, shape)."""
     from .studies.targets import ModelTarget, data_for
 
-    _threads(threads)
     m = load_model(model, **(load or {}))
     return ModelTarget(m, data=data_for(m, data), points=points, teacher_steps=teacher_steps), m
+
+
+def _probe_batch(kind: str, *, samples=2, train=2, test=2) -> int:
+    """The batch of the model probe: the largest the run will pass to the network (the Jacobian table's, at most
+    512; the teacher's and the solvers', at most 1024), 2 for a closed-form grid (nothing is evaluated).  Values
+    not checked yet count as 2 (their own check follows)."""
+    def size(v) -> int:
+        try:
+            return max(2, int(v))
+        except (TypeError, ValueError, OverflowError):
+            return 2
+
+    if kind == "balanced":
+        return min(size(samples), 512)
+    if kind == "optimal":
+        return max(size(train), size(test))
+    if kind == "study":
+        return max(size(samples), size(train), size(test))
+    return 2
+
+
+def _announce(announce, plan, threads: int) -> None:
+    """Tell ``announce(evaluations, text)`` (the command line's start line) the planned work: ``plan`` is
+    (model evaluations, what) from :class:`~flowcert.studies.targets.ModelTarget`'s ``plan_*``, or None."""
+    if announce is not None and plan is not None:
+        evaluations, text = plan
+        announce(evaluations, f"{text}; {threads} torch thread{'s' if threads != 1 else ''}")
 
 
 def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 256,
                     data: np.ndarray | str | None = None, delta: float | None = None,
                     T: float | None = None, seed: int = 0, iters: int | None = None, tol: float | None = None,
-                    teacher_steps: int = 64, threads: int | None = None, load: dict | None = None,
-                    progress=no_progress) -> dict:
+                    teacher_steps: int = 64, threads: int | None = None, load: dict | None = None, progress=no_progress,
+                    announce: Callable[[int, str], None] | None = None) -> dict:
     """E||J(x, t)||_op and the sampled sup of a trained model's velocity Jacobian on log-spaced times (the model's
     rate, :meth:`flowcert.studies.targets.ModelTarget.lipschitz`).
 
@@ -716,7 +750,10 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
         iters: Lanczos iterations at most per point (default 20).
         tol: relative tolerance on the Ritz residual or the Ritz value's growth (default 1e-3).
         teacher_steps: RK4 steps of the model ODE (without ``data``).
-        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        threads: torch CPU threads while it runs (default: ``OPTIONS["threads"]``, 1: measured faster than 2 on a
+            busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
+        announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
+            command line prints it as the start line).
         load: keywords of :func:`load_model` (``cond``, ``uncond``, ``guidance``, ``class_label``, ``prompt``,
             ``negative_prompt``, ``device``, ``dtype``, ``shape``): the rate of the conditioned, guided model.
 
@@ -731,10 +768,14 @@ def model_lipschitz(model: str | Denoiser, *, points: int = 40, samples: int = 2
     """
     from .numcore.checks import option
 
-    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads, load=load)
-    delta, T = target.window(delta, T)
-    return target.lipschitz(delta=delta, T=T, samples=samples, seed=option("seed", seed), iters=iters, tol=tol,
-                            progress=progress)
+    with _threads(threads) as n_threads:
+        target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, load=load)
+        delta, T = target.window(delta, T)
+        seed = option("seed", seed)
+        target.probe(delta, T, batch=_probe_batch("balanced", samples=samples))
+        _announce(announce, target.plan_rate(samples, iters), n_threads)
+        return target.lipschitz(delta=delta, T=T, samples=samples, seed=seed, iters=iters, tol=tol,
+                                progress=progress)
 
 
 def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced", bound: str = "empirical",
@@ -742,8 +783,10 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
                train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-               threads: int | None = None, shift: float | None = None, mu: float | None = None, resolution: str | tuple[int, int] | None = None,
-               scheduler_config: dict | str | None = None, load: dict | None = None, progress=no_progress) -> dict:
+               threads: int | None = None, shift: float | None = None, mu: float | None = None,
+               resolution: str | tuple[int, int] | None = None, scheduler_config: dict | str | None = None,
+               load: dict | None = None, progress=no_progress,
+               announce: Callable[[int, str], None] | None = None) -> dict:
     """A descending time grid of N = ``steps`` segments for a trained model: :func:`grid`'s code
     (:func:`flowcert.studies.timegrid.build`) on the model, with a model's defaults.
 
@@ -760,7 +803,10 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
     Args:
         solver: ``euler``, ``heun`` or ``dpmpp_2m`` (kind ``optimal``).
         effort: multiplies the search's evaluation budgets (0.1: a tenth of a mixture's).
-        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        threads: torch CPU threads while it runs (default: ``OPTIONS["threads"]``, 1: measured faster than 2 on a
+            busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
+        announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
+            command line prints it as the start line).
         load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape): the grid of the
             conditioned, guided model against its own guided teacher.
 
@@ -776,12 +822,16 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
     """
     from .studies.timegrid import build
 
-    target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, threads=threads, load=load)
-    delta, T = target.window(delta, T)
-    return build(target, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
-                 beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
-                 train_samples=train_samples, test_samples=test_samples, effort=effort, shift=shift, mu=mu,
-                 resolution=resolution, scheduler_config=_config(scheduler_config), progress=progress)
+    with _threads(threads) as n_threads:
+        target, _ = _model_target(model, data=data, points=points, teacher_steps=teacher_steps, load=load)
+        delta, T = target.window(delta, T)
+        target.probe(delta, T, batch=_probe_batch(kind, samples=samples, train=train_samples, test=test_samples))
+        _announce(announce, target.plan_grid(kind, samples=samples, train=train_samples, test=test_samples),
+                  n_threads)
+        return build(target, steps, kind=kind, bound=bound, delta=delta, T=T, units=tuple(units),
+                     beta_schedule=beta_schedule, clip=clip, samples=samples, seed=seed, solver=solver,
+                     train_samples=train_samples, test_samples=test_samples, effort=effort, shift=shift, mu=mu,
+                     resolution=resolution, scheduler_config=_config(scheduler_config), progress=progress)
 
 
 def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: str | None = None,
@@ -790,8 +840,9 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
                       test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
-                      threads: int | None = None, mu: float | None = None, resolution: str | tuple[int, int] | None = None,
-                      load: dict | None = None, progress=no_progress) -> dict:
+                      threads: int | None = None, mu: float | None = None,
+                      resolution: str | tuple[int, int] | None = None, load: dict | None = None,
+                      progress=no_progress, announce: Callable[[int, str], None] | None = None) -> dict:
     """A trained model's grid exported for one sampler (``flowcert grid --model M --for PRESET``): :func:`export_grid`'s
     code (:func:`flowcert.studies.timegrid.export`) on the model, with a model's defaults.
 
@@ -801,7 +852,10 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
     config unless ``scheduler_config`` is given.
 
     Args:
-        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        threads: torch CPU threads while it runs (default: ``OPTIONS["threads"]``, 1: measured faster than 2 on a
+            busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
+        announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
+            command line prints it as the start line).
         load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
@@ -816,13 +870,18 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
     from .studies.timegrid import export as export_
 
     scheduler_config = _config(scheduler_config)
-    target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads, load=load)
-    delta, T = target.window(delta, T)
-    return export_(target, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
-                   beta_schedule=beta_schedule, clip=clip, shift=shift, mu=mu, resolution=resolution,
-                   scheduler_config=scheduler_config,
-                   samples=samples, seed=seed, train_samples=train_samples, test_samples=test_samples,
-                   effort=effort, progress=progress)
+    with _threads(threads) as n_threads:
+        target, _ = _model_target(model, data=data, teacher_steps=teacher_steps, load=load)
+        delta, T = target.window(delta, T)
+        target.probe(delta, T, batch=_probe_batch(kind or "optimal", samples=samples, train=train_samples,
+                                                  test=test_samples))
+        _announce(announce, target.plan_grid(kind or "optimal", samples=samples, train=train_samples,
+                                             test=test_samples), n_threads)
+        return export_(target, steps, preset, kind=kind, solver=solver, bound=bound, delta=delta, T=T,
+                       beta_schedule=beta_schedule, clip=clip, shift=shift, mu=mu, resolution=resolution,
+                       scheduler_config=scheduler_config,
+                       samples=samples, seed=seed, train_samples=train_samples, test_samples=test_samples,
+                       effort=effort, progress=progress)
 
 
 def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16), *, samples: int = 512,
@@ -830,7 +889,8 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
                   teacher_steps: int = 64, delta: float | None = None, T: float | None = None, seed: int = 0,
                   rate_samples: int = 256, train_samples: int = 128, effort: float = 0.1,
                   solvers: str | Iterable[str] | None = None, plot: str | None = None, threads: int | None = None,
-                  load: dict | None = None, progress=no_progress) -> dict:
+                  load: dict | None = None, progress=no_progress,
+                  announce: Callable[[int, str], None] | None = None) -> dict:
     """Which grid makes which solver most accurate for a trained model: :func:`solvers`'s study
     (:func:`flowcert.studies.solver_study.run`) on the model, with a model's defaults.
 
@@ -843,7 +903,10 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
 
     Args:
         solvers: the solvers to study (as in :func:`solvers`; default all).
-        threads: torch CPU threads (default: one per core; on a busy machine 1 is faster).
+        threads: torch CPU threads while it runs (default: ``OPTIONS["threads"]``, 1: measured faster than 2 on a
+            busy 2-core machine and no slower on an idle one, docs/results.md); the caller's setting is restored.
+        announce: ``announce(evaluations, text)`` is called once with the planned work before it starts (the
+            command line prints it as the start line).
         load: keywords of :func:`load_model` (conditioning, guidance, device, dtype, shape).
 
     Returns:
@@ -862,14 +925,19 @@ def model_solvers(model: str | Denoiser, steps: Iterable[int] | str = (4, 8, 16)
     chosen = check_list(solvers)
     if plot is not None:
         check_destination(plot, "plot", [*model_files(model), *(x for x in (data, reference) if isinstance(x, str))])
-    target, m = _model_target(model, data=data, teacher_steps=teacher_steps, threads=threads, load=load)
-    delta, T = target.window(delta, T)
-    ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
-    samples, seed, train_samples, effort = options(samples=samples, seed=seed, train_samples=train_samples,
-                                                   effort=effort)
-    res = solver_study.run(target, ns, delta, T, samples=samples, seed=seed, rate_samples=rate_samples,
-                           train_samples=train_samples, effort=effort, solvers=chosen, progress=progress,
-                           reference=data_for(m, reference))
+    with _threads(threads) as n_threads:
+        target, m = _model_target(model, data=data, teacher_steps=teacher_steps, load=load)
+        delta, T = target.window(delta, T)
+        ns = steps_list("steps", steps, OPTIONS["solvers.steps"].high)
+        samples, seed, train_samples, effort = options(samples=samples, seed=seed, train_samples=train_samples,
+                                                       effort=effort)
+        ref = data_for(m, reference)
+        target.probe(delta, T, batch=_probe_batch("study", samples=samples, train=train_samples, test=rate_samples))
+        _announce(announce, target.plan_study(ns, samples=samples, train=train_samples, rate_samples=rate_samples),
+                  n_threads)
+        res = solver_study.run(target, ns, delta, T, samples=samples, seed=seed, rate_samples=rate_samples,
+                               train_samples=train_samples, effort=effort, solvers=chosen, progress=progress,
+                               reference=ref)
     if plot is not None:
         solver_study.plot(res, plot)
     return res

@@ -7,15 +7,18 @@ shows them as the command's flags (``--ball-mass``), on one line, with exit stat
 
 from __future__ import annotations
 
+import codecs
+import errno
 import functools
 import os
 import re
 import signal
+import sys
 
 import click
 
 from . import api, render
-from .numcore.checks import OPTIONS, InputError, printable, split_list
+from .numcore.checks import OPTIONS, InputError, printable, show_value, split_list
 from .numcore.grids import FLOW_KINDS, GRID_KINDS, KINDS
 from .numcore.io import check_folder, check_outputs, progress, write_atomic
 from .numcore.solvers import NAMES
@@ -46,8 +49,142 @@ def as_flags(message: str, names: dict) -> str:
     return re.sub(r"`([^`]+)`", one, message)
 
 
+class OutputError(Exception):
+    """Standard output cannot take what a command writes: ``errno`` and ``strerror`` of the failed write."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__(code, text)
+        self.errno, self.strerror = code, text
+
+
+def _unencodable(exc: UnicodeEncodeError):
+    """Encoding error handler of :func:`say`: bytes a file name could not decode (surrogate escapes, U+DC80-DCFF)
+    go out as those bytes (paths in 'wrote' lines are escaped before: numcore.checks.printable), any other
+    character the stream's encoding lacks as a backslash escape."""
+    chunk = exc.object[exc.start:exc.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in chunk):
+        return bytes(ord(c) - 0xDC00 for c in chunk), exc.end
+    return "".join(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in chunk), exc.end
+
+
+codecs.register_error("flowcert.output", _unencodable)
+
+
+def say(text: str) -> None:
+    """One piece of text (a newline added) to standard output, flushed, in the stream's encoding whatever it is
+    (``PYTHONIOENCODING=ascii`` or ``latin-1:strict``: see :func:`_unencodable`).
+
+    The bytes go to the binary layer in a loop: an unbuffered stream (``PYTHONUNBUFFERED``, ``python -u``) writes
+    to the descriptor directly, where a pipe whose reader left takes part of a write and reports no error; the text
+    layer would drop the rest silently.
+
+    Raises:
+        OutputError: standard output is closed or cannot be written (a full disk, /dev/full, a broken pipe).
+    """
+    stream = sys.stdout
+    if stream is None:
+        raise OutputError(errno.EBADF, "it is closed")
+    data = text + "\n"
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:  # a stream without a binary layer: its own write
+            stream.write(data)
+        else:
+            stream.flush()
+            view = memoryview(data.encode(getattr(stream, "encoding", None) or "utf-8", "flowcert.output"))
+            while view.nbytes:
+                n = buffer.write(view)
+                if not n:
+                    raise OSError(errno.EAGAIN, "the stream took no bytes")
+                view = view[n:]
+            buffer.flush()
+        stream.flush()
+    except OSError as exc:
+        raise OutputError(exc.errno or errno.EIO, exc.strerror or str(exc)) from None
+    except ValueError:  # "I/O operation on closed file"
+        raise OutputError(errno.EBADF, "it is closed") from None
+
+
+_CLOSED_AT_START: set = set()  # descriptors (0, 1, 2) that were closed when the command started
+
+
+def _stdout_name() -> str:
+    """Where standard output goes, for messages ('/dev/full', 'pipe:[123]'), or '' when unknown."""
+    if 1 in _CLOSED_AT_START:
+        return ""
+    try:
+        return " (" + os.readlink("/proc/self/fd/1") + ")"
+    except OSError:
+        return ""
+
+
+def _discard_stdout() -> None:
+    """After a failed write: point file descriptor 1 at /dev/null, so the interpreter's last flush of what is still
+    buffered cannot fail again at exit (no 'Exception ignored' lines)."""
+    try:
+        if sys.stdout is None or sys.stdout.fileno() != 1:
+            return
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # a test runner's stream has no descriptor
+        pass
+
+
+def output_failed(exc: OutputError) -> int:
+    """The one line for an output that failed, and its exit status: 1 for a reader that went away (a broken pipe:
+    nothing was wrong with the input), 2 for a destination that cannot be written (like -o onto a full disk)."""
+    where = _stdout_name()
+    _discard_stdout()
+    if exc.errno == errno.EPIPE:
+        click.echo(f"Error: standard output{where} was closed by the program reading it (broken pipe): the output "
+                   "is incomplete", err=True)
+        return 1
+    click.echo(f"Error: standard output{where} cannot be written: {exc.strerror}: expected a writable standard "
+               "output (or -o FILE where the command has it)", err=True)
+    return 2
+
+
+def _from_click_echo(exc: BaseException) -> bool:
+    """Did ``exc`` come from click writing to a stream (a command's --help into a full or broken output)?"""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "echo" and code.co_filename.endswith(os.path.join("click", "utils.py")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _occupy_closed_descriptors() -> None:
+    """A command started with standard input, output or error closed (``>&-``): put /dev/null on the free descriptor
+    so that no file flowcert opens gets it (a C library writing to 'standard output' would write into that file).
+    Python's own ``sys.stdout`` stays None, so :func:`say` still reports the closed output."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            _CLOSED_AT_START.add(fd)
+            try:
+                new = os.open(os.devnull, os.O_RDWR)
+                if new != fd:
+                    os.dup2(new, fd)
+                    os.close(new)
+            except OSError:
+                pass
+
+
 class FlowcertGroup(click.Group):
     """Turns bad input (InputError, and click's usage errors) into one line on stderr and exit status 2."""
+
+    def main(self, *args, **kwargs):
+        _occupy_closed_descriptors()
+        try:
+            return super().main(*args, **kwargs)
+        except OutputError as exc:
+            sys.exit(output_failed(exc))
+        except OSError as exc:  # click's own output (--help, --version, usage) into a full or broken stream
+            sys.exit(output_failed(OutputError(exc.errno or errno.EIO, exc.strerror or str(exc))))
 
     def parse_args(self, ctx, args):
         try:
@@ -69,9 +206,13 @@ class FlowcertGroup(click.Group):
             hint = f" (flowcert {name} --help)" if name else " (flowcert --help)"
             click.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
             ctx.exit(2)
+        except OutputError as exc:
+            ctx.exit(output_failed(exc))
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug, not bad input: one line, traceback on request
+            if isinstance(exc, OSError) and _from_click_echo(exc):  # a command's --help into a full or closed output
+                ctx.exit(output_failed(OutputError(exc.errno or errno.EIO, exc.strerror or str(exc))))
             if os.environ.get("FLOWCERT_DEBUG"):
                 raise
             first = " ".join(str(exc).split())[:300]
@@ -99,7 +240,9 @@ def _on_sigterm():
 def emit(text: str | bytes, output: str | None) -> None:
     """Text to standard output, or atomically to a file."""
     if output is None:
-        click.echo(text.rstrip("\n"))
+        if isinstance(text, bytes):  # pragma: no cover - binary formats need -o (output_format refuses them)
+            raise InputError("`output`: binary output is not written to standard output: expected -o FILE")
+        say(text.rstrip("\n"))
     else:
         write_atomic(output, text if isinstance(text, bytes) or text.endswith("\n") else text + "\n")
 
@@ -107,6 +250,24 @@ def emit(text: str | bytes, output: str | None) -> None:
 def bars(enabled: bool = True):
     """The progress-bar factory the library functions take."""
     return functools.partial(progress, enabled=enabled)
+
+
+LONG_RUN_EVALUATIONS = 100_000  # planned model evaluations from which a model command prints its start line
+
+
+def start_line(command_name: str, model: str):
+    """The ``announce(evaluations, text)`` callback of the model commands: when standard error is not a terminal
+    (a log file, a pipe: the progress bars are off) and the run plans at least LONG_RUN_EVALUATIONS model
+    evaluations, one line on standard error says what is about to run."""
+
+    def announce(evaluations: int, text: str) -> None:
+        stream = sys.stderr
+        if evaluations < LONG_RUN_EVALUATIONS or stream is None or stream.isatty():
+            return
+        click.echo(f"flowcert {command_name} --model {show_value(model, 80)}: starting: {text}: about "
+                   f"{evaluations:,} model evaluations (one network pass on one sample)", err=True)
+
+    return announce
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -154,22 +315,199 @@ def number(flag: str, key: str, help: str, dest: str | None = None, **kw):
 
 
 def command(name: str, **kw):
-    """``main.command(name)`` whose numeric options (:func:`number`) get their table defaults when not given."""
+    """``main.command(name)`` whose numeric options (:func:`number`) get their table defaults when not given, and
+    whose options are checked against :data:`APPLIES` (an option given where it does nothing is refused) before
+    the command runs."""
 
     def deco(f):
         keys = f.__dict__.get("option_keys", {})
 
         @functools.wraps(f)
         def run(*args, **kwargs):
+            given_now = given_options()
             model = kwargs.get("model") is not None
             for dest, key in keys.items():
                 if kwargs.get(dest) is None:
                     kwargs[dest] = OPTIONS[key].default_for(model)
+            check_applies(name, kwargs, given_now, keys)
             return f(*args, **kwargs)
 
         return main.command(name, **kw)(run)
 
     return deco
+
+
+def given_options() -> set:
+    """The parameters of the running command that the user gave (on the command line or through the environment),
+    not defaults."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {p.name for p in ctx.command.params
+            if ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+
+
+# ----------------------------------------------------------------------------- which option applies when
+# For every command, every parameter: None (it always acts) or (when, text): ``when(v)`` tells from the command's
+# values ``v`` (defaults filled in; ``v["_given"]`` the names the user gave) whether the option changes anything;
+# an option given where it does not is refused in one line naming ``text``, the combination where it acts.  Where
+# the intent of a combination is clear it is honoured instead (grid: --bound with --for and no --kind exports the
+# balanced grid on that bound, so there --bound acts).  tests/test_hostile.py checks that every parameter of every
+# command is listed here; docs/commands.md shows the table.
+def _model(v) -> bool:
+    return v.get("model") is not None
+
+
+def _units(v) -> list[str]:
+    return [u.strip() for x in (v.get("units") or ()) for u in str(x).split(",") if u.strip()]
+
+
+def grid_kind(v) -> str:
+    """The grid a `flowcert grid` call computes: its --kind; with --for and no --kind the preset's winner, unless
+    --bound names the balanced grid's rate (then balanced on it)."""
+    if v.get("kind"):
+        return v["kind"]
+    if v.get("preset") and v.get("bound") is None:
+        return "winner"
+    return "balanced"
+
+
+def _grid_rate(v) -> bool:
+    """Does the grid compute a rate (Lambda)?  A mixture's grid always does (Lambda at every kind's nodes), but not
+    the winner export; a model's only for the balanced grid."""
+    kind = grid_kind(v)
+    return kind == "balanced" if _model(v) else kind != "winner"
+
+
+def _grid_empirical(v) -> bool:
+    return _grid_rate(v) and (_model(v) or (v.get("bound") or "tri") == "empirical")
+
+
+def _grid_search(v) -> bool:
+    return grid_kind(v) in ("optimal", "winner")
+
+
+def _validate_value(v, key):
+    """A validate option as the run will have it: given, else the preset's, else ValidateConfig's default."""
+    from .distill.config import PRESETS, ValidateConfig
+
+    if key in v["_given"]:
+        return v[key]
+    return PRESETS[v.get("preset") or "full"].get(key, getattr(ValidateConfig(), key))
+
+
+def _validate_grids(v) -> list[str]:
+    return split_list("grids", _validate_value(v, "grids"))
+
+
+DIFFUSERS_BETAS = ("diffusers-euler", "diffusers-timesteps")
+APPLIES: dict[str, dict] = {
+    "mixture": {"spec": None, "delta": None, "T": None, "amp_samples": None, "fmt": None,
+                "seed": (lambda v: v["amp_samples"] > 0, "with `amp_samples` > 0")},
+    "lipschitz": {
+        "spec": None, "model": None,
+        "data": (_model, "with `model`"), "threads": (_model, "with `model`"),
+        "iters": (_model, "with `model`"), "tol": (_model, "with `model`"),
+        "bounds": (lambda v: not _model(v), "without `model` (a trained network has no analytic bound)"),
+        "ball_mass": (lambda v: not _model(v), "without `model` (a trained network has no analytic bound)"),
+        "latex": (lambda v: not _model(v), "without `model`"),
+        "points": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "empirical": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "delta": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "T": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "fmt": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "output": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "plot": (lambda v: not v["latex"], "without `latex` (it prints the formulas only)"),
+        "seed": (lambda v: not v["latex"] and (_model(v) or v["empirical"] > 0),
+                 "with `empirical` > 0 or `model` (it seeds their samples)"),
+    },
+    "grid": {
+        "spec": None, "model": None, "steps": None, "delta": None, "T": None, "kind": None, "preset": None,
+        "fmt": None, "output": None,
+        "threads": (_model, "with `model`"),
+        "data": (lambda v: _model(v) and grid_kind(v) == "balanced",
+                 "with `model` and the balanced grid (`kind` balanced, or `bound` with `preset`): no other grid "
+                 "samples p_t"),
+        "teacher_steps": (lambda v: _model(v) and (_grid_search(v) or (grid_kind(v) == "balanced"
+                                                                        and v.get("data") is None)),
+                          "with `model` for the optimal grid or `preset`'s winner (its teacher), or the balanced "
+                          "grid without `data` (its samples of p_t)"),
+        "solver": (_grid_search, "with `kind` optimal, or `preset` without `kind` (the solver whose grid wins)"),
+        "bound": (_grid_rate, "where a rate is computed: a mixture's grids, a model's balanced grid"),
+        "samples": (_grid_empirical, "with the empirical rate (`bound` empirical, or a model's balanced grid)"),
+        "seed": (lambda v: _grid_empirical(v) or _grid_search(v),
+                 "with the empirical rate or a searched grid (`kind` optimal, `preset`'s winner)"),
+        "train_samples": (_grid_search, "with `kind` optimal or `preset`'s winner (no `kind`)"),
+        "test_samples": (_grid_search, "with `kind` optimal or `preset`'s winner (no `kind`)"),
+        "effort": (_grid_search, "with `kind` optimal or `preset`'s winner (no `kind`)"),
+        "units": (lambda v: not v.get("preset"), "without `preset` (an export has its sampler's own values)"),
+        "beta_schedule": (lambda v: v.get("preset") in DIFFUSERS_BETAS or (not v.get("preset") and "ddpm" in _units(v)),
+                          "with `units` ddpm, or `preset` diffusers-euler or diffusers-timesteps"),
+        "clip": (lambda v: v.get("preset") in (*DIFFUSERS_BETAS, "diffusers-edm")
+                 or (not v.get("preset") and "ddpm" in _units(v)),
+                 "with `units` ddpm, or `preset` diffusers-euler, diffusers-timesteps or diffusers-edm"),
+        # shift, mu, resolution and scheduler_config: studies.timegrid.flow_options and grid_cmd name the grid kinds
+        # and the exports that take them
+    },
+    "certify": {
+        "spec": None, "eps": None, "p": None, "t": None, "certificate": None, "latex": None, "verify": None,
+        "export": None, "sweep": None, "plot": None, "fmt": None,
+        "delta": (lambda v: v["t"] is None, "without `t` (the fixed-t network has no time window)"),
+        "T": (lambda v: v["t"] is None, "without `t` (the fixed-t network has no time window)"),
+        "times": (lambda v: v["t"] is None and v["verify"] > 0, "with `verify` > 0 and without `t`"),
+        "seed": (lambda v: v["verify"] > 0, "with `verify` > 0 (it seeds the verification samples)"),
+    },
+    "solvers": {
+        "specs": None, "model": None, "solvers": None, "steps": None, "samples": None, "train_samples": None, "effort": None,
+        "seed": None, "delta": None, "T": None, "fmt": None, "output": None, "plot": None,
+        "data": (_model, "with `model`"), "threads": (_model, "with `model`"),
+        "reference": (_model, "with `model`"), "teacher_steps": (_model, "with `model`"),
+        "random": (lambda v: not _model(v), "without `model` (random mixtures are a mixture study)"),
+    },
+    "fit": {"data": None, "max_components": None, "covariance_type": None, "reg_covar": None, "seed": None,
+            "fmt": None, "output": None,
+            "name": (lambda v: v["output"] is not None, "with `output` (the name goes into the spec file)")},
+    "train-example": {"example": None, "out": None, "steps": None, "batch": None, "lr": None, "threads": None,
+                      "seed": None},
+    "demo": {"out": None},
+    "validate": {
+        **{k: None for k in ("specs", "resume", "out", "preset", "executor", "fmt", "no_plots", "quiet", "steps",
+                             "grids", "seeds", "seed", "delta", "T", "budget", "depth", "iters", "batch", "lr",
+                             "n_train", "n_test", "group", "finetune", "dtype", "device", "threads", "amp_times",
+                             "amp_samples", "lip_samples")},
+        "bound": (lambda v: "balanced" in _validate_grids(v) or _validate_value(v, "bound") == "empirical",
+                  "with `grids` balanced (the rate it is balanced on)"),
+        "solver": (lambda v: "optimal" in _validate_grids(v), "with `grids` optimal (the solver whose grid it is)"),
+        "empirical_samples": (lambda v: "empirical" in _validate_grids(v) or _validate_value(v, "bound") == "empirical",
+                              "with `grids` empirical or `bound` empirical (the runs that compute that rate)"),
+        "total_params": (lambda v: _validate_value(v, "budget") == "total", "with `budget` total"),
+        "width": (lambda v: _validate_value(v, "budget") == "per-block" or not _validate_value(v, "total_params"),
+                  "with `budget` per-block, or total without `total_params` (which then sizes the budget)"),
+        "workers": (lambda v: v["executor"] == "process" or (v["executor"] == "ray" and not v.get("ray_address")),
+                    "with `executor` process, or ray without `ray_address` (the CPUs of a local Ray instance)"),
+        "ray_address": (lambda v: v["executor"] == "ray", "with `executor` ray"),
+    },
+}
+
+
+def check_applies(command_name: str, values: dict, given: set, keys: dict | None = None) -> None:
+    """InputError for the first option the user gave that does nothing in this combination (:data:`APPLIES`).  A
+    numeric option (``keys``: {name: OPTIONS key}) outside its domain gets the domain's message instead: the value
+    is wrong wherever it is given."""
+    table = APPLIES.get(command_name, {})
+    v = {**values, "_given": given}
+    for name in sorted(given):
+        rule = table.get(name)
+        if rule is None:
+            continue
+        when, text = rule
+        if not when(v):
+            value = values.get(name)
+            if keys and name in keys:
+                OPTIONS[keys[name]](name, value)
+            shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+            raise InputError(f"`{name}` = {show_value(shown)}: expected only {text}; it does nothing in this "
+                             "combination")
 
 
 def seed_option(what: str):
@@ -186,6 +524,10 @@ MODEL_HELP = ("A trained model instead of a mixture SPEC: a diffusers folder (pi
               "labels is class-conditional), or digits or digits-flow (the shipped examples). Needs the torch extra.")
 # the options that say how a model is loaded, conditioned and guided: one dict `load` for api.load_model
 LOAD_OPTIONS = ("cond", "uncond", "class_label", "guidance", "prompt", "negative_prompt", "shape", "device", "dtype")
+# in APPLIES they always act where they are accepted: with --model through api.load_model; with a mixture SPEC only
+# --class-label (and --guidance for lipschitz's bound), the others refused by :func:`mixture_conditioning`
+for _name in ("lipschitz", "grid", "solvers"):
+    APPLIES[_name].update(dict.fromkeys(LOAD_OPTIONS))
 
 
 def model_options(data_help: str):
@@ -200,8 +542,8 @@ def model_options(data_help: str):
             load = {k: kwargs.pop(k) for k in LOAD_OPTIONS}
             return cmd(*args, load={k: v for k, v in load.items() if v is not None}, **kwargs)
 
-        f = number("--threads", "threads", "With --model: torch CPU threads [default: one per core; on a busy "
-                   "machine 1 is faster]")(run)
+        f = number("--threads", "threads", "With --model: torch CPU threads (one thread was faster than two on a "
+                   "2-core machine, idle or busy: docs/results.md).")(run)
         f = click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
                          help=data_help)(f)
         f = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "float64"]), default=None,
@@ -302,9 +644,9 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
     mix = api.load_mixture(spec)
     info = api.describe(mix, delta=delta, T=T, amp_samples=amp_samples, seed=seed)
     if fmt == "json":
-        click.echo(render.to_json({**info, "means": mix.means, "eigvals": mix.eigvals}))
+        say(render.to_json({**info, "means": mix.means, "eigvals": mix.eigvals}))
     else:
-        click.echo(render.mixture_text(info, mix.weights))
+        say(render.mixture_text(info, mix.weights))
 
 
 # ----------------------------------------------------------------------------- lipschitz
@@ -361,7 +703,7 @@ def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, i
     if model is not None:
         out = api.model_lipschitz(model, points=points, samples=empirical,
                                   data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
-                                  load=load, progress=bars())
+                                  load=load, progress=bars(), announce=start_line("lipschitz", model))
         if plot:
             from .bounds.plots import lipschitz
 
@@ -375,10 +717,10 @@ def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, i
         if "class_label" in load:
             from .bounds.guided import GuidedLipschitzBound
 
-            click.echo(GuidedLipschitzBound(api.load_mixture(spec), load["class_label"], load.get("guidance", 1.0),
-                                            ball_mass).latex(which))
+            say(GuidedLipschitzBound(api.load_mixture(spec), load["class_label"], load.get("guidance", 1.0),
+                                     ball_mass).latex(which))
         else:
-            click.echo(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
+            say(LipschitzBound(api.load_mixture(spec), ball_mass).latex(which))
         return
     out = api.lipschitz_report(spec, bounds=which, points=points, delta=delta, T=T, empirical=empirical,
                                seed=seed, ball_mass=ball_mass, class_label=load.get("class_label"),
@@ -499,12 +841,14 @@ def grid_cmd(spec, model, data, threads, load, kind, solver, bound, steps, delta
     if preset is None and scheduler_config is not None and kind not in FLOW_KINDS:
         raise InputError("`scheduler_config` applies to the exports and to `kind` " + " and ".join(FLOW_KINDS) +
                          ": expected `preset` with it")
+    if preset is not None and kind is None and bound is not None:
+        kind = "balanced"  # --bound names a rate: the export of the grid balanced on it (not the preset's winner)
     common = dict(clip=clip, seed=seed, solver=solver, effort=effort, samples=samples, train_samples=train_samples,
                   test_samples=test_samples, shift=shift, mu=mu, resolution=resolution,
                   scheduler_config=scheduler_config, progress=bars())
     if model is not None:
         common.update(bound=bound or "empirical", delta=delta, T=T, data=data, teacher_steps=teacher_steps,
-                      threads=threads, load=load)
+                      threads=threads, load=load, announce=start_line("grid", model))
         grid_fn, export_fn, source = api.model_grid, api.model_export_grid, model
     else:
         common.update(bound=bound or "tri", delta=api.DELTA if delta is None else delta,
@@ -561,11 +905,11 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
     out = api.certify(spec, eps, t=t, p=p, delta=delta, T=T, certificate=certificate, verify=verify, times=times,
                       seed=seed, export=export, sweep=sweep, plot=plot, latex=latex, progress=bars(fmt != "json"))
     if fmt == "json":
-        click.echo(render.to_json(out))
+        say(render.to_json(out))
         return
     if latex:
-        click.echo(out.pop("latex"))
-    click.echo(render.certify_text(out))
+        say(out.pop("latex"))
+    say(render.certify_text(out))
 
 
 # ----------------------------------------------------------------------------- solvers
@@ -626,7 +970,7 @@ def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, ste
         res = api.model_solvers(model, given(steps, "4,8,16"), samples=samples, data=data, threads=threads,
                                 reference=reference, teacher_steps=teacher_steps, delta=delta, T=T, seed=seed,
                                 train_samples=train_samples, effort=effort, solvers=solvers, plot=plot, load=load,
-                                progress=bars())
+                                progress=bars(), announce=start_line("solvers", model))
         emit(render.to_json(res) if fmt == "json" else render.model_solvers_text(res), output)
         return
     if load:
@@ -645,35 +989,60 @@ def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, ste
 
 @command("fit")
 @click.argument("data", metavar="DATA.npy")
-@click.option("--max-components", type=int, default=32, show_default=True,
-              help="Fit K = 1..this many components and keep the smallest BIC.")
+@number("--max-components", "max_components", "Fit K = 1..this many components (at most the number of samples) and "
+        "keep the smallest BIC.")
 @click.option("--covariance", "covariance_type", type=click.Choice(["full", "tied", "diag", "spherical", "auto"]),
               default="full", show_default=True,
               help="Covariance type (tied: one shared covariance, where the analytic bounds hold for every x); "
                    "auto tries all four.")
-@click.option("--reg-covar", type=float, default=1e-6, show_default=True,
-              help="Added to every covariance's diagonal: the surrogate's smallest variance.")
-@click.option("--name", default=None, help="Name of the mixture in the spec [default: the output file's stem].")
+@number("--reg-covar", "reg_covar", "Added to every covariance's diagonal: the surrogate's smallest variance (inside "
+        "a spec's variance range, 1e-8 to 1e12).")
+@click.option("--name", default=None, help="Name of the mixture in the spec written by -o [default: the output file's "
+              "stem].")
 @seed_option("Seed of scikit-learn's initialisation.")
 @format_option("table", "json")
-@output_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, metavar="FILE.yaml|.json|.toml",
+              help="Write the spec to this file (atomically), in the format its extension names: .yaml/.yml, .json "
+                   "or .toml.  The spec is read back before it is written: flowcert takes every spec fit writes.")
 def fit_cmd(data, max_components, covariance_type, reg_covar, name, seed, fmt, output):
     """A Gaussian-mixture surrogate of data, as a flowcert mixture spec (BIC over K).
 
     Fits scikit-learn's GaussianMixture for K = 1..--max-components to DATA
     (an .npy array of n samples, or n images, flattened) and keeps the
-    smallest BIC.  -o writes the spec (.yaml, .json) for every analytic
+    smallest BIC.  -o writes the spec (.yaml, .json, .toml) for every analytic
     command (lipschitz, grid, certify, solvers, validate); the table lists
     every fit's BIC.
     """
     check_outputs({"output": output}, [data])
+    if output is not None:
+        render.spec_format(output)  # an extension no spec is read from is refused before the work
     stem = printable(os.path.splitext(os.path.basename(output))[0]) if output else "fitted"  # derived: escaped
     res = api.fit(data, max_components=max_components, covariance_type=covariance_type, reg_covar=reg_covar,
                   seed=seed, name=name or stem, progress=bars())
     if output is not None:
-        write_atomic(output, render.spec_text(res["spec"], output))
-    click.echo(render.to_json({k: v for k, v in res.items() if k != "spec"}) if fmt == "json"
-               else render.fit_text(res, output))
+        text = render.spec_text(res["spec"], output)
+        spec_reads_back(text, output)
+        write_atomic(output, text)
+    say(render.to_json({k: v for k, v in res.items() if k != "spec"}) if fmt == "json"
+        else render.fit_text(res, output))
+
+
+def spec_reads_back(text: str, output: str) -> None:
+    """InputError unless ``text`` (a spec about to be written to ``output``) loads with the mixture loader from a file
+    of the same extension: fit never writes a spec that flowcert refuses."""
+    import tempfile
+
+    from .numcore.mixture import load
+
+    ext = os.path.splitext(output)[1].lower()
+    with tempfile.TemporaryDirectory(prefix="flowcert-fit-") as folder:
+        probe = os.path.join(folder, "spec" + ext)
+        write_atomic(probe, text)
+        try:
+            load(probe)
+        except InputError as exc:
+            reason = str(exc).replace(f"mixture file {probe!r}: ", "").replace(f"mixture file {probe!r}", "it")
+            raise InputError(f"`output` = {output!r}: the fitted spec would not load back ({reason})") from None
 
 
 # ----------------------------------------------------------------------------- train-example
@@ -707,7 +1076,7 @@ def train_example_cmd(example, out, steps, batch, lr, threads, seed):
     check_folder(out, "out")
     res = api.train_example(example, out, threads=threads, steps=steps, batch=batch, lr=lr, seed=seed,
                             progress=bars())
-    click.echo(render.train_text(res))
+    say(render.train_text(res))
 
 
 # ----------------------------------------------------------------------------- demo
@@ -730,20 +1099,20 @@ def demo_cmd(out):
     check_folder(out, "out")
     here = functools.partial(os.path.join, out)
     mix = api.load_mixture("ring8")
-    click.echo("== flowcert mixture ring8\n" + render.mixture_text(api.describe(mix), mix.weights))
+    say("== flowcert mixture ring8\n" + render.mixture_text(api.describe(mix), mix.weights))
     lip = api.lipschitz_report(mix, points=24, empirical=20000, progress=bars())
     write_atomic(here("lipschitz.json"), render.to_json(lip) + "\n")
     lipschitz(lip, ("tri", "sharp", "onesided"), here("lipschitz.png"))
     for kind in ("balanced", "uniform", "edm", "logsnr"):
         g = api.grid(mix, 8, kind=kind, units=("sigma",))
-        click.echo(f"\n== flowcert grid ring8 --kind {kind} --steps 8 --units sigma\n"
+        say(f"\n== flowcert grid ring8 --kind {kind} --steps 8 --units sigma\n"
                    + render.grid_output(g, ("sigma",), "table", 4096, 0))
         write_atomic(here(f"grid_{kind}.json"), render.to_json(g) + "\n")
     cert = api.certify(mix, 1e-3, t=0.05, verify=20000, export=here("net.npz"), progress=bars())
-    click.echo(f"\n== flowcert certify ring8 --eps 1e-3 --t 0.05 --verify 20000 --export {here('net.npz')}\n"
+    say(f"\n== flowcert certify ring8 --eps 1e-3 --t 0.05 --verify 20000 --export {here('net.npz')}\n"
                + render.certify_text(cert))
     write_atomic(here("certify.json"), render.to_json(cert) + "\n")
-    click.echo(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {printable(out, None)}/")
+    say(f"\nwrote {', '.join(sorted(os.listdir(out)))} into {printable(out, None)}/")
 
 
 # ----------------------------------------------------------------------------- validate
@@ -887,13 +1256,13 @@ def validate_cmd(ctx, specs, model, data, reference, resume, out, preset, execut
                        executor=executor, workers=workers, ray_address=ray_address, progress=not quiet,
                        plots=not no_plots, **given)
     if fmt == "json":
-        click.echo(render.to_json(doc["summary"]))
+        say(render.to_json(doc["summary"]))
         return
     from .distill.report import summary_markdown
 
-    click.echo(summary_markdown(doc).rstrip("\n"))
+    say(summary_markdown(doc).rstrip("\n"))
     folder = printable(resume or out or "flowcert-validate", None)  # a path echoed: control characters escaped
-    click.echo(f"\nwrote {folder}/results.json, {folder}/summary.md" + ("" if no_plots else " and plots"))
+    say(f"\nwrote {folder}/results.json, {folder}/summary.md" + ("" if no_plots else " and plots"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from .numcore.io import npy_bytes, to_json
 
 __all__ = ["table", "csv_text", "to_json", "npy_record", "mixture_text", "lipschitz_text", "grid_output",
            "preset_output", "certify_text", "solvers_text", "league_text", "optimal_lines", "selection_lines",
-           "amplification_lines", "model_lipschitz_output", "model_solvers_text", "spec_text",
+           "amplification_lines", "model_lipschitz_output", "model_solvers_text", "spec_text", "spec_format", "toml_text",
            "fit_text", "train_text"]
 
 
@@ -465,15 +465,79 @@ def model_solvers_text(res: dict) -> str:
     return "\n".join(head) + "\n" + table(cols) + "\n".join(lines)
 
 
-def spec_text(spec: dict, path: str) -> str:
-    """A mixture spec as YAML (.yaml, .yml) or JSON (any other extension)."""
+SPEC_FORMATS = {".json": "JSON", ".yaml": "YAML", ".yml": "YAML", ".toml": "TOML"}  # what the spec loader reads
+
+
+def spec_format(path: str) -> str:
+    """The format a spec file's extension promises (JSON, YAML or TOML); InputError for any other extension."""
     import os
 
-    if os.path.splitext(path)[1].lower() in (".yaml", ".yml"):
+    from .numcore.checks import InputError
+
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in SPEC_FORMATS:
+        raise InputError(f"`output` = {os.fspath(path)!r} has extension {ext or '(none)'!r}: expected "
+                         f"{', '.join(SPEC_FORMATS)} (the formats a mixture spec is read from)")
+    return SPEC_FORMATS[ext]
+
+
+def spec_text(spec: dict, path: str) -> str:
+    """A mixture spec in the format its file's extension promises: YAML (.yaml, .yml), JSON (.json) or TOML
+    (.toml); InputError for another extension."""
+    fmt = spec_format(path)
+    if fmt == "YAML":
         import yaml
 
-        return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=120)
+        return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=120, allow_unicode=False)
+    if fmt == "TOML":
+        return toml_text(spec)
     return to_json(spec) + "\n"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped (TOML 1.0, section String)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value) -> str:
+    """A TOML value of a spec: a string, a finite number or (nested) arrays of numbers."""
+    import math
+
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"non-finite number {v} in a spec")
+        return repr(v)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def toml_text(spec: dict) -> str:
+    """A mixture spec as TOML: one ``key = value`` line per field (``tomllib`` reads it back to the same values);
+    arrays of arrays put one row per line."""
+    lines = []
+    for key, value in spec.items():
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
+            rows = ",\n".join("  " + _toml_value(v) for v in value)
+            lines.append(f"{key} = [\n{rows},\n]")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
 
 
 def fit_text(res: dict, path: str | None) -> str:

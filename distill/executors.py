@@ -69,12 +69,75 @@ def require_ray() -> None:
                          "install the optional dependency with pip install 'flowcert[ray]'")
 
 
+RAY_CONNECT_S = 5.0  # how long a --ray-address may take to accept a TCP connection
+
+
+def check_ray_address(address: str | None) -> None:
+    """InputError unless ``address`` (``HOST:PORT``, ``ray://HOST:PORT``, ``auto`` or None) can be connected to:
+    checked with a plain TCP connection before any work, so an address where no Ray head listens is refused in one
+    line instead of ray.init retrying for minutes with log lines."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    text = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"`ray_address` = {address!r}: expected HOST:PORT of a running Ray head (or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_S):
+            pass
+    except OSError as exc:
+        raise InputError(f"`ray_address` = {address!r}: no Ray head answers there ({exc.strerror or exc}): expected "
+                         "the address of a running cluster (ray start --head), or no `ray_address` for a local "
+                         "instance") from None
+
+
+def _quiet_stderr():
+    """A context that sends file descriptor 2 to a scratch file while Ray starts (its Python warnings and the C++
+    log lines of its core worker), so a failure ends in flowcert's one line; on exit the scratch file's text is
+    available as ``.text`` and descriptor 2 is restored."""
+    import contextlib
+    import os
+    import sys
+    import tempfile
+
+    class Quiet(contextlib.AbstractContextManager):
+        text = ""
+
+        def __enter__(self):
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            self.file = tempfile.TemporaryFile()
+            os.dup2(self.file.fileno(), 2)
+            return self
+
+        def __exit__(self, *exc):
+            sys.stderr.flush()
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            self.file.seek(0)
+            self.text = self.file.read(1 << 16).decode("utf-8", "replace")
+            self.file.close()
+            return False
+
+    return Quiet()
+
+
+def _ray_failed(what: str, exc: BaseException) -> InputError:
+    first = " ".join(str(exc).split())[:200]
+    return InputError(f"`executor` = 'ray': {what}: {type(exc).__name__}: {first} (everything written before is "
+                      "kept: resume the run once this is fixed, or use `executor` process)")
+
+
 def run_ray(fn, jobs, on_done, address: str | None, workers: int | None):
     """Jobs as Ray tasks (one CPU each; one GPU each when the job runs on CUDA).
 
     Large payloads (teacher trajectories) go through the object store once per distinct payload.
     A local Ray instance is started when ``address`` is None (``workers`` CPUs); otherwise the
-    driver connects to the cluster at ``address``.
+    driver connects to the cluster at ``address``.  Ray that does not start (an unwritable temporary
+    folder, a cluster that refuses the driver) and a job that fails inside a worker end in one line:
+    the job's own InputError, or one naming Ray.
     """
     require_ray()
     import ray
@@ -83,10 +146,20 @@ def run_ray(fn, jobs, on_done, address: str | None, workers: int | None):
     if not ray.is_initialized():
         kw = dict(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                   configure_logging=False)
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            ray.init(num_cpus=workers, **kw)
+        check_ray_address(address)
+        try:
+            with _quiet_stderr():
+                if address:
+                    ray.init(address=address, **kw)
+                else:
+                    ray.init(num_cpus=workers, **kw)
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds (OSError, ConnectionError, RuntimeError)
+            try:
+                ray.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+            raise _ray_failed("Ray did not start" if not address else f"cannot join the cluster at {address}",
+                              exc) from None
         started = True
     try:
         refs, shared = [], {}
@@ -104,7 +177,13 @@ def run_ray(fn, jobs, on_done, address: str | None, workers: int | None):
             done, pending = ray.wait(pending, num_returns=1)
             for r in done:
                 i = index[r]
-                out[i] = ray.get(r)
+                try:
+                    out[i] = ray.get(r)
+                except Exception as exc:  # noqa: BLE001 - RayTaskError wraps the job's own exception
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, InputError):
+                        raise InputError(str(cause)) from None
+                    raise _ray_failed(f"job {i} failed in a Ray worker", cause or exc) from None
                 on_done(i, out[i])
         return out
     finally:

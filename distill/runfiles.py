@@ -120,8 +120,14 @@ class RunLock:
             finally:
                 os.close(fd)
             raise self._busy(held_by) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk: nothing of the run could be written either
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise InputError(f"run folder {self.folder!r}: its lock file cannot be written: {exc.strerror} "
+                             "(everything written before is kept: resume the run once this is fixed)") from None
         self.fd = fd
         return self
 

@@ -528,6 +528,11 @@ def start(specs=(), *, model=None, out: str | None = None, resume: str | None = 
     choice("executor", executor, EXECUTORS)
     if workers is not None:
         option("workers", workers)
+    if executor == "ray":
+        from .executors import check_ray_address, require_ray
+
+        require_ray()
+        check_ray_address(address)  # before any work or folder: an address where no Ray head listens
     if resume is not None:
         given = [k for k, v in options.items() if v is not None]
         given += ["specs"] * bool(specs) + ["preset"] * bool(preset) + ["out"] * bool(out) + \
@@ -563,9 +568,5 @@ def start(specs=(), *, model=None, out: str | None = None, resume: str | None = 
             inputs = [s for s in specs if isinstance(s, str)]
         resolve_device(cfg.device)
         folder = check_folder(out or "flowcert-validate", "out", inputs, RUN_FILES)
-    if executor == "ray":
-        from .executors import require_ray
-
-        require_ray()
     return run(cfg, folder, resume=resume is not None, executor=executor, workers=workers, address=address,
                progress=progress, plots=plots)

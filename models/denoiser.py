@@ -41,11 +41,16 @@ the score, the probability-flow velocity and its Jacobian are
 
 At the boundary the inputs move to the network's device and compute dtype (conditioning tensors too, a leading
 batch dimension of 1 broadcast over the samples: :func:`batch_cond`); the output comes back in the state's
-dtype and device.  What a network needs beside (x, noise level) is declared by :class:`Needs`.
+dtype and device.  What a network needs beside (x, noise level) is declared by :class:`Needs`.  Every
+evaluation of every denoiser is checked there (:func:`checked`): a network that raises, returns something other
+than a real floating tensor of d numbers per sample, or returns NaN or inf is refused with one line
+(:class:`~numcore.checks.InputError`) naming the model and the noise level (VE sigma and OU time) where it failed,
+instead of letting the failure surface as an internal error or as NaN in a report.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -137,6 +142,79 @@ def per_sample(sigma, n: int) -> torch.Tensor:
     return s
 
 
+# ----------------------------------------------------------------------------- the boundary checks
+def where(sigma) -> str:
+    """A noise level in words, for messages: ``sigma = 0.1 (OU time t = 0.004975)``."""
+    s = float(sigma)
+    return f"sigma = {s:.4g} (OU time t = {0.5 * math.log1p(s * s):.4g})"
+
+
+def _first_bad(bad: torch.Tensor, sigma: torch.Tensor) -> str:
+    """The noise level of the first sample flagged in ``bad`` (n,), and how many are flagged."""
+    rows = bad.nonzero()
+    i = int(rows[0, 0]) if rows.numel() else 0
+    k = int(rows.shape[0])
+    return f"{where(sigma[i])}" + (f" ({k} of {bad.shape[0]} samples)" if bad.shape[0] > 1 else "")
+
+
+def check_values(model, out: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, what: str = "returned") -> None:
+    """InputError unless ``out`` (n, ...) is a real floating tensor of finite numbers; the message names the model
+    and the noise level of the first bad sample.  A non-finite input state is named as such (the trajectory
+    diverged before this evaluation), not blamed on this evaluation."""
+    n = y.shape[0]
+    if not isinstance(out, torch.Tensor):
+        raise InputError(f"`model` {model.name!r} {what} {type(out).__name__} at {where(sigma[0])}: expected a "
+                         "tensor (or an output with .sample)")
+    if not out.is_floating_point():
+        raise InputError(f"`model` {model.name!r} {what} a tensor of dtype {str(out.dtype).replace('torch.', '')} "
+                         f"at {where(sigma[0])}: expected real floating-point numbers")
+    if out.ndim == 0 or out.shape[0] != n or out.numel() != n * model.d:
+        raise InputError(f"`model` {model.name!r} {what} shape {tuple(out.shape)} for {n} input(s) of shape "
+                         f"{model.shape} at {where(sigma[0])}: expected ({n}, ...) with {model.d} numbers per sample "
+                         f"(shape ({n}, {', '.join(map(str, model.shape))}))")
+    finite = torch.isfinite(out.detach().reshape(n, -1)).all(1)
+    if bool(finite.all()):
+        return
+    state = torch.isfinite(y.detach().reshape(n, -1)).all(1)
+    if not bool(state.all()):
+        raise InputError(f"`model` {model.name!r}: its probability-flow state became NaN or inf before "
+                         f"{_first_bad(~state, sigma)}: expected a model whose outputs stay finite and bounded (the "
+                         "ODE diverged)")
+    values = out.detach().reshape(n, -1)[~finite]
+    kind = "NaN" if bool(torch.isnan(values).any()) else "inf"
+    raise InputError(f"`model` {model.name!r} {what} {kind} at {_first_bad(~finite, sigma)}: expected finite numbers")
+
+
+def checked(call):
+    """Wrap a denoiser's ``__call__`` with the boundary checks: the model's exceptions become one line naming the
+    model and the noise level (InputError passes through), and the output is checked by :func:`check_values`
+    against the input's shape.  Applied to every subclass of :class:`Denoiser` that defines ``__call__``."""
+    if getattr(call, "boundary_checked", False):
+        return call
+
+    @functools.wraps(call)
+    def run(self, y, sigma, cond=None):
+        try:
+            out = call(self, y, sigma, cond)
+        except InputError:
+            raise
+        except Exception as exc:  # the network's own failure, not flowcert's input checks
+            s = per_sample(sigma, y.shape[0]) if isinstance(y, torch.Tensor) and y.ndim else torch.ones(1)
+            text = " ".join(str(exc).split())[:160]
+            raise InputError(f"`model` {self.name!r} raised {type(exc).__name__} at {where(s[0])}"
+                             + (f": {text}" if text else "") + ": expected a network that evaluates (batch "
+                             f"{y.shape[0] if isinstance(y, torch.Tensor) and y.ndim else '?'})") from None
+        s = per_sample(sigma, y.shape[0])
+        check_values(self, out, y, s)
+        if tuple(out.shape) != tuple(y.shape):
+            raise InputError(f"`model` {self.name!r} returned shape {tuple(out.shape)} for inputs {tuple(y.shape)} at "
+                             f"{where(s[0])}: expected the input's shape")
+        return out
+
+    run.boundary_checked = True
+    return run
+
+
 def batch_cond(cond: dict, n: int, device, dtype) -> dict:
     """Conditioning as the network receives it: every tensor on the network's device (floating tensors in its
     dtype), a leading batch dimension of 1 broadcast over the n samples (a view); other values, and tensors
@@ -202,6 +280,11 @@ class Denoiser:
     info: dict = field(default_factory=dict)
     cond: dict = field(default_factory=dict)
     needs: Needs | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:  # every implementation of D(y, sigma) gets the boundary checks
+            cls.__call__ = checked(cls.__dict__["__call__"])
 
     def __post_init__(self):
         try:
@@ -350,6 +433,7 @@ class TorchModel(Denoiser):
 
     def __call__(self, y: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
         n = y.shape[0]
+        s = per_sample(sigma.detach() if torch.is_tensor(sigma) else sigma, n)  # the noise levels for messages
         if torch.is_tensor(sigma) and sigma.requires_grad:  # differentiable in sigma (one sigma for all samples)
             if sigma.ndim != 0:
                 raise InputError(f"`sigma` has shape {tuple(sigma.shape)}: a sigma that requires grad must be one "
@@ -358,27 +442,28 @@ class TorchModel(Denoiser):
                                             for c in self.linear_scalings(sigma))
             c_noise = c_noise.expand(n)
         else:
-            c_in, c_skip, c_out, c_noise = (c.to(device=self.device, dtype=self.dtype)
-                                            for c in self.scalings(per_sample(sigma, n)))
+            c_in, c_skip, c_out, c_noise = (c.to(device=self.device, dtype=self.dtype) for c in self.scalings(s))
         yd = y.to(device=self.device, dtype=self.dtype)
         kwargs = batch_cond(self.cond if cond is None else cond, n, self.device, self.dtype)
         out = self.fn((c_in * yd).reshape(n, *self.shape), c_noise, **kwargs)
-        F = output_tensor(out).reshape(n, -1)
-        return (c_skip * yd + c_out * F).to(device=y.device, dtype=y.dtype)
+        F = output_tensor(out)
+        check_values(self, F, y, s)  # the network's own output, before the parametrisation mixes it with y
+        return (c_skip * yd + c_out * F.reshape(n, -1).to(yd.dtype)).to(device=y.device, dtype=y.dtype)
 
 
 SCALING_STEP = 1e-5  # relative step of the central differences of the scalings in sigma (error ~1e-10)
 
 
 def output_tensor(out):
-    """The tensor in a model's output: itself, ``.sample``, or the first item of a tuple."""
+    """The tensor in a model's output: itself, ``.sample``, or the first item of a tuple (anything else is returned
+    as is, and refused by :func:`check_values`)."""
     if isinstance(out, torch.Tensor):
         return out
     if hasattr(out, "sample"):
         return out.sample
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
-    raise InputError(f"the model returned {type(out).__name__}: expected a tensor (or an output with .sample)")
+    return out
 
 
 def torch_model(fn: Callable, *, shape, prediction: str = "sample", scaling: str | None = None, noise: str = "sigma",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
-from ..numcore.checks import OPTIONS, InputError, array
+from ..numcore.checks import OPTIONS, InputError
 
 DEFAULT_ITERS = OPTIONS["iters"].default
 DEFAULT_TOL = OPTIONS["tol"].default
@@ -49,7 +49,8 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
     iteration (a network's J^T J has no gap below its top singular value: the vector converges slowly,
     the value fast).  The Krylov space starts from ``u0`` (the
     previous time's singular vectors in a table) mixed with a random direction, so a warm start never
-    confines the search to a stale singular vector.
+    confines the search to a stale singular vector.  The random direction comes from ``generator`` (a fixed seed
+    when None: torch's global generator is seeded differently in every process, so it is never used).
 
     Points that have stopped leave the batch: when half of the active points have stopped, the graph is
     rebuilt on the rest (one forward pass), so a few slow points do not make every point iterate.
@@ -65,9 +66,42 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
 
     x = torch.as_tensor(x).to(model.work_dtype).detach()
     n, d = x.shape
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
     g = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     q = _unit(g) if u0 is None else _unit(_unit(u0.double()) + 0.5 * _unit(g))
     k_max = max(1, min(int(iters), d))
+
+    def graph(rows):
+        v, vjp_fn = vjp(lambda z: model.velocity(z, t), x[rows])
+        jt = lambda w: vjp_fn(w.to(v.dtype))[0]  # noqa: E731  J^T w
+        _, jvp_fn = vjp(jt, torch.zeros_like(v))  # the vjp of the linear map w -> J^T w is u -> J u
+        return v.dtype, jt, jvp_fn
+
+    from .denoiser import where
+
+    sigma = math.sqrt(math.expm1(2.0 * t))
+    try:
+        with torch.enable_grad():
+            return _lanczos(graph, n, d, k_max, iters, tol, q)
+    except InputError:
+        raise
+    except _Overflow as exc:
+        raise InputError(f"`model` {getattr(model, 'name', 'model')!r}: J^T J u is NaN or inf at {where(sigma)} for "
+                         f"{exc.args[0]} of {n} samples: expected a network whose Jacobian is finite (its derivatives "
+                         "overflow there)") from None
+    except Exception as exc:  # autograd of the network itself: e.g. a layer without a double backward
+        raise InputError(f"`model` {getattr(model, 'name', 'model')!r}: its Jacobian-vector products failed at "
+                         f"{where(sigma)}: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}: expected a "
+                         "network that torch.func can differentiate twice (reverse over reverse)") from None
+
+
+class _Overflow(ArithmeticError):
+    """A product J^T J u of the iteration is not finite (args: the number of samples where it is not)."""
+
+
+def _lanczos(graph, n: int, d: int, k_max: int, iters: int, tol: float, q: torch.Tensor) -> dict:
+    """The iteration of :func:`opnorm` (its loop, with the graph builder ``graph(rows)``)."""
     Q = torch.zeros(n, k_max + 1, d, dtype=torch.float64)
     Q[:, 0] = q
     alpha = torch.zeros(n, k_max, dtype=torch.float64)
@@ -80,50 +114,45 @@ def opnorm(model, x: torch.Tensor, t: float, *, iters: int = DEFAULT_ITERS, tol:
     y = q.clone()
     act = torch.arange(n)  # the points still iterating; the graph is rebuilt on them when half have stopped
     passes = 0
-
-    def graph(rows):
-        v, vjp_fn = vjp(lambda z: model.velocity(z, t), x[rows])
-        jt = lambda w: vjp_fn(w.to(v.dtype))[0]  # noqa: E731  J^T w
-        _, jvp_fn = vjp(jt, torch.zeros_like(v))  # the vjp of the linear map w -> J^T w is u -> J u
-        return v.dtype, jt, jvp_fn
-
-    with torch.enable_grad():
-        dt, jt, jvp_fn = graph(act)
-        passes += 1.0
-        for k in range(k_max):
-            Qa = Q[act]
-            qk = Qa[:, k]
-            w = jt(jvp_fn(qk.to(dt))[0]).double().detach()  # A q_k
-            passes += 2.0 * act.numel() / n
-            a_k = (w * qk).sum(1)
-            for _ in range(2):  # full reorthogonalisation against q_0..q_k
-                w = w - torch.einsum("nj,njd->nd", torch.einsum("njd,nd->nj", Qa[:, :k + 1], w), Qa[:, :k + 1])
-            b = w.norm(dim=1)
-            alpha[act, k], beta[act, k] = a_k, b
-            Q[act, k + 1] = w / b.clamp_min(1e-300)[:, None]
-            T = torch.diag_embed(alpha[act, :k + 1])
-            if k:
-                off = torch.diag_embed(beta[act, :k], offset=1)
-                T = T + off + off.transpose(1, 2)
-            ev, S = torch.linalg.eigh(T)
-            th = ev[:, -1].clamp_min(0.0)
-            change[act] = (th - theta[act]) / th.clamp_min(1e-300)  # the Ritz value only increases with k
-            theta[act] = th
-            res[act] = b * S[:, -1, -1].abs() / th.clamp_min(1e-300)
-            y[act] = torch.einsum("njd,nj->nd", Q[act, :k + 1], S[:, :, -1])
-            exhausted = b <= 1e-12 * th.sqrt()  # invariant subspace: exact
-            value_done = (change[act] <= tol) if k else torch.zeros(act.numel(), dtype=torch.bool)
-            now = (res[act] <= tol) | value_done | exhausted | torch.tensor(k + 1 == d)
-            now &= ~done[act]
-            its[act[now]] = k + 1
-            done[act[now]] = True
-            left = act[~done[act]]
-            if left.numel() == 0:
-                break
-            if left.numel() <= act.numel() // 2 and k + 1 < k_max:
-                act = left
-                dt, jt, jvp_fn = graph(act)
-                passes += act.numel() / n
+    dt, jt, jvp_fn = graph(act)
+    passes += 1.0
+    for k in range(k_max):
+        Qa = Q[act]
+        qk = Qa[:, k]
+        w = jt(jvp_fn(qk.to(dt))[0]).double().detach()  # A q_k
+        bad = ~torch.isfinite(w).all(1)
+        if bool(bad.any()):
+            raise _Overflow(int(bad.sum()))
+        passes += 2.0 * act.numel() / n
+        a_k = (w * qk).sum(1)
+        for _ in range(2):  # full reorthogonalisation against q_0..q_k
+            w = w - torch.einsum("nj,njd->nd", torch.einsum("njd,nd->nj", Qa[:, :k + 1], w), Qa[:, :k + 1])
+        b = w.norm(dim=1)
+        alpha[act, k], beta[act, k] = a_k, b
+        Q[act, k + 1] = w / b.clamp_min(1e-300)[:, None]
+        T = torch.diag_embed(alpha[act, :k + 1])
+        if k:
+            off = torch.diag_embed(beta[act, :k], offset=1)
+            T = T + off + off.transpose(1, 2)
+        ev, S = torch.linalg.eigh(T)
+        th = ev[:, -1].clamp_min(0.0)
+        change[act] = (th - theta[act]) / th.clamp_min(1e-300)  # the Ritz value only increases with k
+        theta[act] = th
+        res[act] = b * S[:, -1, -1].abs() / th.clamp_min(1e-300)
+        y[act] = torch.einsum("njd,nj->nd", Q[act, :k + 1], S[:, :, -1])
+        exhausted = b <= 1e-12 * th.sqrt()  # invariant subspace: exact
+        value_done = (change[act] <= tol) if k else torch.zeros(act.numel(), dtype=torch.bool)
+        now = (res[act] <= tol) | value_done | exhausted | torch.tensor(k + 1 == d)
+        now &= ~done[act]
+        its[act[now]] = k + 1
+        done[act[now]] = True
+        left = act[~done[act]]
+        if left.numel() == 0:
+            break
+        if left.numel() <= act.numel() // 2 and k + 1 < k_max:
+            act = left
+            dt, jt, jvp_fn = graph(act)
+            passes += act.numel() / n
     return {"norm": theta.sqrt(), "u": _unit(y), "iterations": its, "converged": done, "residual": res,
             "change": change if k_max > 1 else torch.zeros(n, dtype=torch.float64), "passes": passes}
 
@@ -135,23 +164,15 @@ def dense_opnorm(model, x: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def load_data(path_or_array, d: int, name: str = "data") -> np.ndarray:
-    """Data x_0 as a float64 array (n, d): a .npy file or an array; images are flattened.
+    """Data x_0 as a float64 array (n, d): a .npy file or an array; images are flattened
+    (:func:`numcore.fit.load_data` with the model's d).
 
     Raises:
-        InputError: an unreadable file, a shape that does not hold d numbers per sample, NaN or inf.
+        InputError: an unreadable or damaged file, a shape that does not hold d numbers per sample, NaN or inf.
     """
-    arr = path_or_array
-    if isinstance(arr, str):
-        try:
-            arr = np.load(arr, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"`{name}` = {path_or_array!r} cannot be read as .npy: "
-                             f"{' '.join(str(exc).split())[:120]}") from None
-    arr = np.asarray(arr)
-    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != d:
-        raise InputError(f"`{name}` has shape {arr.shape}: expected (n, {d}) or (n, ...) with {d} numbers per "
-                         "sample (the model's sample size)")
-    return array(name, arr.reshape(arr.shape[0], d), ndim=2, what=f"an (n, {d}) array")
+    from ..numcore.fit import load_data as load
+
+    return load(path_or_array, name, d)
 
 
 def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEFAULT_ITERS,
@@ -208,7 +229,7 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
             x = traj[:, j]
         norms, its, ok, chg, batch_passes = [], [], [], [], []
         for lo in range(0, samples, batch):
-            r = opnorm(model, x[lo:lo + batch], t, iters=iters, tol=tol, u0=u[lo:lo + batch])
+            r = opnorm(model, x[lo:lo + batch], t, iters=iters, tol=tol, u0=u[lo:lo + batch], generator=g)
             u[lo:lo + batch] = r["u"].double()
             norms.append(r["norm"].numpy())
             its.append(r["iterations"].numpy())
@@ -216,6 +237,13 @@ def table(model, ts, samples: int, *, data=None, seed: int = 0, iters: int = DEF
             chg.append(r["change"].numpy())
             batch_passes.append(r["passes"] * min(batch, samples - lo) / samples)
         nrm, it, okv = np.concatenate(norms), np.concatenate(its), np.concatenate(ok)
+        if not np.all(np.isfinite(nrm)):
+            from .denoiser import where
+
+            bad = int((~np.isfinite(nrm)).sum())
+            raise InputError(f"`model` {getattr(model, 'name', 'model')!r}: ||J||_op is NaN or inf at "
+                             f"{where(math.sqrt(math.expm1(2.0 * t)))} for {bad} of {samples} samples: expected a "
+                             "network whose Jacobian is finite (its derivatives overflow float64 there)")
         mean[j], se[j], sup[j] = nrm.mean(), nrm.std(ddof=1) / math.sqrt(samples), nrm.max()
         itm[j], itx[j], conv[j] = it.mean(), it.max(), okv.mean()
         last[j] = float(np.median(np.concatenate(chg)))

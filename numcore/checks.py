@@ -221,6 +221,17 @@ def array(name: str, value, *, ndim: int | tuple[int, ...], shape=None, what: st
     return arr
 
 
+def finite(what: str, values) -> None:
+    """InputError unless every number in ``values`` is finite: a statistic about to be reported.  ``what`` names it,
+    the model and where (``model 'x': E||J||_op at OU time t = 0.1``); NaN or inf is never printed as a result."""
+    parts = values if isinstance(values, (list, tuple)) else [values]
+    for part in parts:
+        arr = np.asarray(part, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            bad = arr[~np.isfinite(arr)].ravel()[0]
+            raise InputError(f"{what} is {bad}: expected a finite number (refused rather than reported)")
+
+
 def choice(name: str, value: str, options) -> str:
     """One of a fixed set of strings."""
     if value not in options:
@@ -386,7 +397,9 @@ OPTIONS: dict[str, Domain] = {
     "jacobian_samples": Domain("integer", 2, 10**7, default=_JACOBIAN_SAMPLES),
     "iters": Domain("integer", 1, 10_000, default=20),  # Lanczos iterations at most per point
     "tol": Domain("real", 0.0, 1.0, low_open=True, default=1e-3),  # relative Ritz residual or growth
-    "threads": Domain("integer", 1, 1024),
+    # torch threads of the model commands and functions: 1, measured on a 2-core machine, idle and loaded
+    # (benchmarks/thread_default.py; docs/results.md, "Torch threads of the model commands")
+    "threads": Domain("integer", 1, 1024, default=1),
     "amp_samples": Domain("integer", 0, 10**6, default=128),  # exact trajectories for the per-trajectory amplification
     "amplification.samples": Domain("integer", 2, 10**6, default=128),
     "step": Domain("real", 1e-4, 0.5, default=0.02),  # RK4 step in log sigma_VE of the numpy trajectories
@@ -396,6 +409,10 @@ OPTIONS: dict[str, Domain] = {
     "shift": Domain("real", 0.0, FLOAT32_MAX, low_open=True, default=3.0),
     "mu": Domain("real", -MU_MAX, MU_MAX),
     "resolution": Domain("integer", RESOLUTION_MULTIPLE, 2**16, default=1024),
+    # fit: K = 1..max_components (and at most n); reg_covar is the surrogate's smallest variance, so it lies in a
+    # spec's variance range [numcore.mixture.MIN_VARIANCE, MAX_VARIANCE] (a test keeps the two equal)
+    "max_components": Domain("integer", 1, 1024, default=32),
+    "reg_covar": Domain("real", 1e-8, 1e12, default=1e-6),
     # classifier-free guidance D_u + W (D_c - D_u): W = 1 the conditional model alone; W >= 0 (the guided bound's
     # domain); 1000 is far beyond any scale pipelines use (1 to 20)
     "guidance": Domain("real", 0.0, 1000.0),  # not given: 1, the conditional model alone

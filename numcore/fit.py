@@ -11,28 +11,55 @@ its Lipschitz bounds at small t.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 
 import numpy as np
 
-from .checks import InputError, array, choice, integer, name as check_name, real, require
+from .checks import InputError, array, choice, integer, name as check_name, require
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
-def load_data(data, name: str = "data") -> np.ndarray:
-    """Data as a finite float64 array (n, d) from a .npy file or an array; images are flattened."""
-    arr = data
-    if isinstance(data, str):
-        try:
-            arr = np.load(data, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"`{name}` = {data!r} cannot be read as .npy: {' '.join(str(exc).split())[:120]}") from None
-    arr = np.asarray(arr)
+MAX_ABS_VALUE = 1e12  # a spec's mean entries are at most this (numcore.mixture.MAX_ABS_MEAN)
+
+
+def load_data(data, name: str = "data", d: int | None = None) -> np.ndarray:
+    """Samples as a finite float64 array (n, d) from a .npy file (read by :func:`numcore.io.read_npy`: bounded, no
+    pickles, the header checked against the bytes) or an array; images (n, ...) are flattened.
+
+    ``d``: the numbers per sample the caller needs (a model's size), else any d >= 1.
+
+    Raises:
+        InputError: an unreadable or damaged file, fewer than 2 samples, no numbers per sample, another d,
+            non-numbers, NaN or inf, values beyond 1e12 in magnitude.
+    """
+    from .io import read_npy
+
+    is_file = isinstance(data, (str, os.PathLike))
+    arr = read_npy(data, name) if is_file else np.asarray(data)
+    label = f"`{name}` = {os.fspath(data)!r}" if is_file else f"`{name}`"
     if arr.ndim < 2:
-        raise InputError(f"`{name}` has shape {arr.shape}: expected (n, d) samples (or (n, ...) images)")
-    arr = arr.reshape(arr.shape[0], -1)
-    return array(name, arr, ndim=2, what="an (n, d) array of samples")
+        raise InputError(f"{label} has shape {arr.shape}: expected (n, d) samples (or (n, ...) images)")
+    n, per = arr.shape[0], math.prod(arr.shape[1:])
+    if n < 2:
+        raise InputError(f"{label} has shape {arr.shape}, {n} sample(s): expected at least 2 samples")
+    if per == 0 or (d is not None and per != d):
+        want = f"{d} numbers per sample (the model's sample size)" if d is not None else "at least one number per sample"
+        raise InputError(f"{label} has shape {arr.shape}: expected (n, {d if d is not None else 'd'}) or (n, ...) "
+                         f"with {want}")
+    try:
+        arr = array(name, arr.reshape(n, per), ndim=2, what=f"an (n, {d if d is not None else 'd'}) array of samples")
+    except InputError as exc:
+        if not is_file:
+            raise
+        raise InputError(f"{label}: {exc}") from None
+    big = float(np.abs(arr).max())
+    if big > MAX_ABS_VALUE:
+        raise InputError(f"{label} holds a value of magnitude {big:.3g}: expected |values| <= {MAX_ABS_VALUE:g} "
+                         "(a mixture's means are bounded there; rescale the data)")
+    return arr
 
 
 def spec_of(gm, covariance_type: str, name: str) -> dict:
@@ -55,15 +82,26 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
         seed: int = 0, n_init: int = 1, name: str = "fitted", progress=None) -> dict:
     """Fit K = 1..``max_components`` and keep the smallest BIC.
 
+    Every option is checked against its domain (``numcore.checks.OPTIONS``) before any work; the chosen fit is
+    checked as a spec (:func:`numcore.mixture.from_spec`), so what is returned is a mixture every command takes.
+
     Returns:
         dict: ``spec`` (a mixture spec: loadable by :func:`numcore.mixture.from_spec`), ``K``,
         ``covariance_type``, ``bic`` (one row per (type, K): ``covariance_type``, ``K``, ``bic``,
         ``log_likelihood`` per sample, ``converged``), ``n``, ``d``, ``reg_covar``, ``seconds``.
 
     Raises:
-        InputError: bad data (NaN, wrong shape, fewer samples than 2), a bad option, a ``name`` the spec reader
-            refuses (:func:`numcore.checks.name`), scikit-learn missing.
+        InputError: bad data (unreadable, NaN, wrong shape, fewer samples than 2, values beyond 1e12), a bad
+            option, a ``name`` the spec reader refuses (:func:`numcore.checks.name`), a fit that is not a valid
+            spec (variances beyond 1e12: rescale the data), more memory than the budget, scikit-learn missing.
     """
+    from .checks import fits_memory, option
+    from .mixture import from_spec
+
+    max_components, reg_covar, seed = (option(k, v) for k, v in
+                                       (("max_components", max_components), ("reg_covar", reg_covar), ("seed", seed)))
+    types = COVARIANCE_TYPES if covariance_type == "auto" else (
+        choice("covariance_type", covariance_type, COVARIANCE_TYPES + ("auto",)),)
     name = check_name("name", name)  # the spec reader's own rule: fit never writes a name flowcert refuses
     require("sklearn", None, "fit", "scikit-learn")
     from sklearn.exceptions import ConvergenceWarning
@@ -71,12 +109,10 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
 
     x = load_data(data)
     n, d = x.shape
-    if n < 2:
-        raise InputError(f"`data` has {n} sample(s): expected at least 2")
-    max_components = integer("max_components", max_components, low=1, high=min(1024, n))
-    types = COVARIANCE_TYPES if covariance_type == "auto" else (
-        choice("covariance_type", covariance_type, COVARIANCE_TYPES + ("auto",)),)
-    reg_covar = real("reg_covar", reg_covar, low=0.0, low_open=True)
+    max_components = integer("max_components", max_components, low=1, high=n)
+    per_cov = {"full": max_components * d * d, "tied": d * d, "diag": max_components * d, "spherical": max_components}
+    need = 8.0 * (4 * max(per_cov[t] for t in types) + 3 * n * max_components + 2 * n * d)
+    fits_memory("max_components", max_components, need, f"fitting {max_components} components to {n} x {d} data")
     t0 = time.time()
     rows, best = [], None
     import warnings
@@ -87,15 +123,27 @@ def fit(data, *, max_components: int = 32, covariance_type: str = "full", reg_co
                                  max_iter=200)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gm.fit(x)
-            bic = float(gm.bic(x))
-            rows.append({"covariance_type": ct, "K": K, "bic": bic, "log_likelihood": float(gm.score(x)),
+                with np.errstate(all="ignore"):  # a diverging fit is judged by its BIC and the spec check below
+                    gm.fit(x)
+                    bic = float(gm.bic(x))
+                    loglik = float(gm.score(x))
+            rows.append({"covariance_type": ct, "K": K, "bic": bic, "log_likelihood": loglik,
                          "converged": bool(gm.converged_)})
-            if best is None or bic < best[0]:
+            if np.isfinite(bic) and (best is None or bic < best[0]):
                 best = (bic, K, ct, gm)
             if progress is not None:
                 progress.update(1)
+    if best is None:
+        raise InputError(f"`data`: no fit of K = 1..{max_components} has a finite BIC: expected data a Gaussian "
+                         "mixture can describe (rescale it, or raise `reg_covar`)")
     bic, K, ct, gm = best
-    return {"spec": spec_of(gm, ct, name), "K": K, "covariance_type": ct, "bic_best": bic, "bic": rows, "n": n,
+    spec = spec_of(gm, ct, name)
+    try:
+        from_spec(spec, name=name)
+    except InputError as exc:
+        raise InputError(f"`data`: the fitted mixture (K = {K}, {ct}) is not a valid spec: {exc} (rescale the data, "
+                         "or change `reg_covar`)") from None
+    return {"spec": spec, "K": K, "covariance_type": ct, "bic_best": bic, "bic": rows, "n": n,
             "d": d, "reg_covar": reg_covar, "seed": seed, "seconds": time.time() - t0,
             "criterion": "BIC = -2 log L + p log n (smallest wins)"}
+

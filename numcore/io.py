@@ -214,6 +214,48 @@ def read_bounded(path, what: str = "file", limit: int = MAX_READ_BYTES) -> bytes
     return b"".join(chunks)
 
 
+def read_npy(path, what: str = "data", limit: int | None = None) -> np.ndarray:
+    """The array in a ``.npy`` file, read without trusting the file: a regular file of at most ``limit`` bytes
+    (default: the memory budget) read by :func:`read_bounded`, its header parsed on its own, the array built only
+    when the bytes after the header hold exactly what the header claims, and never an object (pickled) array.
+
+    Raises:
+        InputError: naming the file and what is wrong (not a file, empty, not .npy, a corrupt header, object
+            dtype, truncated or padded data); never showing its content.
+    """
+    from numpy.lib import format as npf
+
+    from .checks import memory_budget
+
+    path = os.fspath(path)
+    raw = read_bounded(path, f"`{what}`", int(memory_budget()) if limit is None else limit)
+    name = f"`{what}` = {path!r}"
+    if not raw:
+        raise InputError(f"{name} is empty: expected a .npy file (numpy.save)")
+    buf = io.BytesIO(raw)
+    try:
+        version = npf.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = npf.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = npf.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"format version {version}")
+    except Exception:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors, ...
+        raise InputError(f"{name} is not a .npy file numpy.save writes (its header does not parse): expected an "
+                         "array saved with numpy.save") from None
+    if dtype.hasobject:
+        raise InputError(f"{name} holds Python objects (a pickle, never loaded): expected an array of numbers")
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    have = len(raw) - buf.tell()
+    if need != have:
+        raise InputError(f"{name}: its header promises shape {tuple(shape)} of {dtype} ({need} bytes), the file holds "
+                         f"{have} bytes after it: expected a complete .npy file (truncated or damaged?)")
+    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=buf.tell())
+    return arr.reshape(shape, order="F" if fortran else "C").copy()  # writable, independent of ``raw``
+
+
 def tensor_name(name) -> str:
     """A tensor's name for a message (``'conv_in.weight'``), or ``(not shown)`` when it is not a plain dotted name."""
     plain = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,120}", name) is not None

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..numcore import grids
+from ..numcore.checks import finite
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
 from ..numcore.solvers import NAMES, SOLVERS as REGISTRY, check_list
@@ -122,6 +123,9 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                     x = batches.solve(batches.x_test, t, solver)
                     e = relative_mse(x, batches.y_test)
                     sw, sw_ci = ref.distance(x)
+                    finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
+                           f"{label} grid with N = {N}",
+                           [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
                     rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
                                     (e.ci_low, e.ci_high), sw, sw_ci))
                     pbar.update(1)

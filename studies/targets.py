@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..numcore.checks import InputError, option, time_window
+from ..numcore.checks import InputError, finite, option, time_window
 from ..numcore.io import no_progress
 
 # the exact teacher of the studies: RK4 step in log sigma_VE (relative RMS error ~3e-7 on ring8, estimated in
@@ -355,6 +355,9 @@ class ModelBatches:
             self.trajectory.update(evaluations=self.counter.samples - c0, seconds=time.perf_counter() - t0)
             self.y_train = self.trajectory["y"][-1] * math.exp(-delta)
             bar.update(1)
+        name = getattr(model, "name", "model")
+        finite(f"`model` {name!r}: the end point of its own teacher (RK4, {teacher_steps} steps) at OU time "
+               f"{delta:g}", [self.y_test, self.y_train])
         self.teacher = dict(teach)
         self.teacher.update(model_evaluations=self.counter.samples, seconds=time.perf_counter() - clock)
         self.objective = (f"relative MSE sum |x - teacher(x_T)|^2 / sum |teacher(x_T)|^2 of the solver's end points x "
@@ -390,6 +393,8 @@ class ModelBatches:
         from ..numcore.distances import relative_mse
 
         e = relative_mse(self.solve(self.x_test, t, solver), self.y_test)
+        finite(f"`model` {getattr(self.model, 'name', 'model')!r}: the relative MSE of {solver} with {len(t) - 1} "
+               "steps against its teacher", [v for v in (e.value, e.ci_low, e.ci_high) if v is not None])
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
 
 
@@ -432,6 +437,63 @@ class ModelTarget:
                              f"{self.model.sigma_range[1]:.4g}): expected <= {hi:.4g}")
         return time_window(d, T_)
 
+    PROBE_POINTS = 8  # noise levels of the probe, log-spaced in OU time over the window (its ends included)
+    PROBE_BATCH = 1024  # the largest batch a study passes to the model (the teacher's and the solvers' batches)
+
+    def probe(self, delta: float, T: float, batch: int = 2) -> None:
+        """Evaluate the model before any work: ``batch`` samples (at most PROBE_BATCH: the batch size the run will
+        use, so a network that fails only on large batches fails here) of N(0, (1 + sigma^2) I) at PROBE_POINTS
+        noise levels spanning [delta, T] (its own generator: no random stream of the study is touched).  The
+        boundary checks of :mod:`models.denoiser` refuse a network that raises or returns the wrong shape, dtype,
+        NaN or inf there, before a long run and its start line.  Costs at most 8 x 1024 model evaluations."""
+        import torch
+
+        n = max(2, min(int(batch), self.PROBE_BATCH))
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for t in np.geomspace(delta, T, self.PROBE_POINTS):
+                sigma = math.sqrt(math.expm1(2.0 * float(t)))
+                y = torch.randn(n, self.d, generator=g, dtype=torch.float64) * math.sqrt(1.0 + sigma * sigma)
+                self.model(y, sigma)
+
+    # the planned work, for the start line of a long command: (model evaluations, what), an evaluation being one
+    # network pass on one sample (the unit of the reported costs)
+    def plan_rate(self, samples, iters=None) -> tuple[int, str]:
+        """The Jacobian table: up to 1 + 2 iters passes per sample and time, and the model's ODE without data."""
+        from ..models.jacobian import DEFAULT_ITERS
+
+        samples = option("jacobian_samples", samples, "empirical")
+        iters = option("iters", DEFAULT_ITERS if iters is None else iters)
+        points = option("points", self.points)
+        ode = 0 if self.data is not None else 4 * self.teacher_steps
+        source = "--data" if self.data is not None else f"its own ODE ({self.teacher_steps} RK4 steps)"
+        return (points * samples * (1 + 2 * iters) + samples * ode,
+                f"E||J|| at {points} times x {samples} samples of p_t from {source}, Lanczos <= {iters} iterations")
+
+    def plan_teacher(self, train, test, check: int = 64) -> tuple[int, str]:
+        """The teacher's end points (test batch, its self-convergence check, the training batch with its nodes)."""
+        train, test = option("train_samples", train), option("test_samples", test)
+        steps = self.teacher_steps
+        return (test * 4 * steps + min(check, test) * 8 * steps + train * (4 * steps + 1),
+                f"its teacher ({steps} RK4 steps) on {test} test and {train} training trajectories, then the grid "
+                "search")
+
+    def plan_grid(self, kind: str, *, samples, train, test) -> tuple[int, str] | None:
+        """The grid of ``kind``: its rate (balanced), its teacher and search (optimal; a preset's winner), or None
+        (a closed form evaluates nothing)."""
+        if kind == "balanced":
+            return self.plan_rate(samples)
+        if kind == "optimal":
+            return self.plan_teacher(train, test)
+        return None
+
+    def plan_study(self, steps, *, samples, train, rate_samples) -> tuple[int, str]:
+        """The solver study: the teacher, the balanced grid's rate, then the searches and the rows."""
+        n1, t1 = self.plan_teacher(train, samples)
+        n2, t2 = self.plan_rate(rate_samples)
+        return n1 + n2, f"{t1.replace(', then the grid search', '')}; {t2}; then the solvers' grid searches at N = " \
+                        f"{', '.join(map(str, steps))} and every grid's rows"
+
     def lipschitz(self, *, delta: float, T: float, samples: int, seed: int = 0, iters: int | None = None,
                   tol: float | None = None, progress=no_progress) -> dict:
         """E||J(x, t)||_op (with its Monte-Carlo interval), the sampled sup, and the power-iteration record on
@@ -446,6 +508,12 @@ class ModelTarget:
         with progress(points, "||J|| (power iteration)") as bar:
             tab = table(self.model, ts, samples, data=self.data, seed=seed, iters=iters, tol=tol,
                         teacher_steps=self.teacher_steps, progress=bar)
+        from ..models.denoiser import where
+
+        for j, t in enumerate(tab["t"]):
+            finite(f"`model` {self.name!r}: E||J||_op (with its interval and the sampled sup) at "
+                   f"{where(math.sqrt(math.expm1(2.0 * float(t))))}",
+                   [tab["empirical_mean"][j], tab["empirical_mean_ci"][j], tab["empirical_sup"][j]])
         return {**self.header(), "delta": delta, "T": T, **tab,
                 "scope": "sampled", "where": "sampled points of p_t; a trained model has no analytic bound",
                 "no_bounds": NO_BOUNDS,
@@ -540,6 +608,13 @@ class ModelTarget:
         return None
 
     def finish_grid(self, out: dict, kind: str, st, clock: float) -> None:
+        t = np.asarray(out["t"], float)
+        finite(f"`model` {self.name!r}: the {kind} grid's nodes", t)
+        if out.get("lambda") is not None:
+            finite(f"`model` {self.name!r}: Lambda at the {kind} grid's nodes", out["lambda"])
+        if np.any(np.diff(t) >= 0):
+            raise InputError(f"`model` {self.name!r}: the {kind} grid's nodes are not strictly decreasing (its rate "
+                             "vanishes on a segment): expected fewer `steps`")
         out["cost"] = {"seconds": time.time() - clock,
                        "what": {"balanced": "wall time of the grid including its rate (the Jacobian table)",
                                 "optimal": "wall time of the teacher and the search (model evaluations in "

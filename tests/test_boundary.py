@@ -117,7 +117,7 @@ def test_inputs_are_moved_to_the_network_device():
         raise Stop
 
     model = torch_model(fn, shape=(2,), device="meta")
-    with pytest.raises(Stop):
+    with pytest.raises(flowcert.InputError, match="'fn' raised Stop at sigma = 1 "):  # the boundary names the network's failure
         model(torch.ones(4, 2), 1.0)
     assert seen == {"x": "meta", "noise": "meta"}
 

@@ -451,8 +451,7 @@ def test_exported_files_follow_the_umask(here, mask, mode):
 # ============================================================================= 8: runs that resume
 VALIDATE = ["--steps", "1,2", "--grids", "uniform,balanced", "--seeds", "1", "--train-samples", "32",
             "--test-samples", "32", "--iters", "3", "--width", "4", "--amp-times", "2", "--amp-samples", "2",
-            "--lip-samples", "4", "--empirical-samples", "16", "--delta", "0.01", "--T", "1", "--no-plots",
-            "--quiet"]
+            "--lip-samples", "4", "--delta", "0.01", "--T", "1", "--no-plots", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -808,6 +807,639 @@ def test_two_trainings_into_one_folder_do_not_clobber_each_other(tmp_path):
 
         with pytest.raises(flowcert.InputError, match="in use by another flowcert process"):
             flowcert.train_example("digits", str(out), steps=2, batch=4, threads=1)
+
+
+# ---- kind 3: a network that returns NaN, inf, the wrong shape or dtype, or raises
+def _misbehaving(body):
+    """fn(x, s) of a 4-dimensional sample-predicting model; x: (n, 4) inputs, s: (n,) sigmas."""
+    import torch  # noqa: F401  (the bodies use it)
+
+    scope = {}
+    exec("import torch\ndef fn(x, s):\n" + "".join(f"    {line}\n" for line in body.splitlines()), scope)
+    return scope["fn"]
+
+
+MISBEHAVING = {
+    "nan": ('return x * float("nan")', "returned NaN"),
+    "inf-at-small-sigma": ('out = 0.5 * x\nreturn torch.where(s[:, None] < 0.05, out / 0, out)', "returned inf"),
+    "extra-column": ("return torch.cat([x, x[:, :1]], 1)", "returned shape"),
+    "ignores-the-batch": ("return 0.5 * x[:1]", "returned shape (1, 4)"),
+    "flat": ("return 0.5 * x.reshape(-1)[: x.shape[0]]", "returned shape"),
+    "integer": ("return (4 * x).round().long()", "dtype int64"),
+    "complex": ("return (0.5 * x).to(torch.complex64)", "dtype complex64"),
+    "boolean": ("return x > 0", "dtype bool"),
+    "none": ("return None", "returned NoneType"),
+    "raises": ('raise RuntimeError("CUDA error: device-side assert")', "raised RuntimeError"),
+    "raises-keyerror": ('return {"sample": x}["out"]', "raised KeyError"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISBEHAVING))
+def test_a_misbehaving_network_is_refused_at_its_first_evaluation(case):
+    torch = pytest.importorskip("torch")
+    import flowcert
+
+    body, words = MISBEHAVING[case]
+    m = flowcert.torch_model(_misbehaving(body), shape=(4,), name="bad-net")
+    for call in (lambda: flowcert.model_lipschitz(m, points=2, samples=16, threads=1),
+                 lambda: flowcert.model_grid(m, 2, kind="optimal", solver="euler", train_samples=16, test_samples=16,
+                                             teacher_steps=4, threads=1),
+                 lambda: flowcert.model_solvers(m, [2], samples=16, train_samples=16, teacher_steps=4, threads=1)):
+        with pytest.raises(flowcert.InputError) as err:
+            call()
+        text = str(err.value)
+        assert "'bad-net'" in text and "sigma = " in text and "OU time t = " in text and words in text, text
+        assert "\n" not in text
+    del torch
+
+
+def test_a_network_that_fails_only_inside_the_window_is_caught_where_it_fails():
+    """NaN for 1 < sigma < 2 only: the probe at the window's ends and middle passes, the run meets it and names the
+    noise level; nothing is reported."""
+    pytest.importorskip("torch")
+    import flowcert
+
+    m = flowcert.torch_model(_misbehaving('out = 0.5 * x\nreturn torch.where(((s > 1) & (s < 2))[:, None], out * '
+                                          'float("nan"), out)'), shape=(4,), name="band")
+    with pytest.raises(flowcert.InputError, match=r"'band' returned NaN at sigma = 1\.[0-9]+ "):
+        flowcert.model_solvers(m, [2], samples=16, train_samples=16, teacher_steps=8, threads=1)
+
+
+def test_a_jacobian_that_overflows_is_refused_not_reported():
+    """Finite outputs, but J^T J overflows float32: the statistic is refused with the time, never printed as inf."""
+    pytest.importorskip("torch")
+    import flowcert
+
+    m = flowcert.torch_model(_misbehaving("return x * 1e30"), shape=(4,), name="steep")
+    data = np.random.default_rng(0).normal(size=(32, 4))
+    with pytest.raises(flowcert.InputError, match="'steep': J\\^T J u is NaN or inf at sigma = "):
+        flowcert.model_lipschitz(m, points=2, samples=16, data=data, threads=1)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_every_statistic_is_checked_before_it_is_reported(monkeypatch):
+    """Whatever produced it, a NaN in the Jacobian table, the teacher's end points or a solver row is refused."""
+    torch = pytest.importorskip("torch")
+    import flowcert
+    from flowcert.models import jacobian
+    from flowcert.studies import targets
+
+    m = flowcert.load_model("mixture:line2")
+    table = jacobian.table
+
+    def nan_table(*a, **k):
+        out = table(*a, **k)
+        out["empirical_mean"][0] = np.nan
+        return out
+
+    monkeypatch.setattr(jacobian, "table", nan_table)
+    with pytest.raises(flowcert.InputError, match="E\\|\\|J\\|\\|_op .* is nan"):
+        flowcert.model_lipschitz(m, points=2, samples=16, threads=1)
+    monkeypatch.undo()
+    from flowcert.models import flow
+
+    solve = flow.solve
+    monkeypatch.setattr(flow, "solve", lambda *a, **k: solve(*a, **k) * np.inf)
+    with pytest.raises(flowcert.InputError, match="relative MSE"):
+        flowcert.model_solvers(m, [2], samples=16, train_samples=16, teacher_steps=4, threads=1)
+    del torch, targets
+
+
+def test_one_line_naming_the_model_on_the_command_line(here):
+    """Through FILE.py:NAME: one line, exit status 2, for lipschitz, grid and solvers."""
+    pytest.importorskip("torch")
+    (here / "m.py").write_text("import torch, flowcert\n"
+                               "def fn(x, s):\n    return torch.where(s[:, None] < 0.05, x / 0, x)\n"
+                               "model = flowcert.torch_model(fn, shape=(4,), name='m')\n")
+    small = ["--threads", "1"]
+    for args in (["lipschitz", "--points", "2", "--empirical", "16"],
+                 ["grid", "--kind", "optimal", "--solver", "euler", "--steps", "2", "--train-samples", "16",
+                  "--test-samples", "16", "--teacher-steps", "4"],
+                 ["grid", "--steps", "2", "--samples", "16"],
+                 ["solvers", "--steps", "2", "--samples", "16", "--train-samples", "16", "--teacher-steps", "4"]):
+        refused(cli(*args, "--model", "m.py:model", *small), "--model 'm' returned inf at sigma = 0.04474")
+
+
+def test_every_denoiser_subclass_gets_the_boundary_checks():
+    torch = pytest.importorskip("torch")
+    from flowcert.models.denoiser import Denoiser, InputError
+
+    class Zeros(Denoiser):
+        def __call__(self, y, sigma, cond=None):
+            return torch.zeros(y.shape[0], self.d + 1)
+
+    with pytest.raises(InputError, match="'zeros' returned shape \\(3, 3\\)"):
+        Zeros(shape=(2,), name="zeros")(torch.zeros(3, 2), 0.5)
+
+
+# ---- kind 8: a fixed seed fixes every number
+def drop_timing(obj):
+    """A JSON document without its wall-clock fields (every key that names seconds)."""
+    if isinstance(obj, dict):
+        return {k: drop_timing(v) for k, v in obj.items() if "second" not in k}
+    if isinstance(obj, list):
+        return [drop_timing(v) for v in obj]
+    return obj
+
+
+@pytest.fixture(scope="module")
+def tiny_unet(tmp_path_factory):
+    """A diffusers pipeline folder with a 4 x 4 UNet (d = 16, attention included) and a DDPM scheduler."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=4, in_channels=1, out_channels=1, block_out_channels=(8, 8),
+                                 down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                                 norm_num_groups=4, attention_head_dim=4, time_embedding_dim=16)
+    folder = tmp_path_factory.mktemp("unet") / "tiny"
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(clip_sample=False)).save_pretrained(folder)
+    return str(folder)
+
+
+SMALL_TEACHER = ["--steps", "2", "--train-samples", "16", "--test-samples", "16", "--teacher-steps", "4",
+                 "--threads", "1"]
+MODEL_COMMANDS = {
+    "lipschitz": ["lipschitz", "--points", "2", "--empirical", "8", "--iters", "4", "--seed", "3"],
+    "grid-balanced": ["grid", "--steps", "2", "--samples", "16", "--teacher-steps", "4", "--seed", "1"],
+    "grid-optimal": ["grid", "--kind", "optimal", "--solver", "heun", *SMALL_TEACHER, "--seed", "2"],
+    "export": ["grid", "--for", "diffusers-euler", *SMALL_TEACHER],
+    "solvers": ["solvers", "--steps", "2", "--samples", "16", "--train-samples", "16", "--teacher-steps", "4",
+                "--effort", "0.05"],
+}
+
+
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+def test_every_seeded_model_command_repeats_bit_for_bit(tiny_unet, command):
+    """Each model command twice on a tiny UNet (d = 16, so Lanczos stops before its Krylov space is full and
+    its random start matters), torch's global generator reseeded in between: the same JSON but for timings."""
+    import torch
+
+    args = [*MODEL_COMMANDS[command], "--model", tiny_unet, "--format", "json"]
+    args += [] if "--threads" in args else ["--threads", "1"]
+    docs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        r = cli(*args)
+        assert r.exit_code == 0, r.output
+        docs.append(drop_timing(strict_json(r.stdout)))
+    assert docs[0] == docs[1]
+
+
+def test_lipschitz_model_repeats_across_processes(tiny_unet, here):
+    """The instance of the issue: two processes (torch seeds its global generator differently in each)."""
+    args = [sys.executable, "-m", "flowcert.cli", "lipschitz", "--model", tiny_unet, "--points", "2", "--empirical",
+            "8", "--iters", "3", "--seed", "5", "--threads", "1", "--format", "json"]
+    runs = [subprocess.run(args, capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    a, b = (drop_timing(strict_json(r.stdout)) for r in runs)
+    assert a == b and a["iterations_max"][0] < 16  # Lanczos stopped early: its start vector mattered
+
+
+def test_opnorm_never_draws_from_the_global_generator():
+    torch = pytest.importorskip("torch")
+    from flowcert.models.exact import exact_model
+    from flowcert.models.jacobian import opnorm
+
+    m = exact_model(flowcert_mixture("modes8d"))
+    x = torch.randn(4, m.d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    state = torch.get_rng_state()
+    a = opnorm(m, x, 0.3, iters=2)["norm"]
+    assert torch.equal(state, torch.get_rng_state())
+    torch.manual_seed(123)
+    assert torch.equal(a, opnorm(m, x, 0.3, iters=2)["norm"])
+
+
+def flowcert_mixture(name):
+    from flowcert.numcore.mixture import load
+
+    return load(name)
+
+
+# ---- kind 9: streams and environment
+NOJIT_COMMANDS = {
+    "grid-optimal": ["grid", "ring8", "--kind", "optimal", "--solver", "euler", "--steps", "2", "--train-samples", "16",
+                     "--test-samples", "16", "--effort", "0.05"],
+    "lipschitz-empirical": ["lipschitz", "ring8", "--points", "3", "--empirical", "200"],
+    "mixture-amp-samples": ["mixture", "ring8", "--amp-samples", "4"],
+    "solvers": ["solvers", "line2", "--steps", "2", "--samples", "32", "--train-samples", "16", "--effort", "0.05"],
+    "certify-verify": ["certify", "ring8", "--eps", "1e-2", "--t", "0.5", "--verify", "100"],
+    "certify-time-input": ["certify", "line2", "--eps", "3e-2", "--verify", "20", "--times", "2"],
+}
+
+
+@pytest.mark.parametrize("command", list(NOJIT_COMMANDS))
+def test_every_command_that_loads_the_kernels_runs_without_the_jit(here, command):
+    """NUMBA_DISABLE_JIT=1 (a debugging switch numba documents): njit returns plain functions, which have no
+    py_func; every command that loads numcore.kernels still runs (a regression: it broke all of them)."""
+    r = subprocess.run([sys.executable, "-m", "flowcert.cli", *NOJIT_COMMANDS[command]], capture_output=True, text=True,
+                       env={**os.environ, "NUMBA_DISABLE_JIT": "1"}, timeout=600)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-500:]
+
+
+# ---- kind 6: fit
+def _npy_header(shape, descr="<f8") -> bytes:
+    head = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    head = head.ljust(118 - 1) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head
+
+
+BAD_DATA = {
+    "zero-rows": (lambda p: np.save(p, np.zeros((0, 3))), "0 sample(s)"),
+    "one-row": (lambda p: np.save(p, np.zeros((1, 3))), "1 sample(s)"),
+    "no-columns": (lambda p: np.save(p, np.zeros((5, 0))), "at least one number per sample"),
+    "one-dimensional": (lambda p: np.save(p, np.zeros(5)), "expected (n, d)"),
+    "empty-file": (lambda p: p.write_bytes(b""), "is empty"),
+    "not-npy": (lambda p: p.write_bytes(b"means: [[0]]\n"), "header does not parse"),
+    "header-corrupt": (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f8', 'shape': (3," + b" " * 9),
+                       "header does not parse"),
+    "header-claims-huge-shape": (lambda p: p.write_bytes(_npy_header((10**11, 3)) + b"\0" * 64), "promises shape"),
+    "truncated": (lambda p: p.write_bytes(_npy_header((10, 3)) + b"\0" * 100), "promises shape"),
+    "object-array": (lambda p: np.save(p, np.array([[1, "a"], [2, None]], dtype=object), allow_pickle=True),
+                     "Python objects"),
+    "strings": (lambda p: np.save(p, np.array([["1", "2"], ["3", "4"]])), "expected numbers only"),
+    "complex": (lambda p: np.save(p, np.ones((4, 2), complex)), "expected numbers only"),
+    "nan": (lambda p: np.save(p, np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]])), "nan"),
+    "huge-values": (lambda p: np.save(p, np.random.default_rng(0).normal(size=(50, 2)) * 1e300), "magnitude"),
+    "fifo": (lambda p: os.mkfifo(p), "FIFO"),
+    "dev-zero": (lambda p: os.symlink("/dev/zero", p), "device"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_fit_refuses_bad_data_in_one_line(here, case):
+    make, words = BAD_DATA[case]
+    make(here / "x.npy")
+    refused(cli("fit", "x.npy", "--max-components", "2"), "x.npy", words)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], "--seed = -1"),
+    (["--seed", str(2**32)], "--seed"),
+    (["--reg-covar", "1e-12"], "--reg-covar = 1e-12: expected a number >= 1e-08"),
+    (["--reg-covar", "1e30"], "--reg-covar = 1e+30: expected a number <= 1e+12"),
+    (["--reg-covar", "nan"], "--reg-covar"),
+    (["--max-components", "0"], "--max-components = 0"),
+    (["--max-components", "2000"], "--max-components = 2000"),
+    (["--max-components", "41"], "expected an integer <= 40"),  # more components than samples
+    (["--name", "n" * 300, "-o", "s.yaml"], "--name is a string of 300 characters"),
+    (["-o", "s.txt"], "extension '.txt'"),
+    (["-o", "spec"], "extension '(none)'"),
+])
+def test_fit_options_have_one_domain(here, args, words):
+    np.save("d.npy", np.random.default_rng(0).normal(size=(40, 2)))
+    refused(cli("fit", "d.npy", *args), words)
+    assert sorted(os.listdir(".")) == ["d.npy"]  # nothing written
+
+
+def test_fit_domains_are_the_spec_loaders():
+    from flowcert.numcore import mixture
+    from flowcert.numcore.checks import OPTIONS
+
+    assert (OPTIONS["reg_covar"].low, OPTIONS["reg_covar"].high) == (mixture.MIN_VARIANCE, mixture.MAX_VARIANCE)
+
+
+def test_fit_never_writes_a_spec_that_does_not_load(here):
+    """Data whose fitted variance exceeds a spec's range: refused (before, exit 0 and a spec flowcert refuses)."""
+    np.save("d.npy", np.random.default_rng(0).normal(size=(50, 2)) * 1e9)
+    refused(cli("fit", "d.npy", "--max-components", "2", "-o", "s.yaml"), "not a valid spec", "rescale the data")
+    assert not os.path.exists("s.yaml")
+
+
+@pytest.mark.parametrize("ext", [".json", ".yaml", ".yml", ".toml"])
+@pytest.mark.parametrize("data", ["normal", "constant"])
+def test_fit_writes_the_format_its_extension_promises_and_it_loads_back(here, ext, data):
+    import tomllib
+
+    import yaml
+
+    x = np.random.default_rng(1).normal(size=(60, 3)) if data == "normal" else np.ones((30, 3))
+    np.save("d.npy", x)
+    name = 'a "quoted" back\\slash name'
+    r = cli("fit", "d.npy", "--max-components", "3", "--covariance", "auto", "--name", name, "-o", f"s{ext}")
+    assert r.exit_code == 0, r.output
+    text = open(f"s{ext}").read()
+    parsed = {".json": strict_json, ".toml": tomllib.loads}.get(ext, yaml.safe_load)(text)
+    assert parsed["name"] == name and set(parsed) >= {"weights", "means"}
+    m = cli("mixture", f"s{ext}", "--amp-samples", "0", "--format", "json")
+    assert m.exit_code == 0, m.output
+    assert strict_json(m.stdout)["K"] == len(parsed["means"])
+
+
+def test_fit_api_returns_a_spec_every_command_takes():
+    import flowcert
+
+    res = flowcert.fit(np.ones((20, 2)), max_components=2, reg_covar=1e-8)
+    assert flowcert.load_mixture(res["spec"]).K >= 1
+    with pytest.raises(flowcert.InputError, match="`seed` = -1"):
+        flowcert.fit(np.ones((20, 2)), seed=-1)
+
+
+def test_model_data_is_read_the_same_safe_way(here):
+    """--data of the model commands goes through the same reader: a pickle is refused, never loaded."""
+    pytest.importorskip("torch")
+    np.save("x.npy", np.array([[1, "a"], [2, None]], dtype=object), allow_pickle=True)
+    refused(cli("lipschitz", "--model", "mixture:line2", "--data", "x.npy", "--points", "2", "--empirical", "16"),
+            "x.npy", "Python objects")
+
+
+# ---- kind 7: options that do nothing in a combination
+def test_every_parameter_of_every_command_is_classified():
+    """The table of which option applies when lists every parameter of every command: a new option must say."""
+    from flowcert.cli import APPLIES, main
+
+    for name, command in main.commands.items():
+        params = {p.name for p in command.params} - {"help"}
+        assert set(APPLIES[name]) == params, (name, params ^ set(APPLIES[name]))
+
+
+def test_the_documented_table_lists_every_conditional_option():
+    """docs/commands.md's table of which option acts when has a row for each option that acts only sometimes."""
+    from pathlib import Path
+
+    from flowcert.cli import APPLIES, flag_names, main
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].strip("`") in APPLIES:
+            rows.setdefault(cells[0].strip("`"), set()).update(f.strip("` ") for f in cells[1].split(","))
+    for name, table in APPLIES.items():
+        flags = flag_names(main.commands[name])
+        conditional = {flags[p] for p, rule in table.items() if rule is not None}
+        assert conditional == rows.get(name, set()), (name, conditional ^ rows.get(name, set()))
+
+
+IGNORED = [
+    (["grid", "ring8", "--shift", "3"], "--shift = 3.0", "diffusers-flowmatch"),
+    (["grid", "ring8", "--kind", "logsnr", "--for", "k-diffusion", "--shift", "3"], "--shift", "flowmatch"),
+    (["grid", "ring8", "--kind", "balanced", "--solver", "heun"], "--solver", "--kind optimal"),
+    (["grid", "ring8", "--seed", "3"], "--seed = 3", "empirical"),
+    (["grid", "ring8", "--samples", "100"], "--samples = 100", "empirical"),
+    (["grid", "ring8", "--train-samples", "100"], "--train-samples", "--kind optimal"),
+    (["grid", "ring8", "--kind", "edm", "--effort", "2"], "--effort", "--kind optimal"),
+    (["grid", "ring8", "--teacher-steps", "8"], "--teacher-steps", "--model"),
+    (["grid", "ring8", "--threads", "1"], "--threads", "--model"),
+    (["grid", "ring8", "--kind", "edm", "--units", "sigma", "--for", "k-diffusion"], "--units", "--for"),
+    (["grid", "ring8", "--beta-schedule", "scaled_linear"], "--beta-schedule", "ddpm"),
+    (["grid", "ring8", "--clip"], "--clip = True", "ddpm"),
+    (["grid", "ring8", "--kind", "edm", "--for", "k-diffusion", "--beta-schedule", "linear"], "--beta-schedule", ""),
+    (["grid", "--model", "mixture:line2", "--kind", "edm", "--bound", "empirical"], "--bound", "rate"),
+    (["grid", "--model", "mixture:line2", "--kind", "edm", "--samples", "16"], "--samples", "empirical"),
+    (["grid", "--model", "mixture:line2", "--kind", "edm", "--teacher-steps", "8"], "--teacher-steps", "teacher"),
+    (["lipschitz", "ring8", "--iters", "5"], "--iters = 5", "--model"),
+    (["lipschitz", "ring8", "--tol", "0.1"], "--tol", "--model"),
+    (["lipschitz", "ring8", "--threads", "1"], "--threads", "--model"),
+    (["lipschitz", "ring8", "--seed", "2"], "--seed", "--empirical"),
+    (["lipschitz", "--model", "mixture:line2", "--bound", "tri"], "--bound", "without --model"),
+    (["lipschitz", "--model", "mixture:line2", "--ball-mass", "0.5"], "--ball-mass", "without --model"),
+    (["lipschitz", "--model", "mixture:line2", "--latex"], "--latex", "without --model"),
+    (["lipschitz", "ring8", "--latex", "-o", "x.txt"], "--output", "--latex"),
+    (["lipschitz", "ring8", "--latex", "--points", "5"], "--points", "--latex"),
+    (["lipschitz", "ring8", "--latex", "--format", "json"], "--format", "--latex"),
+    (["solvers", "ring8", "--teacher-steps", "8"], "--teacher-steps", "--model"),
+    (["solvers", "ring8", "--threads", "2"], "--threads", "--model"),
+    (["solvers", "--model", "mixture:line2", "--random", "2"], "--random", "without --model"),
+    (["mixture", "ring8", "--amp-samples", "0", "--seed", "4"], "--seed", "--amp-samples"),
+    (["certify", "ring8", "--eps", "1e-2", "--t", "0.5", "--times", "3"], "--times", "--verify"),
+    (["certify", "ring8", "--eps", "1e-2", "--t", "0.5", "--delta", "0.01"], "--delta", "without --t"),
+    (["certify", "ring8", "--eps", "1e-2", "--seed", "3"], "--seed", "--verify"),
+    (["validate", "line2", "--workers", "2"], "--workers", "--executor process"),
+    (["validate", "line2", "--executor", "process", "--ray-address", "auto"], "--ray-address", "--executor ray"),
+    (["validate", "line2", "--grids", "uniform", "--solver", "heun"], "--solver", "--grids optimal"),
+    (["validate", "line2", "--grids", "uniform", "--bound", "sharp"], "--bound", "--grids balanced"),
+    (["validate", "line2", "--total-params", "1000"], "--total-params", "--budget total"),
+    (["validate", "line2", "--empirical-samples", "64"], "--empirical-samples", "empirical"),
+    (["validate", "line2", "--preset", "quick", "--budget", "total", "--total-params", "900", "--width", "8"],
+     "--width", "per-block"),
+]
+
+
+@pytest.mark.parametrize("args, flag, words", IGNORED, ids=[" ".join(a[0][:1] + a[0][2:]) for a in IGNORED])
+def test_an_option_that_does_nothing_is_refused(here, args, flag, words):
+    line = refused(cli(*args), flag, "does nothing")
+    assert words in line
+
+
+def test_with_data_and_samples_data_only_for_the_model(here):
+    np.save("d.npy", np.zeros((10, 2)))
+    for args in (["solvers", "ring8", "--data", "d.npy"], ["solvers", "ring8", "--reference", "d.npy"],
+                 ["lipschitz", "ring8", "--data", "d.npy"], ["grid", "ring8", "--data", "d.npy"]):
+        refused(cli(*args, "--points" if args[0] == "lipschitz" else "--steps", "2"), "--model", "does nothing")
+    refused(cli("fit", "d.npy", "--name", "x"), "--name", "--output")
+
+
+def test_bound_with_a_preset_exports_the_balanced_grid_it_names(here):
+    """docs/models.md's command (grid --bound empirical --data ... --for PRESET) exported the optimal grid and
+    ignored both options; the intent is clear, so it exports the grid balanced on that rate."""
+    pytest.importorskip("torch")
+    np.save("d.npy", np.random.default_rng(0).normal(size=(64, 1)))
+    r = cli("grid", "--model", "mixture:line2", "--steps", "4", "--bound", "empirical", "--data", "d.npy", "--for",
+            "diffusers-euler", "--samples", "16", "--threads", "1", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = strict_json(r.stdout)
+    assert doc["kind"] == "balanced" and doc["bound"] == "empirical" and "selection" not in doc
+    g = cli("grid", "--model", "mixture:line2", "--steps", "4", "--data", "d.npy", "--samples", "16", "--threads",
+            "1", "--format", "json")
+    assert np.allclose(doc["t"], strict_json(g.stdout)["t"], rtol=1e-6)  # the same grid the plain command builds
+    for bound in ("tri", "sharp", "empirical"):
+        r = cli("grid", "ring8", "--steps", "4", "--bound", bound, "--for", "k-diffusion", "--format", "json",
+                *(["--samples", "256"] if bound == "empirical" else []))
+        doc = strict_json(r.stdout)
+        assert (doc["kind"], doc["bound"]) == ("balanced", bound)
+
+
+@pytest.mark.parametrize("args", [
+    ["grid", "ring8", "--bound", "empirical", "--samples", "256", "--seed", "2", "--steps", "4"],
+    ["grid", "ring8", "--kind", "optimal", "--solver", "euler", "--steps", "2", "--seed", "3", "--train-samples",
+     "16", "--test-samples", "16", "--effort", "0.05", "--bound", "sharp"],
+    ["grid", "ring8", "--steps", "4", "--for", "diffusers-euler", "--solver", "heun", "--seed", "1",
+     "--train-samples", "16", "--test-samples", "16", "--effort", "0.05", "--beta-schedule", "linear", "--clip"],
+    ["grid", "ring8", "--steps", "4", "--units", "ddpm", "--beta-schedule", "scaled_linear", "--clip"],
+    ["grid", "ring8", "--steps", "4", "--kind", "logsnr", "--for", "diffusers-flowmatch", "--shift", "3"],
+    ["lipschitz", "ring8", "--points", "3", "--empirical", "100", "--seed", "3", "--ball-mass", "0.9"],
+    ["lipschitz", "ring8", "--latex", "--bound", "sharp", "--ball-mass", "0.9"],
+    ["mixture", "ring8", "--amp-samples", "4", "--seed", "2"],
+    ["certify", "ring8", "--eps", "1e-2", "--t", "0.5", "--verify", "100", "--seed", "1"],
+])
+def test_options_that_act_are_accepted(here, args):
+    r = cli(*args)
+    assert r.exit_code == 0, r.output
+
+
+# ---- kind 9 (continued): standard output full, closed or gone; odd encodings; full disks; Ray
+def _flowcert(*args, env=None, **kw):
+    kw = {"capture_output": True, **kw} if "stdout" not in kw else kw
+    return subprocess.run([sys.executable, "-m", "flowcert.cli", *args], env={**os.environ, **(env or {})},
+                          timeout=300, **kw)
+
+
+def _one_line(r, status, *words):
+    err = r.stderr.decode(errors="replace")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert r.returncode == status and "Traceback" not in err and "Exception ignored" not in err, (r.returncode, err)
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.mark.parametrize("args", [["grid", "ring8"], ["mixture", "ring8", "--amp-samples", "0", "--format", "json"],
+                                  ["lipschitz", "ring8", "--points", "20000"], ["--help"], ["grid", "--help"]])
+def test_a_full_standard_output_gets_one_line(here, args):
+    with open("/dev/full", "wb") as full:
+        r = _flowcert(*args, stdout=full, stderr=subprocess.PIPE)
+    _one_line(r, 2, "standard output", "No space left on device")
+
+
+def test_a_closed_standard_output_gets_one_line_and_no_file_takes_its_place(here):
+    """`>&-`: before, the table vanished with exit status 0; now one line.  The free descriptor 1 is held by
+    /dev/null, so the spec written by -o cannot be opened as descriptor 1 and receive stray output."""
+    np.save("d.npy", np.random.default_rng(0).normal(size=(30, 2)))
+    for args in (["grid", "ring8"], ["fit", "d.npy", "--max-components", "2", "-o", "s.json"]):
+        r = subprocess.run([sys.executable, "-m", "flowcert.cli", *args], stderr=subprocess.PIPE,
+                           preexec_fn=lambda: os.close(1), timeout=300)
+        _one_line(r, 2, "standard output", "closed")
+    assert strict_json(open("s.json").read())["means"]  # the file -o names is whole
+
+
+def test_a_reader_that_goes_away_gets_one_line_and_status_1(here):
+    p = subprocess.Popen([sys.executable, "-m", "flowcert.cli", "lipschitz", "ring8", "--points", "100000",
+                          "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(100)
+    p.stdout.close()  # like `| head -c 100`
+    err = p.stderr.read().decode()
+    assert p.wait(120) == 1 and "Traceback" not in err and "Exception ignored" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "broken pipe" in lines[0], lines
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "ascii:strict", "latin-1:strict", "utf-8:strict"])
+def test_file_names_that_are_not_utf8_under_any_output_encoding(here, encoding):
+    """A name with bytes that are not UTF-8 (caf\\xe9): written, echoed escaped, loaded back; a missing one
+    is named in one line.  Before: UnicodeEncodeError as an internal error after the file was written."""
+    np.save("d.npy", np.random.default_rng(0).normal(size=(30, 2)))
+    env = {"PYTHONIOENCODING": encoding}
+    name = os.fsdecode(b"caf\xe9.yaml")
+    r = _flowcert("fit", "d.npy", "--max-components", "2", "-o", name, env=env)
+    # the path is echoed escaped (numcore.checks.printable: a surrogate for a byte that is not UTF-8 as \udce9)
+    assert r.returncode == 0 and b"wrote caf\\udce9.yaml" in r.stdout, (r.stdout, r.stderr)
+    assert b"caf\xe9.yaml" in os.listdir(b".")
+    m = _flowcert("mixture", name, "--amp-samples", "0", env=env)
+    assert m.returncode == 0 and m.stdout.startswith(b"mixture caf"), m.stderr
+    g = _flowcert("grid", "ring8", "-o", os.fsdecode(b"\xff.json"), env=env)
+    assert g.returncode == 0 and strict_json(open(b"\xff.json").read())["t"]
+    _one_line(_flowcert("mixture", os.fsdecode(b"nope\xff.yaml"), env=env), 2, "nope")
+
+
+def test_full_disk_at_the_run_folders_lock_names_the_folder(here, monkeypatch):
+    pytest.importorskip("torch")
+    from flowcert.distill import runfiles
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runfiles.os, "pwrite", full)
+    refused(cli("validate", "line2", "--preset", "quick", "--out", "run"), "run", "lock file", "No space left")
+
+
+def test_full_disk_in_the_middle_of_a_validate_run_leaves_no_partial_file(here, monkeypatch):
+    """The third file of a new run cannot be written (ENOSPC from the atomic writer's fsync): one line naming it
+    and the way back; no temporary file is left; what was written before is whole."""
+    pytest.importorskip("torch")
+    from flowcert.numcore import io as fio
+
+    calls = {"n": 0}
+    fsync = os.fsync
+
+    def fill(fd):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(fio.os, "fsync", fill)
+    r = cli("validate", "line2", "--steps", "1", "--grids", "uniform", "--seeds", "1", "--train-samples", "64",
+            "--test-samples", "32", "--iters", "5", "--amp-times", "1", "--amp-samples", "8", "--lip-samples", "4",
+            "--out", "run", "--quiet")
+    refused(r, "No space left on device", "resume")
+    files = [p for p in (here / "run").rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".tmp")]
+    for p in files:
+        if p.suffix == ".json":
+            strict_json(p.read_text())
+
+
+def _tmpfs(size: str):
+    return shutil.which("unshare") and os.geteuid() == 0 and subprocess.run(
+        ["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _tmpfs("1"), reason="needs root and unshare to mount a private tmpfs")
+def test_validate_on_a_really_full_disk(here):
+    """A 300 KiB tmpfs (mounted in a private namespace): the run stops with one line, no temporary file left."""
+    script = (f"mount -t tmpfs -o size=300k tmpfs {here} && cd {here} && "
+              f"{sys.executable} -m flowcert.cli validate line2 --steps 1,2 --grids uniform,balanced --seeds 1 "
+              "--train-samples 64 --test-samples 32 --iters 5 --amp-times 1 --amp-samples 8 --lip-samples 4 "
+              "--out run --quiet; echo status=$?; find . -name '*.tmp' | wc -l")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "status=2" in r.stdout and r.stdout.strip().endswith("0"), (r.stdout, r.stderr)
+    assert len(lines) == 1 and "No space left on device" in lines[0], lines
+
+
+def test_ray_that_cannot_start_gets_one_line(here):
+    pytest.importorskip("ray")
+    args = ["validate", "line2", "--steps", "1", "--grids", "uniform", "--seeds", "1", "--train-samples", "64",
+            "--test-samples", "32", "--iters", "5", "--amp-times", "1", "--amp-samples", "8", "--lip-samples", "4",
+            "--executor", "ray", "--quiet"]
+    _one_line(_flowcert(*args, "--out", "a", env={"RAY_TMPDIR": "/dev/null"}), 2, "Ray did not start", "resume")
+    clock = time.time()
+    _one_line(_flowcert(*args, "--out", "b", "--ray-address", "127.0.0.1:9"), 2, "no Ray head answers")
+    assert time.time() - clock < 60 and not os.path.exists("b")  # refused before any work
+    _one_line(_flowcert(*args, "--out", "c", "--ray-address", "nonsense"), 2, "HOST:PORT")
+
+
+# ---- kind 11: defaults that hurt on a busy machine
+def test_model_functions_use_the_measured_thread_default_and_restore_the_callers():
+    torch = pytest.importorskip("torch")
+    import flowcert
+    from flowcert.numcore.checks import OPTIONS
+
+    seen = []
+
+    def fn(x, s):
+        seen.append(torch.get_num_threads())
+        return 0.5 * x
+
+    m = flowcert.torch_model(fn, shape=(2,))
+    before = torch.get_num_threads()
+    flowcert.model_lipschitz(m, points=2, samples=16)
+    assert set(seen) == {OPTIONS["threads"].default} and torch.get_num_threads() == before
+    seen.clear()
+    flowcert.model_lipschitz(m, points=2, samples=16, threads=2)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+
+
+def test_long_model_commands_print_a_start_line_when_not_on_a_terminal(here, monkeypatch):
+    pytest.importorskip("torch")
+    from flowcert import cli as fcli
+
+    small = cli("lipschitz", "--model", "mixture:line2", "--points", "2", "--empirical", "16")
+    assert small.exit_code == 0 and small.stderr == ""  # a short run prints nothing
+    monkeypatch.setattr(fcli, "LONG_RUN_EVALUATIONS", 0)
+    r = cli("lipschitz", "--model", "mixture:line2", "--points", "2", "--empirical", "16", "--iters", "3")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 0 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("flowcert lipschitz --model 'mixture:line2': starting: E||J|| at 2 times x 16 samples")
+    assert "Lanczos <= 3 iterations; 1 torch thread: about 4,320 model evaluations" in lines[0]  # 2x16x7 + 16x256
+    for args in (["grid", "--kind", "optimal", "--solver", "euler", "--steps", "2", "--train-samples", "16",
+                  "--test-samples", "16", "--teacher-steps", "4"],
+                 ["solvers", "--steps", "2", "--samples", "16", "--train-samples", "16", "--teacher-steps", "4"]):
+        r = cli(*args, "--model", "mixture:line2")
+        assert r.exit_code == 0 and "starting: its teacher (4 RK4 steps) on 16 test and 16 training" in r.stderr
+    r = cli("grid", "--model", "mixture:line2", "--kind", "edm")
+    assert r.exit_code == 0 and r.stderr == ""  # a closed form evaluates nothing
 
 
 # ----------------------------------------------------------------------------- shared: tiny diffusers folders

@@ -251,7 +251,7 @@ def test_shipped_digits_model_denoises_held_out_digits():
 def test_cli_lipschitz_and_grid_with_a_model(runner, tmp_path):
     r = run(runner, "lipschitz", "--model", "mixture:ring8", "--points", "4", "--empirical", "64", "--format", "json")
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     for key in ("t", "empirical_mean", "empirical_mean_ci", "empirical_sup", "iterations_mean", "converged_fraction",
                 "samples_from", "power_iteration", "model"):
         assert key in out
@@ -259,13 +259,13 @@ def test_cli_lipschitz_and_grid_with_a_model(runner, tmp_path):
     r = run(runner, "grid", "--model", "mixture:ring8", "--steps", "4", "--samples", "64", "--kind", "balanced",
             "--for", "k-diffusion", "--format", "json")
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     assert len(out["sigmas"]) == 6 and out["kind"] == "balanced" and out["bound"] == "empirical"
     small = ["--train-samples", "32", "--test-samples", "32", "--teacher-steps", "16"]
     r = run(runner, "grid", "--model", "mixture:ring8", "--steps", "4", "--for", "k-diffusion", *small,
             "--format", "json")  # no --kind: the grid that wins for the preset's solver, against the teacher
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)
     sel = out["selection"]
     assert len(out["sigmas"]) == 6 and out["kind"] in ("optimal", "logsnr", "kl-optimal", "edm")
     assert sel["solver"] == "euler" and sel["against"] == "teacher" and sel["train_samples"] == 32
@@ -275,7 +275,7 @@ def test_cli_lipschitz_and_grid_with_a_model(runner, tmp_path):
     r = run(runner, "grid", "--model", "mixture:ring8", "--steps", "3", "--kind", "optimal", "--solver", "dpmpp_2m",
             *small, "--format", "json")
     assert r.exit_code == 0, r.output
-    opt = json.loads(r.output)["optimal"]
+    opt = json.loads(r.stdout)["optimal"]
     assert opt["teacher"]["steps"] == 16 and "self_convergence" in opt["teacher"]
     assert opt["search"]["stop"] and opt["search"]["evaluations"] > 0 and opt["test_samples"] == 32
     # 32 x (4 x 16 + 1) evaluations for the training teacher's nodes, the GITS-style search's only cost here
