@@ -998,3 +998,15 @@ def train_example(example: str = "digits", out: str = "flowcert-digits", *, thre
     from .examples.trainer import train
 
     return train(example, out, progress=progress, threads=threads, **options)
+
+
+def train_options(example: str = "digits", **options: float) -> dict:
+    """The training options :func:`train_example` would use for ``example``: its defaults updated with ``options``
+    (None: the default), each checked, before any folder is made or library imported.
+
+    Raises:
+        InputError: an unknown example or a bad option, in one line naming it.
+    """
+    from .examples.trainer import check_options, example as example_
+
+    return check_options(example_(example), options)

@@ -285,7 +285,9 @@ def window_options(f):
 
 def format_option(*formats, default="table"):
     return click.option("--format", "fmt", type=click.Choice(list(formats)), default=default,
-                        show_default=default is not None, help="Output format (standard output, or -o).")
+                        show_default=default is not None,
+                        help="Output format (standard output, or -o)" + ("" if default is not None else
+                             " [default: the -o extension's (.json, .csv), else table]") + ".")
 
 
 def output_option(f):
@@ -400,6 +402,18 @@ def _validate_grids(v) -> list[str]:
     return split_list("grids", _validate_value(v, "grids"))
 
 
+def _flow_rule(param: str) -> tuple:
+    """The APPLIES rule of a flow pipeline's parameter: it acts with the grid kinds and the presets that take it
+    (numcore.grids.KINDS[k].params, exports.presets.PRESETS[p].options)."""
+    kinds = [k for k, g in KINDS.items() if param in g.params or (param == "scheduler_config" and g.params)]
+    presets = [k for k, p in PRESETS.items() if param in p.options]
+
+    def when(v) -> bool:
+        return grid_kind(v) in kinds or v.get("preset") in presets
+
+    return when, "with `kind` " + " or ".join(kinds) + ", or `preset` " + ", ".join(presets)
+
+
 DIFFUSERS_BETAS = ("diffusers-euler", "diffusers-timesteps")
 APPLIES: dict[str, dict] = {
     "mixture": {"spec": None, "delta": None, "T": None, "amp_samples": None, "fmt": None,
@@ -446,8 +460,7 @@ APPLIES: dict[str, dict] = {
         "clip": (lambda v: v.get("preset") in (*DIFFUSERS_BETAS, "diffusers-edm")
                  or (not v.get("preset") and "ddpm" in _units(v)),
                  "with `units` ddpm, or `preset` diffusers-euler, diffusers-timesteps or diffusers-edm"),
-        # shift, mu, resolution and scheduler_config: studies.timegrid.flow_options and grid_cmd name the grid kinds
-        # and the exports that take them
+        **{p: _flow_rule(p) for p in ("shift", "mu", "resolution", "scheduler_config")},
     },
     "certify": {
         "spec": None, "eps": None, "p": None, "t": None, "certificate": None, "latex": None, "verify": None,
@@ -486,6 +499,9 @@ APPLIES: dict[str, dict] = {
         "workers": (lambda v: v["executor"] == "process" or (v["executor"] == "ray" and not v.get("ray_address")),
                     "with `executor` process, or ray without `ray_address` (the CPUs of a local Ray instance)"),
         "ray_address": (lambda v: v["executor"] == "ray", "with `executor` ray"),
+        **{k: None for k in ("model", "block", "distance", "local_samples")},
+        **{k: (_model, "with `model`") for k in ("data", "reference", "teacher_steps", "rate_points",
+                                                  "surrogate_bound", "surrogate_components")},
     },
 }
 
@@ -673,7 +689,7 @@ def mixture_cmd(spec, delta, T, amp_samples, seed, fmt):
               "[default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " With --model: inside its trained range. "
               "[default: 5]")
-@format_option("table", "json", "csv")
+@format_option("table", "json", "csv", default=None)
 @output_option
 @plot_option("Plot the bounds (and the empirical sup/mean) against t on log axes.")
 @click.option("--latex", is_flag=True, help="Print the formulas as LaTeX (with this mixture's constants) and exit.")
@@ -697,6 +713,7 @@ def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, i
     """
     from .bounds.lipschitz import BOUNDS, LipschitzBound, violations
 
+    fmt = output_format(fmt, output, ("table", "json", "csv"))
     spec_or_model(spec, model)
     check_outputs({"output": output, "plot": plot}, [spec, data, load.get("cond"), load.get("uncond"),
                                                     *api.model_files(model)])
@@ -743,11 +760,18 @@ GRID_FORMATS = ("table", "json", "csv", "npy", "txt")
 PRESET_NAMES = tuple(PRESETS)
 
 
-def output_format(fmt: str | None, output: str | None) -> str:
-    """--format, or the -o extension's (.json, .csv, .npy, .txt), else table; npy needs a file."""
+def output_format(fmt: str | None, output: str | None, allowed: tuple = ()) -> str:
+    """--format, or the -o extension's (.json, .csv, .npy, .txt), else table; npy needs a file.  With ``allowed``
+    (the command's formats): an extension that names a format the command cannot write is refused, so a .json file
+    never holds a text table."""
     if fmt is None:
         ext = os.path.splitext(output or "")[1].lower()
         fmt = {".json": "json", ".csv": "csv", ".npy": "npy", ".txt": "txt"}.get(ext, "table")
+        if allowed and fmt not in allowed:
+            if fmt != "txt":
+                raise InputError(f"`output` = {output!r}: its extension names {fmt}, which this command "
+                                 f"does not write: expected {', '.join(allowed)} (or --format)")
+            fmt = "table"
     if fmt == "npy" and output is None:
         raise InputError("`fmt` = 'npy': expected -o FILE.npy (binary output is not written to a terminal)")
     return fmt
@@ -940,7 +964,7 @@ def certify_cmd(spec, eps, p, t, delta, T, certificate, latex, verify, times, ex
 @seed_option("Seed of the samples, projections and random mixtures.")
 @click.option("--delta", type=float, default=None, help=DELTA_HELP + " [default: 0.001]")
 @click.option("--T", "T", type=float, default=None, help=T_HELP + " [default: 5]")
-@format_option("table", "json")
+@format_option("table", "json", default=None)
 @output_option
 @plot_option("Plot relative MSE and sliced W2 against N per grid and solver (with several mixtures: the league).")
 def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, steps, random, samples, train_samples,
@@ -962,6 +986,7 @@ def solvers_cmd(specs, model, data, threads, load, reference, teacher_steps, ste
     own many-step teacher (RK4 in log sigma; its step count and self-convergence
     are printed), and --reference gives held-out data for the distribution distance.
     """
+    fmt = output_format(fmt, output, ("table", "json"))
     if model is not None:
         spec_or_model(specs[0] if specs else None, model)
     check_outputs({"output": output, "plot": plot}, [*specs, data, reference, load.get("cond"), load.get("uncond"),
@@ -1073,6 +1098,7 @@ def train_example_cmd(example, out, steps, batch, lr, threads, seed):
     the same result.
     """
     out = out or f"flowcert-{example}"
+    api.train_options(example, steps=steps, batch=batch, lr=lr, seed=seed)  # a bad option leaves no folder behind
     check_folder(out, "out")
     res = api.train_example(example, out, threads=threads, steps=steps, batch=batch, lr=lr, seed=seed,
                             progress=bars())

@@ -14,9 +14,10 @@ from ..numcore import grids
 from ..numcore import units as un
 from ..numcore.checks import option, options
 from ..numcore.io import no_progress
+from ..numcore.solvers import NAMES
 
 SAMPLING_NOTE = ("for sampling, the grid with the smallest error for a solver is `--kind optimal --solver "
-                 "euler|heun|dpmpp_2m`; `--for PRESET` exports it by default for the solver the preset runs "
+                 + "|".join(NAMES) + "`; `--for PRESET` exports it by default for the solver the preset runs "
                  "(docs/samplers.md)")
 
 

@@ -194,3 +194,28 @@ def test_demo_writes_its_files(runner, tmp_path):
     assert cert["ci_high"] < cert["eps"]
     lip = json.loads((tmp_path / "demo" / "lipschitz.json").read_text())
     assert all(v["holds_at_all_points"] for v in lip["tightness"].values())
+
+
+def test_output_extension_sets_the_format_or_is_refused(tmp_path):
+    """-o FILE.json writes JSON for every command that writes JSON (it wrote the text table into a .json file for
+    lipschitz and solvers); an extension naming a format the command cannot write is refused, not filled with text."""
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    out = tmp_path / "l.json"
+    r = runner.invoke(main, ["lipschitz", "ring8", "--points", "3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "t" in json.loads(out.read_text())
+    r = runner.invoke(main, ["solvers", "line2", "--steps", "2", "--samples", "64", "--train-samples", "32",
+                             "--solvers", "euler", "-o", str(tmp_path / "s.csv")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "s.csv" in r.output and "json" in r.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_train_example_with_a_bad_option_leaves_no_folder(tmp_path):
+    from click.testing import CliRunner
+
+    out = tmp_path / "never"
+    r = CliRunner().invoke(main, ["train-example", "digits-flow", "--steps", "-5", "--out", str(out)])
+    assert r.exit_code == 2 and "steps" in r.output
+    assert not out.exists()

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import flowcert
+
 from flowcert.cli import main
 from flowcert.distill.teacher import gaussian_flow
 from flowcert.numcore import flowmap, grids, marginal, samplers, solvers
@@ -231,9 +233,14 @@ def test_solvers_command_json_and_plot(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert png.stat().st_size > 10000
-    assert len(res["rows"]) == 8 * 2 * len(solvers.NAMES)
-    assert {row["grid"] for row in res["rows"]} == {"balanced-tri", "balanced-sharp", "balanced-empirical",
-                                                    "uniform", "edm", "logsnr", "kl-optimal", "optimal"}
+    from flowcert.studies.solver_study import labels
+    from flowcert.studies.targets import MixtureTarget
+
+    study = labels(MixtureTarget(flowcert.load_mixture("line2")))  # the grid registry's: one per rate, the closed
+    assert {"balanced-tri", "balanced-sharp", "balanced-empirical", "uniform", "edm", "logsnr", "kl-optimal",
+            "flow-shift", "flux-mu", "optimal"} == set(study)  # forms (the flow pipelines' among them), the optimum
+    assert len(res["rows"]) == len(study) * 2 * len(solvers.NAMES)
+    assert {row["grid"] for row in res["rows"]} == set(study)
     assert res["teacher"]["relative_rms_error"] < 1e-5 and res["optimal"]["train_samples"] == 128
     for solver in solvers.NAMES:
         for N in ("2", "4"):

@@ -197,7 +197,7 @@ def test_a_damaged_jacobian_file_is_named_with_the_way_back(model_run, tmp_path,
     (["ring8", "--data", "x.npy"], "--data"),
     (["--model", "nosuchmodel"], "--model = 'nosuchmodel'"),
     (["--model", "digits", "--delta", "1e-6"], "below the model's trained range"),
-    (["--model", "digits", "--data", "bad.npy"], "--data has shape"),
+    (["--model", "digits", "--data", "bad.npy"], "has shape (10, 3)"),
     (["--model", "mixture:line2", "--resume", "."], "drop --model"),
 ])
 def test_bad_model_options_one_line_exit_2(runner, tmp_path, monkeypatch, args, needle):
