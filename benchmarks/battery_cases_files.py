@@ -20,7 +20,7 @@ from pathlib import Path
 _CACHE: dict[str, Path] = {}
 _ROOT = Path(tempfile.mkdtemp(prefix="flowcert-battery-files-"))
 TINY = ["--steps", "1", "--grids", "uniform", "--seeds", "1", "--train-samples", "32", "--test-samples", "32", "--iters", "3",
-        "--width", "4", "--amp-times", "2", "--amp-samples", "2", "--lip-samples", "4", "--empirical-samples", "16",
+        "--width", "4", "--amp-times", "2", "--amp-samples", "2", "--lip-samples", "4",
         "--delta", "0.01", "--T", "1", "--no-plots", "--quiet"]  # a validate run of seconds
 FAST = ["--kind", "uniform", "--steps", "4", "--threads", "1"]  # a grid that loads the model and nothing more
 
@@ -58,7 +58,7 @@ def _run_template() -> Path:
     (folder / "one.json").write_text(json.dumps({"means": [[0.5, 0.0]], "variance": 0.05}))
     args = ["validate", "one.json", "--steps", "1,2", "--grids", "uniform,balanced", "--seeds", "1",
             "--train-samples", "32", "--test-samples", "32", "--iters", "3", "--width", "4", "--amp-times", "2",
-            "--amp-samples", "2", "--lip-samples", "4", "--empirical-samples", "16", "--delta", "0.01", "--T", "1",
+            "--amp-samples", "2", "--lip-samples", "4", "--delta", "0.01", "--T", "1",
             "--no-plots", "--quiet", "--out", "run"]
     subprocess.run([sys.executable, "-m", "flowcert.cli", *args], cwd=folder, check=True, capture_output=True)
     (folder / "run" / "results.json").unlink()
