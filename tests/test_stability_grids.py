@@ -15,6 +15,7 @@ from flowcert.numcore.mixture import builtin
 from flowcert.numcore.integral import StabilityIntegral
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @given(mix=mixtures(), which=st.sampled_from(["tri", "sharp"]))
 def test_lambda_matches_quad_and_grid_nodes_solve_lambda_equal_levels(mix, which):
