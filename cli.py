@@ -405,7 +405,7 @@ def _validate_grids(v) -> list[str]:
 def _flow_rule(param: str) -> tuple:
     """The APPLIES rule of a flow pipeline's parameter: it acts with the grid kinds and the presets that take it
     (numcore.grids.KINDS[k].params, exports.presets.PRESETS[p].options)."""
-    kinds = [k for k, g in KINDS.items() if param in g.params or (param == "scheduler_config" and g.params)]
+    kinds = [k for k, g in KINDS.items() if param in g.params]
     presets = [k for k, p in PRESETS.items() if param in p.options]
 
     def when(v) -> bool:
@@ -460,7 +460,8 @@ APPLIES: dict[str, dict] = {
         "clip": (lambda v: v.get("preset") in (*DIFFUSERS_BETAS, "diffusers-edm")
                  or (not v.get("preset") and "ddpm" in _units(v)),
                  "with `units` ddpm, or `preset` diffusers-euler, diffusers-timesteps or diffusers-edm"),
-        **{p: _flow_rule(p) for p in ("shift", "mu", "resolution", "scheduler_config")},
+        **{p: _flow_rule(p) for p in ("shift", "mu", "resolution")},
+        "scheduler_config": None,  # grid_cmd and the presets name where it acts (an export, or a flow kind)
     },
     "certify": {
         "spec": None, "eps": None, "p": None, "t": None, "certificate": None, "latex": None, "verify": None,
@@ -718,9 +719,9 @@ def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, i
     check_outputs({"output": output, "plot": plot}, [spec, data, load.get("cond"), load.get("uncond"),
                                                     *api.model_files(model)])
     if model is not None:
-        out = api.model_lipschitz(model, points=points, samples=empirical,
-                                  data=data, delta=delta, T=T, seed=seed, iters=iters, tol=tol, threads=threads,
-                                  load=load, progress=bars(), announce=start_line("lipschitz", model))
+        out = api.model_lipschitz(model, points=points, samples=empirical, data=data, delta=delta, T=T, seed=seed,
+                                  iters=iters, tol=tol, threads=threads, load=load, progress=bars(),
+                                  announce=start_line("lipschitz", model))
         if plot:
             from .bounds.plots import lipschitz
 
@@ -749,9 +750,8 @@ def lipschitz_cmd(spec, model, data, threads, load, bounds, points, empirical, i
         from .bounds.plots import lipschitz
 
         lipschitz(out, which, plot)
-    text = {"json": render.to_json, "csv": lambda o: render.csv_text(render.lipschitz_columns(o, which)),
-            "table": lambda o: render.lipschitz_text(o, which)}[fmt](out)
-    emit(text, output)
+    emit({"json": render.to_json, "csv": lambda o: render.csv_text(render.lipschitz_columns(o, which)),
+          "table": lambda o: render.lipschitz_text(o, which)}[fmt](out), output)
 
 
 # ----------------------------------------------------------------------------- grid

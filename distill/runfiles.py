@@ -56,6 +56,7 @@ def torch_load_safe(path):
     the file."""
     import pickle
     import stat
+    import warnings
     import zipfile
 
     import torch
@@ -75,7 +76,9 @@ def torch_load_safe(path):
     except InputError:
         raise ValueError("cannot be read (not a regular file, unreadable, or larger than 1 GiB)") from None
     try:
-        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns on stderr about a foreign pickle protocol: the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ValueError("cannot be loaded (it holds objects a checkpoint does not: refused by weights_only loading, "
                          "never run)") from None

@@ -1934,3 +1934,19 @@ def test_keys_with_control_characters_and_deep_documents_are_refused(here):
     assert "a\nb" not in line
     refused(cli("mixture", spec_file(here, "deep.yaml", "means: [[0]]\nvariance: 1\nx: " + "[" * 40 + "]" * 40)),
             "nested more than 32")
+
+
+def test_a_foreign_pickle_protocol_is_refused_without_a_warning_line(tmp_path):
+    """A junk run file that starts like a pickle of an unknown protocol made torch print a UserWarning on stderr
+    before flowcert's one line (battery case run-junk-teacher, when the random bytes began with 0x80)."""
+    import warnings
+
+    from flowcert.distill.runfiles import torch_load_safe
+
+    path = tmp_path / "teacher.pt"
+    path.write_bytes(b"\x80\x09" + bytes(range(256)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError):
+            torch_load_safe(path)
+    assert not caught
