@@ -214,7 +214,6 @@ def test_every_sampler_preset_runs_in_its_sampler_in_float32(preset, kind, n):
 # ----------------------------------------------------------------------------- 2. shift compensation
 
 
-@pytest.mark.slow
 def test_shift_whose_compensation_float32_cannot_hold_is_refused():
     for shift in ("1e-5", "1e-3"):
         r = run("grid", "ring8", "--steps", 8, "--for", "diffusers-flowmatch", "--shift", shift)

@@ -172,7 +172,6 @@ def test_unipc_export_loop_equals_flowcert_unipc(ring8, start):
     assert np.abs(x0 - want).max() < 0.1 * np.abs(want).max()
 
 
-@pytest.mark.slow
 def test_diffusers_euler_converges_to_the_exact_flow_map(ring8, start):
     from flowcert.distill.teacher import Teacher
 

@@ -109,7 +109,6 @@ def test_resume_after_sigkill_gives_identical_results(reference, tmp_path, runne
     assert results(out) == results(reference)
 
 
-@pytest.mark.slow
 def test_process_pool_gives_identical_results(reference, tmp_path, runner):
     out = tmp_path / "pool"
     r = invoke(runner, "validate", *TINY, "--out", str(out), "--executor", "process", "--workers", "2")
@@ -117,7 +116,6 @@ def test_process_pool_gives_identical_results(reference, tmp_path, runner):
     assert results(out) == results(reference)
 
 
-@pytest.mark.slow
 def test_ray_gives_identical_results(reference, tmp_path, runner):
     pytest.importorskip("ray")
     out = tmp_path / "ray"
