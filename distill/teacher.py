@@ -170,21 +170,13 @@ class NetworkTeacher:
     def trajectory(self, x, times, progress=None) -> torch.Tensor:
         """States at each of ``times`` (descending; x (n, d) at times[0], OU scale): shape (n, len(times), d),
         float64 on the CPU; ``progress`` is advanced once per interval (of the first batch)."""
+        from ..models.flow import flow
+
         times = [float(t) for t in times]
         if any(b >= a for a, b in zip(times, times[1:])):
             raise ValueError("times must be strictly decreasing")
-        x = torch.as_tensor(x, dtype=torch.float64)
-        out = torch.empty(x.shape[0], len(times), x.shape[1], dtype=torch.float64)
-        out[:, 0] = x
-        with torch.no_grad():
-            for lo in range(0, x.shape[0], self.batch):
-                y = x[lo:lo + self.batch] * math.exp(times[0])
-                for i, (t0, t1) in enumerate(zip(times, times[1:])):
-                    y = self._segment(y, t0, t1)
-                    out[lo:lo + self.batch, i + 1] = y * math.exp(-t1)
-                    if progress is not None and lo == 0:
-                        progress.update(1)
-        return out
+        return flow(self.model, x, times, batch=self.batch, progress=progress, counter=self.counter,
+                    substeps=self._substeps)
 
     def flow(self, x, t: float, s: float) -> torch.Tensor:
         """Phi_{t->s}(x) for x of shape (n, d), through the ``via`` times between (float64, CPU)."""

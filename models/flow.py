@@ -57,7 +57,7 @@ def rk4_step(D, y: torch.Tensor, r: float, h: float, k1: torch.Tensor | None = N
 
 
 def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024, progress=None,
-         counter: Counter | None = None) -> torch.Tensor:
+         counter: Counter | None = None, substeps=None) -> torch.Tensor:
     """States of the model's PF-ODE at each of ``times`` (descending OU times; x at times[0]).
 
     Args:
@@ -68,6 +68,8 @@ def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
         batch: samples per model call.
         progress: a bar advanced once per interval.
         counter: optional :class:`Counter` (evaluations are counted on it).
+        substeps: optional rule (t0, t1) -> (rho0, h, m): m RK4 steps of h from rho0 over one interval [default:
+            ``steps`` shared over the span in proportion to each interval's rho length, at least one].
 
     Returns:
         (n, m, d) float64 tensor in OU coordinates.
@@ -83,9 +85,12 @@ def flow(model, x, times, steps: int = DEFAULT_TEACHER_STEPS, batch: int = 1024,
         for lo in range(0, x.shape[0], batch):
             y = x[lo:lo + batch] * math.exp(times[0])
             for i in range(len(times) - 1):
-                r0, r1 = rhos[i], rhos[i + 1]
-                m = max(1, round(steps * (r0 - r1) / span))
-                h = (r1 - r0) / m
+                if substeps is None:
+                    r0, r1 = rhos[i], rhos[i + 1]
+                    m = max(1, round(steps * (r0 - r1) / span))
+                    h = (r1 - r0) / m
+                else:
+                    r0, h, m = substeps(times[i], times[i + 1])
                 for k in range(m):
                     y = rk4_step(D, y, r0 + k * h, h)
                 out[lo:lo + batch, i + 1] = y * math.exp(-times[i + 1])
