@@ -23,6 +23,7 @@ starting grids and the options.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ SIMPLEX_EVALS = 300  # Nelder-Mead budget per free node
 REFINE_EVALS = 40  # L-BFGS-B budget per free node (coarse to fine, finite-difference gradients)
 GRADIENT_EVALS = 200  # L-BFGS-B budget per run with exact gradients
 STALL_ITERATIONS, STALL_GAIN = 10, 0.005  # ... which stops once 10 iterations gain less than 0.5% together
+# a screened search (exact gradients): each run on the screen, and the final run on the whole batch (from near the
+# optimum), has a smaller budget and stops once 10 iterations gain less than 2% together (the test batch's interval
+# is a few %: smaller gains on training points are noise)
+SCREEN_EVALS, FINAL_EVALS, SCREEN_STALL_GAIN = 100, 30, 0.02
 
 
 def to_params(t) -> np.ndarray:
@@ -80,6 +85,7 @@ class SearchResult:
     stop : the final stage's stopping reason, in words.
     method : the stages that ran; seconds : wall time.
     ladder : {N': (grid, value)} for every N' the coarse-to-fine stages optimised on the way (N included).
+    ends : {start name: grid} the end of the run from each start, where one ran from every start.
     """
 
     t: np.ndarray
@@ -93,6 +99,7 @@ class SearchResult:
     seconds: float
     history: list = field(default_factory=list, repr=False)
     ladder: dict = field(default_factory=dict, repr=False)
+    ends: dict = field(default_factory=dict, repr=False)
 
 
 class _Counted:
@@ -157,7 +164,8 @@ class _Stall:
 
 
 def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: float, starts: dict, *,
-           effort: float = 1.0, xtol: float = 1e-3, ftol: float = 1e-5, screen=None, coarse=None) -> SearchResult:
+           effort: float = 1.0, xtol: float = 1e-3, ftol: float = 1e-5, screen=None, coarse=None,
+           _budget: tuple | None = None) -> SearchResult:
     """Minimise ``error(t)`` over grids of ``steps`` segments on [delta, T], from the best of ``starts``.
 
     Args:
@@ -173,7 +181,10 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
             it first; L-BFGS-B on ``error`` (with exact gradients when ``error`` has ``value_and_grad``) refines
             the best of its optimum and the starts.
         coarse: an optimal grid with fewer steps (any number), known already: above FULL_SIMPLEX steps it
-            replaces the coarse stage (resampled to N, it joins the starts).
+            replaces the coarse stage (resampled to N, it joins the starts); with ``screen``, at or below
+            FULL_SIMPLEX steps it joins the starts of the runs on the screen.
+        _budget: (evaluations, stall gain) of each run with exact gradients (default GRADIENT_EVALS, STALL_GAIN);
+            a screened search's stages run with (SCREEN_EVALS, SCREEN_STALL_GAIN).
 
     Returns:
         SearchResult; its ``value`` is never above the best start's error.
@@ -181,8 +192,7 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
     Raises:
         ValueError: ``steps`` outside 1..MAX_STEPS, a start grid with another number of nodes.
     """
-    from scipy.optimize import minimize
-
+    minimize = _minimize
     N = int(steps)
     if not 1 <= N <= MAX_STEPS:
         raise ValueError(f"steps = {N}: expected 1..{MAX_STEPS}")
@@ -195,11 +205,13 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         if g.shape != (N + 1,):
             raise ValueError(f"start {name!r} has {g.size} nodes: expected {N + 1}")
     iterations, stages, ladder = 0, [], {}
+    gradient = hasattr(error, "value_and_grad")
     if N > FULL_SIMPLEX and coarse is not None:
         starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
     elif N > FULL_SIMPLEX:  # coarse to fine: the optimum with half the steps, every gap halved in rho
         coarse = search(error, -(-N // 2), delta, T,
-                        {k: resample(g, -(-N // 2)) for k, g in starts.items()}, effort=effort, xtol=xtol, ftol=ftol)
+                        {k: resample(g, -(-N // 2)) for k, g in starts.items()}, effort=effort, xtol=xtol, ftol=ftol,
+                        _budget=_budget)
         f.calls, f.history = coarse.evaluations, list(coarse.history)
         iterations, stages, ladder = coarse.iterations, [coarse.method], dict(coarse.ladder)
         starts = {**starts, f"optimal N={-(-N // 2)} resampled": resample(coarse.t, N)}
@@ -209,19 +221,20 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         return SearchResult(starts[best], values[best], best, values, f.calls, 0, "N = 1: no interior node",
                             "none", time.perf_counter() - clock, f.history, {1: (starts[best], values[best])})
     z0 = to_params(starts[best])
-    gradient = hasattr(error, "value_and_grad")
+    ends = {}
     if gradient and N <= FULL_SIMPLEX:  # a run from every start: they can end in different basins
         runs = []
         for name in sorted(values, key=values.get):
-            r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True)
+            r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True, *(_budget or ()))
             r.message = stop
             runs.append(r)
+            ends[name] = from_params(r.x, delta, T)
             iterations += int(getattr(r, "nit", 0))
         res = min(runs, key=lambda r: r.fun)
         res.nit = 0  # counted above
         stages.append(f"l-bfgs-b({N - 1}, exact gradients) from each of {len(runs)} starts")
     elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
-        res, stop = _lbfgsb(f, z0, N, effort, True)
+        res, stop = _lbfgsb(f, z0, N, effort, True, *(_budget or ()))
         res.message = stop
         stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
     elif N <= FULL_SIMPLEX:
@@ -243,17 +256,66 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         t, value = from_params(res.x, delta, T), float(math.exp(res.fun))
     ladder[N] = (t, value)
     return SearchResult(t, value, best, values, f.calls, iterations, stop, " then ".join(stages),
-                        time.perf_counter() - clock, f.history, ladder)
+                        time.perf_counter() - clock, f.history, ladder, ends)
 
 
-def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool):
-    """One L-BFGS-B run from z0 with the budgets and the stall rule; returns (result, stop reason)."""
+def _minimize(fun, z0, **kw):
+    """scipy's minimize with numpy's and scipy's own BLAS on one thread: L-BFGS-B's tiny matrix products on a
+    multithreaded OpenBLAS cost milliseconds each on a busy machine (its threads wait for cores), 100x their work.
+    Other libraries' pools (torch's, numba's) keep their threads."""
     from scipy.optimize import minimize
 
-    stall = _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+    with _scipy_blas().limit(limits=1):
+        return minimize(fun, z0, **kw)
+
+
+@functools.cache
+def _scipy_blas():
+    """threadpoolctl's controller of the BLAS libraries that numpy and scipy load (their wheels' own)."""
+    import os
+
+    import scipy
+    from threadpoolctl import ThreadpoolController
+
+    homes = tuple(os.path.dirname(os.path.dirname(m.__file__)) for m in (np, scipy))
+    ours = [lib for lib in ThreadpoolController().lib_controllers
+            if lib.user_api == "blas" and lib.filepath.startswith(homes)]
+    return _Select(ours)
+
+
+class _Select:
+    """Libraries' thread limits set together and restored (threadpoolctl's own ``select`` keeps only one set of
+    filters per call)."""
+
+    def __init__(self, libs):
+        self.libs = libs
+
+    def limit(self, limits: int):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            old = [lib.num_threads for lib in self.libs]
+            for lib in self.libs:
+                lib.set_num_threads(limits)
+            try:
+                yield
+            finally:
+                for lib, n in zip(self.libs, old):
+                    lib.set_num_threads(n)
+        return ctx()
+
+
+def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, budget: int | None = None,
+            gain: float | None = None):
+    """One L-BFGS-B run from z0 with the budgets (``budget`` evaluations with exact gradients, default
+    GRADIENT_EVALS) and the stall rule (``gain``, default STALL_GAIN); returns (result, stop reason)."""
+    minimize = _minimize
+    budget = GRADIENT_EVALS if budget is None else budget
+    stall = _Stall(int(round(STALL_ITERATIONS * effort)), (STALL_GAIN if gain is None else gain) / effort)
     if gradient:
         res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
-                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
+                       options=dict(maxfun=int(effort * budget), ftol=1e-10 / effort, gtol=1e-9))
     else:
         res = minimize(f, z0, method="L-BFGS-B", callback=stall,
                        options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,
@@ -267,14 +329,20 @@ def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) ->
     """The search on ``screen``, then L-BFGS-B on ``error`` from the best (on ``error``) of its optimum and the
     starts."""
     clock = time.perf_counter()
-    first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse)
+    if coarse is not None and N <= FULL_SIMPLEX and N > 1:  # one more start (the runs on the screen are cheap)
+        starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
+    first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse,
+                   _budget=(SCREEN_EVALS, SCREEN_STALL_GAIN))
     f = _Counted(error, delta, T)
-    cand = {"screened optimum": first.t, **{k: np.asarray(g, float) for k, g in starts.items()}}
+    cand = {"screened optimum": first.t, **{f"screened run from {k}": g for k, g in first.ends.items()
+                                            if not np.array_equal(g, first.t)},
+            **{k: np.asarray(g, float) for k, g in starts.items()}}
     values = {k: f.grid_error(v) for k, v in cand.items()}
     best = min(values, key=values.get)
     t, value, stop, stage, iterations = cand[best], values[best], first.stop, "", first.iterations
     if N > 1:
-        res, stop_ = _lbfgsb(f, to_params(t), N, effort, hasattr(error, "value_and_grad"))
+        res, stop_ = _lbfgsb(f, to_params(t), N, effort, hasattr(error, "value_and_grad"), FINAL_EVALS,
+                             SCREEN_STALL_GAIN)
         iterations += int(getattr(res, "nit", 0))
         if res.fun < math.log(value):
             t, value, stop = from_params(res.x, delta, T), float(math.exp(res.fun)), stop_

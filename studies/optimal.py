@@ -115,7 +115,7 @@ def search(batches: Batches, solver: str, steps: int, starts: dict, effort: floa
     with exact gradients finishes on all of them."""
     error = batches.training_error(solver)
     cheap = None
-    if len(batches.x_train) > screen and steps > gridsearch.FULL_SIMPLEX:
+    if len(batches.x_train) > screen and (steps > gridsearch.FULL_SIMPLEX or hasattr(error, "value_and_grad")):
         cheap = batches.training_error(solver, screen)
     return gridsearch.search(error, steps, batches.delta, batches.T, starts, effort=effort, screen=cheap,
                              coarse=coarse)
