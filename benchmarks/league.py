@@ -1,6 +1,7 @@
 """The league of `flowcert solvers SPEC... --random M --seed S`, resumable and split into parts.
 
     python benchmarks/league.py OUT_DIR [--random 20] [--seed 0] [--part 1/2] [--builtins ring8,...] [--solvers NAMES]
+        [--steps 4,8,16,32]
     python benchmarks/league.py OUT_DIR --combine [--with DIR ...]     # league.json (the command's JSON), league.png
 
 Each mixture's study is written to OUT_DIR/<i>-<name>.json as soon as it is done (a killed run continues where
@@ -8,6 +9,7 @@ it stopped); `--part i/k` takes every k-th mixture, so k processes can share the
 is exactly the one `flowcert solvers` runs (`flowcert.studies.solver_study.run` with the command's defaults and
 the same seed), so `--combine` gives the command's result.
 
+`--steps` studies those N only (default: the command's 4, 8, 16, 32; a shorter league when time is short).
 `--solvers` studies only those solvers (default: every registered one).  Studies of other solvers on the same
 mixtures, seed and window (the same test and training batches: the batches depend on the mixture and the seed
 only) can be run apart and joined: `--combine --with DIR` adds, per mixture, DIR's solvers to OUT_DIR's (rows,
@@ -68,11 +70,13 @@ def main():
     ap.add_argument("--builtins", default=None)
     ap.add_argument("--part", default="1/1")
     ap.add_argument("--solvers", default=None, help="comma-separated solvers to study [default: all]")
+    ap.add_argument("--steps", default=",".join(map(str, STEPS)), help="comma-separated N [default: 4,8,16,32]")
     ap.add_argument("--combine", action="store_true")
     ap.add_argument("--with", dest="others", action="append", default=[],
                     help="with --combine: a folder of studies of other solvers on the same mixtures, joined in")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    steps = [int(n) for n in args.steps.split(",")]
     mixes = mixtures(args)
     names = [f"{i:02d}-{m.name}.json" for i, m in enumerate(mixes)]
     paths = [os.path.join(args.out, n) for n in names]
@@ -81,7 +85,7 @@ def main():
         for other in args.others:
             studies = [join(s, json.load(open(os.path.join(other, n)))) for s, n in zip(studies, names)]
         lg = solver_study.league(studies)
-        doc = {"studies": studies, "league": lg, "random": args.random, "seed": args.seed, "steps": STEPS,
+        doc = {"studies": studies, "league": lg, "random": args.random, "seed": args.seed, "steps": steps,
                "samples": studies[0]["samples"], "train_samples": studies[0]["optimal"]["train_samples"],
                "delta": DELTA, "T": T, "solvers": studies[0]["solvers"]}
         write_atomic(os.path.join(args.out, "league.json"), to_json(doc) + "\n")
@@ -94,7 +98,7 @@ def main():
         if j % k != i - 1 or os.path.exists(path):
             continue
         c = time.perf_counter(), time.process_time()
-        res = solver_study.run(MixtureTarget(mix), STEPS, DELTA, T, samples=SAMPLES, seed=args.seed,
+        res = solver_study.run(MixtureTarget(mix), steps, DELTA, T, samples=SAMPLES, seed=args.seed,
                                rate_samples=RATE_SAMPLES, train_samples=TRAIN_SAMPLES, solvers=solvers)
         res["timing"] = {"wall_s": time.perf_counter() - c[0], "cpu_s": time.process_time() - c[1],
                          "load": os.getloadavg()[0]}

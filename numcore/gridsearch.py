@@ -23,7 +23,6 @@ starting grids and the options.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from .blas import one_thread
 from .units import rho_from_t, t_from_rho
 
 MAX_STEPS = 64  # the largest N the search accepts
@@ -260,50 +260,12 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
 
 
 def _minimize(fun, z0, **kw):
-    """scipy's minimize with numpy's and scipy's own BLAS on one thread: L-BFGS-B's tiny matrix products on a
-    multithreaded OpenBLAS cost milliseconds each on a busy machine (its threads wait for cores), 100x their work.
-    Other libraries' pools (torch's, numba's) keep their threads."""
+    """scipy's minimize with numpy's and scipy's BLAS on one thread (:func:`numcore.blas.one_thread`: L-BFGS-B's
+    tiny matrix products on a multithreaded OpenBLAS cost milliseconds each on a busy machine)."""
     from scipy.optimize import minimize
 
-    with _scipy_blas().limit(limits=1):
+    with one_thread():
         return minimize(fun, z0, **kw)
-
-
-@functools.cache
-def _scipy_blas():
-    """threadpoolctl's controller of the BLAS libraries that numpy and scipy load (their wheels' own)."""
-    import os
-
-    import scipy
-    from threadpoolctl import ThreadpoolController
-
-    homes = tuple(os.path.dirname(os.path.dirname(m.__file__)) for m in (np, scipy))
-    ours = [lib for lib in ThreadpoolController().lib_controllers
-            if lib.user_api == "blas" and lib.filepath.startswith(homes)]
-    return _Select(ours)
-
-
-class _Select:
-    """Libraries' thread limits set together and restored (threadpoolctl's own ``select`` keeps only one set of
-    filters per call)."""
-
-    def __init__(self, libs):
-        self.libs = libs
-
-    def limit(self, limits: int):
-        import contextlib
-
-        @contextlib.contextmanager
-        def ctx():
-            old = [lib.num_threads for lib in self.libs]
-            for lib in self.libs:
-                lib.set_num_threads(limits)
-            try:
-                yield
-            finally:
-                for lib, n in zip(self.libs, old):
-                    lib.set_num_threads(n)
-        return ctx()
 
 
 def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, budget: int | None = None,

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..numcore import grids
+from ..numcore.blas import one_thread
 from ..numcore.checks import finite
 from ..numcore.distances import relative_mse
 from ..numcore.io import no_progress
@@ -115,7 +116,7 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                 bar.update(len(steps))
     rows = []
     study = labels(target)
-    with progress(len(study) * len(steps) * len(chosen), "solvers") as pbar:
+    with progress(len(study) * len(steps) * len(chosen), "solvers") as pbar, one_thread():  # SW2's tiny products
         for label in study:
             for N in steps:
                 for solver in chosen:
