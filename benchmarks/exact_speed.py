@@ -12,7 +12,9 @@ searches  On every built-in (or --mixtures), each registered solver, N = 4, 8, 1
           `grid --kind optimal` runs it (studies.optimal.search on 4096 training trajectories, warm, batch ready),
           its wall and CPU seconds and objective evaluations, and the found grid's relative MSE on the 4096
           trajectories of the fresh test batch with its 95% interval; with --compare (an earlier run's JSON) the
-          paired ratio of this grid's error to that run's grid's on the same trajectories (95% interval).
+          paired ratio of this grid's error to that run's grid's on the same trajectories (95% interval).  Then
+          per solver: the largest search CPU seconds and, with --compare, the geometric mean of the ratios (95%
+          interval from the rows' own) and the worst.
 command   The whole process `flowcert solvers ring8 --format json` (warm numba cache): wall seconds and the CPU
           seconds of the child, with the registry's solvers, and with --standin solvers (the registry's solvers
           and copies of them under other names, second-order first, until there are that many: the cost of a
@@ -188,6 +190,40 @@ def searches(names, steps, before=None, solvers=None) -> list:
     return rows
 
 
+def summary(rows) -> dict:
+    """Per solver over the rows: the largest search CPU seconds (and where), and with --compare the geometric mean of
+    the paired ratios (95% interval from the rows' intervals, the mixtures and N fixed) and the worst ratio."""
+    from scipy.special import ndtri
+
+    z = float(ndtri(0.975))
+    out = {}
+    print("\n| solver | searches | max search CPU s (mixture, N) | max evaluations | geometric mean of after / before "
+          "[95%] | worst after / before [95%] (mixture, N) |\n|---|---|---|---|---|---|")
+    for solver in dict.fromkeys(r["solver"] for r in rows):
+        mine = [r for r in rows if r["solver"] == solver]
+        top = max(mine, key=lambda r: r["cpu_s"])
+        rec = {"searches": len(mine), "max_cpu_s": top["cpu_s"], "max_cpu_at": [top["mixture"], top["N"]],
+               "max_evaluations": max(r["evaluations"] for r in mine)}
+        cmp_ = [r for r in mine if "vs_before" in r]
+        gm = worst = ""
+        if cmp_:
+            logs = np.log([r["vs_before"] for r in cmp_])
+            se = np.array([np.log(r["vs_before_ci"][1] / r["vs_before_ci"][0]) / (2 * z) for r in cmp_])
+            m, s = float(logs.mean()), float(np.sqrt(np.sum(se**2)) / len(cmp_))
+            w = max(cmp_, key=lambda r: r["vs_before"])
+            rec.update(geo_mean_vs_before=float(np.exp(m)), geo_mean_vs_before_ci=[float(np.exp(m - z * s)),
+                                                                                    float(np.exp(m + z * s))],
+                       worst_vs_before=w["vs_before"], worst_vs_before_ci=w["vs_before_ci"],
+                       worst_at=[w["mixture"], w["N"]])
+            gm = f"{np.exp(m):.3f} [{np.exp(m - z * s):.3f}, {np.exp(m + z * s):.3f}]"
+            worst = (f"{w['vs_before']:.3f} [{w['vs_before_ci'][0]:.3f}, {w['vs_before_ci'][1]:.3f}] "
+                     f"({w['mixture']}, {w['N']})")
+        out[solver] = rec
+        print(f"| {solver} | {len(mine)} | {top['cpu_s']:.2f} ({top['mixture']}, {top['N']}) | "
+              f"{rec['max_evaluations']} | {gm} | {worst} |")
+    return out
+
+
 def paired(e_a, e_b) -> tuple[float, list]:
     """mean(e_a) / mean(e_b) on the same trajectories with a 95% delta-method interval."""
     from scipy.special import ndtri
@@ -261,6 +297,7 @@ def main():
         names = a.mixtures.split(",") if a.mixtures else list(BUILTINS)
         out["searches"] = searches(names, [int(n) for n in a.steps.split(",")], before,
                                    a.solvers.split(",") if a.solvers else None)
+        out["searches_summary"] = summary(out["searches"])
     if "command" in parts:
         out["command"] = command(0)
         if a.standin:

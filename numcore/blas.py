@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 
 import numpy as np
 
@@ -28,16 +29,27 @@ def _ours() -> tuple:
                  if lib.user_api == "blas" and lib.filepath.startswith(homes))
 
 
+_LOCK = threading.Lock()
+_HELD = [0, []]  # blocks open now (over every thread), the thread counts to restore when the last one closes
+
+
 @contextlib.contextmanager
 def one_thread():
     """Within the block, numpy's and scipy's BLAS run on one thread (results are unchanged up to the summation
-    order of a matrix product); the previous thread counts are restored on exit."""
+    order of a matrix product); the previous thread counts are restored when the last open block (of any thread:
+    the study's searches run in two threads) closes."""
     libs = _ours()
-    old = [lib.num_threads for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
+    with _LOCK:
+        if _HELD[0] == 0:
+            _HELD[1] = [lib.num_threads for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _HELD[0] += 1
     try:
         yield
     finally:
-        for lib, n in zip(libs, old):
-            lib.set_num_threads(n)
+        with _LOCK:
+            _HELD[0] -= 1
+            if _HELD[0] == 0:
+                for lib, n in zip(libs, _HELD[1]):
+                    lib.set_num_threads(n)

@@ -67,6 +67,31 @@ class Row:
     sw_ci: tuple | None = None
 
 
+SEARCH_THREADS = 2  # the solvers' optimal searches of a mixture study run in this many threads
+
+
+def search_map(target, fn, solvers) -> list:
+    """[fn(s) for s in solvers], in SEARCH_THREADS threads where that is safe: a target whose searches share no
+    state (``threaded_searches``: a mixture's, in numba kernels that release the GIL) and a numba threading layer
+    that takes parallel kernels from several threads at once (omp, tbb; not workqueue).  The results are the same
+    as in one thread (each search is deterministic and its own); the serial kernels of the screened searches then
+    use both cores."""
+    if not getattr(target, "threaded_searches", False) or SEARCH_THREADS < 2 or len(solvers) < 2:
+        return [fn(s) for s in solvers]
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        layer = None
+    if layer not in ("omp", "tbb"):
+        return [fn(s) for s in solvers]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(SEARCH_THREADS) as pool:
+        return list(pool.map(fn, solvers))
+
+
 def build_grids(target, batches, steps, delta: float, T: float, rate_samples: int, seed: int = 0):
     """({label: {N: t grid}} for every grid of the study but the optimal ones, {label: Lambda(T)} per balanced
     rate, {rate: Stability})."""
@@ -107,13 +132,15 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
     batches = target.batches(delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
     ref = target.reference(batches, delta, seed, reference)
     grid_sets, lam, rates = build_grids(target, batches, steps, delta, T, rate_samples, seed)
-    optimal = {}
     with progress(len(chosen) * len(steps), "optimal grids") as obar:
-        for solver in chosen:
-            optimal[solver] = target.study_optimal(batches, solver, steps, effort)
+        def one(solver):
+            res = target.study_optimal(batches, solver, steps, effort)
             obar.update(len(steps))
             if bar is not None:
                 bar.update(len(steps))
+            return res
+
+        optimal = dict(zip(chosen, search_map(target, one, chosen)))
     rows = []
     study = labels(target)
     with progress(len(study) * len(steps) * len(chosen), "solvers") as pbar, one_thread():  # SW2's tiny products

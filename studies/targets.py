@@ -174,6 +174,7 @@ class MixtureTarget:
     """A Gaussian mixture: exact teacher, exact denoiser, analytic and empirical rates."""
 
     kind = "mixture"
+    threaded_searches = True  # the solvers' searches share no state: a study runs them in threads
     rates = ("tri", "sharp", "empirical")
     rate_is_cheap = True  # every grid reports Lambda at its nodes
     samples_option = "samples"

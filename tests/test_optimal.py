@@ -99,6 +99,41 @@ def test_the_search_is_deterministic_and_never_worse_than_its_start(small):
     assert set(a.ladder) == {6, 12} and a.ladder[12][1] == a.value
 
 
+def test_a_screened_search_weighs_every_runs_end_on_the_whole_batch(small):
+    # N <= 8 with a screen: one run from every start on the screen, each run's end and every start measured on the
+    # whole batch, the best refined there; the result is never worse on the whole batch than any of them
+    err, cheap = small.training_error("dpmpp_2m"), small.training_error("dpmpp_2m", 64)
+    starts = optimal.baseline_grids(4, DELTA, T)
+    res = gridsearch.search(err, 4, DELTA, T, starts, screen=cheap)
+    inner = gridsearch.search(cheap, 4, DELTA, T, starts,
+                              _budget=(gridsearch.SCREEN_EVALS, gridsearch.SCREEN_STALL_GAIN))
+    assert set(inner.ends) == set(starts)
+    assert res.value <= min(err(g) for g in [*inner.ends.values(), *starts.values()]) * (1 + 1e-12)
+    assert res.value == pytest.approx(err(res.t), rel=1e-12)
+    assert "from each of 3 starts] on the screening batch then l-bfgs-b(3) on the whole batch" in res.method
+    # the previous N's optimum joins the starts on the screen
+    coarse = gridsearch.search(err, 2, DELTA, T, optimal.baseline_grids(2, DELTA, T), screen=cheap)
+    res2 = gridsearch.search(err, 4, DELTA, T, starts, screen=cheap, coarse=coarse.t)
+    assert "from each of 4 starts" in res2.method
+
+
+def test_one_blas_thread_is_set_and_restored():
+    from threadpoolctl import threadpool_info
+
+    from flowcert.numcore.blas import one_thread
+
+    def counts():  # numpy's own OpenBLAS (its wheel's numpy.libs, or scipy's)
+        return [i["num_threads"] for i in threadpool_info()
+                if i["user_api"] == "blas" and ("numpy" in i["filepath"] or "scipy" in i["filepath"])]
+
+    before = counts()
+    with one_thread():
+        assert counts() and set(counts()) == {1}
+        a = np.arange(12.0).reshape(3, 4)
+        np.testing.assert_array_equal(a @ a.T, np.einsum("ij,kj->ik", a, a))
+    assert counts() == before
+
+
 def test_a_known_minimum_is_found():
     target = units.rho_from_t(grids.edm(6, DELTA, T))
 

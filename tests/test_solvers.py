@@ -279,6 +279,23 @@ def test_solvers_option_picks_the_solvers_each_with_its_optimal_grid():
     assert r.exit_code == 2 and "--solvers = 'lms': expected one of euler, heun" in r.stderr
 
 
+def test_the_study_searches_in_threads_as_in_one(monkeypatch):
+    # a mixture study runs its solvers' searches in two threads; every grid and row equals the one-thread study's
+    from flowcert.studies import solver_study
+    from flowcert.studies.targets import MixtureTarget
+
+    def study(threads):
+        monkeypatch.setattr(solver_study, "SEARCH_THREADS", threads)
+        return solver_study.run(MixtureTarget(builtin("square4")), [2, 4], DELTA, T, samples=300, train_samples=1200,
+                                rate_samples=256, solvers=["euler", "dpmpp_2m", "unipc"])
+
+    one, two = study(1), study(2)
+    assert one["rows"] == two["rows"]
+    for s in ("euler", "dpmpp_2m", "unipc"):
+        for N in (2, 4):
+            np.testing.assert_array_equal(one["optimal"]["grids"][s][N]["t"], two["optimal"]["grids"][s][N]["t"])
+
+
 def test_league_over_random_mixtures():
     from flowcert import solvers
     from flowcert.numcore.mixture import RANDOM_FAMILIES, random_mixtures
