@@ -15,8 +15,9 @@ basins); above, one run from the best start after the coarse stage below.  Witho
 Nelder-Mead simplex searches all N - 1 coordinates; above, the search first solves the problem with ceil(N/2)
 steps, inserts a node in the middle of each of its gaps (in rho) and refines that grid with L-BFGS-B (coarse to
 fine) with forward differences.  With a ``screen`` (a cheaper
-estimate of the same error, e.g. on part of the batch) all of that runs on the screen, and one L-BFGS-B run
-on ``error`` finishes.  Every run starts at the best of the given starting grids, and the result is never
+estimate of the same error, e.g. on part of the batch) all of that runs on the screen (with exact gradients:
+SCREEN_EVALS per run and a looser stall rule, SCREEN_STALL_GAIN), the end of every run and every start are
+measured on ``error``, and one L-BFGS-B run on ``error`` (FINAL_EVALS) finishes from the best of them.  Every run starts at the best of the given starting grids, and the result is never
 worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
 starting grids and the options.
 """
@@ -288,8 +289,8 @@ def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, budget: int 
 
 
 def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) -> SearchResult:
-    """The search on ``screen``, then L-BFGS-B on ``error`` from the best (on ``error``) of its optimum and the
-    starts."""
+    """The search on ``screen`` (its runs' budgets SCREEN_EVALS, SCREEN_STALL_GAIN), then L-BFGS-B on ``error``
+    (FINAL_EVALS) from the best (on ``error``) of its optimum, the end of each of its runs and the starts."""
     clock = time.perf_counter()
     if coarse is not None and N <= FULL_SIMPLEX and N > 1:  # one more start (the runs on the screen are cheap)
         starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
