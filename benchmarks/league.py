@@ -2,7 +2,8 @@
 
     python benchmarks/league.py OUT_DIR [--random 20] [--seed 0] [--part 1/2] [--builtins ring8,...] [--solvers NAMES]
         [--steps 4,8,16,32]
-    python benchmarks/league.py OUT_DIR --combine [--with DIR ...]     # league.json (the command's JSON), league.png
+    python benchmarks/league.py OUT_DIR --combine [--with DIR ...]     # league.json (the command's JSON), league.png,
+                                                                       # league.md (the tables)
 
 Each mixture's study is written to OUT_DIR/<i>-<name>.json as soon as it is done (a killed run continues where
 it stopped); `--part i/k` takes every k-th mixture, so k processes can share the work.  The study of each mixture
@@ -62,6 +63,52 @@ def join(mine: dict, other: dict) -> dict:
     return out
 
 
+def fmt(v: float) -> str:
+    return f"{v:.3g}" if v < 1e4 else f"{v:.2e}"
+
+
+def markdown(doc: dict) -> str:
+    """The league as markdown: per solver and N, the winning closed form (the smallest geometric mean of the
+    ratio to the optimal grid) and every grid's ratio to the optimal grid (geometric mean over the mixtures,
+    95% interval); then, at each budget of K model evaluations, every solver's optimal grid and best closed form
+    against the most accurate candidate."""
+    from flowcert.numcore.solvers import SOLVERS
+
+    lg = doc["league"]
+    grids = [g for g in doc["studies"][0]["grids"] if g != solver_study.OPTIMAL]
+    out = [f"# The league: {len(lg['mixtures'])} mixtures ({', '.join(lg['mixtures'])}), N = "
+           f"{', '.join(map(str, doc['steps']))}, {doc['samples']} test and {doc['train_samples']} training "
+           "trajectories", "",
+           "Each grid's relative MSE over the solver's optimal grid's on the same mixture and test batch: geometric "
+           "mean over the mixtures [95% Student-t interval]; `winner`: the closed form with the smallest geometric "
+           "mean.", "",
+           "| solver | N | winner | " + " | ".join(grids) + " |", "|---|---|---|" + "---|" * len(grids)]
+    for solver, per in lg["table"].items():
+        for N, cell in per.items():
+            c = cell["grids"]
+            out.append(f"| {SOLVERS[solver].label} | {N} | {cell['best_baseline']} | " + " | ".join(
+                f"{fmt(c[g]['geo_mean'])} [{fmt(c[g]['ci'][0])}, {fmt(c[g]['ci'][1])}]" for g in grids) + " |")
+    out += ["", "At a budget of K model evaluations: each candidate's relative MSE over the most accurate one's "
+            "(paired, geometric mean over the mixtures [95%]); the best's own geometric mean in bold.", "",
+            "| K | solver | optimal grid | best closed form |", "|---|---|---|---|"]
+    for K, b in lg["budget"].items():
+        cands = b["candidates"]
+        for solver in dict.fromkeys(c["solver"] for c in cands.values()):
+            opt = cands.get(f"{solver}/optimal")
+            closed = [c for c in cands.values() if c["solver"] == solver and c["grid"] != "optimal"]
+
+            def cell(c):
+                if c is None:
+                    return "—"
+                if b["best"] == {"solver": c["solver"], "grid": c["grid"]}:
+                    return f"**{fmt(c['geo_mean'])} [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}]**"
+                v = c["vs_best"]
+                return f"x{fmt(v['geo_mean'])} [{fmt(v['ci'][0])}, {fmt(v['ci'][1])}]"
+            out.append(f"| {K} | {SOLVERS[solver].label} | {cell(opt)} | "
+                       + (f"{closed[0]['grid']} {cell(closed[0])}" if closed else "—") + " |")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -90,6 +137,7 @@ def main():
                "delta": DELTA, "T": T, "solvers": studies[0]["solvers"]}
         write_atomic(os.path.join(args.out, "league.json"), to_json(doc) + "\n")
         solver_study.plot_league(lg, os.path.join(args.out, "league.png"))
+        write_atomic(os.path.join(args.out, "league.md"), markdown(doc))
         print(f"combined {len(studies)} studies of {', '.join(doc['solvers'])}")
         return
     solvers = check_list(args.solvers)
