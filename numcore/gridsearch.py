@@ -43,9 +43,9 @@ GRADIENT_EVALS = 200  # L-BFGS-B budget per run with exact gradients
 STALL_ITERATIONS, STALL_GAIN = 10, 0.005  # ... which stops once 10 iterations gain less than 0.5% together
 # a screened search (exact gradients): each run on the screen has SCREEN_EVALS; then up to FULL_SIMPLEX steps the
 # FINAL_RUNS best candidates on the whole batch (above, the best) are refined there with FINAL_EVALS each.  A looser
-# stall rule (2% per 10 iterations) or smaller final budgets (30) lost up to 1.6x on the test batch for the
-# higher-order solvers at errors of 1e-6 to 1e-8, where the valleys are long: the stall gains stay at 0.5%.
-SCREEN_EVALS, SCREEN_STALL_GAIN = 100, STALL_GAIN
+# stall rule (2% per 10 iterations), smaller final budgets (30) or 100 evaluations per screened run lost up to 1.6x
+# on the test batch for the higher-order solvers at errors of 1e-6 to 1e-8, where the valleys are long.
+SCREEN_EVALS, SCREEN_STALL_GAIN = GRADIENT_EVALS, STALL_GAIN
 FINAL_EVALS, FINAL_STALL_GAIN, FINAL_RUNS = 200, STALL_GAIN, 2
 
 
