@@ -15,10 +15,11 @@ basins); above, one run from the best start after the coarse stage below.  Witho
 Nelder-Mead simplex searches all N - 1 coordinates; above, the search first solves the problem with ceil(N/2)
 steps, inserts a node in the middle of each of its gaps (in rho) and refines that grid with L-BFGS-B (coarse to
 fine) with forward differences.  With a ``screen`` (a cheaper
-estimate of the same error, e.g. on part of the batch) all of that runs on the screen (with exact gradients:
-SCREEN_EVALS per run and a looser stall rule, SCREEN_STALL_GAIN), the end of every run and every start are
-measured on ``error``, and one L-BFGS-B run on ``error`` (FINAL_EVALS) finishes from the best of them.  Every run starts at the best of the given starting grids, and the result is never
-worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
+estimate of the same error, e.g. on part of the batch) all of that runs on the screen (with exact gradients
+up to FULL_SIMPLEX steps too), the end of every run and every start are measured on ``error``, and L-BFGS-B
+on ``error`` finishes from the best of them (up to FULL_SIMPLEX steps from each of the FINAL_RUNS best).  Every
+run starts at the best of the given starting grids, and the result is never worse on the objective than that
+start.  Nothing is random: the result depends only on ``error``, the
 starting grids and the options.
 """
 
