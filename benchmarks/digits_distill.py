@@ -241,25 +241,70 @@ def fmt(v, ci=None, pct=False, digits=3):
     return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
 
 
+def grid_table(ans: dict, run: str, title: str) -> list[str]:
+    """One run's relative MSE per grid and N (the best grid per N in bold)."""
+    doc = ans["runs"].get(run)
+    if not doc:
+        return []
+    steps = sorted({r["N"] for r in doc["rows"]})
+    best = ans.get("best_grid", {}).get(run, {})
+    lines = [f"{title} ({doc['block']} blocks, width {doc['width']}, {doc['params_per_block']} parameters per block, "
+             f"budget {doc['budget']}): relative MSE [95% CI over the seeds]", "",
+             "| grid | " + " | ".join(f"N = {N}" for N in steps) + " |", "| --- |" + " --- |" * len(steps)]
+    for grid in GRIDS:
+        cells = []
+        for N in steps:
+            r = next((r for r in doc["rows"] if r["grid"] == grid and r["N"] == N), None)
+            if r is None:
+                cells.append("-")
+                continue
+            text = fmt(r["rel_mse"], r["rel_mse_ci"])
+            cells.append(f"**{text}**" if N > 1 and best.get(N, {}).get("grid") == grid else text)
+        lines.append(f"| {grid} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def tables(ans: dict) -> str:
-    lines = []
-    mlp = ans["runs"].get("mlp")
-    if mlp:
-        steps = sorted({r["N"] for r in mlp["rows"]})
-        lines += ["relative MSE of the chained student to the UNet's own teacher [95% CI over 3 seeds], "
-                  f"MLP blocks of width {mlp['width']} ({mlp['params_per_block']} parameters per block):", "",
-                  "| grid | " + " | ".join(f"N = {N}" for N in steps) + " |", "| --- |" + " --- |" * len(steps)]
-        for grid in GRIDS:
-            cells = []
-            for N in steps:
-                r = next((r for r in mlp["rows"] if r["grid"] == grid and r["N"] == N), None)
-                if r is None:
-                    cells.append("-")
-                    continue
-                best = ans["best_grid"]["mlp"][N]["grid"] == grid
-                text = fmt(r["rel_mse"], r["rel_mse_ci"])
-                cells.append(f"**{text}**" if best and N > 1 else text)
-            lines.append(f"| {grid} | " + " | ".join(cells) + " |")
+    """Markdown of every table and answer (docs/validate.md's digits section)."""
+    lines = grid_table(ans, "mlp", "Equal width per block") + grid_table(ans, "mlp_total", "Equal total parameters") \
+        + grid_table(ans, "conv", "Conv blocks")
+    if "balanced_vs_uniform" in ans:
+        lines += ["Balanced on E||J|| against uniform (paired by seed): " + "; ".join(
+            f"N = {N}: {fmt(v['change'], v['ci'], pct=True)}" for N, v in ans["balanced_vs_uniform"].items()
+            if int(N) > 1), ""]
+    for run, per_n in ans.get("best_grid", {}).items():
+        lines += [f"Each grid's error over the best grid's ({run}, paired geometric mean [95% CI]):", "",
+                  "| N | best | " + " | ".join(GRIDS) + " |", "| --- | --- |" + " --- |" * len(GRIDS)]
+        for N, b in per_n.items():
+            if int(N) == 1:
+                continue
+            lines.append(f"| {N} | {b['grid']} | " + " | ".join(
+                fmt(b["ratio_to_best"][g]["value"], b["ratio_to_best"][g]["ci"]) if g in b["ratio_to_best"] else "-"
+                for g in GRIDS) + " |")
+        lines.append("")
+    one = ans.get("one_vs_many")
+    if one:
+        lines += [f"One step against N steps at equal total parameters (error of one step over N steps, paired; "
+                  f"Lipschitz mismatch = ||D Phi_(T->delta)||_op max {one['one_step_teacher']['measured_max']:.3g} "
+                  "over the largest segment map's):", "",
+                  "| grid/N | error one / error N | mismatch (max) | block Lipschitz one / N |", "| --- | --- | --- | --- |"]
+        for k, r in one["rows"].items():
+            e = r["error_ratio_one_over_many"]
+            lines.append(f"| {k} | {fmt(e['value'], e['ci'])} | {r['mismatch_max']:.3g} | "
+                         f"{r['block_lipschitz_one']:.3g} / {r['block_lipschitz_many']:.3g} |")
+        f = one["log_fit"]
+        lines += ["", f"log(error ratio) against log(mismatch): slope {f['slope']:.3g}, correlation {f['corr']:.3g}.", ""]
+    pred = ans.get("predicted_over_measured")
+    if pred:
+        lines += ["Fan estimate over measured error (geometric mean [95% CI]): " + "; ".join(
+            f"N = {N}: {fmt(v['value'], v['ci'])}" for N, v in pred.items() if N not in ("all", "range"))
+            + f"; all {fmt(pred['all']['value'], pred['all']['ci'])}, range {pred['range'][0]:.3g}-{pred['range'][1]:.3g}", ""]
+    cmp = ans.get("conv_over_mlp")
+    if cmp:
+        vals = [v["value"] for v in cmp.values()]
+        lines += ["Conv over MLP error at equal parameters per block (paired by seed): " + "; ".join(
+            f"{k}: {fmt(v['value'], v['ci'])}" for k, v in cmp.items() if not k.endswith("/1"))
+            + f" (range {min(vals):.3g}-{max(vals):.3g})", ""]
     return "\n".join(lines)
 
 
@@ -281,8 +326,9 @@ def report(root: Path, model: str = "digits") -> None:
         dst.mkdir(parents=True, exist_ok=True)
         for f in ["config.json", "results.json", "summary.md", *[p.name for p in src.glob("*.png")]]:
             shutil.copy2(src / f, dst / f)
-    print(tables(ans))
-    print(json.dumps({k: v for k, v in ans.items() if k not in ("runs",)}, indent=1, default=str)[:20000])
+    text = tables(ans)
+    (ROOT / "benchmarks" / f"{stem}_distill.md").write_text(text + "\n")
+    print(text)
 
 
 def main() -> None:
