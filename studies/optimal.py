@@ -118,7 +118,7 @@ def search(batches: Batches, solver: str, steps: int, starts: dict, effort: floa
     if len(batches.x_train) > screen and steps > gridsearch.FULL_SIMPLEX:
         cheap = batches.training_error(solver, screen)
     return gridsearch.search(error, steps, batches.delta, batches.T, starts, effort=effort, screen=cheap,
-                             coarse=coarse)
+                             coarse=coarse, split=bool(getattr(batches, "split", False)))
 
 
 def implied_solver(preset: str, solver: str | None) -> str:

@@ -316,6 +316,9 @@ class ModelTeacher:
         return nodes(self.model, x_T, T, delta, self.steps, counter=counter)
 
 
+CHECK_SAMPLES = 32  # trajectories of a model teacher's self-convergence check (ModelBatches, plan_teacher)
+
+
 class ModelBatches:
     """A trained model's start points x_T ~ N(0, I) and its own many-step teacher end points Phi_{T->delta}(x_T)
     (:class:`ModelTeacher`).
@@ -325,21 +328,26 @@ class ModelBatches:
     GITS-style search on the same batch costs no further model evaluation.  ``counter`` counts every model
     evaluation (in samples) made through these batches.
 
-    ``gradients``: give the search exact grid gradients through the network (:meth:`training_error`) when the
-    model is differentiable in sigma.  Off by default: on the digits model L-BFGS-B with them finds Euler's
-    optimum with a sixth of the network passes, but stops 1.1x (N = 4) to 2.1x (N = 8) behind the derivative-free
-    search for DPM-Solver++(2M) within a quarter of today's budget (docs/results.md, "The model search with
-    gradients through the network"), so the default search stays derivative-free.
+    ``gradients`` (on by default): give the search exact grid gradients through the network
+    (:meth:`training_error`) when the model is differentiable in sigma, and make it the split search
+    (``split``: :func:`numcore.gridsearch.search` with one budget for all its runs, L-BFGS-B from the best two
+    of the closed forms, the GITS-style grid and four mid-dense grids, the best run continued).  On the digits
+    model it reaches the derivative-free search's error (Euler, DPM-Solver++(2M), UniPC; N = 4, 8, 16) with a
+    sixth to a tenth of its network passes (docs/results.md, "The model search with gradients through the
+    network"); ``gradients=False`` is that derivative-free search (Nelder-Mead from the best start).
+    ``check``: trajectories of the teacher's self-convergence check (against twice its steps).
     """
 
     #: the default of ``gradients`` (see the class doc)
-    GRADIENTS = False
+    GRADIENTS = True
 
-    def __init__(self, model, delta: float, T: float, train: int = 128, test: int = 256, seed: int = 0,
-                 teacher_steps: int = 64, check: int = 64, progress=no_progress, gradients: bool | None = None):
+    def __init__(self, model, delta: float, T: float, train: int = 128, test: int = 128, seed: int = 0,
+                 teacher_steps: int = 32, check: int = CHECK_SAMPLES, progress=no_progress,
+                 gradients: bool | None = None):
         from ..models.flow import Counter, prior
 
         self.gradients = self.GRADIENTS if gradients is None else bool(gradients)
+        self.split = self.gradients and bool(getattr(model, "sigma_differentiable", False))
         self.model, self.delta, self.T, self.seed, self.teacher_steps = model, delta, T, seed, int(teacher_steps)
         self.counter = Counter(model)
         teacher = ModelTeacher(model, teacher_steps, check)
@@ -470,7 +478,7 @@ class ModelTarget:
         return (points * samples * (1 + 2 * iters) + samples * ode,
                 f"E||J|| at {points} times x {samples} samples of p_t from {source}, Lanczos <= {iters} iterations")
 
-    def plan_teacher(self, train, test, check: int = 64) -> tuple[int, str]:
+    def plan_teacher(self, train, test, check: int = CHECK_SAMPLES) -> tuple[int, str]:
         """The teacher's end points (test batch, its self-convergence check, the training batch with its nodes)."""
         train, test = option("train_samples", train), option("test_samples", test)
         steps = self.teacher_steps
@@ -547,11 +555,13 @@ class ModelTarget:
                             seed, self.teacher_steps, progress=progress)
 
     def starts(self, batches, steps: int) -> dict:
+        from ..numcore.gridsearch import mid_dense_grids
         from .gits import gits_search
 
         self._gits = gits_search(self.model, None, steps, delta=batches.delta, T=batches.T,
                                  trajectory=batches.trajectory)
-        return {"gits": self._gits["t"][steps]}
+        extra = mid_dense_grids(steps, batches.delta, batches.T) if getattr(batches, "split", False) else {}
+        return {"gits": self._gits["t"][steps], **extra}
 
     def finish_optimal(self, record, batches, steps, solver, clock, e0) -> None:
         """The GITS-style grid's test error, and the cost (model evaluations, seconds) of the teacher, the search
