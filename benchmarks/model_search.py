@@ -181,15 +181,19 @@ def main() -> None:
             state = pickle.load(fh)
         b = object.__new__(ModelBatches)
         b.__dict__.update(state)
+        teach_cpu = state.pop("teacher_cpu", float("nan"))  # the run that built them (older caches: unknown)
+        b.__dict__.pop("teacher_cpu", None)
         b.model, b.counter, b.gradients = model, Counter(model), ModelBatches.__dict__.get("GRADIENTS", False)
-        teach_wall, teach_cpu = float(b.teacher["seconds"]), float("nan")  # the earlier run's wall; CPU unknown
+        b.split = b.gradients and getattr(model, "sigma_differentiable", False)  # the split search (issue 20)
+        teach_wall = float(b.teacher["seconds"])  # the earlier run's wall
     else:
         b = ModelBatches(model, DELTA, T, train=cfg["train_samples"], test=cfg["test_samples"], seed=cfg["seed"],
                          teacher_steps=cfg["teacher_steps"], check=cfg["check"])
         teach_wall, teach_cpu = since(c)
         if a.batches_cache:
             with open(a.batches_cache, "wb") as fh:
-                pickle.dump({k: v for k, v in b.__dict__.items() if k not in ("model", "counter")}, fh)
+                pickle.dump({**{k: v for k, v in b.__dict__.items() if k not in ("model", "counter")},
+                             "teacher_cpu": teach_cpu}, fh)
     train_teacher = int(b.trajectory["evaluations"])
     test_teacher = int(b.teacher["model_evaluations"]) - train_teacher
     share = train_teacher / max(1, b.teacher["model_evaluations"])  # seconds split in proportion to evaluations
