@@ -398,9 +398,12 @@ class ModelBatches:
         return endpoint_error(lambda t: self.solve(x, t, solver), y, grad)
 
     def test_error(self, t, solver: str) -> dict:
+        """The relative MSE on the test batch with its 95% interval; its model evaluations also on ``measured``."""
         from ..numcore.distances import relative_mse
 
+        e0 = self.counter.samples
         e = relative_mse(self.solve(self.x_test, t, solver), self.y_test)
+        self.measured = getattr(self, "measured", 0) + self.counter.samples - e0
         finite(f"`model` {getattr(self.model, 'name', 'model')!r}: the relative MSE of {solver} with {len(t) - 1} "
                "steps against its teacher", [v for v in (e.value, e.ci_low, e.ci_high) if v is not None])
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
@@ -561,22 +564,37 @@ class ModelTarget:
         self._gits = gits_search(self.model, None, steps, delta=batches.delta, T=batches.T,
                                  trajectory=batches.trajectory)
         extra = mid_dense_grids(steps, batches.delta, batches.T) if getattr(batches, "split", False) else {}
+        # the test-batch measurements and reverse passes so far (finish_optimal counts this grid's)
+        self._measured0, self._backward0 = getattr(batches, "measured", 0), batches.counter.backward
         return {"gits": self._gits["t"][steps], **extra}
 
     def finish_optimal(self, record, batches, steps, solver, clock, e0) -> None:
-        """The GITS-style grid's test error, and the cost (model evaluations, seconds) of the teacher, the search
-        and the GITS-style search."""
+        """The GITS-style grid's test error, and the cost (model evaluations, seconds) of the teacher, the search,
+        the test-batch measurements and the GITS-style search; the training side (the training teacher and the
+        search: what finding the grid costs) and the test side (the test teacher, its self-convergence check and
+        the measurements) apart."""
         gits = self._gits
-        search_evals = batches.counter.samples - e0
         record["gits"] = {**batches.test_error(gits["t"][steps], solver), "t": gits["t"][steps],
                           "method": gits["method"], "candidates": gits["candidates"], "samples": gits["samples"]}
-        te = batches.teacher
+        measured = getattr(batches, "measured", 0) - getattr(self, "_measured0", 0)
+        search_evals = batches.counter.samples - e0 - measured
+        te, train_teacher = batches.teacher, int(batches.trajectory["evaluations"])
         record["cost"] = {
             "teacher": {"model_evaluations": te["model_evaluations"], "seconds": te["seconds"],
                         "what": "teacher end points of the test and training batches (RK4) and the self-convergence "
                                 "check"},
             "search": {"model_evaluations": search_evals, "seconds": time.perf_counter() - clock,
-                       "what": "the grid search on the training batch and every test-batch measurement"},
+                       "reverse_passes": int(batches.counter.backward - getattr(self, "_backward0", 0)),
+                       "what": "the grid search on the training batch (forward passes; the reverse passes of its "
+                               "gradients apart)"},
+            "measurements": {"model_evaluations": measured,
+                             "what": "the test-batch errors of the optimal grid, the closed forms and the GITS-style "
+                                     "grid"},
+            "training_side": {"model_evaluations": train_teacher + search_evals,
+                              "what": "to find the grid: the training batch's teacher and the search"},
+            "test_side": {"model_evaluations": int(te["model_evaluations"]) - train_teacher + measured,
+                          "what": "to measure it: the test batch's teacher, its self-convergence check and the "
+                                  "test-batch errors"},
             "gits": {"model_evaluations": batches.trajectory["evaluations"],
                      "seconds": batches.trajectory["seconds"] + gits["seconds"],
                      "what": "GITS-style search: the teacher's nodes on the training batch (shared here) and its "
