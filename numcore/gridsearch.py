@@ -16,8 +16,11 @@ Nelder-Mead simplex searches all N - 1 coordinates; above, the search first solv
 steps, inserts a node in the middle of each of its gaps (in rho) and refines that grid with L-BFGS-B (coarse to
 fine) with forward differences.  With a ``screen`` (a cheaper
 estimate of the same error, e.g. on part of the batch) all of that runs on the screen, and one L-BFGS-B run
-on ``error`` finishes.  Every run starts at the best of the given starting grids, and the result is never
-worse on the objective than that start.  Nothing is random: the result depends only on ``error``, the
+on ``error`` finishes.  The split search (``split=True``, a trained model's, where every evaluation is a batch of
+network passes) spends one budget of gradient evaluations on all its runs instead: L-BFGS-B from the best
+``SPLIT_RUNS`` starts, the best run continued, each stopped by a stall rule that does not scale with effort.
+Every run starts at the best of the given starting grids, and the result is never worse on the objective than
+that start.  Nothing is random: the result depends only on ``error``, the
 starting grids and the options.
 """
 
