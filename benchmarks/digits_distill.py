@@ -16,14 +16,13 @@ configuration as a resumed run would):
 * ``conv``: conv blocks (3x3, per segment) with as many parameters per block as the 64-wide MLP.
 
 Every run folder is resumable: kill this script at any point and start it again.  ``--report`` writes
-``benchmarks/digits_distill.json`` (every answer with its 95% interval) and prints the README/results tables;
+``benchmarks/<model>_distill.json`` (every answer with its 95% interval) and prints the README/results tables;
 the small files of each run (config.json, results.json, summary.md, plots) are copied to
 ``benchmarks/validate_runs/digits_<run>/``.
 
-The hook for the guided ``digits-flow`` model (issue 19): ``MODELS`` below maps a model source to its
-``model_options`` (``class_label`` and ``guidance``: the run conditions and guides it once, as
-``flowcert.load_model`` does, and records both in its configuration); when the model ships, add its entry (with
-``--reference`` data of that class) and run ``--model digits-flow``: the sweep takes any Denoiser.
+The guided flow model ``digits-flow`` runs at one class and guidance scale (``MODELS``: class 3, guidance 2; the
+run conditions and guides it once, as ``flowcert.load_model`` does, records both in its configuration and keeps
+the class's samples of the shipped training and held-out digits): ``--model digits-flow``.
 """
 
 from __future__ import annotations
@@ -40,9 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 GRIDS = ["uniform", "empirical", "logsnr", "kl-optimal", "edm", "optimal", "surrogate"]
-# (the guided flow model joins at one guidance scale once its loaders land: {"digits-flow": {"class_label": 3,
-# "guidance": 2.0}}, with its held-out digits of that class as --reference)
-MODELS = {"digits": {}}
+# the guided flow model at one class and guidance scale (its data: that class's shipped samples)
+MODELS = {"digits": {}, "digits-flow": {"class_label": 3, "guidance": 2.0}}
 SCALES = {
     # what 2 busy CPU cores finish in hours
     "cpu": dict(steps="1,2,4,8", seeds=3, n_train=2048, n_test=512, teacher_steps=48, iters=1500, batch=256,
@@ -265,9 +263,13 @@ def tables(ans: dict) -> str:
     return "\n".join(lines)
 
 
-def report(root: Path) -> None:
+def report(root: Path, model: str = "digits") -> None:
+    """The answers into benchmarks/<model>_distill.json, each run's small files into
+    benchmarks/validate_runs/<model>_<run>/ (digits: the names README links), the tables printed."""
     ans = answers(root)
-    path = ROOT / "benchmarks" / "digits_distill.json"
+    ans["model"], ans["model_options"] = model, MODELS[model]
+    stem = model.replace("-", "_")
+    path = ROOT / "benchmarks" / f"{stem}_distill.json"
     from flowcert.numcore.io import to_json
 
     path.write_text(to_json(ans, indent=1) + "\n")
@@ -275,7 +277,7 @@ def report(root: Path) -> None:
         src = root / name
         if not (src / "results.json").exists():
             continue
-        dst = ROOT / "benchmarks" / "validate_runs" / f"digits_{name}"
+        dst = ROOT / "benchmarks" / "validate_runs" / f"{stem}_{name}"
         dst.mkdir(parents=True, exist_ok=True)
         for f in ["config.json", "results.json", "summary.md", *[p.name for p in src.glob("*.png")]]:
             shutil.copy2(src / f, dst / f)
@@ -288,16 +290,17 @@ def main() -> None:
     ap.add_argument("--scale", choices=tuple(SCALES), default="cpu")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="digits", choices=tuple(MODELS))
-    ap.add_argument("--root", default=str(ROOT / "runs" / "digits_distill"))
+    ap.add_argument("--root", default=None, help="run folders [default: runs/<model>_distill]")
     ap.add_argument("--runs", default="mlp,mlp_total,conv")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     args.runs = [r for r in args.runs.split(",") if r]
+    args.root = args.root or str(ROOT / "runs" / f"{args.model.replace('-', '_')}_distill")
     if args.report:
-        report(Path(args.root))
+        report(Path(args.root), args.model)
         return
     run_all(args)
-    report(Path(args.root))
+    report(Path(args.root), args.model)
 
 
 if __name__ == "__main__":
