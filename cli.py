@@ -814,8 +814,8 @@ def output_format(fmt: str | None, output: str | None, allowed: tuple = ()) -> s
 @number("--train-samples", "train_samples", "Trajectories the optimal grid is fitted on (exact, or the model's "
         "teacher).")
 @number("--test-samples", "test_samples", "Fresh trajectories its error (and the closed forms') is measured on.")
-@number("--teacher-steps", "teacher_steps", "With --model: RK4 steps (4 evaluations each) of the model's own "
-        "many-step teacher.")
+@number("--teacher-steps", "grid.teacher_steps", "With --model: RK4 steps (4 evaluations each) of the model's "
+        "own many-step teacher.")
 @number("--effort", "effort", "Multiplies the grid search's evaluation budgets (a longer search: 4; with --model "
         "each evaluation costs a network pass).")
 @click.option("--for", "preset", default=None, metavar="PRESET",

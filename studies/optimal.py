@@ -112,13 +112,14 @@ def search(batches: Batches, solver: str, steps: int, starts: dict, effort: floa
     """:func:`numcore.gridsearch.search` on the training batch.  Up to 8 steps the search runs on the whole
     batch (few-step errors are heavy-tailed: a smaller batch can choose a basin that fresh trajectories do not
     confirm); above, the coarse-to-fine stages run on its ``screen`` first trajectories and one L-BFGS-B run
-    with exact gradients finishes on all of them."""
+    with exact gradients finishes on all of them.  Batches with ``split`` set (a trained model's, with gradients:
+    :class:`studies.targets.ModelBatches`) get the split search of :func:`numcore.gridsearch.search`."""
     error = batches.training_error(solver)
     cheap = None
     if len(batches.x_train) > screen and steps > gridsearch.FULL_SIMPLEX:
         cheap = batches.training_error(solver, screen)
     return gridsearch.search(error, steps, batches.delta, batches.T, starts, effort=effort, screen=cheap,
-                             coarse=coarse)
+                             coarse=coarse, split=bool(getattr(batches, "split", False)))
 
 
 def implied_solver(preset: str, solver: str | None) -> str:
