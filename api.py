@@ -782,7 +782,7 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
                delta: float | None = None, T: float | None = None, units: Iterable[str] = ("t",),
                beta_schedule: str = "linear", clip: bool = False, samples: int = 256,
                data: np.ndarray | str | None = None, seed: int = 0, points: int = 40, solver: str | None = None,
-               train_samples: int = 128, test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
+               train_samples: int = 128, test_samples: int = 128, teacher_steps: int = 32, effort: float = 0.1,
                threads: int | None = None, shift: float | None = None, mu: float | None = None,
                resolution: str | tuple[int, int] | None = None, scheduler_config: dict | str | None = None,
                load: dict | None = None, progress=no_progress,
@@ -792,10 +792,13 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
 
     ``balanced`` is balanced on the model's p_t-average of ||J||_op (see :func:`model_lipschitz`);
     ``optimal`` minimises ``solver``'s relative MSE against the model's own many-step teacher (RK4 in log
-    sigma, ``teacher_steps`` steps, its self-convergence reported) on ``train_samples`` trajectories from
-    x_T ~ N(0, I), with the search of :func:`optimise_grid` started from the best of log-SNR, KL-optimal,
-    EDM and the GITS-style grid of the same trajectories; its error and the closed forms' are measured on
-    ``test_samples`` fresh ones.  ``uniform``, ``edm``, ``logsnr``, ``kl-optimal``, ``flow-shift`` and
+    sigma, ``teacher_steps`` steps, its self-convergence against twice the steps reported on 32 trajectories) on
+    ``train_samples`` trajectories from x_T ~ N(0, I); a model differentiable in sigma gets exact gradients
+    through the network and the split search (:class:`flowcert.studies.targets.ModelBatches`: L-BFGS-B from
+    the best two of log-SNR, KL-optimal, EDM, the GITS-style grid of the same trajectories and four mid-dense
+    grids, one budget of ``effort`` x 400 error evaluations), any other the derivative-free search of
+    :func:`optimise_grid` from the best of the closed forms and the GITS-style grid; its error and the closed
+    forms' are measured on ``test_samples`` fresh ones.  ``uniform``, ``edm``, ``logsnr``, ``kl-optimal``, ``flow-shift`` and
     ``flux-mu`` are closed forms (the flow kinds' ``shift``/``mu`` default to the model's own flow-matching
     scheduler config, or ``scheduler_config``'s).
     The window defaults to [1e-3, 5] inside the model's trained sigma range.
@@ -814,7 +817,8 @@ def model_grid(model: str | Denoiser, steps: int = 8, *, kind: str = "balanced",
         the dict of :func:`grid` (``t``, ``lambda``, ``lambda_T``, units, ...) plus ``model`` and
         ``cost`` (seconds, network passes per sample); kind ``optimal`` adds ``solver`` and ``optimal``
         (the search's record, the teacher, ``gits`` and ``cost``: model evaluations and seconds of the
-        teacher, the search and the GITS-style search).
+        teacher, the search and the GITS-style search, the test-batch measurements, and the training side
+        (training teacher + search) and test side (test teacher, self-convergence check, measurements) apart).
 
     Raises:
         InputError: a bound other than ``empirical``, a bad kind, unit, steps, window or batch size, bad
@@ -839,7 +843,7 @@ def model_export_grid(model: str | Denoiser, steps: int, preset: str, *, kind: s
                       T: float | None = None, beta_schedule: str | None = None, clip: bool = False,
                       shift: float | None = None, scheduler_config: dict | str | None = None, samples: int = 256,
                       data: np.ndarray | str | None = None, seed: int = 0, train_samples: int = 128,
-                      test_samples: int = 256, teacher_steps: int = 64, effort: float = 0.1,
+                      test_samples: int = 128, teacher_steps: int = 32, effort: float = 0.1,
                       threads: int | None = None, mu: float | None = None,
                       resolution: str | tuple[int, int] | None = None, load: dict | None = None,
                       progress=no_progress, announce: Callable[[int, str], None] | None = None) -> dict:

@@ -391,10 +391,12 @@ def _grid_search(v) -> bool:
 
 def _validate_value(v, key):
     """A validate option as the run will have it: given, else the preset's, else ValidateConfig's default."""
-    from .distill.config import PRESETS, ValidateConfig
+    from .distill.config import MODEL_PRESETS, PRESETS, ValidateConfig
 
     if key in v["_given"]:
         return v[key]
+    if _model(v) and not v.get("resume"):  # a model run's preset, default full (distill.validation.model_config)
+        return MODEL_PRESETS[v.get("preset") or "full"].get(key, getattr(ValidateConfig(), key))
     return PRESETS[v.get("preset") or "full"].get(key, getattr(ValidateConfig(), key))
 
 
@@ -502,7 +504,8 @@ APPLIES: dict[str, dict] = {
         "ray_address": (lambda v: v["executor"] == "ray", "with `executor` ray"),
         **{k: None for k in ("model", "block", "distance", "local_samples")},
         **{k: (_model, "with `model`") for k in ("data", "reference", "teacher_steps", "rate_points",
-                                                  "surrogate_bound", "surrogate_components")},
+                                                  "surrogate_bound", "surrogate_components", "class_label",
+                                                  "guidance")},
     },
 }
 
@@ -811,8 +814,8 @@ def output_format(fmt: str | None, output: str | None, allowed: tuple = ()) -> s
 @number("--train-samples", "train_samples", "Trajectories the optimal grid is fitted on (exact, or the model's "
         "teacher).")
 @number("--test-samples", "test_samples", "Fresh trajectories its error (and the closed forms') is measured on.")
-@number("--teacher-steps", "teacher_steps", "With --model: RK4 steps (4 evaluations each) of the model's own "
-        "many-step teacher.")
+@number("--teacher-steps", "grid.teacher_steps", "With --model: RK4 steps (4 evaluations each) of the model's "
+        "own many-step teacher.")
 @number("--effort", "effort", "Multiplies the grid search's evaluation budgets (a longer search: 4; with --model "
         "each evaluation costs a network pass).")
 @click.option("--for", "preset", default=None, metavar="PRESET",
@@ -1235,6 +1238,11 @@ def validate_options(f):
 @click.option("--reference", type=click.Path(dir_okay=False), default=None, metavar="FILE.npy",
               help="With --model: held-out data x_0 for the sliced W2 of the students' samples [the shipped model's "
                    "own].")
+@number("--class-label", "class_label", "With --model: a class of a class-conditional network (digits-flow) or a "
+        "labelled mixture:SPEC; the shipped model's data are that class's samples.")
+@number("--guidance", "guidance", "With --model: classifier-free guidance W >= 0 applied to the teacher and every "
+        "measurement, D_u + W (D_c - D_u) (diffusers' convention; the null class as D_u) [default: 1, the conditional "
+        "model alone].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory (config, checkpoints, results.json, summary.md, plots).  [default: flowcert-validate]")
 @click.option("--preset", default=None, type=click.Choice(["quick", "full"]),
@@ -1251,8 +1259,8 @@ def validate_options(f):
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def validate_cmd(ctx, specs, model, data, reference, resume, out, preset, executor, workers, ray_address, fmt,
-                 no_plots, quiet, **options):
+def validate_cmd(ctx, specs, model, data, reference, class_label, guidance, resume, out, preset, executor, workers,
+                 ray_address, fmt, no_plots, quiet, **options):
     """Train residual students on exact teacher flows and compare grids, with intervals.
 
     For each mixture SPEC, grid, number of segments N and seed: exact PF-ODE trajectories
@@ -1273,11 +1281,16 @@ def validate_cmd(ctx, specs, model, data, reference, resume, out, preset, execut
     flowcert validate ring8 --preset quick --out runs/quick
     flowcert validate ring8 square4 --grids uniform,balanced,empirical --steps 8 --seeds 3
     flowcert validate --model digits --preset quick --out runs/digits
+    flowcert validate --model digits-flow --class-label 3 --guidance 2 --preset quick
     flowcert validate --resume runs/quick
     """
     from click.core import ParameterSource
 
     given = {k: (v if ctx.get_parameter_source(k) != ParameterSource.DEFAULT else None) for k, v in options.items()}
+    guide = {k: v for k, v in (("class_label", class_label), ("guidance", guidance))
+             if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    if guide:
+        given["model_options"] = guide
     doc = api.validate(specs, model=model, data=data, reference=reference, out=out, resume=resume, preset=preset,
                        executor=executor, workers=workers, ray_address=ray_address, progress=not quiet,
                        plots=not no_plots, **given)

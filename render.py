@@ -215,6 +215,11 @@ def cost_lines(rec: dict) -> list[str]:
              f"search {c['search']['model_evaluations']:,} evaluations {c['search']['seconds']:.1f} s",
              f"GITS-style search {c['gits']['model_evaluations']:,} evaluations {c['gits']['seconds']:.1f} s"]
     out.append("# cost (model evaluations, one per sample and network pass): " + "; ".join(parts))
+    if "training_side" in c:
+        tr, ts = c["training_side"]["model_evaluations"], c["test_side"]["model_evaluations"]
+        out.append(f"# training side (training teacher + search) {tr:,} evaluations; test side (test teacher, its "
+                   f"self-convergence check, test-batch errors {c['measurements']['model_evaluations']:,}) {ts:,}; "
+                   f"total {tr + ts:,}")
     if "gits" in rec:
         out.append(f"# GITS-style grid on the same test batch: relative MSE {_err(rec['gits'])}")
     return out

@@ -16,14 +16,13 @@ configuration as a resumed run would):
 * ``conv``: conv blocks (3x3, per segment) with as many parameters per block as the 64-wide MLP.
 
 Every run folder is resumable: kill this script at any point and start it again.  ``--report`` writes
-``benchmarks/digits_distill.json`` (every answer with its 95% interval) and prints the README/results tables;
+``benchmarks/<model>_distill.json`` (every answer with its 95% interval) and prints the README/results tables;
 the small files of each run (config.json, results.json, summary.md, plots) are copied to
 ``benchmarks/validate_runs/digits_<run>/``.
 
-The hook for the guided ``digits-flow`` model (issue 19): ``MODELS`` below maps a model source to its
-``model_options`` (``class_label`` and ``guidance``: the run conditions and guides it once, as
-``flowcert.load_model`` does, and records both in its configuration); when the model ships, add its entry (with
-``--reference`` data of that class) and run ``--model digits-flow``: the sweep takes any Denoiser.
+The guided flow model ``digits-flow`` runs at one class and guidance scale (``MODELS``: class 3, guidance 2; the
+run conditions and guides it once, as ``flowcert.load_model`` does, records both in its configuration and keeps
+the class's samples of the shipped training and held-out digits): ``--model digits-flow``.
 """
 
 from __future__ import annotations
@@ -40,9 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 GRIDS = ["uniform", "empirical", "logsnr", "kl-optimal", "edm", "optimal", "surrogate"]
-# (the guided flow model joins at one guidance scale once its loaders land: {"digits-flow": {"class_label": 3,
-# "guidance": 2.0}}, with its held-out digits of that class as --reference)
-MODELS = {"digits": {}}
+# the guided flow model at one class and guidance scale (its data: that class's shipped samples)
+MODELS = {"digits": {}, "digits-flow": {"class_label": 3, "guidance": 2.0}}
 SCALES = {
     # what 2 busy CPU cores finish in hours
     "cpu": dict(steps="1,2,4,8", seeds=3, n_train=2048, n_test=512, teacher_steps=48, iters=1500, batch=256,
@@ -243,31 +241,80 @@ def fmt(v, ci=None, pct=False, digits=3):
     return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
 
 
+def grid_table(ans: dict, run: str, title: str) -> list[str]:
+    """One run's relative MSE per grid and N (the best grid per N in bold)."""
+    doc = ans["runs"].get(run)
+    if not doc:
+        return []
+    steps = sorted({r["N"] for r in doc["rows"]})
+    best = ans.get("best_grid", {}).get(run, {})
+    lines = [f"{title} ({doc['block']} blocks, width {doc['width']}, {doc['params_per_block']} parameters per block, "
+             f"budget {doc['budget']}): relative MSE [95% CI over the seeds]", "",
+             "| grid | " + " | ".join(f"N = {N}" for N in steps) + " |", "| --- |" + " --- |" * len(steps)]
+    for grid in GRIDS:
+        cells = []
+        for N in steps:
+            r = next((r for r in doc["rows"] if r["grid"] == grid and r["N"] == N), None)
+            if r is None:
+                cells.append("-")
+                continue
+            text = fmt(r["rel_mse"], r["rel_mse_ci"])
+            cells.append(f"**{text}**" if N > 1 and best.get(N, {}).get("grid") == grid else text)
+        lines.append(f"| {grid} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def tables(ans: dict) -> str:
-    lines = []
-    mlp = ans["runs"].get("mlp")
-    if mlp:
-        steps = sorted({r["N"] for r in mlp["rows"]})
-        lines += ["relative MSE of the chained student to the UNet's own teacher [95% CI over 3 seeds], "
-                  f"MLP blocks of width {mlp['width']} ({mlp['params_per_block']} parameters per block):", "",
-                  "| grid | " + " | ".join(f"N = {N}" for N in steps) + " |", "| --- |" + " --- |" * len(steps)]
-        for grid in GRIDS:
-            cells = []
-            for N in steps:
-                r = next((r for r in mlp["rows"] if r["grid"] == grid and r["N"] == N), None)
-                if r is None:
-                    cells.append("-")
-                    continue
-                best = ans["best_grid"]["mlp"][N]["grid"] == grid
-                text = fmt(r["rel_mse"], r["rel_mse_ci"])
-                cells.append(f"**{text}**" if best and N > 1 else text)
-            lines.append(f"| {grid} | " + " | ".join(cells) + " |")
+    """Markdown of every table and answer (docs/validate.md's digits section)."""
+    lines = grid_table(ans, "mlp", "Equal width per block") + grid_table(ans, "mlp_total", "Equal total parameters") \
+        + grid_table(ans, "conv", "Conv blocks")
+    if "balanced_vs_uniform" in ans:
+        lines += ["Balanced on E||J|| against uniform (paired by seed): " + "; ".join(
+            f"N = {N}: {fmt(v['change'], v['ci'], pct=True)}" for N, v in ans["balanced_vs_uniform"].items()
+            if int(N) > 1), ""]
+    for run, per_n in ans.get("best_grid", {}).items():
+        lines += [f"Each grid's error over the best grid's ({run}, paired geometric mean [95% CI]):", "",
+                  "| N | best | " + " | ".join(GRIDS) + " |", "| --- | --- |" + " --- |" * len(GRIDS)]
+        for N, b in per_n.items():
+            if int(N) == 1:
+                continue
+            lines.append(f"| {N} | {b['grid']} | " + " | ".join(
+                fmt(b["ratio_to_best"][g]["value"], b["ratio_to_best"][g]["ci"]) if g in b["ratio_to_best"] else "-"
+                for g in GRIDS) + " |")
+        lines.append("")
+    one = ans.get("one_vs_many")
+    if one:
+        lines += [f"One step against N steps at equal total parameters (error of one step over N steps, paired; "
+                  f"Lipschitz mismatch = ||D Phi_(T->delta)||_op max {one['one_step_teacher']['measured_max']:.3g} "
+                  "over the largest segment map's):", "",
+                  "| grid/N | error one / error N | mismatch (max) | block Lipschitz one / N |", "| --- | --- | --- | --- |"]
+        for k, r in one["rows"].items():
+            e = r["error_ratio_one_over_many"]
+            lines.append(f"| {k} | {fmt(e['value'], e['ci'])} | {r['mismatch_max']:.3g} | "
+                         f"{r['block_lipschitz_one']:.3g} / {r['block_lipschitz_many']:.3g} |")
+        f = one["log_fit"]
+        lines += ["", f"log(error ratio) against log(mismatch): slope {f['slope']:.3g}, correlation {f['corr']:.3g}.", ""]
+    pred = ans.get("predicted_over_measured")
+    if pred:
+        lines += ["Fan estimate over measured error (geometric mean [95% CI]): " + "; ".join(
+            f"N = {N}: {fmt(v['value'], v['ci'])}" for N, v in pred.items() if N not in ("all", "range"))
+            + f"; all {fmt(pred['all']['value'], pred['all']['ci'])}, range {pred['range'][0]:.3g}-{pred['range'][1]:.3g}", ""]
+    cmp = ans.get("conv_over_mlp")
+    if cmp:
+        vals = [v["value"] for v in cmp.values()]
+        lines += ["Conv over MLP error at equal parameters per block (paired by seed): " + "; ".join(
+            f"{k}: {fmt(v['value'], v['ci'])}" for k, v in cmp.items() if not k.endswith("/1"))
+            + f" (range {min(vals):.3g}-{max(vals):.3g})", ""]
     return "\n".join(lines)
 
 
-def report(root: Path) -> None:
+def report(root: Path, model: str = "digits") -> None:
+    """The answers into benchmarks/<model>_distill.json, each run's small files into
+    benchmarks/validate_runs/<model>_<run>/ (digits: the names README links), the tables printed."""
     ans = answers(root)
-    path = ROOT / "benchmarks" / "digits_distill.json"
+    ans["model"], ans["model_options"] = model, MODELS[model]
+    stem = model.replace("-", "_")
+    path = ROOT / "benchmarks" / f"{stem}_distill.json"
     from flowcert.numcore.io import to_json
 
     path.write_text(to_json(ans, indent=1) + "\n")
@@ -275,12 +322,13 @@ def report(root: Path) -> None:
         src = root / name
         if not (src / "results.json").exists():
             continue
-        dst = ROOT / "benchmarks" / "validate_runs" / f"digits_{name}"
+        dst = ROOT / "benchmarks" / "validate_runs" / f"{stem}_{name}"
         dst.mkdir(parents=True, exist_ok=True)
         for f in ["config.json", "results.json", "summary.md", *[p.name for p in src.glob("*.png")]]:
             shutil.copy2(src / f, dst / f)
-    print(tables(ans))
-    print(json.dumps({k: v for k, v in ans.items() if k not in ("runs",)}, indent=1, default=str)[:20000])
+    text = tables(ans)
+    (ROOT / "benchmarks" / f"{stem}_distill.md").write_text(text + "\n")
+    print(text)
 
 
 def main() -> None:
@@ -288,16 +336,17 @@ def main() -> None:
     ap.add_argument("--scale", choices=tuple(SCALES), default="cpu")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="digits", choices=tuple(MODELS))
-    ap.add_argument("--root", default=str(ROOT / "runs" / "digits_distill"))
+    ap.add_argument("--root", default=None, help="run folders [default: runs/<model>_distill]")
     ap.add_argument("--runs", default="mlp,mlp_total,conv")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     args.runs = [r for r in args.runs.split(",") if r]
+    args.root = args.root or str(ROOT / "runs" / f"{args.model.replace('-', '_')}_distill")
     if args.report:
-        report(Path(args.root))
+        report(Path(args.root), args.model)
         return
     run_all(args)
-    report(Path(args.root))
+    report(Path(args.root), args.model)
 
 
 if __name__ == "__main__":

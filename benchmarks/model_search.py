@@ -89,24 +89,32 @@ def read_before(files: str | None) -> dict:
 
 
 def report(after: list, before: dict) -> None:
-    """The before/after table: model evaluations (training side = training teacher + search; total = with the
-    test side), CPU seconds of the training side, the fresh batch's relative MSE and the paired ratio."""
-    print("| solver | N | training evals before | training evals after (reverse passes) | total before | "
-          "total after | training CPU s before / after | fresh rel MSE before [95%] | after [95%] | "
-          "after / before [95%] |\n|---|---|---|---|---|---|---|---|---|---|")
+    """The before/after table: model evaluations of the training side (training teacher + search; the search's
+    reverse passes in brackets), of the test side and in all, CPU seconds of the search and of the whole training
+    side (nan where the teacher came from a cache of unknown CPU time), the fresh batch's relative MSE and the
+    paired ratio."""
+    def ev(r, k):
+        return f"{r[k]:,}" if r else ""
+
+    def cpu(r):
+        return f"{r['search_seconds'][1]:.0f} / {r['training_seconds'][1]:.0f}" if r else ""
+
+    def fresh(r):
+        return f"{r['fresh_rel_mse']:.4g} [{r['fresh_rel_mse_ci'][0]:.3g}, {r['fresh_rel_mse_ci'][1]:.3g}]" if r else ""
+
+    print("| solver | N | training evals before / after (reverse passes) | test evals before / after | "
+          "total before / after | CPU s before: search / training side | after | fresh rel MSE before [95%] | "
+          "after [95%] | after / before [95%] |\n|---|---|---|---|---|---|---|---|---|---|")
     for r in after:
         o = before.get((r["solver"], r["steps"]))
-        fa = f"{r['fresh_rel_mse']:.4g} [{r['fresh_rel_mse_ci'][0]:.3g}, {r['fresh_rel_mse_ci'][1]:.3g}]"
-        if o is None:
-            print(f"| {r['solver']} | {r['steps']} | | {r['training_evaluations']:,} ({r['reverse_passes']:,}) | | "
-                  f"{r['total_evaluations']:,} | / {r['training_seconds'][1]:.0f} | | {fa} | |")
-            continue
-        q, ci = paired_ratio(np.asarray(r["per_trajectory"]), np.asarray(o["per_trajectory"]))
-        fb = f"{o['fresh_rel_mse']:.4g} [{o['fresh_rel_mse_ci'][0]:.3g}, {o['fresh_rel_mse_ci'][1]:.3g}]"
-        print(f"| {r['solver']} | {r['steps']} | {o['training_evaluations']:,} | {r['training_evaluations']:,} "
-              f"({r['reverse_passes']:,}) | {o['total_evaluations']:,} | {r['total_evaluations']:,} | "
-              f"{o['training_seconds'][1]:.0f} / {r['training_seconds'][1]:.0f} | {fb} | {fa} | "
-              f"{q:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] |")
+        ratio = ""
+        if o is not None:
+            q, ci = paired_ratio(np.asarray(r["per_trajectory"]), np.asarray(o["per_trajectory"]))
+            ratio = f"{q:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        print(f"| {r['solver']} | {r['steps']} | {ev(o, 'training_evaluations')} / {ev(r, 'training_evaluations')} "
+              f"({r['reverse_passes']:,}) | {ev(o, 'test_evaluations')} / {ev(r, 'test_evaluations')} | "
+              f"{ev(o, 'total_evaluations')} / {ev(r, 'total_evaluations')} | {cpu(o)} | {cpu(r)} | {fresh(o)} | "
+              f"{fresh(r)} | {ratio} |")
 
 
 def main() -> None:
@@ -181,15 +189,19 @@ def main() -> None:
             state = pickle.load(fh)
         b = object.__new__(ModelBatches)
         b.__dict__.update(state)
+        teach_cpu = state.pop("teacher_cpu", float("nan"))  # the run that built them (older caches: unknown)
+        b.__dict__.pop("teacher_cpu", None)
         b.model, b.counter, b.gradients = model, Counter(model), ModelBatches.__dict__.get("GRADIENTS", False)
-        teach_wall, teach_cpu = float(b.teacher["seconds"]), float("nan")  # the earlier run's wall; CPU unknown
+        b.split = b.gradients and getattr(model, "sigma_differentiable", False)  # the split search (issue 20)
+        teach_wall = float(b.teacher["seconds"])  # the earlier run's wall
     else:
         b = ModelBatches(model, DELTA, T, train=cfg["train_samples"], test=cfg["test_samples"], seed=cfg["seed"],
                          teacher_steps=cfg["teacher_steps"], check=cfg["check"])
         teach_wall, teach_cpu = since(c)
         if a.batches_cache:
             with open(a.batches_cache, "wb") as fh:
-                pickle.dump({k: v for k, v in b.__dict__.items() if k not in ("model", "counter")}, fh)
+                pickle.dump({**{k: v for k, v in b.__dict__.items() if k not in ("model", "counter")},
+                             "teacher_cpu": teach_cpu}, fh)
     train_teacher = int(b.trajectory["evaluations"])
     test_teacher = int(b.teacher["model_evaluations"]) - train_teacher
     share = train_teacher / max(1, b.teacher["model_evaluations"])  # seconds split in proportion to evaluations

@@ -107,6 +107,12 @@ class ValidateConfig:
     data_sha256: str = ""
     reference: str = ""  # held-out data x_0 (.npy): the distribution distance
     reference_sha256: str = ""
+    # with model_options' class_label: the labels of data / reference (.npy, one integer per sample); only the
+    # class's rows are used (the shipped guided model's own labels by default)
+    data_labels: str = ""
+    data_labels_sha256: str = ""
+    reference_labels: str = ""
+    reference_labels_sha256: str = ""
     surrogate_bound: str = "empirical"  # the rate the surrogate mixture's balanced grid is uniform in (sharp: K^2 pair
     # constants per time, far too slow for a 32-component mixture in d = 64 on a CPU)
     surrogate_components: int = 32
@@ -268,7 +274,8 @@ def _check_target(cfg: ValidateConfig) -> None:
     from ..numcore.checks import printable
 
     cfg.model = _text("model", cfg.model)
-    for key in ("data", "reference", "data_sha256", "reference_sha256"):
+    for key in ("data", "reference", "data_sha256", "reference_sha256", "data_labels", "reference_labels",
+                "data_labels_sha256", "reference_labels_sha256"):
         setattr(cfg, key, _text(key, getattr(cfg, key)))
     if not isinstance(cfg.model_options, dict) or any(k not in MODEL_OPTIONS for k in cfg.model_options):
         raise InputError(f"`model_options` = {printable(repr(cfg.model_options), 80)}: expected a mapping with keys "
@@ -294,6 +301,12 @@ def _check_target(cfg: ValidateConfig) -> None:
         if cfg.distance == "sw2" and not cfg.reference:
             raise InputError("`distance` = 'sw2': the distance to held-out data needs them: expected `reference` "
                              "FILE.npy (or `distance` none)")
+        for key in ("data", "reference"):
+            if getattr(cfg, f"{key}_labels") and not getattr(cfg, key):
+                raise InputError(f"`{key}_labels` is given without `{key}`: expected the labels of `{key}`'s samples")
+            if getattr(cfg, f"{key}_labels") and cfg.model_options.get("class_label") is None:
+                raise InputError(f"`{key}_labels` is given without `class_label`: the labels select one class's "
+                                 "samples; expected `class_label` in `model_options`")
     else:
         if cfg.shape:
             raise InputError("`shape` is given without `model`: a mixture's samples are vectors")

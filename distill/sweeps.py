@@ -275,14 +275,45 @@ def load_model(source: str, options: dict, device: str):
     return _LOADED[key]
 
 
-def load_data_checked(path: str, sha256: str, d: int, name: str) -> np.ndarray:
-    """A run's data file, refused when it changed since the run started (its sha256 is in config.json)."""
+def load_data_checked(path: str, sha256: str, d: int, name: str, labels: str = "", labels_sha256: str = "",
+                      label: int | None = None) -> np.ndarray:
+    """A run's data file, refused when it changed since the run started (its sha256 is in config.json); with
+    ``labels`` (a .npy of one integer per sample, also checked) only the rows of class ``label``."""
     from ..models.jacobian import load_data
 
-    if sha256 and file_sha256(path) != sha256:
-        raise InputError(f"`{name}` = {path!r}: the file changed since the run started (its sha256 differs from the "
-                         "one in config.json): restore it, or start a new run")
-    return load_data(path, d, name)
+    for file, digest, what in ((path, sha256, name), (labels, labels_sha256, f"{name}_labels")):
+        if file and digest and file_sha256(file) != digest:
+            raise InputError(f"`{what}` = {file!r}: the file changed since the run started (its sha256 differs from "
+                             "the one in config.json): restore it, or start a new run")
+    data = load_data(path, d, name)
+    if not labels:
+        return data
+    return data[class_rows(labels, data.shape[0], label, name)]
+
+
+def class_rows(labels: str, n: int, label, name: str) -> np.ndarray:
+    """Indices of the samples of class ``label`` in a labels file (.npy, n integers).
+
+    Raises:
+        InputError: an unreadable labels file, another count than the data's, non-integer labels, no sample of
+            the class.
+    """
+    from ..numcore.io import read_bounded
+
+    try:
+        import io
+
+        lab = np.load(io.BytesIO(read_bounded(labels, f"{name}_labels")), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"`{name}_labels` = {labels!r}: expected a .npy array of integer labels ({e})") from None
+    if lab.shape != (n,) or lab.dtype.kind not in "iu":
+        raise InputError(f"`{name}_labels` = {labels!r}: expected {n} integer labels (one per sample of `{name}`), "
+                         f"got shape {lab.shape} of {lab.dtype}")
+    rows = np.flatnonzero(lab == int(label))
+    if rows.size < 2:
+        raise InputError(f"`class_label` = {label}: `{name}` has {rows.size} samples of this class: expected at "
+                         "least 2")
+    return rows
 
 
 class ModelSweep:
@@ -314,7 +345,8 @@ class ModelSweep:
         from ..numcore import grids as G
         from ..studies.targets import ModelTarget
 
-        data = load_data_checked(cfg.data, cfg.data_sha256, self.d, "data") if cfg.data else None
+        data = load_data_checked(cfg.data, cfg.data_sha256, self.d, "data", cfg.data_labels, cfg.data_labels_sha256,
+                                 cfg.model_options.get("class_label")) if cfg.data else None
         target = ModelTarget(self.model, data=data, points=cfg.rate_points, teacher_steps=cfg.teacher_steps)
         out_info: dict = {"describe": self.model.describe(), "kind": self.kind, "Lambda_T": {}, "Lambda_T_error": {},
                           "rate_meta": {}, "cost": {}}
@@ -580,7 +612,8 @@ class ModelSweep:
 
         if cfg.distance == "none" or not cfg.reference:
             return None
-        data = load_data_checked(cfg.reference, cfg.reference_sha256, self.d, "reference")
+        data = load_data_checked(cfg.reference, cfg.reference_sha256, self.d, "reference", cfg.reference_labels,
+                                 cfg.reference_labels_sha256, self.options.get("class_label"))
         ref = push(data, cfg.delta, np.random.default_rng(seed_of("reference", self.key, seed)))
         theta = directions(self.d, MODEL_SW_DIRECTIONS, np.random.default_rng(seed_of("directions", self.key)))
         return ref, theta, f"{data.shape[0]} held-out samples x_0 pushed to p_delta (alpha x_0 + sigma_vp z)"

@@ -463,13 +463,14 @@ def _run(cfg, out: Path, *, resume, executor, workers, address, progress, plots)
 def model_config(model, *, preset=None, data=None, reference=None, model_options=None, **options) -> ValidateConfig:
     """The configuration of a model run: the model is loaded once here, to record its sample shape and check the
     window against its trained range; the shipped model brings its own training and held-out data (``data``,
-    ``reference``) unless others are named; every data file is checked against the model's sample size and its
+    ``reference``) unless others are named (with ``class_label``, only that class's samples, where the shipped data
+    have labels); every data file is checked against the model's sample size and its
     sha256 recorded (a resumed run refuses a file that changed)."""
     from ..models.loaders import builtin_data
     from ..studies.targets import ModelTarget
 
     from .config import build_config
-    from .sweeps import file_sha256, load_model
+    from .sweeps import class_rows, file_sha256, load_model
 
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model):
         raise InputError(f"`model` = {model!r}: expected a model source a run folder can load again (a diffusers "
@@ -484,14 +485,19 @@ def model_config(model, *, preset=None, data=None, reference=None, model_options
     net = load_model(source, model_options, resolve_device(options.get("device") or "auto"))
     shipped = builtin_data(source)
     files = {}
+    label = model_options.get("class_label")
     for name, given, default in (("data", data, "train"), ("reference", reference, "test")):
         path = given if given is not None else (shipped or {}).get(default)
         if path:
             from ..models.jacobian import load_data
 
             path = os.path.abspath(os.fspath(path))
-            load_data(path, net.d, name)
+            n = load_data(path, net.d, name).shape[0]
             files[name], files[f"{name}_sha256"] = path, file_sha256(path)
+            labels = (shipped or {}).get(f"{default}_labels") if given is None and label is not None else None
+            if labels:  # the shipped guided model's data: only the class's samples
+                class_rows(labels, n, label, name)
+                files[f"{name}_labels"], files[f"{name}_labels_sha256"] = labels, file_sha256(labels)
     if options.get("grids") is None and "data" not in files:  # the preset's surrogate grid needs training data
         from .config import MODEL_PRESETS
 

@@ -27,7 +27,8 @@ BUILTIN_MODELS = {"digits": "examples/digits/assets",  # shipped with the packag
                   "digits-flow": "examples/digits_flow/assets"}
 # the training and held-out data that ship with a shipped model (in its folder's data/), as .npy
 BUILTIN_DATA = {"digits": {"train": "data/train.npy", "test": "data/test.npy"},
-                "digits-flow": {"train": "data/train.npy", "test": "data/test.npy"}}
+                "digits-flow": {"train": "data/train.npy", "test": "data/test.npy",
+                                "train_labels": "data/train_labels.npy", "test_labels": "data/test_labels.npy"}}
 
 
 # ----------------------------------------------------------------------------- (a) diffusers folders
@@ -231,7 +232,8 @@ def builtin_folder(name: str) -> str | None:
 
 
 def builtin_data(source) -> dict | None:
-    """{'train': path, 'test': path} of the data that ship with a shipped model named ``source`` (None for any other
+    """{'train': path, 'test': path} (and 'train_labels', 'test_labels' for a class-conditional one) of the data
+    that ship with a shipped model named ``source`` (None for any other
     source, and where a folder of that name shadows the shipped model, as in :func:`load`)."""
     if not isinstance(source, str) or os.path.isdir(source):
         return None

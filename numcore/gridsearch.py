@@ -17,9 +17,12 @@ steps, inserts a node in the middle of each of its gaps (in rho) and refines tha
 fine) with forward differences.  With a ``screen`` (a cheaper
 estimate of the same error, e.g. on part of the batch) all of that runs on the screen (with exact gradients
 up to FULL_SIMPLEX steps too), the end of every run and every start are measured on ``error``, and L-BFGS-B
-on ``error`` finishes from the best of them (up to FULL_SIMPLEX steps from each of the FINAL_RUNS best).  Every
-run starts at the best of the given starting grids, and the result is never worse on the objective than that
-start.  Nothing is random: the result depends only on ``error``, the
+on ``error`` finishes from the best of them (up to FULL_SIMPLEX steps from each of the FINAL_RUNS best).  The
+split search (``split=True``, a trained model's, where every evaluation is a batch of
+network passes) spends one budget of gradient evaluations on all its runs instead: L-BFGS-B from the best
+``SPLIT_RUNS`` starts, the best run continued, each stopped by a stall rule that does not scale with effort.
+Every run starts at the best of the given starting grids, and the result is never worse on the objective than
+that start.  Nothing is random: the result depends only on ``error``, the
 starting grids and the options.
 """
 
@@ -42,12 +45,13 @@ SIMPLEX_EVALS = 300  # Nelder-Mead budget per free node
 REFINE_EVALS = 40  # L-BFGS-B budget per free node (coarse to fine, finite-difference gradients)
 GRADIENT_EVALS = 200  # L-BFGS-B budget per run with exact gradients
 STALL_ITERATIONS, STALL_GAIN = 10, 0.005  # ... which stops once 10 iterations gain less than 0.5% together
-# a screened search (exact gradients): each run on the screen has SCREEN_EVALS; then up to FULL_SIMPLEX steps the
-# FINAL_RUNS best candidates on the whole batch (above, the best) are refined there with FINAL_EVALS each.  A looser
-# stall rule (2% per 10 iterations), smaller final budgets (30) or 100 evaluations per screened run lost up to 1.6x
-# on the test batch for the higher-order solvers at errors of 1e-6 to 1e-8, where the valleys are long.
-SCREEN_EVALS, SCREEN_STALL_GAIN = GRADIENT_EVALS, STALL_GAIN
-FINAL_EVALS, FINAL_STALL_GAIN, FINAL_RUNS = 200, STALL_GAIN, 2
+FINAL_RUNS = 2  # a screened search refines this many of its best candidates on the whole batch, up to FULL_SIMPLEX
+# steps (their basins can swap between the screen and the whole batch: square4 UniPC N = 8 needs the second).  A
+# looser stall rule (2% per 10 iterations), a smaller final budget (30) or 100 evaluations per screened run lost up
+# to 1.6x on the test batch for the higher-order solvers at errors of 1e-6 to 1e-8, where the valleys are long.
+SPLIT_EVALS = 400  # the split search's budget per N (all runs and the starts together, times effort): search(split=True)
+SPLIT_RUNS = 2  # ... which runs L-BFGS-B from this many of the best starts
+SPLIT_STALL = 3, 0.01  # its stall rule (not scaled by effort): 3 iterations that gain less than 1% together
 
 
 def to_params(t) -> np.ndarray:
@@ -66,6 +70,24 @@ def from_params(z, delta: float, T: float) -> np.ndarray:
     t = t_from_rho(rho)
     t[0], t[-1] = T, delta
     return t
+
+
+MID_DENSE = ((-0.3, 0.5), (-0.3, 1.0), (0.0, 0.5), (0.0, 1.0))  # (a, c) of mid_dense_grids
+
+
+def mid_dense_grids(steps: int, delta: float, T: float) -> dict:
+    """{name: t}: grids denser in the middle of the log-sigma range than log-SNR (extra starts of a trained
+    model's search): gaps in rho proportional to exp(a u + c u^2), u = -1..1 over the N gaps, for each (a, c)
+    of ``MID_DENSE``.  Few-step optima of the digits model have this shape (coarse at both ends, dense near
+    sigma ~ 1), where log-SNR, KL-optimal and EDM are monotone; c = 0, a = 0 is log-SNR."""
+    if steps < 2:
+        return {}
+    u = np.linspace(-1.0, 1.0, steps)
+    out = {}
+    for a, c in MID_DENSE:
+        g = a * u + c * u * u
+        out[f"mid-dense({a:g}, {c:g})"] = from_params(g[:-1] - g[-1], delta, T)
+    return out
 
 
 def resample(t, steps: int) -> np.ndarray:
@@ -131,8 +153,17 @@ class _Counted:
         return math.log(e) if e > 0 else -1e300
 
     def value_and_grad(self, z):
-        """(log error, its gradient in z) from ``error.value_and_grad(t)`` = (error, d error / d rho_k)."""
+        """(log error, its gradient in z) from ``error.value_and_grad(t)`` = (error, d error / d rho_k); a point
+        evaluated before is not evaluated again."""
         z = np.asarray(z, float)
+        key = z.tobytes()
+        memo = self.__dict__.setdefault("memo", {})
+        if key in memo:
+            return memo[key]
+        memo[key] = out = self._value_and_grad(z)
+        return out
+
+    def _value_and_grad(self, z):
         t = from_params(z, self.delta, self.T)
         if not self._valid(t):
             return 1e300, np.zeros_like(z)
@@ -169,7 +200,7 @@ class _Stall:
 
 def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: float, starts: dict, *,
            effort: float = 1.0, xtol: float = 1e-3, ftol: float = 1e-5, screen=None, coarse=None,
-           _budget: tuple | None = None) -> SearchResult:
+           split: bool | int = False) -> SearchResult:
     """Minimise ``error(t)`` over grids of ``steps`` segments on [delta, T], from the best of ``starts``.
 
     Args:
@@ -187,8 +218,12 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         coarse: an optimal grid with fewer steps (any number), known already: above FULL_SIMPLEX steps it
             replaces the coarse stage (resampled to N, it joins the starts); with ``screen``, at or below
             FULL_SIMPLEX steps it joins the starts of the runs on the screen.
-        _budget: (evaluations, stall gain) of each run with exact gradients (default GRADIENT_EVALS, STALL_GAIN);
-            a screened search's stages run with (SCREEN_EVALS, SCREEN_STALL_GAIN).
+        split: with exact gradients, one budget for the whole search (``SPLIT_EVALS`` x effort evaluations of
+            ``error``, the starts' included; a trained model's search, where every evaluation is a batch of
+            network passes): every start is evaluated with its gradient, L-BFGS-B runs from each start for an
+            equal share of half of the budget, and the best run continues with what is left; every run stops
+            by ``SPLIT_STALL`` (not scaled by effort).  Above FULL_SIMPLEX steps the coarse stage splits its
+            own budget and the final run takes at most the same again.
 
     Returns:
         SearchResult; its ``value`` is never above the best start's error.
@@ -210,26 +245,38 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
             raise ValueError(f"start {name!r} has {g.size} nodes: expected {N + 1}")
     iterations, stages, ladder = 0, [], {}
     gradient = hasattr(error, "value_and_grad")
+    split = split if gradient and N > 1 else False
     if N > FULL_SIMPLEX and coarse is not None:
         starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
     elif N > FULL_SIMPLEX:  # coarse to fine: the optimum with half the steps, every gap halved in rho
         coarse = search(error, -(-N // 2), delta, T,
                         {k: resample(g, -(-N // 2)) for k, g in starts.items()}, effort=effort, xtol=xtol, ftol=ftol,
-                        _budget=_budget)
+                        split=split)
         f.calls, f.history = coarse.evaluations, list(coarse.history)
         iterations, stages, ladder = coarse.iterations, [coarse.method], dict(coarse.ladder)
         starts = {**starts, f"optimal N={-(-N // 2)} resampled": resample(coarse.t, N)}
-    values = {name: f.grid_error(g) for name, g in starts.items()}
+    limit = f.calls + int(effort * SPLIT_EVALS) // (1 if N <= FULL_SIMPLEX else 2) if split else None
+    if split:  # every start with its gradient: the first L-BFGS-B call from it costs nothing more
+        values = {name: math.exp(min(f.value_and_grad(to_params(g))[0], 700.0)) for name, g in starts.items()}
+    else:
+        values = {name: f.grid_error(g) for name, g in starts.items()}
     best = min(values, key=values.get)
     if N == 1:
         return SearchResult(starts[best], values[best], best, values, f.calls, 0, "N = 1: no interior node",
                             "none", time.perf_counter() - clock, f.history, {1: (starts[best], values[best])})
     z0 = to_params(starts[best])
     ends = {}
-    if gradient and N <= FULL_SIMPLEX:  # a run from every start: they can end in different basins
+    if split and N <= FULL_SIMPLEX:
+        res, n_runs = _split(f, starts, values, N, effort, limit, SPLIT_RUNS if split is True else int(split))
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients) from the best {n_runs} starts, the best run continued")
+    elif split:
+        res, stop = _lbfgsb(f, z0, N, effort, True, stall=SPLIT_STALL, limit=limit)
+        res.message = stop
+        stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
+    elif gradient and N <= FULL_SIMPLEX:  # a run from every start: they can end in different basins
         runs = []
         for name in sorted(values, key=values.get):
-            r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True, *(_budget or ()))
+            r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True)
             r.message = stop
             runs.append(r)
             ends[name] = from_params(r.x, delta, T)
@@ -238,7 +285,7 @@ def search(error: Callable[[np.ndarray], float], steps: int, delta: float, T: fl
         res.nit = 0  # counted above
         stages.append(f"l-bfgs-b({N - 1}, exact gradients) from each of {len(runs)} starts")
     elif gradient:  # exact gradients: a budget per run, not per node, and a stop when progress stalls
-        res, stop = _lbfgsb(f, z0, N, effort, True, *(_budget or ()))
+        res, stop = _lbfgsb(f, z0, N, effort, True)
         res.message = stop
         stages.append(f"l-bfgs-b({N - 1}, exact gradients)")
     elif N <= FULL_SIMPLEX:
@@ -272,16 +319,64 @@ def _minimize(fun, z0, **kw):
         return minimize(fun, z0, **kw)
 
 
-def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, budget: int | None = None,
-            gain: float | None = None):
-    """One L-BFGS-B run from z0 with the budgets (``budget`` evaluations with exact gradients, default
-    GRADIENT_EVALS) and the stall rule (``gain``, default STALL_GAIN); returns (result, stop reason)."""
+class _Spent(Exception):
+    """Raised inside an L-BFGS-B run when the split search's budget is spent."""
+
+
+def _split(f: _Counted, starts: dict, values: dict, N: int, effort: float, limit: int, runs: int = SPLIT_RUNS):
+    """The split search (see :func:`search`): runs from the best ``SPLIT_RUNS`` starts with an equal share of half
+    the budget left after the starts, then the best run continued up to ``limit`` evaluations of ``f`` in all;
+    returns (the best result, number of runs)."""
+    order = sorted(values, key=values.get)[:runs]
+    share = max(2, (limit - f.calls) // (2 * len(order))) if len(order) > 1 else limit
+    runs = []
+    for name in order:
+        r, stop = _lbfgsb(f, to_params(starts[name]), N, effort, True, stall=SPLIT_STALL,
+                          limit=min(limit, f.calls + share))
+        r.message = stop
+        runs.append(r)
+    res = min(runs, key=lambda r: r.fun)
+    nit = sum(int(getattr(r, "nit", 0)) for r in runs)
+    if f.calls < limit:
+        more, stop = _lbfgsb(f, res.x, N, effort, True, stall=SPLIT_STALL, limit=limit)
+        nit += int(getattr(more, "nit", 0))
+        if more.fun < res.fun:
+            more.message = stop
+            res = more
+    res.nit = nit
+    return res, len(runs)
+
+
+def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, stall=None, limit: int | None = None):
+    """One L-BFGS-B run from z0 with the budgets and the stall rule; returns (result, stop reason).  ``stall`` =
+    (iterations, gain) replaces the effort-scaled stall rule, and ``limit`` (exact gradients only) the
+    effort-scaled budget: the run ends, at the best point it evaluated, once ``f`` has counted ``limit`` calls."""
+    from scipy.optimize import OptimizeResult
+
     minimize = _minimize
-    budget = GRADIENT_EVALS if budget is None else budget
-    stall = _Stall(int(round(STALL_ITERATIONS * effort)), (STALL_GAIN if gain is None else gain) / effort)
-    if gradient:
+    stall = _Stall(*stall) if stall is not None else _Stall(int(round(STALL_ITERATIONS * effort)), STALL_GAIN / effort)
+    if gradient and limit is not None:
+        seen = [math.inf, np.asarray(z0, float)]
+
+        def fun(z):
+            memo = getattr(f, "memo", {})
+            if f.calls >= limit and np.asarray(z, float).tobytes() not in memo:
+                raise _Spent
+            v, g = f.value_and_grad(z)
+            if v < seen[0]:
+                seen[:] = [v, np.array(z, float)]
+            return v, g
+
+        try:
+            res = minimize(fun, z0, jac=True, method="L-BFGS-B", callback=stall,
+                           options=dict(maxfun=10 * limit, ftol=1e-10 / effort, gtol=1e-9))
+        except _Spent:
+            return OptimizeResult(x=seen[1], fun=seen[0], nit=len(stall.values)), "the search's budget is spent"
+        if stall.stopped:  # the run's best point, which the stall rule's last iterate is
+            res.x, res.fun = seen[1], seen[0]
+    elif gradient:
         res = minimize(f.value_and_grad, z0, jac=True, method="L-BFGS-B", callback=stall,
-                       options=dict(maxfun=int(effort * budget), ftol=1e-10 / effort, gtol=1e-9))
+                       options=dict(maxfun=int(effort * GRADIENT_EVALS), ftol=1e-10 / effort, gtol=1e-9))
     else:
         res = minimize(f, z0, method="L-BFGS-B", callback=stall,
                        options=dict(maxfun=int(effort * REFINE_EVALS * (N - 1)), ftol=1e-9 / effort, gtol=1e-8,
@@ -292,13 +387,12 @@ def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, budget: int 
 
 
 def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) -> SearchResult:
-    """The search on ``screen`` (its runs' budgets SCREEN_EVALS, SCREEN_STALL_GAIN), then L-BFGS-B on ``error``
-    (FINAL_EVALS) from the best (on ``error``) of its optimum, the end of each of its runs and the starts."""
+    """The search on ``screen``, then L-BFGS-B on ``error`` from the best (on ``error``) of its optimum, the end of
+    each of its runs and the starts (up to FULL_SIMPLEX steps from each of the FINAL_RUNS best)."""
     clock = time.perf_counter()
     if coarse is not None and N <= FULL_SIMPLEX and N > 1:  # one more start (the runs on the screen are cheap)
         starts = {**starts, f"optimal N={len(coarse) - 1} resampled": resample(coarse, N)}
-    first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse,
-                   _budget=(SCREEN_EVALS, SCREEN_STALL_GAIN))
+    first = search(screen, N, delta, T, starts, effort=effort, xtol=xtol, ftol=ftol, coarse=coarse)
     f = _Counted(error, delta, T)
     cand = {"screened optimum": first.t, **{f"screened run from {k}": g for k, g in first.ends.items()
                                             if not np.array_equal(g, first.t)},
@@ -307,11 +401,9 @@ def _screened(error, screen, N, delta, T, starts, effort, xtol, ftol, coarse) ->
     best = min(values, key=values.get)
     t, value, stop, stage, iterations = cand[best], values[best], first.stop, "", first.iterations
     if N > 1:
-        # up to FULL_SIMPLEX steps the FINAL_RUNS best candidates (on ``error``) are refined: their basins can swap
         ranked = sorted(values, key=values.get)[:FINAL_RUNS if N <= FULL_SIMPLEX else 1]
         for name in ranked:
-            res, stop_ = _lbfgsb(f, to_params(cand[name]), N, effort, hasattr(error, "value_and_grad"), FINAL_EVALS,
-                                 FINAL_STALL_GAIN)
+            res, stop_ = _lbfgsb(f, to_params(cand[name]), N, effort, hasattr(error, "value_and_grad"))
             iterations += int(getattr(res, "nit", 0))
             if res.fun < math.log(value):
                 t, value, stop, best = from_params(res.x, delta, T), float(math.exp(res.fun)), stop_, name

@@ -109,16 +109,17 @@ def _optimal(batches: Batches, steps: int, solver: str, starts: dict, effort: fl
 
 def search(batches: Batches, solver: str, steps: int, starts: dict, effort: float = 1.0,
            screen: int = SCREEN_SAMPLES, coarse=None) -> gridsearch.SearchResult:
-    """:func:`numcore.gridsearch.search` on the training batch.  Up to 8 steps the search runs on the whole
-    batch (few-step errors are heavy-tailed: a smaller batch can choose a basin that fresh trajectories do not
-    confirm); above, the coarse-to-fine stages run on its ``screen`` first trajectories and one L-BFGS-B run
-    with exact gradients finishes on all of them."""
+    """:func:`numcore.gridsearch.search` on the training batch.  With exact gradients (and above 8 steps without)
+    the runs go over its ``screen`` first trajectories, and the whole batch weighs their ends and finishes
+    (few-step errors are heavy-tailed: a smaller batch alone can choose a basin that fresh trajectories do not
+    confirm; up to 8 steps the two best candidates are refined on the whole batch).  Batches with ``split`` set (a trained model's, with gradients:
+    :class:`studies.targets.ModelBatches`) get the split search of :func:`numcore.gridsearch.search`."""
     error = batches.training_error(solver)
     cheap = None
     if len(batches.x_train) > screen and (steps > gridsearch.FULL_SIMPLEX or hasattr(error, "value_and_grad")):
         cheap = batches.training_error(solver, screen)
     return gridsearch.search(error, steps, batches.delta, batches.T, starts, effort=effort, screen=cheap,
-                             coarse=coarse)
+                             coarse=coarse, split=bool(getattr(batches, "split", False)))
 
 
 def implied_solver(preset: str, solver: str | None) -> str:

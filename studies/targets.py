@@ -317,6 +317,9 @@ class ModelTeacher:
         return nodes(self.model, x_T, T, delta, self.steps, counter=counter)
 
 
+CHECK_SAMPLES = 32  # trajectories of a model teacher's self-convergence check (ModelBatches, plan_teacher)
+
+
 class ModelBatches:
     """A trained model's start points x_T ~ N(0, I) and its own many-step teacher end points Phi_{T->delta}(x_T)
     (:class:`ModelTeacher`).
@@ -326,21 +329,26 @@ class ModelBatches:
     GITS-style search on the same batch costs no further model evaluation.  ``counter`` counts every model
     evaluation (in samples) made through these batches.
 
-    ``gradients``: give the search exact grid gradients through the network (:meth:`training_error`) when the
-    model is differentiable in sigma.  Off by default: on the digits model L-BFGS-B with them finds Euler's
-    optimum with a sixth of the network passes, but stops 1.1x (N = 4) to 2.1x (N = 8) behind the derivative-free
-    search for DPM-Solver++(2M) within a quarter of today's budget (docs/results.md, "The model search with
-    gradients through the network"), so the default search stays derivative-free.
+    ``gradients`` (on by default): give the search exact grid gradients through the network
+    (:meth:`training_error`) when the model is differentiable in sigma, and make it the split search
+    (``split``: :func:`numcore.gridsearch.search` with one budget for all its runs, L-BFGS-B from the best two
+    of the closed forms, the GITS-style grid and four mid-dense grids, the best run continued).  On the digits
+    model it reaches the derivative-free search's error (Euler, DPM-Solver++(2M), UniPC; N = 4, 8, 16) with a
+    sixth to a tenth of its network passes (docs/results.md, "The model search with gradients through the
+    network"); ``gradients=False`` is that derivative-free search (Nelder-Mead from the best start).
+    ``check``: trajectories of the teacher's self-convergence check (against twice its steps).
     """
 
     #: the default of ``gradients`` (see the class doc)
-    GRADIENTS = False
+    GRADIENTS = True
 
-    def __init__(self, model, delta: float, T: float, train: int = 128, test: int = 256, seed: int = 0,
-                 teacher_steps: int = 64, check: int = 64, progress=no_progress, gradients: bool | None = None):
+    def __init__(self, model, delta: float, T: float, train: int = 128, test: int = 128, seed: int = 0,
+                 teacher_steps: int = 32, check: int = CHECK_SAMPLES, progress=no_progress,
+                 gradients: bool | None = None):
         from ..models.flow import Counter, prior
 
         self.gradients = self.GRADIENTS if gradients is None else bool(gradients)
+        self.split = self.gradients and bool(getattr(model, "sigma_differentiable", False))
         self.model, self.delta, self.T, self.seed, self.teacher_steps = model, delta, T, seed, int(teacher_steps)
         self.counter = Counter(model)
         teacher = ModelTeacher(model, teacher_steps, check)
@@ -391,9 +399,12 @@ class ModelBatches:
         return endpoint_error(lambda t: self.solve(x, t, solver), y, grad)
 
     def test_error(self, t, solver: str) -> dict:
+        """The relative MSE on the test batch with its 95% interval; its model evaluations also on ``measured``."""
         from ..numcore.distances import relative_mse
 
+        e0 = self.counter.samples
         e = relative_mse(self.solve(self.x_test, t, solver), self.y_test)
+        self.measured = getattr(self, "measured", 0) + self.counter.samples - e0
         finite(f"`model` {getattr(self.model, 'name', 'model')!r}: the relative MSE of {solver} with {len(t) - 1} "
                "steps against its teacher", [v for v in (e.value, e.ci_low, e.ci_high) if v is not None])
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
@@ -471,7 +482,7 @@ class ModelTarget:
         return (points * samples * (1 + 2 * iters) + samples * ode,
                 f"E||J|| at {points} times x {samples} samples of p_t from {source}, Lanczos <= {iters} iterations")
 
-    def plan_teacher(self, train, test, check: int = 64) -> tuple[int, str]:
+    def plan_teacher(self, train, test, check: int = CHECK_SAMPLES) -> tuple[int, str]:
         """The teacher's end points (test batch, its self-convergence check, the training batch with its nodes)."""
         train, test = option("train_samples", train), option("test_samples", test)
         steps = self.teacher_steps
@@ -548,26 +559,43 @@ class ModelTarget:
                             seed, self.teacher_steps, progress=progress)
 
     def starts(self, batches, steps: int) -> dict:
+        from ..numcore.gridsearch import mid_dense_grids
         from .gits import gits_search
 
         self._gits = gits_search(self.model, None, steps, delta=batches.delta, T=batches.T,
                                  trajectory=batches.trajectory)
-        return {"gits": self._gits["t"][steps]}
+        extra = mid_dense_grids(steps, batches.delta, batches.T) if getattr(batches, "split", False) else {}
+        # the test-batch measurements and reverse passes so far (finish_optimal counts this grid's)
+        self._measured0, self._backward0 = getattr(batches, "measured", 0), batches.counter.backward
+        return {"gits": self._gits["t"][steps], **extra}
 
     def finish_optimal(self, record, batches, steps, solver, clock, e0) -> None:
-        """The GITS-style grid's test error, and the cost (model evaluations, seconds) of the teacher, the search
-        and the GITS-style search."""
+        """The GITS-style grid's test error, and the cost (model evaluations, seconds) of the teacher, the search,
+        the test-batch measurements and the GITS-style search; the training side (the training teacher and the
+        search: what finding the grid costs) and the test side (the test teacher, its self-convergence check and
+        the measurements) apart."""
         gits = self._gits
-        search_evals = batches.counter.samples - e0
         record["gits"] = {**batches.test_error(gits["t"][steps], solver), "t": gits["t"][steps],
                           "method": gits["method"], "candidates": gits["candidates"], "samples": gits["samples"]}
-        te = batches.teacher
+        measured = getattr(batches, "measured", 0) - getattr(self, "_measured0", 0)
+        search_evals = batches.counter.samples - e0 - measured
+        te, train_teacher = batches.teacher, int(batches.trajectory["evaluations"])
         record["cost"] = {
             "teacher": {"model_evaluations": te["model_evaluations"], "seconds": te["seconds"],
                         "what": "teacher end points of the test and training batches (RK4) and the self-convergence "
                                 "check"},
             "search": {"model_evaluations": search_evals, "seconds": time.perf_counter() - clock,
-                       "what": "the grid search on the training batch and every test-batch measurement"},
+                       "reverse_passes": int(batches.counter.backward - getattr(self, "_backward0", 0)),
+                       "what": "the grid search on the training batch (forward passes; the reverse passes of its "
+                               "gradients apart)"},
+            "measurements": {"model_evaluations": measured,
+                             "what": "the test-batch errors of the optimal grid, the closed forms and the GITS-style "
+                                     "grid"},
+            "training_side": {"model_evaluations": train_teacher + search_evals,
+                              "what": "to find the grid: the training batch's teacher and the search"},
+            "test_side": {"model_evaluations": int(te["model_evaluations"]) - train_teacher + measured,
+                          "what": "to measure it: the test batch's teacher, its self-convergence check and the "
+                                  "test-batch errors"},
             "gits": {"model_evaluations": batches.trajectory["evaluations"],
                      "seconds": batches.trajectory["seconds"] + gits["seconds"],
                      "what": "GITS-style search: the teacher's nodes on the training batch (shared here) and its "

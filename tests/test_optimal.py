@@ -105,8 +105,7 @@ def test_a_screened_search_weighs_every_runs_end_on_the_whole_batch(small):
     err, cheap = small.training_error("dpmpp_2m"), small.training_error("dpmpp_2m", 64)
     starts = optimal.baseline_grids(4, DELTA, T)
     res = gridsearch.search(err, 4, DELTA, T, starts, screen=cheap)
-    inner = gridsearch.search(cheap, 4, DELTA, T, starts,
-                              _budget=(gridsearch.SCREEN_EVALS, gridsearch.SCREEN_STALL_GAIN))
+    inner = gridsearch.search(cheap, 4, DELTA, T, starts)
     assert set(inner.ends) == set(starts)
     assert res.value <= min(err(g) for g in [*inner.ends.values(), *starts.values()]) * (1 + 1e-12)
     assert res.value == pytest.approx(err(res.t), rel=1e-12)
@@ -142,6 +141,48 @@ def test_a_known_minimum_is_found():
 
     res = gridsearch.search(error, 6, DELTA, T, {"logsnr": grids.logsnr(6, DELTA, T)})
     np.testing.assert_allclose(units.rho_from_t(res.t), target, atol=1e-3)
+
+
+def _midway(N):
+    """The grid midway between EDM and log-SNR in log sigma (rho): the same ends, not a start."""
+    return 0.5 * (units.rho_from_t(grids.edm(N, DELTA, T)) + units.rho_from_t(grids.logsnr(N, DELTA, T)))
+
+
+class _Quadratic:
+    """error(t) = |rho(t) - midway|^2 + 1e-10 with its exact gradient in rho (a known minimum at every N),
+    counting calls."""
+
+    calls = 0
+
+    def __call__(self, t):
+        return self.value_and_grad(t)[0]
+
+    def value_and_grad(self, t):
+        self.calls += 1
+        d = units.rho_from_t(np.asarray(t, float)) - _midway(len(t) - 1)
+        return float(np.sum(d**2)) + 1e-10, 2.0 * d
+
+
+@pytest.mark.parametrize("N", [6, 12])
+def test_the_split_search_finds_a_known_minimum_and_keeps_its_budget(N):
+    """The split search (a trained model's: one budget for every run) finds the minimum of a quadratic in log
+    sigma from closed-form and mid-dense starts, counts every call of the objective (an independent counter),
+    and never spends more than its budget: SPLIT_EVALS x effort at N <= 8; above, the coarse stage's budget
+    plus half of it for the final run; a budget too small to converge is kept and the result is never worse
+    than the best start."""
+    target = _midway(N)
+    starts = {**optimal.baseline_grids(N, DELTA, T), **gridsearch.mid_dense_grids(N, DELTA, T)}
+    err = _Quadratic()
+    res = gridsearch.search(err, N, DELTA, T, starts, split=True)
+    np.testing.assert_allclose(units.rho_from_t(res.t), target, atol=1e-3)
+    budget = gridsearch.SPLIT_EVALS * (1 if N <= gridsearch.FULL_SIMPLEX else 1.5)
+    assert err.calls == res.evaluations <= budget
+    for effort in (0.02, 0.05):
+        err = _Quadratic()
+        res = gridsearch.search(err, N, DELTA, T, starts, effort=effort, split=True)
+        small = int(effort * gridsearch.SPLIT_EVALS)
+        assert err.calls == res.evaluations <= max(small, len(starts)) * (1 if N <= gridsearch.FULL_SIMPLEX else 2)
+        assert res.value <= min(res.start_values.values())
 
 
 # ----------------------------------------------------------------------------- against the closed forms

@@ -259,3 +259,63 @@ def test_a_guided_model_joins_through_model_options(tmp_path):
                         ({"seed": 1}, "`model_options`")):
         with pytest.raises(InputError, match=needle):
             model_config(f"mixture:{spec}", model_options=bad)
+
+
+def test_class_label_keeps_only_the_class_rows_of_the_data(tmp_path):
+    """A labels file selects one class's samples (brute force: the rows whose label matches), checked against its
+    recorded sha256 like the data; a wrong count, non-integer labels and an empty class are refused in one line."""
+    from flowcert.distill.sweeps import class_rows, file_sha256, load_data_checked
+    from flowcert.numcore.checks import InputError
+
+    rng = np.random.default_rng(0)
+    x, lab = rng.normal(size=(50, 3)), rng.integers(0, 4, size=50)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", lab)
+    xs, ys = str(tmp_path / "x.npy"), str(tmp_path / "y.npy")
+    got = load_data_checked(xs, file_sha256(xs), 3, "data", ys, file_sha256(ys), 2)
+    assert np.array_equal(got, x[lab == 2])
+    assert np.array_equal(load_data_checked(xs, file_sha256(xs), 3, "data"), x)  # no labels: every row
+    np.save(tmp_path / "y.npy", lab[::-1].copy())
+    with pytest.raises(InputError, match="`data_labels` = .*changed since the run started"):
+        load_data_checked(xs, file_sha256(xs), 3, "data", ys, "0" * 64, 2)
+    for bad, needle in ((lab[:10], "expected 50 integer labels"), (lab.astype(float), "expected 50 integer labels"),
+                        (np.zeros(50, int), "has 0 samples of this class")):
+        np.save(tmp_path / "b.npy", bad)
+        with pytest.raises(InputError, match=needle):
+            class_rows(str(tmp_path / "b.npy"), 50, 2, "data")
+
+
+def test_validate_cli_conditions_and_guides_a_model(runner, tmp_path, monkeypatch):
+    """--class-label and --guidance reach the run as model_options (recorded in config.json); with the shipped
+    guided model the data are its class's samples (its labels recorded); without --model they are refused."""
+    from flowcert.distill.validation import model_config
+
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("means: [[-2.0], [2.0]]\nvariance: 0.25\nlabels: [0, 1]\n")
+    r = runner.invoke(main, ["validate", "--model", f"mixture:{spec}", "--class-label", "1", "--guidance", "2",
+                             "--grids", "uniform", "--steps", "1", "--seeds", "1", "--iters", "5", "--train-samples",
+                             "32", "--test-samples", "16", "--width", "4", "--batch", "16", "--teacher-steps", "4",
+                             "--amp-samples", "2", "--lip-samples", "2", "--local-samples", "8", "--quiet",
+                             "--no-plots", "--out", "run"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model_options"] == {"class_label": 1, "guidance": 2.0} and not cfg["data_labels"]
+    one_line(runner.invoke(main, ["validate", "ring8", "--guidance", "2", "--out", "o"]), "--guidance", "--model")
+    one_line(runner.invoke(main, ["validate", "--model", "digits-flow", "--class-label", "12", "--out", "o"]),
+             "--class-label = 12", "classes 0..9")
+    cfg = model_config("digits-flow", model_options={"class_label": 3}, steps=[1], grids=["uniform"])
+    labels = np.load(cfg.data_labels)
+    assert cfg.data_labels.endswith("train_labels.npy") and cfg.reference_labels.endswith("test_labels.npy")
+    assert 0 < (labels == 3).sum() < labels.size and len(cfg.data_labels_sha256) == 64
+
+
+def test_a_model_presets_options_are_not_refused_as_inert(runner, tmp_path, monkeypatch):
+    """An option that acts through the model preset's grids (quick: uniform and empirical) is accepted: the check of
+    what acts reads the model presets, as the run does (it fails later, on the bad model, not on the option)."""
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(main, ["validate", "--model", "nosuchmodel", "--preset", "quick", "--empirical-samples", "16",
+                             "--out", "o"])
+    one_line(r, "--model = 'nosuchmodel'")
+    r = runner.invoke(main, ["validate", "ring8", "--preset", "quick", "--empirical-samples", "16", "--out", "o"])
+    one_line(r, "--empirical-samples")
