@@ -17,7 +17,7 @@ configuration as a resumed run would):
 
 Every run folder is resumable: kill this script at any point and start it again.  ``--report`` writes
 ``benchmarks/<model>_distill.json`` (every answer with its 95% interval) and prints the README/results tables;
-the small files of each run (config.json, results.json, summary.md, plots) are copied to
+the small files of each run (config.json, results.json gzipped, summary.md, plots) are copied to
 ``benchmarks/validate_runs/digits_<run>/``.
 
 The guided flow model ``digits-flow`` runs at one class and guidance scale (``MODELS``: class 3, guidance 2; the
@@ -28,6 +28,7 @@ the class's samples of the shipped training and held-out digits): ``--model digi
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -324,8 +325,10 @@ def report(root: Path, model: str = "digits") -> None:
             continue
         dst = ROOT / "benchmarks" / "validate_runs" / f"{stem}_{name}"
         dst.mkdir(parents=True, exist_ok=True)
-        for f in ["config.json", "results.json", "summary.md", *[p.name for p in src.glob("*.png")]]:
+        for f in ["config.json", "summary.md", *[p.name for p in src.glob("*.png")]]:
             shutil.copy2(src / f, dst / f)
+        with open(src / "results.json", "rb") as a, gzip.open(dst / "results.json.gz", "wb") as b:  # MBs as JSON
+            shutil.copyfileobj(a, b)
     text = tables(ans)
     (ROOT / "benchmarks" / f"{stem}_distill.md").write_text(text + "\n")
     print(text)
