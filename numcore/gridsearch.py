@@ -134,6 +134,7 @@ class _Counted:
     def __init__(self, error, delta, T):
         self.error, self.delta, self.T = error, delta, T
         self.calls, self.history = 0, []
+        self.memo = {}  # z.tobytes() -> value_and_grad(z): a point evaluated before is not evaluated again
 
     def grid_error(self, t) -> float:
         self.calls += 1
@@ -157,11 +158,9 @@ class _Counted:
         evaluated before is not evaluated again."""
         z = np.asarray(z, float)
         key = z.tobytes()
-        memo = self.__dict__.setdefault("memo", {})
-        if key in memo:
-            return memo[key]
-        memo[key] = out = self._value_and_grad(z)
-        return out
+        if key not in self.memo:
+            self.memo[key] = self._value_and_grad(z)
+        return self.memo[key]
 
     def _value_and_grad(self, z):
         t = from_params(z, self.delta, self.T)
@@ -359,8 +358,7 @@ def _lbfgsb(f: _Counted, z0, N: int, effort: float, gradient: bool, stall=None, 
         seen = [math.inf, np.asarray(z0, float)]
 
         def fun(z):
-            memo = getattr(f, "memo", {})
-            if f.calls >= limit and np.asarray(z, float).tobytes() not in memo:
+            if f.calls >= limit and np.asarray(z, float).tobytes() not in f.memo:
                 raise _Spent
             v, g = f.value_and_grad(z)
             if v < seen[0]:

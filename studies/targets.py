@@ -351,6 +351,7 @@ class ModelBatches:
         self.split = self.gradients and bool(getattr(model, "sigma_differentiable", False))
         self.model, self.delta, self.T, self.seed, self.teacher_steps = model, delta, T, seed, int(teacher_steps)
         self.counter = Counter(model)
+        self.measured = 0  # model evaluations of the test-batch measurements (test_error) so far
         teacher = ModelTeacher(model, teacher_steps, check)
         with progress(2, "teacher") as bar:
             clock = time.perf_counter()
@@ -404,7 +405,7 @@ class ModelBatches:
 
         e0 = self.counter.samples
         e = relative_mse(self.solve(self.x_test, t, solver), self.y_test)
-        self.measured = getattr(self, "measured", 0) + self.counter.samples - e0
+        self.measured += self.counter.samples - e0
         finite(f"`model` {getattr(self.model, 'name', 'model')!r}: the relative MSE of {solver} with {len(t) - 1} "
                "steps against its teacher", [v for v in (e.value, e.ci_low, e.ci_high) if v is not None])
         return {"rel_mse": e.value, "rel_mse_ci": [e.ci_low, e.ci_high]}
@@ -566,7 +567,7 @@ class ModelTarget:
                                  trajectory=batches.trajectory)
         extra = mid_dense_grids(steps, batches.delta, batches.T) if getattr(batches, "split", False) else {}
         # the test-batch measurements and reverse passes so far (finish_optimal counts this grid's)
-        self._measured0, self._backward0 = getattr(batches, "measured", 0), batches.counter.backward
+        self._measured0, self._backward0 = batches.measured, batches.counter.backward
         return {"gits": self._gits["t"][steps], **extra}
 
     def finish_optimal(self, record, batches, steps, solver, clock, e0) -> None:
@@ -577,7 +578,7 @@ class ModelTarget:
         gits = self._gits
         record["gits"] = {**batches.test_error(gits["t"][steps], solver), "t": gits["t"][steps],
                           "method": gits["method"], "candidates": gits["candidates"], "samples": gits["samples"]}
-        measured = getattr(batches, "measured", 0) - getattr(self, "_measured0", 0)
+        measured = batches.measured - self._measured0
         search_evals = batches.counter.samples - e0 - measured
         te, train_teacher = batches.teacher, int(batches.trajectory["evaluations"])
         record["cost"] = {
@@ -585,7 +586,7 @@ class ModelTarget:
                         "what": "teacher end points of the test and training batches (RK4) and the self-convergence "
                                 "check"},
             "search": {"model_evaluations": search_evals, "seconds": time.perf_counter() - clock,
-                       "reverse_passes": int(batches.counter.backward - getattr(self, "_backward0", 0)),
+                       "reverse_passes": int(batches.counter.backward - self._backward0),
                        "what": "the grid search on the training batch (forward passes; the reverse passes of its "
                                "gradients apart)"},
             "measurements": {"model_evaluations": measured,
