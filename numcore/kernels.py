@@ -41,7 +41,7 @@ from . import solvers as _solvers
 _JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline='always', **_JIT)
 def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
     """Fill lk (logits) and gk (component scores: rotated for G <= 1, original for G = K);
     turn lk into normalised weights in place and return (lmax, tot): log p_t(x) = lmax + log(tot), left to the
@@ -91,7 +91,7 @@ def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
     return lmax, tot
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline='always', **_JIT)
 def _rotated_score(gk, w, mats, tmp, out):
     """out = sum_k w_k g_k in the original coordinates (rotated back by U when G = 1); tmp: d workspace."""
     K, d = gk.shape
@@ -369,7 +369,7 @@ def _flow_rk4(y, h, coef, scale, inv_s, mrot, logc, mats, size, nchunks):
                 y[p, i] = yp[i]
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline='always', **_JIT)
 def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, D):
     """D = E[x_0 | x_t] at the VE point y, from p_t's tables at one time: D = y + 2 sinh(t) s(e^{-t} y, t)."""
     d = y.shape[0]
@@ -381,7 +381,7 @@ def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out
         D[i] = y[i] + two_sinh * out[i]
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline='always', **_JIT)
 def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, vr, D, Jv):
     """At the VE point y and one tabulated time: D = E[x_0 | y] into D, J v into Jv (J = dD/dy, symmetric),
     and the return value v . dD/dsigma (at fixed y).
@@ -395,7 +395,7 @@ def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk
     return _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv)
 
 
-@nb.njit(**_JIT)
+@nb.njit(inline='always', **_JIT)
 def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv):
     """:func:`_denoise_vjp` from the normalised weights lk and component scores gk that :func:`_denoise` left at
     the point (a caller that kept them from its forward pass skips recomputing them): J v into Jv, returns
