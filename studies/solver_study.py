@@ -70,26 +70,55 @@ class Row:
 SEARCH_THREADS = 2  # the solvers' optimal searches of a mixture study run in this many threads
 
 
-def search_map(target, fn, solvers) -> list:
-    """[fn(s) for s in solvers], in SEARCH_THREADS threads where that is safe: a target whose searches share no
-    state (``threaded_searches``: a mixture's, in numba kernels that release the GIL) and a numba threading layer
-    that takes parallel kernels from several threads at once (omp, tbb; not workqueue).  The results are the same
-    as in one thread (each search is deterministic and its own); the serial kernels of the screened searches then
-    use both cores."""
-    if not getattr(target, "threaded_searches", False) or SEARCH_THREADS < 2 or len(solvers) < 2:
-        return [fn(s) for s in solvers]
+def _threads_safe(target) -> bool:
+    """Whether a study of ``target`` may run its work in SEARCH_THREADS threads: a target whose runs share no state
+    (``threaded_searches``: a mixture's, in numba kernels that release the GIL) and a numba threading layer that
+    takes parallel kernels from several threads at once (omp, tbb; not workqueue)."""
+    if not getattr(target, "threaded_searches", False) or SEARCH_THREADS < 2:
+        return False
     import numba
 
     try:
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet: the layer is not chosen
         layer = None
-    if layer not in ("omp", "tbb"):
+    return layer in ("omp", "tbb")
+
+
+def search_map(target, fn, solvers) -> list:
+    """[fn(s) for s in solvers], in SEARCH_THREADS threads where that is safe: a target whose searches share no
+    state (``threaded_searches``: a mixture's, in numba kernels that release the GIL) and a numba threading layer
+    that takes parallel kernels from several threads at once (omp, tbb; not workqueue).  The results are the same
+    as in one thread (each search is deterministic and its own); the serial kernels of the screened searches then
+    use both cores."""
+    if len(solvers) < 2 or not _threads_safe(target):
         return [fn(s) for s in solvers]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(SEARCH_THREADS) as pool:
         return list(pool.map(fn, solvers))
+
+
+def pipelined(target, solve, measure, cells):
+    """(cell, measure(solve(cell))) for every cell, in order.  For a target whose searches may run in threads
+    (:func:`search_map`'s condition) each measure runs in a second thread while the next cell is solved (the
+    compiled solver and the sliced W2's sorts release the GIL), with at most one result waiting; the results are
+    the same as in one thread."""
+    if not _threads_safe(target):
+        for cell in cells:
+            yield cell, measure(solve(cell))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        waiting = None
+        for cell in cells:
+            job = cell, pool.submit(measure, solve(cell))
+            if waiting is not None:
+                yield waiting[0], waiting[1].result()
+            waiting = job
+        if waiting is not None:
+            yield waiting[0], waiting[1].result()
 
 
 def build_grids(target, batches, steps, delta: float, T: float, rate_samples: int, seed: int = 0):
@@ -143,22 +172,31 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
         optimal = dict(zip(chosen, search_map(target, one, chosen)))
     rows = []
     study = labels(target)
-    with progress(len(study) * len(steps) * len(chosen), "solvers") as pbar, one_thread():  # SW2's tiny products
-        for label in study:
-            for N in steps:
-                for solver in chosen:
-                    t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
-                    x = batches.solve(batches.x_test, t, solver)
-                    e = relative_mse(x, batches.y_test)
-                    sw, sw_ci = ref.distance(x)
-                    finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
-                           f"{label} grid with N = {N}",
-                           [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
-                    rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
-                                    (e.ci_low, e.ci_high), sw, sw_ci))
-                    pbar.update(1)
-                    if bar is not None:
-                        bar.update(1)
+    cells = [(label, N, solver) for label in study for N in steps for solver in chosen]
+
+    def measure(x):
+        e = relative_mse(x, batches.y_test)
+        return e, *ref.distance(x)
+
+    with progress(len(cells), "solvers") as pbar, one_thread():  # SW2's tiny products
+        def finish(cell, e, sw, sw_ci):
+            label, N, solver = cell
+            finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
+                   f"{label} grid with N = {N}",
+                   [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
+            rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
+                            (e.ci_low, e.ci_high), sw, sw_ci))
+            pbar.update(1)
+            if bar is not None:
+                bar.update(1)
+
+        def solve(cell):
+            label, N, solver = cell
+            t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
+            return batches.solve(batches.x_test, t, solver)
+
+        for cell, result in pipelined(target, solve, measure, cells):
+            finish(cell, *result)
     record = target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
                                  labels=list(study), solvers=list(chosen), grid_sets=grid_sets, lam=lam,
                                  rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
