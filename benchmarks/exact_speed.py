@@ -1,8 +1,8 @@
 """Speed of the exact path (issue 20, item 6): where `flowcert solvers ring8` spends its time, every optimal search
 at N <= 16, and the whole command with three solvers and with a stand-in for seven.
 
-    python benchmarks/exact_speed.py OUT.json [--only profile,searches,command] [--compare BEFORE.json]
-        [--mixtures ring8,...] [--steps 4,8,16] [--solvers euler,...] [--standin 7]
+    python benchmarks/exact_speed.py OUT.json [--only profile,searches,kernels,command] [--compare BEFORE.json]
+        [--mixtures ring8,...] [--steps 4,8,16] [--kernel-steps 8,16] [--solvers euler,...] [--standin 7]
 
 profile   `flowcert solvers ring8`'s study (10^4 test and 4096 training trajectories, N in {4, 8, 16, 32}, every
           grid, every solver) in this process, with the wall and CPU seconds of each phase: the exact teacher,
@@ -20,6 +20,12 @@ command   The whole process `flowcert solvers ring8 --format json` (warm numba c
           and copies of them under other names, second-order first, until there are that many: the cost of a
           study over that many solvers while the new solvers are not in the registry).
 
+kernels   The compiled solver kernels alone on one numba thread: for every built-in (or --mixtures) and solver at N = 8
+          and 16 (--kernel-steps) on 4096 points from p_T (log-SNR grid), nanoseconds per point and model
+          evaluation of the forward program (`_run_program_serial`) and of the end-point error with its reverse
+          pass (`_program_vjp_serial`), the fastest of 15 runs; with --compare (an earlier run's JSON: run this script
+          against an older flowcert on PYTHONPATH) the ratios before / after and their geometric mean per kernel.
+
 CPU seconds count both cores' work (numba kernels run in parallel); every figure is printed with the load average
 of the shared machine.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -190,6 +197,81 @@ def searches(names, steps, before=None, solvers=None) -> list:
     return rows
 
 
+def kernels(names, steps, before=None) -> dict:
+    """ns per point and model evaluation of the forward and the reverse-mode solver kernels (see the module doc)."""
+    import numba
+
+    from flowcert.numcore import grids
+    from flowcert.numcore import kernels as kn
+    from flowcert.numcore.marginal import sample
+    from flowcert.numcore.mixture import builtin
+    from flowcert.numcore.samplers import evaluated_tables
+    from flowcert.numcore.solvers import NAMES, check
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    n, repeats = 4096, 15
+    old = {} if before is None else {(r["mixture"], r["solver"], r["N"]): r for r in before["kernels"]["rows"]}
+    print(f"\nkernels ({n} points, one numba thread, fastest of {repeats}; load {load()})\n\n"
+          "| mixture (K, d) | solver | N | forward ns | reverse-mode ns | before / after: forward, reverse |\n"
+          "|---|---|---|---|---|---|", flush=True)
+    rows = []
+    try:
+        for name in names:
+            mix = builtin(name)
+            x = sample(mix, T, n, np.random.default_rng(0))
+            for solver in NAMES:
+                for N in steps:
+                    t = grids.build("logsnr", N, DELTA, T)
+                    sig = np.sqrt(np.expm1(2.0 * t))
+                    y = np.ascontiguousarray(x * np.exp(t[0]))
+                    target = np.ascontiguousarray(0.5 * y)
+                    ev, cx, cd = check(solver).program(sig, compiled=True)
+                    tabs = evaluated_tables(mix, ev, sig, t)
+                    size, nch = kn._chunks(n)
+                    per = n * int(np.sum(ev > 0))
+
+                    def forward():
+                        kn._run_program_serial(y.copy(), ev, cx, cd, *tabs, size, nch)
+
+                    def reverse():
+                        kn._program_vjp_serial(y, target, ev, cx, cd, *tabs, size, nch, np.zeros(nch),
+                                               np.zeros((nch, ev.size)), np.zeros((nch, *cx.shape)),
+                                               np.zeros((nch, *cd.shape)))
+
+                    ns = {}
+                    for key, fn in (("forward", forward), ("reverse", reverse)):
+                        fn()
+                        best = math.inf
+                        for _ in range(repeats):
+                            c = time.perf_counter()
+                            fn()
+                            best = min(best, time.perf_counter() - c)
+                        ns[key] = 1e9 * best / per
+                    row = {"mixture": name, "K": mix.K, "d": mix.d, "solver": solver, "N": N,
+                           "forward_ns": ns["forward"], "reverse_ns": ns["reverse"]}
+                    vs = ""
+                    if (name, solver, N) in old:
+                        b = old[name, solver, N]
+                        row["forward_ratio"] = b["forward_ns"] / ns["forward"]
+                        row["reverse_ratio"] = b["reverse_ns"] / ns["reverse"]
+                        vs = f"{row['forward_ratio']:.2f}x, {row['reverse_ratio']:.2f}x"
+                    rows.append(row)
+                    print(f"| {name} ({mix.K}, {mix.d}) | {solver} | {N} | {ns['forward']:.0f} | {ns['reverse']:.0f} "
+                          f"| {vs} |", flush=True)
+    finally:
+        numba.set_num_threads(threads)
+    out = {"points": n, "repeats": repeats, "rows": rows}
+    if rows and "forward_ratio" in rows[0]:
+        for key in ("forward", "reverse"):
+            r = np.array([row[f"{key}_ratio"] for row in rows if f"{key}_ratio" in row])
+            out[f"{key}_ratio"] = {"geo_mean": float(np.exp(np.mean(np.log(r)))), "min": float(r.min()),
+                                   "max": float(r.max())}
+            print(f"{key}: before / after geometric mean {out[f'{key}_ratio']['geo_mean']:.2f}x "
+                  f"(range {r.min():.2f}-{r.max():.2f}x)")
+    return out
+
+
 def summary(rows) -> dict:
     """Per solver over the rows: the largest search CPU seconds (and where), and with --compare the geometric mean of
     the paired ratios (95% interval from the rows' intervals, the mixtures and N fixed) and the worst ratio."""
@@ -276,6 +358,7 @@ def main():
     ap.add_argument("--only", default="profile,searches,command")
     ap.add_argument("--mixtures", default=None, help="comma-separated built-ins for `searches` (default: all)")
     ap.add_argument("--steps", default="4,8,16")
+    ap.add_argument("--kernel-steps", default="8,16", help="N of `kernels`")
     ap.add_argument("--solvers", default=None, help="comma-separated solvers for `searches` (default: all)")
     ap.add_argument("--standin", type=int, default=7, help="solvers in the stand-in study (0: none)")
     ap.add_argument("--compare", default=None)
@@ -298,6 +381,9 @@ def main():
         out["searches"] = searches(names, [int(n) for n in a.steps.split(",")], before,
                                    a.solvers.split(",") if a.solvers else None)
         out["searches_summary"] = summary(out["searches"])
+    if "kernels" in parts:
+        names = a.mixtures.split(",") if a.mixtures else list(BUILTINS)
+        out["kernels"] = kernels(names, [int(n) for n in a.kernel_steps.split(",")], before)
     if "command" in parts:
         out["command"] = command(0)
         if a.standin:
