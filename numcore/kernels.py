@@ -42,6 +42,21 @@ _JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 
 
 @nb.njit(inline='always', **_JIT)
+def _weights(lk, lmax):
+    """lk (K,) logits -> normalised weights in place, given their maximum lmax; returns their sum before
+    normalising (sum_k exp(lk_k - lmax))."""
+    K = lk.shape[0]
+    tot = 0.0
+    for k in range(K):
+        e = math.exp(lk[k] - lmax)
+        lk[k] = e
+        tot += e
+    for k in range(K):
+        lk[k] /= tot
+    return tot
+
+
+@nb.njit(inline='always', **_JIT)
 def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
     """Fill lk (logits) and gk (component scores: rotated for G <= 1, original for G = K);
     turn lk into normalised weights in place and return (lmax, tot): log p_t(x) = lmax + log(tot), left to the
@@ -82,13 +97,7 @@ def _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk):
             lk[k] = logc[k] - 0.5 * q
             if lk[k] > lmax:
                 lmax = lk[k]
-    tot = 0.0
-    for k in range(K):
-        lk[k] = math.exp(lk[k] - lmax)
-        tot += lk[k]
-    for k in range(K):
-        lk[k] /= tot
-    return lmax, tot
+    return lmax, _weights(lk, lmax)
 
 
 @nb.njit(inline='always', **_JIT)
@@ -96,23 +105,24 @@ def _rotated_score(gk, w, mats, tmp, out):
     """out = sum_k w_k g_k in the original coordinates (rotated back by U when G = 1); tmp: d workspace."""
     K, d = gk.shape
     G = mats.shape[0]
-    for i in range(d):
-        out[i] = 0.0
+    # every sum over k in the order k = 0, 1, ..., accumulated in a register
     if G == 1:
         for i in range(d):
-            tmp[i] = 0.0
-        for k in range(K):
-            for i in range(d):
-                tmp[i] += w[k] * gk[k, i]
+            acc = 0.0
+            for k in range(K):
+                acc += w[k] * gk[k, i]
+            tmp[i] = acc
         for i in range(d):
             acc = 0.0
             for j in range(d):
                 acc += mats[0, i, j] * tmp[j]
             out[i] = acc
     else:
-        for k in range(K):
-            for i in range(d):
-                out[i] += w[k] * gk[k, i]
+        for i in range(d):
+            acc = 0.0
+            for k in range(K):
+                acc += w[k] * gk[k, i]
+            out[i] = acc
 
 
 def _chunks(n):
@@ -370,19 +380,82 @@ def _flow_rk4(y, h, coef, scale, inv_s, mrot, logc, mats, size, nchunks):
 
 
 @nb.njit(inline='always', **_JIT)
-def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, D):
-    """D = E[x_0 | x_t] at the VE point y, from p_t's tables at one time: D = y + 2 sinh(t) s(e^{-t} y, t)."""
-    d = y.shape[0]
+def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, D):
+    """D = E[x_0 | x_t] at the VE point y, from p_t's tables at one time: D = y + 2 sinh(t) s(e^{-t} y, t); leaves
+    the normalised weights in lk and the component scores in gk (as :func:`_component_terms`).
+
+    The arithmetic of :func:`_component_terms` then :func:`_rotated_score` (the same bits: tested), written out per
+    covariance mode: the solver programs call it once per point and row, where the general helpers' branches cost
+    up to half the time.  x, z, tmp: d workspaces."""
+    K, d = mrot.shape
+    G = mats.shape[0]
     for i in range(d):
         x[i] = y[i] * scale
-    _component_terms(x, inv_s, mrot, logc, mats, z, lk, gk)
-    _rotated_score(gk, lk, mats, tmp, out)
-    for i in range(d):
-        D[i] = y[i] + two_sinh * out[i]
+    lmax = -np.inf
+    if G > 1:  # covariances with their own bases: g_k = -P_k (x - mrot_k)
+        for k in range(K):
+            for i in range(d):
+                z[i] = x[i] - mrot[k, i]
+            q = 0.0
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += mats[k, i, j] * z[j]
+                gk[k, i] = -acc
+                q += z[i] * acc
+            lk_ = logc[k] - 0.5 * q
+            lk[k] = lk_
+            if lk_ > lmax:
+                lmax = lk_
+        _weights(lk, lmax)
+        for i in range(d):
+            acc = 0.0
+            for k in range(K):
+                acc += lk[k] * gk[k, i]
+            D[i] = y[i] + two_sinh * acc
+        return
+    if G == 1:  # one shared eigenbasis U: rotated coordinates z = U^T x
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc += mats[0, j, i] * x[j]
+            z[i] = acc
+    else:
+        for i in range(d):
+            z[i] = x[i]
+    for k in range(K):
+        q = 0.0
+        for i in range(d):
+            r = z[i] - mrot[k, i]
+            a = inv_s[k, i]
+            gk[k, i] = -a * r
+            q += a * r * r
+        lk_ = logc[k] - 0.5 * q
+        lk[k] = lk_
+        if lk_ > lmax:
+            lmax = lk_
+    _weights(lk, lmax)
+    if G == 1:
+        for i in range(d):
+            acc = 0.0
+            for k in range(K):
+                acc += lk[k] * gk[k, i]
+            tmp[i] = acc
+        for i in range(d):
+            acc = 0.0
+            for j in range(d):
+                acc += mats[0, i, j] * tmp[j]
+            D[i] = y[i] + two_sinh * acc
+    else:
+        for i in range(d):
+            acc = 0.0
+            for k in range(K):
+                acc += lk[k] * gk[k, i]
+            D[i] = y[i] + two_sinh * acc
 
 
 @nb.njit(inline='always', **_JIT)
-def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, vr, D, Jv):
+def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, vr, D, Jv, qt):
     """At the VE point y and one tabulated time: D = E[x_0 | y] into D, J v into Jv (J = dD/dy, symmetric),
     and the return value v . dD/dsigma (at fixed y).
 
@@ -391,15 +464,16 @@ def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk
     dD/dsigma = 2 sigma s + sigma^2 sum_k w_k [(dl_k - sum_j w_j dl_j) g_k - 2 sigma C_k^{-1} g_k],
     dl_k = sigma (|C_k^{-1}(y - mu_k)|^2 - tr C_k^{-1}); evaluated from the OU marginal's tables
     (C_k^{-1} = e^{-2t} P_k(t), g_k = e^{-t} g_k^OU) in the eigenbasis when it is shared."""
-    _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, D)
-    return _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv)
+    _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, D)
+    return _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv, qt)
 
 
 @nb.njit(inline='always', **_JIT)
-def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv):
+def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv, qt):
     """:func:`_denoise_vjp` from the normalised weights lk and component scores gk that :func:`_denoise` left at
     the point (a caller that kept them from its forward pass skips recomputing them): J v into Jv, returns
-    v . dD/dsigma; tmp, out, vr: d workspaces."""
+    v . dD/dsigma; tmp, out, vr: d workspaces, qt: K workspace.  Every sum runs in a fixed order (over k = 0, 1, ...
+    or i = 0, 1, ...) accumulated in a register."""
     K, d = gk.shape
     G = mats.shape[0]
     e = scale
@@ -413,55 +487,63 @@ def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv):
     else:
         for i in range(d):
             vr[i] = v[i]
-    # s in the same coordinates (tmp), dl_k (z), m = sum w dl
+    # s in the same coordinates (tmp), |g_k|^2 - tr C_k^{-1} (qt), m = sum_k w_k dl_k
     for i in range(d):
-        tmp[i] = 0.0
-    for k in range(K):
-        for i in range(d):
-            tmp[i] += lk[k] * gk[k, i]
+        acc = 0.0
+        for k in range(K):
+            acc += lk[k] * gk[k, i]
+        tmp[i] = acc
     e2 = e * e
-    m = 0.0  # sum_k w_k dl_k
+    m = 0.0
     for k in range(K):
         q = 0.0
         tr = 0.0
         for i in range(d):
             q += gk[k, i] * gk[k, i]
             tr += inv_s[k, i]
-        m += lk[k] * sigma * e2 * (q - tr)
-    # v . dD/dsigma and H v (rotated), accumulated component by component
+        qt[k] = q - tr
+        m += lk[k] * sigma * e2 * qt[k]
     vs = 0.0
     for i in range(d):
         vs += vr[i] * tmp[i]
+    # v . dD/dsigma, component by component; qt[k] then holds v . (g_k - s)
     dsum = 0.0
-    for i in range(d):
-        out[i] = 0.0  # H v in gk's coordinates
     for k in range(K):
-        q = 0.0
-        tr = 0.0
         vg = 0.0
-        vc = 0.0  # v . (g_k - s)
-        for i in range(d):
-            q += gk[k, i] * gk[k, i]
-            tr += inv_s[k, i]
-            vg += vr[i] * gk[k, i]
-            vc += vr[i] * (gk[k, i] - tmp[i])
-        dl = sigma * e2 * (q - tr)
+        vc = 0.0
         vpg = 0.0  # v . P_k g_k
         if G > 1:
             for i in range(d):
+                g = gk[k, i]
+                vg += vr[i] * g
+                vc += vr[i] * (g - tmp[i])
                 acc = 0.0
-                acc2 = 0.0
                 for j in range(d):
                     acc += mats[k, i, j] * gk[k, j]
-                    acc2 += mats[k, i, j] * vr[j]
                 vpg += vr[i] * acc
-                out[i] += lk[k] * (vc * (gk[k, i] - tmp[i]) - acc2)
         else:
             for i in range(d):
-                vpg += vr[i] * inv_s[k, i] * gk[k, i]
-                out[i] += lk[k] * (vc * (gk[k, i] - tmp[i]) - inv_s[k, i] * vr[i])
+                g = gk[k, i]
+                vg += vr[i] * g
+                vc += vr[i] * (g - tmp[i])
+                vpg += vr[i] * inv_s[k, i] * g
+        dl = sigma * e2 * qt[k]
         dsum += lk[k] * ((dl - m) * e * vg - 2.0 * sigma * e2 * e * vpg)
+        qt[k] = vc
     vdsig = 2.0 * sigma * e * vs + sigma * sigma * dsum
+    # H v in gk's coordinates: sum_k w_k (v.(g_k - s) (g_k - s) - P_k v)
+    for i in range(d):
+        acc = 0.0
+        if G > 1:
+            for k in range(K):
+                acc2 = 0.0
+                for j in range(d):
+                    acc2 += mats[k, i, j] * vr[j]
+                acc += lk[k] * (qt[k] * (gk[k, i] - tmp[i]) - acc2)
+        else:
+            for k in range(K):
+                acc += lk[k] * (qt[k] * (gk[k, i] - tmp[i]) - inv_s[k, i] * vr[i])
+        out[i] = acc
     # J v = v + (1 - e^2) H_OU v, rotated back
     c = 1.0 - e2
     if G == 1:
@@ -540,7 +622,7 @@ def _program_chunk(y, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, log
                 for i in range(d):
                     xr[i] = X[b, p, i]
             if evaluated:
-                _denoise(xr, two_sinh[j], scale[j], a, mr, lc, M, x, z, lk, gk, tmp, out, Dr)
+                _denoise(xr, two_sinh[j], scale[j], a, mr, lc, M, x, z, lk, gk, tmp, Dr)
                 for i in range(d):
                     Dn[b, p, i] = Dr[i]
             else:
@@ -606,6 +688,7 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
     out = np.empty(d)
     vr = np.empty(d)
     Jv = np.empty(d)
+    qt = np.empty(K)
     loss = 0.0
     for p in range(lo, hi):
         # forward
@@ -622,7 +705,7 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
-                _denoise(X[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, out, Dn[r])
+                _denoise(X[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, Dn[r])
                 if keep:
                     for k in range(K):
                         LK[r, k] = lk[k]
@@ -642,10 +725,11 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
                 if keep:
-                    g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv)
+                    g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv,
+                                                   qt)
                 else:
                     g_ev[r] += _denoise_vjp(X[r], bD[r], ev[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M,
-                                            x, z, lk, gk, tmp, out, vr, Dw, Jv)
+                                            x, z, lk, gk, tmp, out, vr, Dw, Jv, qt)
                 for i in range(d):
                     bX[r, i] += Jv[i]
             for w in range(min(W, r)):

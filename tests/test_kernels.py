@@ -136,3 +136,43 @@ def test_lp_interval_coverage():
         est = lp_error(z, np.zeros_like(z), 2.0)
         hits += est.ci_low <= truth <= est.ci_high
     assert 180 <= hits <= 199
+
+
+@pytest.mark.parametrize("name", ["ring8", "aniso3", "hetero3", "modes8d"])  # identity basis, shared basis, own bases
+def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
+    # the solver programs' written-out denoiser (numcore.kernels._denoise) repeats the arithmetic of
+    # _component_terms then _rotated_score: the same weights, component scores and D, to the last bit
+    import math
+
+    import numba as nb
+
+    from flowcert.numcore import kernels as kn
+    from flowcert.numcore.samplers import evaluated_tables
+
+    @nb.njit
+    def both(y, two_sinh, scale, inv_s, mrot, logc, mats, D, W, Dg, Wg):
+        K, d = mrot.shape[1], y.shape[1]
+        x, z, tmp, out = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+        lk, gk = np.empty(K), np.empty((K, d))
+        for j in range(two_sinh.shape[0]):
+            M = mats[j] if mats.shape[0] > 1 else mats[0]
+            for p in range(y.shape[0]):
+                kn._denoise(y[p], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, D[j, p])
+                W[j, p] = lk
+                for i in range(d):
+                    x[i] = y[p, i] * scale[j]
+                kn._component_terms(x, inv_s[j], mrot[j], logc[j], M, z, lk, gk)
+                kn._rotated_score(gk, lk, M, tmp, out)
+                for i in range(d):
+                    Dg[j, p, i] = y[p, i] + two_sinh[j] * out[i]
+                Wg[j, p] = lk
+
+    mix = builtin(name)
+    t = np.array([5.0, 1.0, 0.2, 0.01, 1e-3])
+    sig = np.sqrt(np.expm1(2 * t))
+    tabs = evaluated_tables(mix, sig, sig, t)[1:]
+    y = np.random.default_rng(3).standard_normal((200, mix.d)) * 3.0
+    D, Dg = np.empty((t.size, 200, mix.d)), np.empty((t.size, 200, mix.d))
+    W, Wg = np.empty((t.size, 200, mix.K)), np.empty((t.size, 200, mix.K))
+    both(y, *tabs, D, W, Dg, Wg)
+    assert np.array_equal(D, Dg) and np.array_equal(W, Wg) and math.isfinite(D.sum())
