@@ -126,8 +126,21 @@ def _rotated_score(gk, w, mats, tmp, out):
 
 
 def _chunks(n):
+    """(points per chunk, chunks) of n points for a parallel kernel: four chunks per numba thread."""
     threads = nb.get_num_threads()
     size = max(1, -(-n // (4 * threads)))
+    return size, -(-n // size)
+
+
+REDUCTION_CHUNKS = 8  # the reverse pass sums its loss and cotangents per chunk of points, then over the chunks
+
+
+def _reduction_chunks(n):
+    """(points per chunk, chunks) of n points for a kernel that sums over the points (:func:`_program_vjp`):
+    REDUCTION_CHUNKS chunks whatever the number of threads, so that the sums, and a grid search that follows them,
+    are the same on every machine and in one thread or many (a search's path through the rounding of its objective
+    is chaotic: the same search summed in another order can end in another basin)."""
+    size = max(1, -(-n // REDUCTION_CHUNKS))
     return size, -(-n // size)
 
 

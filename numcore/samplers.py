@@ -136,7 +136,7 @@ def squared_error_and_grad(mix, x_T, target, t, solver):
     y = np.ascontiguousarray(np.asarray(x_T, float) * np.exp(t[0]))
     tgt = np.ascontiguousarray(np.asarray(target, float) * np.exp(t[-1]))  # VE scale at the last node
     ev, cx, cd = s.program(sigmas, compiled=True)
-    size, nch = kn._chunks(y.shape[0])
+    size, nch = kn._reduction_chunks(y.shape[0])
     loss, g_ev, g_cx, g_cd = np.zeros(nch), np.zeros((nch, ev.size)), np.zeros((nch, *cx.shape)), np.zeros(
         (nch, *cd.shape))
     kernel = kn._program_vjp if y.shape[0] * (t.size - 1) >= PARALLEL_WORK else kn._program_vjp_serial

@@ -279,3 +279,29 @@ def test_bad_input_one_line_exit_2(args, needle):
     r = run("grid", "ring8", *args)
     assert r.exit_code == 2, r.output
     assert needle in r.output and "Traceback" not in r.output
+
+
+def test_the_search_objective_has_the_same_bits_in_one_thread_and_two():
+    # the reverse pass sums over a fixed number of chunks of points, so that the objective, its gradient and the
+    # search that follows them (whose path through the rounding is chaotic) do not depend on the thread count
+    import numba
+
+    from flowcert.numcore.marginal import sample
+    from flowcert.numcore.samplers import PARALLEL_WORK, squared_error_and_grad
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one numba thread on this machine")
+    mix = builtin("square4")
+    t = grids.build("logsnr", 16, DELTA, T)
+    x = sample(mix, T, PARALLEL_WORK // 16 + 7, np.random.default_rng(0))  # the parallel kernel in two threads
+    y, _ = flowmap.endpoints(mix, x, T, DELTA)
+    threads = numba.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2):
+            numba.set_num_threads(n)
+            out.append(squared_error_and_grad(mix, x, y * 1.01, t, "unipc"))
+    finally:
+        numba.set_num_threads(threads)
+    (v1, g1), (v2, g2) = out
+    assert v1 == v2 and np.array_equal(g1, g2) and v1 > 0
