@@ -372,8 +372,9 @@ def main():
             before = json.load(fh)
     out = {"load_start": load()}
     print(f"load {load()}; {os.cpu_count()} cores", flush=True)
-    subprocess.run([sys.executable, "-m", "flowcert.cli", "solvers", "line2", "--steps", "4", "--samples", "64"],
-                   check=True, capture_output=True)  # warm the numba cache
+    subprocess.run([sys.executable, "-m", "flowcert.cli", "solvers", "line2", "--steps", "16", "--samples", "5000",
+                    "--solvers", "euler"],
+                   check=True, capture_output=True)  # warm the numba cache, the parallel kernels' too
     if "profile" in parts:
         out["profile"] = profile()
     if "searches" in parts:
