@@ -225,13 +225,26 @@ def cost_lines(rec: dict) -> list[str]:
     return out
 
 
+def beaten_lines(grid: str, rec: dict) -> list[str]:
+    """The warning line of a record whose ``beaten_by`` is set (:func:`studies.optimal.beaten_by`); none otherwise."""
+    b = rec.get("beaten_by")
+    if not b:
+        return []
+    return [f"# warning: on the fresh batch {b['grid']} ({_err(b)}) is {b['factor']:.3g}x below the {grid} grid, "
+            f"beyond its interval: the {grid} grid fits its training trajectories and fails on others; use "
+            f"{b['grid']} or check the grid on your own trajectories"]
+
+
 def optimal_lines(rec: dict) -> list[str]:
     """Comment lines for an optimal grid (:func:`flowcert.grid` kind ``optimal``, or a model's)."""
     s = rec["search"]
     base = ", ".join(f"{k} {_err(v)}" for k, v in rec["baselines"].items())
+    gain, best = rec["gain_over_best_baseline"], rec["best_baseline"]
+    versus = (f"{gain:.3g}x below the best ({best})" if gain >= 1 else
+              f"the best of them ({best}) is {1 / gain:.3g}x below it")
     return [f"# optimal for {rec['solver']}: relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
-            f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}; "
-            f"{rec['gain_over_best_baseline']:.3g}x below the best ({rec['best_baseline']})",
+            f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}; {versus}",
+            *beaten_lines("optimal", rec),
             f"# objective: {rec['objective']}; fitted on {rec['train_samples']} trajectories (training value "
             f"{rec['train_rel_mse']:.3g}); search {s['method']} from {s['start']}, {s['evaluations']} evaluations, "
             f"{s['seconds']:.2f} s, stopped: {s['stop']}", *cost_lines(rec)]
@@ -245,6 +258,7 @@ def selection_lines(rec: dict) -> list[str]:
             f"optimal, {', '.join(rec['baselines'])}; relative MSE {_err(rec)} (95%) on {rec['test_samples']} fresh "
             f"{_trajectories(rec)} (seed {rec['seed']}); on the same batch {base}" +
             ("" if rec["kind"] == "optimal" else f"; optimal {_err(rec['optimal'])}"),
+            *beaten_lines(rec["kind"], rec),
             f"# objective: {rec['objective']}; optimal fitted on {rec['train_samples']} trajectories, "
             f"{s['method']}, {s['evaluations']} evaluations, {s['seconds']:.2f} s, stopped: {s['stop']}",
             f"# measured on {rec['measured_on']}", *cost_lines(rec)]

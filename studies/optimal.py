@@ -51,6 +51,20 @@ def baseline_grids(steps: int, delta: float, T: float) -> dict:
     return {name: grids.build(name, steps, delta, T) for name in BASELINES}
 
 
+def beaten_by(e: dict, others: dict) -> dict | None:
+    """The grid among ``others`` ({name: {rel_mse, rel_mse_ci}}, measured on the same fresh batch as ``e``) whose
+    whole 95% interval lies below ``e``'s relative MSE, the smallest such; None when there is none.  Returns
+    {grid, rel_mse, rel_mse_ci, factor} with factor = e's error over that grid's.  A grid fitted on its training
+    trajectories can fail on others (above N = 16 an optimal grid can blow up on a rare trajectory): this is the
+    held-out check of the fresh batch."""
+    below = {k: v for k, v in others.items() if v["rel_mse_ci"][1] < e["rel_mse"]}
+    if not below:
+        return None
+    k = min(below, key=lambda n: below[n]["rel_mse"])
+    return {"grid": k, "rel_mse": below[k]["rel_mse"], "rel_mse_ci": list(below[k]["rel_mse_ci"]),
+            "factor": e["rel_mse"] / below[k]["rel_mse"]}
+
+
 def evaluations(batches) -> int:
     """Model evaluations counted on a trained model's batches so far (0 for a mixture, where none are counted)."""
     counter = getattr(batches, "counter", None)
@@ -68,7 +82,8 @@ def optimal_grid(target: Target | GaussianMixture, steps: int, solver: str, *, d
 
     Returns a JSON-ready dict: ``t`` (N + 1,), ``solver``, ``objective``, ``train_rel_mse`` (the objective
     at the optimum), ``rel_mse`` and ``rel_mse_ci`` (fresh test batch, 95%), ``baselines`` ({name: the
-    same on the same test batch} for log-SNR, KL-optimal and EDM), ``search`` (method, stopping reason,
+    same on the same test batch} for log-SNR, KL-optimal and EDM), ``beaten_by`` (:func:`beaten_by`: a closed
+    form whose test interval lies wholly below the optimal grid's error, or null), ``search`` (method, stopping reason,
     evaluations, iterations, seconds, starting grid and every start's training error), the batch sizes,
     seed and the teacher's record; for a trained model also ``gits`` and ``cost`` (model evaluations and
     seconds of the teacher, the search and the GITS-style search).
@@ -104,6 +119,7 @@ def _optimal(batches: Batches, steps: int, solver: str, starts: dict, effort: fl
     best = min(out["baselines"], key=lambda k: out["baselines"][k]["rel_mse"])
     out["best_baseline"] = best
     out["gain_over_best_baseline"] = out["baselines"][best]["rel_mse"] / out["rel_mse"]
+    out["beaten_by"] = beaten_by(out, out["baselines"])
     return out
 
 
@@ -163,8 +179,9 @@ def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *,
         (Export, record): the export and a JSON-ready dict: ``kind`` (the chosen grid), ``solver``,
         ``rel_mse``, ``rel_mse_ci`` (test batch, 95%), ``baselines`` ({name: {rel_mse, rel_mse_ci}} on the
         same batch), ``train_rel_mse`` ({candidate: training error}), ``objective``, ``measured_on``,
-        ``search`` and the batch sizes; for a trained model ``cost`` (model evaluations and seconds of the
-        teacher, the search and the GITS-style search).
+        ``search``, the batch sizes and ``beaten_by`` (:func:`beaten_by`: another candidate whose test interval lies
+        wholly below the chosen one's error, or null); for a trained model ``cost`` (model evaluations and seconds
+        of the teacher, the search and the GITS-style search).
 
     Raises:
         InputError: an unknown preset or solver, ``steps`` beyond MAX_STEPS, a grid the preset cannot take.
@@ -203,6 +220,7 @@ def winning_export(target: Target | GaussianMixture, steps: int, preset: str, *,
               "measured_on": "the exported nodes (after the preset's rounding or clipping), the solver's N steps "
                              "from the first to the last node; a consumer that appends sigma = 0 runs one more "
                              "step (the denoiser at the last node), not included",
-              "search": opt["search"], "skipped": skipped, **batches.sizes}
+              "search": opt["search"], "skipped": skipped, **batches.sizes,
+              "beaten_by": beaten_by(test_err[kind], {k: v for k, v in test_err.items() if k != kind})}
     target.finish_export(record, batches, clock, e0)
     return exports[kind], record

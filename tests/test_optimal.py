@@ -235,6 +235,7 @@ def test_kind_optimal_json_and_plain_grid_points_to_it():
     assert doc["kind"] == "optimal" and doc["solver"] == "euler" and len(doc["t"]) == 5
     rec = doc["optimal"]
     assert rec["train_samples"] == 256 and "relative MSE" in rec["objective"] and rec["search"]["stop"]
+    assert rec["beaten_by"] is None and "warning" not in r.output  # ring8 Euler N = 4: far ahead of the closed forms
     plain = json.loads(run("grid", "ring8", "--steps", "4", "--format", "json").output)
     assert plain["kind"] == "balanced" and "--kind optimal" in plain["sampling"]
     kl = json.loads(run("grid", "ring8", "--steps", "4", "--kind", "kl-optimal", "--format", "json").output)
@@ -305,3 +306,38 @@ def test_the_search_objective_has_the_same_bits_in_one_thread_and_two():
         numba.set_num_threads(threads)
     (v1, g1), (v2, g2) = out
     assert v1 == v2 and np.array_equal(g1, g2) and v1 > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(1e-9, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0)), min_size=1, max_size=5),
+       st.floats(1e-9, 1.0))
+def test_beaten_by_is_the_best_grid_whose_whole_interval_lies_below(cands, e):
+    # brute force over the candidates: those with their upper 95% bound below the grid's error, the smallest of them
+    others = {f"g{i}": {"rel_mse": v, "rel_mse_ci": [v * (1 - a), v * (1 + b)]} for i, (v, a, b) in enumerate(cands)}
+    below = [k for k, c in others.items() if c["rel_mse_ci"][1] < e]
+    got = optimal.beaten_by({"rel_mse": e}, others)
+    if not below:
+        assert got is None
+    else:
+        k = min(below, key=lambda n: others[n]["rel_mse"])
+        assert got["grid"] == k and got["rel_mse"] == others[k]["rel_mse"] and got["factor"] == e / others[k]["rel_mse"]
+        assert got["factor"] > 1
+
+
+def test_a_beaten_optimal_grid_is_said_in_one_warning_line():
+    from flowcert import render
+
+    rec = {"solver": "ipndm", "rel_mse": 2.4e-5, "rel_mse_ci": [0.0, 7.1e-5], "test_samples": 4096, "seed": 0,
+           "baselines": {"logsnr": {"rel_mse": 8.2e-6, "rel_mse_ci": [4.9e-6, 1.2e-5]},
+                         "kl-optimal": {"rel_mse": 1.5e-6, "rel_mse_ci": [7.9e-7, 2.1e-6]}},
+           "objective": "relative MSE", "train_samples": 4096, "train_rel_mse": 1.7e-7,
+           "search": {"method": "l-bfgs-b", "start": "logsnr", "evaluations": 10, "seconds": 1.0, "stop": "done"}}
+    rec["best_baseline"] = "kl-optimal"
+    rec["gain_over_best_baseline"] = 1.5e-6 / 2.4e-5
+    rec["beaten_by"] = optimal.beaten_by(rec, rec["baselines"])
+    lines = render.optimal_lines(rec)
+    warn = [line for line in lines if line.startswith("# warning")]
+    assert len(warn) == 1 and "kl-optimal" in warn[0] and "16x below the optimal grid" in warn[0]
+    assert "the best of them (kl-optimal) is 16x below it" in lines[0]
+    rec["beaten_by"] = None
+    assert not any(line.startswith("# warning") for line in render.optimal_lines(rec))
