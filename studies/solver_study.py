@@ -86,11 +86,9 @@ def _threads_safe(target) -> bool:
 
 
 def search_map(target, fn, solvers) -> list:
-    """[fn(s) for s in solvers], in SEARCH_THREADS threads where that is safe: a target whose searches share no
-    state (``threaded_searches``: a mixture's, in numba kernels that release the GIL) and a numba threading layer
-    that takes parallel kernels from several threads at once (omp, tbb; not workqueue).  The results are the same
-    as in one thread (each search is deterministic and its own); the serial kernels of the screened searches then
-    use both cores."""
+    """[fn(s) for s in solvers], in SEARCH_THREADS threads where that is safe (:func:`_threads_safe`).  The results
+    are the same as in one thread (each search is deterministic and its own); the serial kernels of the screened
+    searches then use both cores."""
     if len(solvers) < 2 or not _threads_safe(target):
         return [fn(s) for s in solvers]
     from concurrent.futures import ThreadPoolExecutor
@@ -100,10 +98,9 @@ def search_map(target, fn, solvers) -> list:
 
 
 def pipelined(target, solve, measure, cells):
-    """(cell, measure(solve(cell))) for every cell, in order.  For a target whose searches may run in threads
-    (:func:`search_map`'s condition) each measure runs in a second thread while the next cell is solved (the
-    compiled solver and the sliced W2's sorts release the GIL), with at most one result waiting; the results are
-    the same as in one thread."""
+    """(cell, measure(solve(cell))) for every cell, in order.  Where threads are safe (:func:`_threads_safe`) each
+    measure runs in a second thread while the next cell is solved (the compiled solver and the sliced W2's sorts
+    release the GIL), with at most one result waiting; the results are the same as in one thread."""
     if not _threads_safe(target):
         for cell in cells:
             yield cell, measure(solve(cell))

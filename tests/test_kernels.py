@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -138,16 +140,13 @@ def test_lp_interval_coverage():
     assert 180 <= hits <= 199
 
 
-@pytest.mark.parametrize("name", ["ring8", "aniso3", "hetero3", "modes8d"])  # identity basis, shared basis, own bases
-def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
-    # the solver programs' written-out denoiser (numcore.kernels._denoise) repeats the arithmetic of
-    # _component_terms then _rotated_score: the same weights, component scores and D, to the last bit
-    import math
-
+@functools.cache
+def _denoisers_both_ways():
+    """An njit function (compiled once for every mixture) that fills D, W with the solver programs' written-out
+    denoiser (numcore.kernels._denoise) and Dg, Wg with _component_terms then _rotated_score."""
     import numba as nb
 
     from flowcert.numcore import kernels as kn
-    from flowcert.numcore.samplers import evaluated_tables
 
     @nb.njit
     def both(y, two_sinh, scale, inv_s, mrot, logc, mats, D, W, Dg, Wg):
@@ -167,6 +166,17 @@ def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
                     Dg[j, p, i] = y[p, i] + two_sinh[j] * out[i]
                 Wg[j, p] = lk
 
+    return both
+
+
+@pytest.mark.parametrize("name", ["ring8", "aniso3", "hetero3", "modes8d"])  # identity basis, shared basis, own bases
+def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
+    # the solver programs' written-out denoiser (numcore.kernels._denoise) repeats the arithmetic of
+    # _component_terms then _rotated_score: the same weights, component scores and D, to the last bit
+    import math
+
+    from flowcert.numcore.samplers import evaluated_tables
+
     mix = builtin(name)
     t = np.array([5.0, 1.0, 0.2, 0.01, 1e-3])
     sig = np.sqrt(np.expm1(2 * t))
@@ -174,5 +184,5 @@ def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
     y = np.random.default_rng(3).standard_normal((200, mix.d)) * 3.0
     D, Dg = np.empty((t.size, 200, mix.d)), np.empty((t.size, 200, mix.d))
     W, Wg = np.empty((t.size, 200, mix.K)), np.empty((t.size, 200, mix.K))
-    both(y, *tabs, D, W, Dg, Wg)
+    _denoisers_both_ways()(y, *tabs, D, W, Dg, Wg)
     assert np.array_equal(D, Dg) and np.array_equal(W, Wg) and math.isfinite(D.sum())

@@ -290,6 +290,8 @@ def test_the_study_searches_in_threads_as_in_one(monkeypatch):
                                 rate_samples=256, solvers=["euler", "dpmpp_2m", "unipc"])
 
     one, two = study(1), study(2)
+    if not solver_study._threads_safe(MixtureTarget(builtin("square4"))):  # else both ran in one thread
+        pytest.skip("numba's threading layer takes no parallel kernels from two threads here")
     assert one["rows"] == two["rows"]
     for s in ("euler", "dpmpp_2m", "unipc"):
         for N in (2, 4):
