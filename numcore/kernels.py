@@ -420,33 +420,27 @@ def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, D):
             lk[k] = lk_
             if lk_ > lmax:
                 lmax = lk_
-        _weights(lk, lmax)
-        for i in range(d):
-            acc = 0.0
-            for k in range(K):
-                acc += lk[k] * gk[k, i]
-            D[i] = y[i] + two_sinh * acc
-        return
-    if G == 1:  # one shared eigenbasis U: rotated coordinates z = U^T x
-        for i in range(d):
-            acc = 0.0
-            for j in range(d):
-                acc += mats[0, j, i] * x[j]
-            z[i] = acc
     else:
-        for i in range(d):
-            z[i] = x[i]
-    for k in range(K):
-        q = 0.0
-        for i in range(d):
-            r = z[i] - mrot[k, i]
-            a = inv_s[k, i]
-            gk[k, i] = -a * r
-            q += a * r * r
-        lk_ = logc[k] - 0.5 * q
-        lk[k] = lk_
-        if lk_ > lmax:
-            lmax = lk_
+        if G == 1:  # one shared eigenbasis U: rotated coordinates z = U^T x
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += mats[0, j, i] * x[j]
+                z[i] = acc
+        else:
+            for i in range(d):
+                z[i] = x[i]
+        for k in range(K):
+            q = 0.0
+            for i in range(d):
+                r = z[i] - mrot[k, i]
+                a = inv_s[k, i]
+                gk[k, i] = -a * r
+                q += a * r * r
+            lk_ = logc[k] - 0.5 * q
+            lk[k] = lk_
+            if lk_ > lmax:
+                lmax = lk_
     _weights(lk, lmax)
     if G == 1:
         for i in range(d):
