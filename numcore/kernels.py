@@ -392,177 +392,240 @@ def _flow_rk4(y, h, coef, scale, inv_s, mrot, logc, mats, size, nchunks):
                 y[p, i] = yp[i]
 
 
-@nb.njit(inline='always', **_JIT)
-def _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, D):
-    """D = E[x_0 | x_t] at the VE point y, from p_t's tables at one time: D = y + 2 sinh(t) s(e^{-t} y, t); leaves
-    the normalised weights in lk and the component scores in gk (as :func:`_component_terms`).
+BLOCK = 64  # points per block of the solver programs: their loops over points are innermost (SIMD) in every sum
 
-    The arithmetic of :func:`_component_terms` then :func:`_rotated_score` (the same bits: tested), written out per
-    covariance mode: the solver programs call it once per point and row, where the general helpers' branches cost
-    up to half the time.  x, z, tmp: d workspaces."""
+
+@nb.njit(inline='always', **_JIT)
+def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, q, lmax, tot, D):
+    """D = E[x_0 | x_t] at the VE points Y (d, BLOCK), first m columns, from p_t's tables at one time:
+    D = Y + 2 sinh(t) s(e^{-t} Y, t); leaves the normalised weights in lk (K, BLOCK) and the component scores in
+    gk (K, d, BLOCK) (as :func:`_component_terms` per point).
+
+    The arithmetic of :func:`_component_terms` then :func:`_rotated_score` point by point, in the same order (the
+    same bits: tested), written out per covariance mode with the points innermost, so that every sum runs over a
+    block of points at once.  x, z, tmp: (d, BLOCK) workspaces; q, lmax, tot: (BLOCK,)."""
     K, d = mrot.shape
     G = mats.shape[0]
     for i in range(d):
-        x[i] = y[i] * scale
-    lmax = -np.inf
+        for p in range(m):
+            x[i, p] = Y[i, p] * scale
+    for p in range(m):
+        lmax[p] = -np.inf
     if G > 1:  # covariances with their own bases: g_k = -P_k (x - mrot_k)
         for k in range(K):
             for i in range(d):
-                z[i] = x[i] - mrot[k, i]
-            q = 0.0
+                mk = mrot[k, i]
+                for p in range(m):
+                    z[i, p] = x[i, p] - mk
+            for p in range(m):
+                q[p] = 0.0
             for i in range(d):
-                acc = 0.0
+                for p in range(m):
+                    tmp[i, p] = 0.0
                 for j in range(d):
-                    acc += mats[k, i, j] * z[j]
-                gk[k, i] = -acc
-                q += z[i] * acc
-            lk_ = logc[k] - 0.5 * q
-            lk[k] = lk_
-            if lk_ > lmax:
-                lmax = lk_
+                    a = mats[k, i, j]
+                    for p in range(m):
+                        tmp[i, p] += a * z[j, p]
+                for p in range(m):
+                    gk[k, i, p] = -tmp[i, p]
+                    q[p] += z[i, p] * tmp[i, p]
+            c = logc[k]
+            for p in range(m):
+                l = c - 0.5 * q[p]
+                lk[k, p] = l
+                if l > lmax[p]:
+                    lmax[p] = l
     else:
         if G == 1:  # one shared eigenbasis U: rotated coordinates z = U^T x
             for i in range(d):
-                acc = 0.0
+                for p in range(m):
+                    z[i, p] = 0.0
                 for j in range(d):
-                    acc += mats[0, j, i] * x[j]
-                z[i] = acc
+                    a = mats[0, j, i]
+                    for p in range(m):
+                        z[i, p] += a * x[j, p]
         else:
             for i in range(d):
-                z[i] = x[i]
+                for p in range(m):
+                    z[i, p] = x[i, p]
         for k in range(K):
-            q = 0.0
+            for p in range(m):
+                q[p] = 0.0
             for i in range(d):
-                r = z[i] - mrot[k, i]
+                mk = mrot[k, i]
                 a = inv_s[k, i]
-                gk[k, i] = -a * r
-                q += a * r * r
-            lk_ = logc[k] - 0.5 * q
-            lk[k] = lk_
-            if lk_ > lmax:
-                lmax = lk_
-    _weights(lk, lmax)
+                for p in range(m):
+                    r = z[i, p] - mk
+                    gk[k, i, p] = -a * r
+                    q[p] += a * r * r
+            c = logc[k]
+            for p in range(m):
+                l = c - 0.5 * q[p]
+                lk[k, p] = l
+                if l > lmax[p]:
+                    lmax[p] = l
+    # the softmax weights (as _weights, point by point)
+    for p in range(m):
+        tot[p] = 0.0
+    for k in range(K):
+        for p in range(m):
+            e = math.exp(lk[k, p] - lmax[p])
+            lk[k, p] = e
+            tot[p] += e
+    for k in range(K):
+        for p in range(m):
+            lk[k, p] /= tot[p]
+    for i in range(d):
+        for p in range(m):
+            tmp[i, p] = 0.0
+        for k in range(K):
+            for p in range(m):
+                tmp[i, p] += lk[k, p] * gk[k, i, p]
     if G == 1:
         for i in range(d):
-            acc = 0.0
-            for k in range(K):
-                acc += lk[k] * gk[k, i]
-            tmp[i] = acc
-        for i in range(d):
-            acc = 0.0
+            for p in range(m):
+                q[p] = 0.0
             for j in range(d):
-                acc += mats[0, i, j] * tmp[j]
-            D[i] = y[i] + two_sinh * acc
+                a = mats[0, i, j]
+                for p in range(m):
+                    q[p] += a * tmp[j, p]
+            for p in range(m):
+                D[i, p] = Y[i, p] + two_sinh * q[p]
     else:
         for i in range(d):
-            acc = 0.0
-            for k in range(K):
-                acc += lk[k] * gk[k, i]
-            D[i] = y[i] + two_sinh * acc
+            for p in range(m):
+                D[i, p] = Y[i, p] + two_sinh * tmp[i, p]
 
 
 @nb.njit(inline='always', **_JIT)
-def _denoise_vjp(y, v, sigma, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, out, vr, D, Jv, qt):
-    """At the VE point y and one tabulated time: D = E[x_0 | y] into D, J v into Jv (J = dD/dy, symmetric),
-    and the return value v . dD/dsigma (at fixed y).
+def _denoise_vjp_terms(lk, gk, v, m, sigma, scale, inv_s, mats, tmp, out, vr, Jv, qt, S, vdsig):
+    """The reverse pass of :func:`_denoise` at a block of points (first m columns) from the normalised weights lk
+    (K, BLOCK) and component scores gk (K, d, BLOCK) it left there: J v into Jv (d, BLOCK) and v . dD/dsigma (at
+    fixed y) into vdsig (BLOCK,), for cotangents v (d, BLOCK).
 
     With VE covariances C_k = Sigma_k + sigma^2 I, component scores g_k = -C_k^{-1}(y - mu_k), weights w and
     s = sum_k w_k g_k:  D = y + sigma^2 s,  J = I + sigma^2 (-sum_k w_k C_k^{-1} + sum_k w_k (g_k - s)(g_k - s)^T),
     dD/dsigma = 2 sigma s + sigma^2 sum_k w_k [(dl_k - sum_j w_j dl_j) g_k - 2 sigma C_k^{-1} g_k],
     dl_k = sigma (|C_k^{-1}(y - mu_k)|^2 - tr C_k^{-1}); evaluated from the OU marginal's tables
-    (C_k^{-1} = e^{-2t} P_k(t), g_k = e^{-t} g_k^OU) in the eigenbasis when it is shared."""
-    _denoise(y, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, D)
-    return _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv, qt)
-
-
-@nb.njit(inline='always', **_JIT)
-def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv, qt):
-    """:func:`_denoise_vjp` from the normalised weights lk and component scores gk that :func:`_denoise` left at
-    the point (a caller that kept them from its forward pass skips recomputing them): J v into Jv, returns
-    v . dD/dsigma; tmp, out, vr: d workspaces, qt: K workspace.  Every sum runs in a fixed order (over k = 0, 1, ...
-    or i = 0, 1, ...) accumulated in a register."""
-    K, d = gk.shape
+    (C_k^{-1} = e^{-2t} P_k(t), g_k = e^{-t} g_k^OU) in the eigenbasis when it is shared.  Every sum runs in a
+    fixed order (over k = 0, 1, ... or i = 0, 1, ...) per point, the points innermost.  tmp, out, vr: (d, BLOCK)
+    workspaces, qt: (K, BLOCK), S: (6, BLOCK)."""
+    K, d = gk.shape[0], gk.shape[1]
     G = mats.shape[0]
     e = scale
     # v in the coordinates of gk (rotated for G = 1)
     if G == 1:
         for i in range(d):
-            acc = 0.0
+            for p in range(m):
+                vr[i, p] = 0.0
             for j in range(d):
-                acc += mats[0, j, i] * v[j]
-            vr[i] = acc
+                a = mats[0, j, i]
+                for p in range(m):
+                    vr[i, p] += a * v[j, p]
     else:
         for i in range(d):
-            vr[i] = v[i]
-    # s in the same coordinates (tmp), |g_k|^2 - tr C_k^{-1} (qt), m = sum_k w_k dl_k
+            for p in range(m):
+                vr[i, p] = v[i, p]
+    # s in the same coordinates (tmp), |g_k|^2 - tr C_k^{-1} (qt), mm = sum_k w_k dl_k
     for i in range(d):
-        acc = 0.0
+        for p in range(m):
+            tmp[i, p] = 0.0
         for k in range(K):
-            acc += lk[k] * gk[k, i]
-        tmp[i] = acc
+            for p in range(m):
+                tmp[i, p] += lk[k, p] * gk[k, i, p]
     e2 = e * e
-    m = 0.0
+    mm, vs, dsum, vg, vc, vpg = S[0], S[1], S[2], S[3], S[4], S[5]
+    for p in range(m):
+        mm[p] = 0.0
     for k in range(K):
-        q = 0.0
         tr = 0.0
         for i in range(d):
-            q += gk[k, i] * gk[k, i]
             tr += inv_s[k, i]
-        qt[k] = q - tr
-        m += lk[k] * sigma * e2 * qt[k]
-    vs = 0.0
+        for p in range(m):
+            vg[p] = 0.0
+        for i in range(d):
+            for p in range(m):
+                vg[p] += gk[k, i, p] * gk[k, i, p]
+        for p in range(m):
+            qt[k, p] = vg[p] - tr
+            mm[p] += lk[k, p] * sigma * e2 * qt[k, p]
+    for p in range(m):
+        vs[p] = 0.0
     for i in range(d):
-        vs += vr[i] * tmp[i]
+        for p in range(m):
+            vs[p] += vr[i, p] * tmp[i, p]
     # v . dD/dsigma, component by component; qt[k] then holds v . (g_k - s)
-    dsum = 0.0
+    for p in range(m):
+        dsum[p] = 0.0
+    se2 = sigma * e2
+    two = 2.0 * sigma * e2 * e
     for k in range(K):
-        vg = 0.0
-        vc = 0.0
-        vpg = 0.0  # v . P_k g_k
+        for p in range(m):
+            vg[p] = 0.0
+            vc[p] = 0.0
+            vpg[p] = 0.0  # v . P_k g_k
         if G > 1:
             for i in range(d):
-                g = gk[k, i]
-                vg += vr[i] * g
-                vc += vr[i] * (g - tmp[i])
-                acc = 0.0
+                for p in range(m):
+                    out[i, p] = 0.0
                 for j in range(d):
-                    acc += mats[k, i, j] * gk[k, j]
-                vpg += vr[i] * acc
+                    a = mats[k, i, j]
+                    for p in range(m):
+                        out[i, p] += a * gk[k, j, p]
+                for p in range(m):
+                    g = gk[k, i, p]
+                    vg[p] += vr[i, p] * g
+                    vc[p] += vr[i, p] * (g - tmp[i, p])
+                    vpg[p] += vr[i, p] * out[i, p]
         else:
             for i in range(d):
-                g = gk[k, i]
-                vg += vr[i] * g
-                vc += vr[i] * (g - tmp[i])
-                vpg += vr[i] * inv_s[k, i] * g
-        dl = sigma * e2 * qt[k]
-        dsum += lk[k] * ((dl - m) * e * vg - 2.0 * sigma * e2 * e * vpg)
-        qt[k] = vc
-    vdsig = 2.0 * sigma * e * vs + sigma * sigma * dsum
+                a = inv_s[k, i]
+                for p in range(m):
+                    g = gk[k, i, p]
+                    vg[p] += vr[i, p] * g
+                    vc[p] += vr[i, p] * (g - tmp[i, p])
+                    vpg[p] += vr[i, p] * a * g
+        for p in range(m):
+            dl = se2 * qt[k, p]
+            dsum[p] += lk[k, p] * ((dl - mm[p]) * e * vg[p] - two * vpg[p])
+            qt[k, p] = vc[p]
+    for p in range(m):
+        vdsig[p] = 2.0 * sigma * e * vs[p] + sigma * sigma * dsum[p]
     # H v in gk's coordinates: sum_k w_k (v.(g_k - s) (g_k - s) - P_k v)
     for i in range(d):
-        acc = 0.0
+        for p in range(m):
+            out[i, p] = 0.0
         if G > 1:
             for k in range(K):
-                acc2 = 0.0
+                for p in range(m):
+                    vg[p] = 0.0
                 for j in range(d):
-                    acc2 += mats[k, i, j] * vr[j]
-                acc += lk[k] * (qt[k] * (gk[k, i] - tmp[i]) - acc2)
+                    a = mats[k, i, j]
+                    for p in range(m):
+                        vg[p] += a * vr[j, p]
+                for p in range(m):
+                    out[i, p] += lk[k, p] * (qt[k, p] * (gk[k, i, p] - tmp[i, p]) - vg[p])
         else:
             for k in range(K):
-                acc += lk[k] * (qt[k] * (gk[k, i] - tmp[i]) - inv_s[k, i] * vr[i])
-        out[i] = acc
+                a = inv_s[k, i]
+                for p in range(m):
+                    out[i, p] += lk[k, p] * (qt[k, p] * (gk[k, i, p] - tmp[i, p]) - a * vr[i, p])
     # J v = v + (1 - e^2) H_OU v, rotated back
     c = 1.0 - e2
     if G == 1:
         for i in range(d):
-            acc = 0.0
+            for p in range(m):
+                vg[p] = 0.0
             for j in range(d):
-                acc += mats[0, i, j] * out[j]
-            Jv[i] = v[i] + c * acc
+                a = mats[0, i, j]
+                for p in range(m):
+                    vg[p] += a * out[j, p]
+            for p in range(m):
+                Jv[i, p] = v[i, p] + c * vg[p]
     else:
         for i in range(d):
-            Jv[i] = v[i] + c * out[i]
-    return vdsig
+            for p in range(m):
+                Jv[i, p] = v[i, p] + c * out[i, p]
 
 
 # ------------------------------------------------------------------------------------- solver programs
@@ -576,69 +639,59 @@ def _denoise_vjp_terms(lk, gk, v, sigma, scale, inv_s, mats, tmp, out, vr, Jv, q
 
 @nb.njit(**_JIT)
 def _program_chunk(y, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, mats):
-    """The program on the points lo..hi of y (n, d), VE scale, each replaced by its end point.  The rows run
-    one after another over the whole chunk (the tables of an evaluated row are sliced once per chunk); the
-    last W + 1 rows of states and denoiser outputs are kept in a ring."""
+    """The program on the points lo..hi of y (n, d), VE scale, each replaced by its end point.  Blocks of BLOCK
+    points run through the rows one after another (the tables of an evaluated row are sliced once per block); the
+    last W + 1 rows of states and denoiser outputs are kept in a ring, points innermost."""
     d = y.shape[1]
     K = mrot.shape[1]
     R, W = cx.shape
     B = W + 1
-    m = hi - lo
-    X = np.empty((B, m, d))
-    Dn = np.zeros((B, m, d))  # D of a row that is not evaluated stays 0 (its coefficients are 0)
+    P = BLOCK
+    X = np.empty((B, d, P))
+    Dn = np.zeros((B, d, P))  # D of a row that is not evaluated stays 0 (its coefficients are 0)
     ring = np.empty(W, np.int64)  # the ring slots of rows r - 1, ..., r - W
-    x = np.empty(d)
-    z = np.empty(d)
-    lk = np.empty(K)
-    gk = np.empty((K, d))
-    tmp = np.empty(d)
-    out = np.empty(d)
-    xr = np.empty(d)
-    Dr = np.empty(d)
-    for p in range(m):
+    x, z, tmp = np.empty((d, P)), np.empty((d, P)), np.empty((d, P))
+    lk, gk = np.empty((K, P)), np.empty((K, d, P))
+    q, lmax, tot, acc = np.empty(P), np.empty(P), np.empty(P), np.empty(P)
+    for b0 in range(lo, hi, P):
+        m = min(P, hi - b0)
         for i in range(d):
-            X[0, p, i] = y[lo + p, i]
-    for r in range(R):
-        b = r % B
-        reach = 0  # the terms up to the last nonzero coefficient (a zero term adds exactly nothing)
-        for w in range(min(W, r)):
-            ring[w] = (r - 1 - w) % B
-            if cx[r, w] != 0.0 or cd[r, w] != 0.0:
-                reach = w + 1
-        j = tab[r]
-        evaluated = ev[r] > 0.0
-        if evaluated:
-            M = mats[j] if mats.shape[0] > 1 else mats[0]
-            a, mr, lc = inv_s[j], mrot[j], logc[j]
-        q0 = ring[0] if r > 0 else 0
-        x0 = cx[r, 0]
-        d0 = cd[r, 0]
-        for p in range(m):
+            for p in range(m):
+                X[0, i, p] = y[b0 + p, i]
+        for r in range(R):
+            b = r % B
+            reach = 0  # the terms up to the last nonzero coefficient (a zero term adds exactly nothing)
+            for w in range(min(W, r)):
+                ring[w] = (r - 1 - w) % B
+                if cx[r, w] != 0.0 or cd[r, w] != 0.0:
+                    reach = w + 1
             if r > 0:
                 # X_r = cx[r, 0] X_{r-1} + cd[r, 0] D_{r-1} + cx[r, 1] X_{r-2} + cd[r, 1] D_{r-2} + ..., in this order
+                q0, x0, d0 = ring[0], cx[r, 0], cd[r, 0]
                 for i in range(d):
-                    acc = x0 * X[q0, p, i]
-                    acc += d0 * Dn[q0, p, i]
+                    for p in range(m):
+                        acc[p] = x0 * X[q0, i, p]
+                        acc[p] += d0 * Dn[q0, i, p]
                     for w in range(1, reach):
-                        q = ring[w]
-                        acc += cx[r, w] * X[q, p, i]
-                        acc += cd[r, w] * Dn[q, p, i]
-                    X[b, p, i] = acc
-                    xr[i] = acc
+                        qw, xw, dw = ring[w], cx[r, w], cd[r, w]
+                        for p in range(m):
+                            acc[p] += xw * X[qw, i, p]
+                            acc[p] += dw * Dn[qw, i, p]
+                    for p in range(m):
+                        X[b, i, p] = acc[p]
+            if ev[r] > 0.0:
+                j = tab[r]
+                M = mats[j] if mats.shape[0] > 1 else mats[0]
+                _denoise(X[b], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, q, lmax,
+                         tot, Dn[b])
             else:
                 for i in range(d):
-                    xr[i] = X[b, p, i]
-            if evaluated:
-                _denoise(xr, two_sinh[j], scale[j], a, mr, lc, M, x, z, lk, gk, tmp, Dr)
-                for i in range(d):
-                    Dn[b, p, i] = Dr[i]
-            else:
-                for i in range(d):
-                    Dn[b, p, i] = 0.0
-    last = (R - 1) % B
-    for p in range(m):
-        for i in range(d):
-            y[lo + p, i] = X[last, p, i]
+                    for p in range(m):
+                        Dn[b, i, p] = 0.0
+        last = (R - 1) % B
+        for p in range(m):
+            for i in range(d):
+                y[b0 + p, i] = X[last, i, p]
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -670,86 +723,102 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
     """The squared end-point error sum_p |X_{R-1}(p) - target(p)|^2 of the points lo..hi (returned), and its
     cotangents added into g_ev (R,), g_cx (R, W), g_cd (R, W).
 
-    Per point: the forward pass keeps every row's X_r and D_r; the backward pass runs the rows in reverse with
-    the adjoints bX_r = dloss/dX_r and bD_r = dloss/dD_r.  Row r's definition gives
+    Per block of BLOCK points: the forward pass keeps every row's X_r and D_r; the backward pass runs the rows in
+    reverse with the adjoints bX_r = dloss/dX_r and bD_r = dloss/dD_r.  Row r's definition gives
         g_cx[r, w] += bX_r . X_{r-1-w},  g_cd[r, w] += bX_r . D_{r-1-w},
         bX_{r-1-w} += cx[r, w] bX_r,     bD_{r-1-w} += cd[r, w] bX_r,
     and once bD_r is complete (every row that reads D_r is later), an evaluated row adds
-        bX_r += J_r bD_r  (J = dD/dy, symmetric),   g_ev[r] += bD_r . dD/dsigma (at fixed y)."""
+        bX_r += J_r bD_r  (J = dD/dy, symmetric),   g_ev[r] += bD_r . dD/dsigma (at fixed y).
+    Each point's terms are added into the sums in the order of the points (the bits of a point-by-point loop)."""
     d = y0.shape[1]
     K = mrot.shape[1]
     R, W = cx.shape
-    X = np.empty((R, d))
-    Dn = np.zeros((R, d))
-    bX = np.empty((R, d))
-    bD = np.empty((R, d))
-    keep = R * K * (d + 1) <= KEEP_TERMS  # the weights and component scores of every row, for the backward pass
-    LK = np.empty((R, K) if keep else (1, K))
-    GK = np.empty((R, K, d) if keep else (1, K, d))
-    Dw = np.empty(d)
-    x = np.empty(d)
-    z = np.empty(d)
-    lk = np.empty(K)
-    gk = np.empty((K, d))
-    tmp = np.empty(d)
-    out = np.empty(d)
-    vr = np.empty(d)
-    Jv = np.empty(d)
-    qt = np.empty(K)
+    P = BLOCK
+    X = np.empty((R, d, P))
+    Dn = np.zeros((R, d, P))
+    bX = np.empty((R, d, P))
+    bD = np.empty((R, d, P))
+    keep = R * K * (d + 1) * P <= KEEP_TERMS  # the weights and component scores of every row, for the backward pass
+    LK = np.empty((R, K, P) if keep else (1, K, P))
+    GK = np.empty((R, K, d, P) if keep else (1, K, d, P))
+    Dw = np.empty((d, P))
+    x, z, tmp, out, vr, Jv = (np.empty((d, P)), np.empty((d, P)), np.empty((d, P)), np.empty((d, P)),
+                              np.empty((d, P)), np.empty((d, P)))
+    lk, gk, qt = np.empty((K, P)), np.empty((K, d, P)), np.empty((K, P))
+    q, lmax, tot, vd, sx, sd = np.empty(P), np.empty(P), np.empty(P), np.empty(P), np.empty(P), np.empty(P)
+    S = np.empty((6, P))
     loss = 0.0
-    for p in range(lo, hi):
+    for b0 in range(lo, hi, P):
+        m = min(P, hi - b0)
         # forward
         for i in range(d):
-            X[0, i] = y0[p, i]
+            for p in range(m):
+                X[0, i, p] = y0[b0 + p, i]
         for r in range(R):
             if r > 0:
                 for i in range(d):
-                    acc = 0.0
+                    for p in range(m):
+                        sx[p] = 0.0
                     for w in range(min(W, r)):
-                        acc += cx[r, w] * X[r - 1 - w, i]
-                        acc += cd[r, w] * Dn[r - 1 - w, i]
-                    X[r, i] = acc
+                        xw, dw = cx[r, w], cd[r, w]
+                        for p in range(m):
+                            sx[p] += xw * X[r - 1 - w, i, p]
+                            sx[p] += dw * Dn[r - 1 - w, i, p]
+                    for p in range(m):
+                        X[r, i, p] = sx[p]
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
-                _denoise(X[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, Dn[r])
                 if keep:
-                    for k in range(K):
-                        LK[r, k] = lk[k]
-                        for i in range(d):
-                            GK[r, k, i] = gk[k, i]
+                    _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, LK[r], GK[r], tmp,
+                             q, lmax, tot, Dn[r])
+                else:
+                    _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, q,
+                             lmax, tot, Dn[r])
         for r in range(R):
             for i in range(d):
-                bX[r, i] = 0.0
-                bD[r, i] = 0.0
-        for i in range(d):
-            e = X[R - 1, i] - target[p, i]
-            loss += e * e
-            bX[R - 1, i] = 2.0 * e
+                for p in range(m):
+                    bX[r, i, p] = 0.0
+                    bD[r, i, p] = 0.0
+        for p in range(m):
+            for i in range(d):
+                e = X[R - 1, i, p] - target[b0 + p, i]
+                loss += e * e
+                bX[R - 1, i, p] = 2.0 * e
         # backward
         for r in range(R - 1, -1, -1):
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
                 if keep:
-                    g_ev[r] += _denoise_vjp_terms(LK[r], GK[r], bD[r], ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv,
-                                                   qt)
+                    _denoise_vjp_terms(LK[r], GK[r], bD[r], m, ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv, qt, S,
+                                       vd)
                 else:
-                    g_ev[r] += _denoise_vjp(X[r], bD[r], ev[r], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M,
-                                            x, z, lk, gk, tmp, out, vr, Dw, Jv, qt)
+                    _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, q,
+                             lmax, tot, Dw)
+                    _denoise_vjp_terms(lk, gk, bD[r], m, ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv, qt, S, vd)
+                for p in range(m):
+                    g_ev[r] += vd[p]
                 for i in range(d):
-                    bX[r, i] += Jv[i]
+                    for p in range(m):
+                        bX[r, i, p] += Jv[i, p]
             for w in range(min(W, r)):
-                q = r - 1 - w
-                sx = 0.0
-                sd = 0.0
+                qr = r - 1 - w
+                xw, dw = cx[r, w], cd[r, w]
+                for p in range(m):
+                    sx[p] = 0.0
+                    sd[p] = 0.0
                 for i in range(d):
-                    sx += bX[r, i] * X[q, i]
-                    sd += bX[r, i] * Dn[q, i]
-                    bX[q, i] += cx[r, w] * bX[r, i]
-                    bD[q, i] += cd[r, w] * bX[r, i]
-                g_cx[r, w] += sx
-                g_cd[r, w] += sd
+                    for p in range(m):
+                        br = bX[r, i, p]
+                        sx[p] += br * X[qr, i, p]
+                        sd[p] += br * Dn[qr, i, p]
+                        bX[qr, i, p] += xw * br
+                        bD[qr, i, p] += dw * br
+                for p in range(m):
+                    g_cx[r, w] += sx[p]
+                for p in range(m):
+                    g_cd[r, w] += sd[p]
     return loss
 
 

@@ -143,36 +143,53 @@ def test_lp_interval_coverage():
 @functools.cache
 def _denoisers_both_ways():
     """An njit function (compiled once for every mixture) that fills D, W with the solver programs' written-out
-    denoiser (numcore.kernels._denoise) and Dg, Wg with _component_terms then _rotated_score."""
+    denoiser (numcore.kernels._denoise, blocks of BLOCK points, the last one partial) and Dg, Wg with
+    _component_terms then _rotated_score point by point."""
     import numba as nb
 
     from flowcert.numcore import kernels as kn
 
+    P = kn.BLOCK
+
     @nb.njit
     def both(y, two_sinh, scale, inv_s, mrot, logc, mats, D, W, Dg, Wg):
-        K, d = mrot.shape[1], y.shape[1]
-        x, z, tmp, out = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
-        lk, gk = np.empty(K), np.empty((K, d))
+        K, n, d = mrot.shape[1], y.shape[0], y.shape[1]
+        x, z, tmp, Y, Db = np.empty((d, P)), np.empty((d, P)), np.empty((d, P)), np.empty((d, P)), np.empty((d, P))
+        q, lmax, tot = np.empty(P), np.empty(P), np.empty(P)
+        lk, gk = np.empty((K, P)), np.empty((K, d, P))
+        x1, z1, tmp1, out1 = np.empty(d), np.empty(d), np.empty(d), np.empty(d)
+        lk1, gk1 = np.empty(K), np.empty((K, d))
         for j in range(two_sinh.shape[0]):
             M = mats[j] if mats.shape[0] > 1 else mats[0]
-            for p in range(y.shape[0]):
-                kn._denoise(y[p], two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, D[j, p])
-                W[j, p] = lk
+            for b0 in range(0, n, P):
+                m = min(P, n - b0)
+                for p in range(m):
+                    for i in range(d):
+                        Y[i, p] = y[b0 + p, i]
+                kn._denoise(Y, m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, q, lmax,
+                            tot, Db)
+                for p in range(m):
+                    for i in range(d):
+                        D[j, b0 + p, i] = Db[i, p]
+                    for k in range(K):
+                        W[j, b0 + p, k] = lk[k, p]
+            for p in range(n):
                 for i in range(d):
-                    x[i] = y[p, i] * scale[j]
-                kn._component_terms(x, inv_s[j], mrot[j], logc[j], M, z, lk, gk)
-                kn._rotated_score(gk, lk, M, tmp, out)
+                    x1[i] = y[p, i] * scale[j]
+                kn._component_terms(x1, inv_s[j], mrot[j], logc[j], M, z1, lk1, gk1)
+                kn._rotated_score(gk1, lk1, M, tmp1, out1)
                 for i in range(d):
-                    Dg[j, p, i] = y[p, i] + two_sinh[j] * out[i]
-                Wg[j, p] = lk
+                    Dg[j, p, i] = y[p, i] + two_sinh[j] * out1[i]
+                Wg[j, p] = lk1
 
     return both
 
 
 @pytest.mark.parametrize("name", ["ring8", "aniso3", "hetero3", "modes8d"])  # identity basis, shared basis, own bases
 def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
-    # the solver programs' written-out denoiser (numcore.kernels._denoise) repeats the arithmetic of
-    # _component_terms then _rotated_score: the same weights, component scores and D, to the last bit
+    # the solver programs' written-out denoiser (numcore.kernels._denoise, points innermost) repeats the arithmetic
+    # of _component_terms then _rotated_score point by point: the same weights and D, to the last bit, on 200
+    # points (full blocks and a partial one)
     import math
 
     from flowcert.numcore.samplers import evaluated_tables
