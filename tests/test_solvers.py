@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from click.testing import CliRunner
 
 import flowcert
@@ -223,6 +225,21 @@ def test_sliced_wasserstein_brute_force_and_gaussian_shift():
     z = rng.standard_normal((2000, 2))
     th = directions(2, 1000, rng)
     assert sliced_wasserstein(z, z + np.array([1.0, 0.0]), th) == pytest.approx(np.sqrt(0.5), rel=0.05)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 1.0])),
+                         min_size=3, max_size=40), min_size=1, max_size=4).filter(lambda r: len({len(x) for x in r}) == 1))
+def test_the_radix_sort_of_rows_gives_numpys_sorted_values(rows):
+    # the sliced W2's sort (numcore.distances.sort_rows) against np.sort: the same values in every position, over
+    # any finite or infinite doubles with repeats, both zeros and subnormals (-0.0 == 0.0 compare equal)
+    from flowcert.numcore.distances import sort_rows
+
+    a = np.array(rows, float)
+    got = sort_rows(a)
+    np.testing.assert_array_equal(got, np.sort(a, axis=1))
+    big = np.random.default_rng(len(rows)).standard_normal((3, 5000)) * 10.0 ** np.arange(-3, 3, 2)[:, None]
+    np.testing.assert_array_equal(sort_rows(big), np.sort(big, axis=1))
 
 
 def test_solvers_command_json_and_plot(tmp_path):
