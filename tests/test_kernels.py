@@ -203,3 +203,30 @@ def test_the_programs_denoiser_equals_the_general_helpers_bit_for_bit(name):
     W, Wg = np.empty((t.size, 200, mix.K)), np.empty((t.size, 200, mix.K))
     _denoisers_both_ways()(y, *tabs, D, W, Dg, Wg)
     assert np.array_equal(D, Dg) and np.array_equal(W, Wg) and math.isfinite(D.sum())
+
+
+def test_the_kernels_exponential_is_within_one_ulp_of_maths():
+    # numcore.kernels._exp_nonpositive (plain arithmetic, vectorised in the kernels' loops) against math.exp on
+    # a dense grid of [-50, 0], random points down to the underflow, the subnormal range and the special values
+    import math
+
+    import numba as nb
+
+    from flowcert.numcore import kernels as kn
+
+    @nb.njit
+    def both(x, got, want):
+        for i in range(x.size):
+            got[i] = kn._exp_nonpositive(x[i])
+            want[i] = math.exp(x[i])
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([np.linspace(-50.0, 0.0, 200001), -rng.exponential(100.0, 200000),
+                        np.linspace(-760.0, -700.0, 20001), [0.0, -0.0, -5e-324, -746.0, -1e300, -np.inf, np.nan]])
+    got, want = np.empty_like(x), np.empty_like(x)
+    both(x, got, want)
+    normal = want >= np.finfo(float).tiny
+    ulps = np.abs(got - want)[normal] / np.spacing(want[normal])
+    assert ulps.max() <= 1.0 and 0.0 < np.mean(ulps > 0) < 0.2  # 1 ulp at most, and only sometimes
+    assert np.abs(got - want)[~normal & np.isfinite(want)].max() <= 5e-324  # one subnormal step at most
+    assert got[-7] == got[-6] == 1.0 and got[-3] == got[-2] == 0.0 and math.isnan(got[-1])
