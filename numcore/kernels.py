@@ -23,7 +23,9 @@ Then
     H = -sum_k w_k P_k + sum_k w_k (g_k - s)(g_k - s)^T             (Hessian of log p_t, centred)
     J = -I - H                                                       (Jacobian of v = -x - s)
 
-Loops run over chunks of points in parallel; every chunk owns its workspace.
+Loops run over chunks of points in parallel; every chunk owns its workspace.  The solver programs run each chunk
+in blocks of BLOCK points with the points innermost (every sum per point in a fixed order, vectorised across
+points), and the weights' exponential is :func:`_exp_nonpositive` (plain arithmetic, within 1 ulp of math.exp).
 """
 
 from __future__ import annotations
