@@ -48,8 +48,8 @@ _JIT = dict(cache=jitcache.enabled(), fastmath=False, nogil=True)
 # in the subnormal range is rounded once.  Within 1 ulp of the C library's exp (tested).
 _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _ROUND = 6755399441055744.0  # 1.5 * 2^52: (y + _ROUND) - _ROUND rounds y to the nearest integer
-_E = tuple(1.0 / math.factorial(i) for i in range(14))
-_E0, _E1, _E2, _E3, _E4, _E5, _E6, _E7, _E8, _E9, _E10, _E11, _E12, _E13 = _E
+_E = tuple(1.0 / math.factorial(i) for i in range(14))  # 1/i!
+_HORNER = _E[12::-1]
 _POW2_NEG = np.ldexp(1.0, -np.arange(540))  # 2^-j, j = 0..539: 2^-k = _POW2_NEG[k // 2] * _POW2_NEG[k - k // 2]
 
 
@@ -60,20 +60,9 @@ def _exp_nonpositive(x):
     x = -746.0 if x < -746.0 else x  # e^-746 underflows to 0 (NaN passes: the comparison is false)
     k = (x * _LOG2E + _ROUND) - _ROUND
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    q = _E13
-    q = q * r + _E12
-    q = q * r + _E11
-    q = q * r + _E10
-    q = q * r + _E9
-    q = q * r + _E8
-    q = q * r + _E7
-    q = q * r + _E6
-    q = q * r + _E5
-    q = q * r + _E4
-    q = q * r + _E3
-    q = q * r + _E2
-    q = q * r + _E1
-    q = q * r + _E0
+    q = _E[13]
+    for c in _HORNER:  # Horner's rule: q = ((1/13! r + 1/12!) r + ...) r + 1
+        q = q * r + c
     j = np.int64(-k)
     j = 0 if j < 0 else (1077 if j > 1077 else j)  # NaN's integer is out of range: clamped, the result stays NaN
     h = j >> 1
@@ -435,6 +424,30 @@ BLOCK = 64  # points per block of the solver programs: their loops over points a
 
 
 @nb.njit(inline='always', **_JIT)
+def _block_score(lk, gk, m, s):
+    """s[i, p] = sum_k lk[k, p] gk[k, i, p] (over k = 0, 1, ...) for the first m points of a block: the score in the
+    components' coordinates from the weights lk (K, BLOCK) and component scores gk (K, d, BLOCK)."""
+    K, d = gk.shape[0], gk.shape[1]
+    for i in range(d):
+        for p in range(m):
+            s[i, p] = 0.0
+        for k in range(K):
+            for p in range(m):
+                s[i, p] += lk[k, p] * gk[k, i, p]
+
+
+@nb.njit(inline='always', **_JIT)
+def _logit_row(lk, k, c, q, lmax, m):
+    """Component k's logits of a block, lk[k, p] = c - q[p] / 2 for the first m points, and their running maximum
+    lmax (BLOCK,)."""
+    for p in range(m):
+        l = c - 0.5 * q[p]
+        lk[k, p] = l
+        if l > lmax[p]:
+            lmax[p] = l
+
+
+@nb.njit(inline='always', **_JIT)
 def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, q, lmax, tot, D):
     """D = E[x_0 | x_t] at the VE points Y (d, BLOCK), first m columns, from p_t's tables at one time:
     D = Y + 2 sinh(t) s(e^{-t} Y, t); leaves the normalised weights in lk (K, BLOCK) and the component scores in
@@ -468,12 +481,7 @@ def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, 
                 for p in range(m):
                     gk[k, i, p] = -tmp[i, p]
                     q[p] += z[i, p] * tmp[i, p]
-            c = logc[k]
-            for p in range(m):
-                l = c - 0.5 * q[p]
-                lk[k, p] = l
-                if l > lmax[p]:
-                    lmax[p] = l
+            _logit_row(lk, k, logc[k], q, lmax, m)
     else:
         if G == 1:  # one shared eigenbasis U: rotated coordinates z = U^T x
             for i in range(d):
@@ -497,12 +505,7 @@ def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, 
                     r = z[i, p] - mk
                     gk[k, i, p] = -a * r
                     q[p] += a * r * r
-            c = logc[k]
-            for p in range(m):
-                l = c - 0.5 * q[p]
-                lk[k, p] = l
-                if l > lmax[p]:
-                    lmax[p] = l
+            _logit_row(lk, k, logc[k], q, lmax, m)
     # the softmax weights (as _weights, point by point)
     for p in range(m):
         tot[p] = 0.0
@@ -514,12 +517,7 @@ def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, 
     for k in range(K):
         for p in range(m):
             lk[k, p] /= tot[p]
-    for i in range(d):
-        for p in range(m):
-            tmp[i, p] = 0.0
-        for k in range(K):
-            for p in range(m):
-                tmp[i, p] += lk[k, p] * gk[k, i, p]
+    _block_score(lk, gk, m, tmp)
     if G == 1:
         for i in range(d):
             for p in range(m):
@@ -566,12 +564,7 @@ def _denoise_vjp_terms(lk, gk, v, m, sigma, scale, inv_s, mats, tmp, out, vr, Jv
             for p in range(m):
                 vr[i, p] = v[i, p]
     # s in the same coordinates (tmp), |g_k|^2 - tr C_k^{-1} (qt), mm = sum_k w_k dl_k
-    for i in range(d):
-        for p in range(m):
-            tmp[i, p] = 0.0
-        for k in range(K):
-            for p in range(m):
-                tmp[i, p] += lk[k, p] * gk[k, i, p]
+    _block_score(lk, gk, m, tmp)
     e2 = e * e
     mm, vs, dsum, vg, vc, vpg = S[0], S[1], S[2], S[3], S[4], S[5]
     for p in range(m):
