@@ -534,6 +534,13 @@ def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, 
                 D[i, p] = Y[i, p] + two_sinh * tmp[i, p]
 
 
+@nb.njit(**_JIT)
+def _denoise_again(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, q, lmax, tot, D):
+    """:func:`_denoise` as a function of its own (not inlined): the reverse pass's recomputation where it keeps no
+    weights, so that the kernels hold one inlined copy of the denoiser each (each copy costs seconds to compile)."""
+    _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, q, lmax, tot, D)
+
+
 @nb.njit(inline='always', **_JIT)
 def _denoise_vjp_terms(lk, gk, v, m, sigma, scale, inv_s, mats, tmp, out, vr, Jv, qt, S, vdsig):
     """The reverse pass of :func:`_denoise` at a block of points (first m columns) from the normalised weights lk
@@ -801,12 +808,8 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
-                if keep:
-                    _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, LK[r], GK[r], tmp,
-                             q, lmax, tot, Dn[r])
-                else:
-                    _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, q,
-                             lmax, tot, Dn[r])
+                _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z,
+                         LK[r] if keep else lk, GK[r] if keep else gk, tmp, q, lmax, tot, Dn[r])
         for r in range(R):
             for i in range(d):
                 for p in range(m):
@@ -822,13 +825,11 @@ def _program_vjp_chunk(y0, target, lo, hi, ev, cx, cd, tab, two_sinh, scale, inv
             if ev[r] > 0.0:
                 j = tab[r]
                 M = mats[j] if mats.shape[0] > 1 else mats[0]
-                if keep:
-                    _denoise_vjp_terms(LK[r], GK[r], bD[r], m, ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv, qt, S,
-                                       vd)
-                else:
-                    _denoise(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp, q,
-                             lmax, tot, Dw)
-                    _denoise_vjp_terms(lk, gk, bD[r], m, ev[r], scale[j], inv_s[j], M, tmp, out, vr, Jv, qt, S, vd)
+                if not keep:  # the weights and component scores again (out of line: a rare path, compiled once)
+                    _denoise_again(X[r], m, two_sinh[j], scale[j], inv_s[j], mrot[j], logc[j], M, x, z, lk, gk, tmp,
+                                   q, lmax, tot, Dw)
+                _denoise_vjp_terms(LK[r] if keep else lk, GK[r] if keep else gk, bD[r], m, ev[r], scale[j], inv_s[j],
+                                   M, tmp, out, vr, Jv, qt, S, vd)
                 for p in range(m):
                     g_ev[r] += vd[p]
                 for i in range(d):
