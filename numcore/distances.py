@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtrit  # Student's t quantile (scipy.stats.t.ppf's own, without importing scipy.stats)
 
 from . import jitcache
 
@@ -34,7 +34,7 @@ def relative_mse(x, ref, level: float = 0.95) -> Estimate:
     n = e.size
     R = e.mean() / q.mean()
     se = np.std(e - R * q, ddof=1) / np.sqrt(n) / q.mean()
-    z = float(student_t.ppf(0.5 + level / 2, n - 1))
+    z = float(stdtrit(n - 1, 0.5 + level / 2))
     return Estimate(float(R), float(max(R - z * se, 0.0)), float(R + z * se), level, n)
 
 

@@ -283,7 +283,7 @@ def league(studies: list) -> dict:
     smallest geometric mean other than the optimum, and ``mixtures`` = M; ``budget`` (:func:`budget`): at each
     number of model evaluations, every solver's optimal grid and best closed form against each other.
     """
-    from scipy.stats import t as student
+    from scipy.special import stdtrit  # the Student t quantile, without importing scipy.stats
 
     out = {"mixtures": [s["mixture"] for s in studies], "within_factor": WITHIN, "table": {}}
     names = studies[0]["grids"]
@@ -300,7 +300,7 @@ def league(studies: list) -> dict:
                 logs = np.array(logs)
                 m = float(logs.mean())
                 if logs.size > 1:
-                    h = float(student.ppf(0.975, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+                    h = float(stdtrit(logs.size - 1, 0.975) * logs.std(ddof=1) / np.sqrt(logs.size))
                     ci = [float(np.exp(m - h)), float(np.exp(m + h))]
                 else:
                     ci = None
@@ -314,13 +314,13 @@ def league(studies: list) -> dict:
 
 def _geo(logs) -> tuple[float, list | None]:
     """exp(mean) of logs and the 95% Student-t interval of the mean, exponentiated (None for one value)."""
-    from scipy.stats import t as student
+    from scipy.special import stdtrit  # the Student t quantile, without importing scipy.stats
 
     logs = np.asarray(logs, float)
     m = float(logs.mean())
     if logs.size < 2:
         return float(np.exp(m)), None
-    h = float(student.ppf(0.975, logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size))
+    h = float(stdtrit(logs.size - 1, 0.975) * logs.std(ddof=1) / np.sqrt(logs.size))
     return float(np.exp(m)), [float(np.exp(m - h)), float(np.exp(m + h))]
 
 
