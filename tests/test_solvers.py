@@ -238,8 +238,13 @@ def test_the_radix_sort_of_rows_gives_numpys_sorted_values(rows):
     a = np.array(rows, float)
     got = sort_rows(a)
     np.testing.assert_array_equal(got, np.sort(a, axis=1))
-    big = np.random.default_rng(len(rows)).standard_normal((3, 5000)) * 10.0 ** np.arange(-3, 3, 2)[:, None]
+    rng = np.random.default_rng(len(rows))
+    big = rng.standard_normal((3, 5000)) * 10.0 ** np.arange(-3, 3, 2)[:, None]
     np.testing.assert_array_equal(sort_rows(big), np.sort(big, axis=1))
+    # values equal in their top 31 key bits (within 2e-6 relative): short runs and runs past the insertion sort's
+    near = np.concatenate([1.0 + 1e-9 * rng.standard_normal((2, 10)), 3.0 + 1e-9 * rng.standard_normal((2, 300)),
+                           rng.standard_normal((2, 200))], axis=1)
+    np.testing.assert_array_equal(sort_rows(near), np.sort(near, axis=1))
 
 
 def test_solvers_command_json_and_plot(tmp_path):
