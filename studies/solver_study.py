@@ -85,44 +85,25 @@ def _threads_safe(target) -> bool:
     return layer in ("omp", "tbb")
 
 
-def search_map(target, fn, solvers) -> list:
-    """[fn(s) for s in solvers], in SEARCH_THREADS threads where that is safe (:func:`_threads_safe`), each running
-    its numba kernels on one thread (two searches whose parallel kernels each took both cores made the ring8 study
-    43 s instead of 37 s in one thread; side by side on one each, 27 s).  The results are the same as in one thread:
-    each search is deterministic and its own, and no kernel's result depends on its thread count."""
-    if len(solvers) < 2 or not _threads_safe(target):
-        return [fn(s) for s in solvers]
+def side_by_side(fns, items) -> list:
+    """[fn(item) for fn, item in zip(fns, items)] (``fns`` one function or one per item) in SEARCH_THREADS threads,
+    taken in order, each running its numba kernels on one thread: the study's searches first, then the rows of
+    its fixed grids, which fill the threads as the searches end (two searches whose parallel kernels each took both
+    cores made the ring8 study 43 s instead of 37 s in one thread; side by side on one each, 27 s).  The results are
+    the same as in one thread: each task is deterministic and its own, and no kernel's result depends on its thread
+    count.  Call it only where threads are safe (:func:`_threads_safe`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numba
 
-    def alone(solver):  # numba's thread count is per thread: each search's kernels on one, the searches side by side
+    fns = list(fns) if isinstance(fns, (list, tuple)) else [fns] * len(items)
+
+    def alone(fn, item):  # numba's thread count is per thread
         numba.set_num_threads(1)
-        return fn(solver)
+        return fn(item)
 
     with ThreadPoolExecutor(SEARCH_THREADS) as pool:
-        return list(pool.map(alone, solvers))
-
-
-def pipelined(target, solve, measure, cells):
-    """(cell, measure(solve(cell))) for every cell, in order.  Where threads are safe (:func:`_threads_safe`) each
-    measure runs in a second thread while the next cell is solved (the compiled solver and the sliced W2's sorts
-    release the GIL), with at most one result waiting; the results are the same as in one thread."""
-    if not _threads_safe(target):
-        for cell in cells:
-            yield cell, measure(solve(cell))
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        waiting = None
-        for cell in cells:
-            job = cell, pool.submit(measure, solve(cell))
-            if waiting is not None:
-                yield waiting[0], waiting[1].result()
-            waiting = job
-        if waiting is not None:
-            yield waiting[0], waiting[1].result()
+        return [f.result() for f in [pool.submit(alone, fn, item) for fn, item in zip(fns, items)]]
 
 
 def build_grids(target, batches, steps, delta: float, T: float, rate_samples: int, seed: int = 0):
@@ -165,7 +146,21 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
     batches = target.batches(delta, T, train=train_samples, test=samples, seed=seed, progress=teacher_progress)
     ref = target.reference(batches, delta, seed, reference)
     grid_sets, lam, rates = build_grids(target, batches, steps, delta, T, rate_samples, seed)
-    with progress(len(chosen) * len(steps), "optimal grids") as obar:
+    study = labels(target)
+    cells = [(label, N, solver) for label in study for N in steps for solver in chosen]
+    optimal, results = {}, {}
+
+    def solve(cell):
+        label, N, solver = cell
+        t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
+        return batches.solve(batches.x_test, t, solver)
+
+    def measure(x):
+        e = relative_mse(x, batches.y_test)
+        return (e, *ref.distance(x))
+
+    with progress(len(chosen) * len(steps), "optimal grids") as obar, progress(len(cells), "solvers") as pbar, \
+            one_thread():  # BLAS on one thread: L-BFGS-B's and SW2's tiny products
         def one(solver):
             res = target.study_optimal(batches, solver, steps, effort)
             obar.update(len(steps))
@@ -173,34 +168,31 @@ def run(target, steps, delta: float, T: float, *, samples: int, seed: int = 0, r
                 bar.update(len(steps))
             return res
 
-        optimal = dict(zip(chosen, search_map(target, one, chosen)))
-    rows = []
-    study = labels(target)
-    cells = [(label, N, solver) for label in study for N in steps for solver in chosen]
-
-    def measure(x):
-        e = relative_mse(x, batches.y_test)
-        return e, *ref.distance(x)
-
-    with progress(len(cells), "solvers") as pbar, one_thread():  # SW2's tiny products
-        def finish(cell, e, sw, sw_ci):
-            label, N, solver = cell
-            finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
-                   f"{label} grid with N = {N}",
-                   [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
-            rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
-                            (e.ci_low, e.ci_high), sw, sw_ci))
+        def row(cell):
+            out = measure(solve(cell))
             pbar.update(1)
             if bar is not None:
                 bar.update(1)
+            return out
 
-        def solve(cell):
-            label, N, solver = cell
-            t = optimal[solver][N][0] if label == OPTIMAL else grid_sets[label][N]
-            return batches.solve(batches.x_test, t, solver)
-
-        for cell, result in pipelined(target, solve, measure, cells):
-            finish(cell, *result)
+        if _threads_safe(target):  # the fixed grids' rows queue behind the searches in the same threads
+            tasks = list(chosen) + [c for c in cells if c[0] != OPTIMAL]
+            done = dict(zip(tasks, side_by_side([one] * len(chosen) + [row] * (len(tasks) - len(chosen)), tasks)))
+            optimal = {solver: done.pop(solver) for solver in chosen}
+            results = {**done, **dict(zip((c for c in cells if c[0] == OPTIMAL),
+                                          side_by_side(row, [c for c in cells if c[0] == OPTIMAL])))}
+        else:
+            optimal = {solver: one(solver) for solver in chosen}
+            results = {cell: row(cell) for cell in cells}
+    rows = []
+    for cell in cells:
+        label, N, solver = cell
+        e, sw, sw_ci = results[cell]
+        finite(f"{target.kind} {target.name!r}: the relative MSE (or sliced W2) of {solver} on the "
+               f"{label} grid with N = {N}",
+               [v for v in (e.value, e.ci_low, e.ci_high, sw, *(sw_ci or ())) if v is not None])
+        rows.append(Row(label, solver, N, REGISTRY[solver].evaluations(N), "flowcert", e.value,
+                        (e.ci_low, e.ci_high), sw, sw_ci))
     record = target.study_record(batches=batches, steps=list(steps), delta=delta, T=T, samples=samples, seed=seed,
                                  labels=list(study), solvers=list(chosen), grid_sets=grid_sets, lam=lam,
                                  rates=rates, optimal=optimal, rows=rows, summary=summarise(rows), reference=ref,
