@@ -424,6 +424,26 @@ BLOCK = 64  # points per block of the solver programs: their loops over points a
 
 
 @nb.njit(inline='always', **_JIT)
+def _to_basis(mats, src, m, dst):
+    """dst = U^T src for the first m points of a block (d, BLOCK) where one eigenbasis U = mats[0] is shared
+    (mats (1, d, d)), each sum over j = 0, 1, ... in order; otherwise a copy (identity basis, or own bases whose
+    component scores are in the original coordinates)."""
+    d = src.shape[0]
+    if mats.shape[0] == 1:
+        for i in range(d):
+            for p in range(m):
+                dst[i, p] = 0.0
+            for j in range(d):
+                a = mats[0, j, i]
+                for p in range(m):
+                    dst[i, p] += a * src[j, p]
+    else:
+        for i in range(d):
+            for p in range(m):
+                dst[i, p] = src[i, p]
+
+
+@nb.njit(inline='always', **_JIT)
 def _block_score(lk, gk, m, s):
     """s[i, p] = sum_k lk[k, p] gk[k, i, p] (over k = 0, 1, ...) for the first m points of a block: the score in the
     components' coordinates from the weights lk (K, BLOCK) and component scores gk (K, d, BLOCK)."""
@@ -483,18 +503,7 @@ def _denoise(Y, m, two_sinh, scale, inv_s, mrot, logc, mats, x, z, lk, gk, tmp, 
                     q[p] += z[i, p] * tmp[i, p]
             _logit_row(lk, k, logc[k], q, lmax, m)
     else:
-        if G == 1:  # one shared eigenbasis U: rotated coordinates z = U^T x
-            for i in range(d):
-                for p in range(m):
-                    z[i, p] = 0.0
-                for j in range(d):
-                    a = mats[0, j, i]
-                    for p in range(m):
-                        z[i, p] += a * x[j, p]
-        else:
-            for i in range(d):
-                for p in range(m):
-                    z[i, p] = x[i, p]
+        _to_basis(mats, x, m, z)  # rotated coordinates z = U^T x where one eigenbasis U is shared
         for k in range(K):
             for p in range(m):
                 q[p] = 0.0
@@ -558,18 +567,7 @@ def _denoise_vjp_terms(lk, gk, v, m, sigma, scale, inv_s, mats, tmp, out, vr, Jv
     G = mats.shape[0]
     e = scale
     # v in the coordinates of gk (rotated for G = 1)
-    if G == 1:
-        for i in range(d):
-            for p in range(m):
-                vr[i, p] = 0.0
-            for j in range(d):
-                a = mats[0, j, i]
-                for p in range(m):
-                    vr[i, p] += a * v[j, p]
-    else:
-        for i in range(d):
-            for p in range(m):
-                vr[i, p] = v[i, p]
+    _to_basis(mats, v, m, vr)
     # s in the same coordinates (tmp), |g_k|^2 - tr C_k^{-1} (qt), mm = sum_k w_k dl_k
     _block_score(lk, gk, m, tmp)
     e2 = e * e
