@@ -275,8 +275,6 @@ def league(studies: list) -> dict:
     smallest geometric mean other than the optimum, and ``mixtures`` = M; ``budget`` (:func:`budget`): at each
     number of model evaluations, every solver's optimal grid and best closed form against each other.
     """
-    from scipy.special import stdtrit  # the Student t quantile, without importing scipy.stats
-
     out = {"mixtures": [s["mixture"] for s in studies], "within_factor": WITHIN, "table": {}}
     names = studies[0]["grids"]
     for solver in studies[0]["solvers"]:
@@ -290,13 +288,8 @@ def league(studies: list) -> dict:
                     err = {(r["grid"], r["solver"], r["steps"]): r["rel_mse"] for r in s["rows"]}
                     logs.append(np.log(err[g, solver, N] / err[OPTIMAL, solver, N]))
                 logs = np.array(logs)
-                m = float(logs.mean())
-                if logs.size > 1:
-                    h = float(stdtrit(logs.size - 1, 0.975) * logs.std(ddof=1) / np.sqrt(logs.size))
-                    ci = [float(np.exp(m - h)), float(np.exp(m + h))]
-                else:
-                    ci = None
-                cell[g] = {"geo_mean": float(np.exp(m)), "ci": ci,
+                gm, ci = _geo(logs)
+                cell[g] = {"geo_mean": gm, "ci": ci,
                            "within": float(np.mean(logs <= np.log(WITHIN))), "max": float(np.exp(logs.max()))}
             base = [g for g in names if g != OPTIMAL]
             out["table"][solver][N] = {"grids": cell, "best_baseline": min(base, key=lambda g: cell[g]["geo_mean"])}
