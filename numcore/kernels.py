@@ -751,7 +751,7 @@ def _run_program_serial(y, ev, cx, cd, tab, two_sinh, scale, inv_s, mrot, logc, 
                        mats)
 
 
-KEEP_TERMS = 2**22  # numbers per chunk up to which the reverse pass keeps the forward's weights (else recomputes)
+KEEP_TERMS = 2**22  # numbers per block up to which the reverse pass keeps the forward's weights (else recomputes)
 
 
 @nb.njit(**_JIT)
